@@ -1,0 +1,90 @@
+"""The ``betavae`` command: one short function per command — parse, call the library, print.
+
+User mistakes (:class:`~betavae.errors.BetaVAEError` and usage errors) are printed as one
+line on stderr with a non-zero exit code; anything else is a bug and keeps its trace-back.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from betavae.errors import BetaVAEError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="betavae")
+def app() -> None:
+    """Learn and measure disentangled representations with the β-VAE."""
+
+
+@app.command()
+@click.option("--dataset", help="shapes | dsprites | mnist  [default: shapes]")
+@click.option("--arch", help="conv28 | conv64 | burgess64  [default: by image size]")
+@click.option("--latent", "latent_dim", type=int, help="latent size M  [default: 10]")
+@click.option("--beta", type=float, help="raw β  [default: 4]")
+@click.option("--beta-norm", type=float, help="normalised β = β·M/N (N pixels)")
+@click.option("--recon", help="bernoulli | gaussian  [default: bernoulli]")
+@click.option("--steps", type=int, help="optimiser steps  [default: 5000]")
+@click.option("--batch-size", type=int, help="[default: 64]")
+@click.option("--lr", type=float, help="Adam learning rate  [default: 5e-4]")
+@click.option("--seed", type=int, help="[default: 0]")
+@click.option("--out", help="run folder  [default: runs/<dataset>-<arch>-z<M>-b<β>-s<seed>]")
+@click.option("--device", help="auto | cpu | cuda | mps  [default: auto]")
+@click.option("--checkpoint-every", type=int, help="steps between checkpoints  [default: 1000]")
+@click.option("--log-every", type=int, help="steps between log entries  [default: 50]")
+@click.option("--data-dir", help="where dataset files are (MNIST); also $BETAVAE_DATA_DIR")
+@click.option("--test-size", type=int, help="held-out images of a synthetic set")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file with the same keys; flags override it")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
+@click.option("--progress/--no-progress", default=None, help="progress bar  [default: on a terminal]")
+def train(config_file: str | None, resume: bool, progress: bool | None, **flags: object) -> None:
+    """Train a β-VAE and write a run folder: config, checkpoint, logs, metrics, reconstructions."""
+    from betavae.config import TrainConfig, load_config
+    from betavae.runs import RunDir
+    from betavae.train import train as run_training
+
+    if config_file is not None:
+        base = load_config(config_file)
+    elif resume:
+        if flags["out"] is None:
+            raise BetaVAEError("--resume needs --out: the run folder to continue")
+        base = RunDir(str(flags["out"])).read_config()
+    else:
+        base = TrainConfig()
+    if flags["beta"] is not None or flags["beta_norm"] is not None:
+        base.beta = base.beta_norm = None  # a β flag replaces whichever form the file gave
+    result = run_training(base.merged(flags), resume=resume, progress=progress)
+    test = result.test
+    click.echo(f"trained {result.steps} steps; held-out loss {test['loss']:.2f} "
+               f"(reconstruction {test['recon']:.2f}, KL {test['kl']:.2f})")
+    click.echo(f"run folder:      {result.run.path}")
+    click.echo(f"checkpoint:      {result.run.checkpoint_path}")
+    click.echo(f"reconstructions: {result.run.path / 'reconstructions.png'}")
+    click.echo(f"curves:          tensorboard --logdir {result.run.tensorboard_dir}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``betavae`` script."""
+    try:
+        code = app.main(args=argv, prog_name="betavae", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:
+        print(error.format_message(), file=sys.stderr)
+        sys.exit(2)
+    except click.UsageError as error:
+        where = error.ctx.command_path if error.ctx else "betavae"
+        message = " ".join(error.format_message().split())
+        print(f"{where}: error: {message} (see '{where} --help')", file=sys.stderr)
+        sys.exit(2)
+    except click.Abort:
+        print("betavae: aborted", file=sys.stderr)
+        sys.exit(130)
+    except BetaVAEError as error:
+        print(f"betavae: error: {error}", file=sys.stderr)
+        sys.exit(getattr(error, "exit_code", 1))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

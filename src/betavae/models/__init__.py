@@ -1,0 +1,41 @@
+"""Architectures by name: ``build("conv64", latent_dim=10, image_shape=(1, 64, 64))``.
+
+Each entry is a function ``(in_channels, latent_dim) -> (encoder, decoder)`` and the
+square image size it is made for; adding an architecture is adding one line here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from torch import nn
+
+from betavae.models import conv28, conv64
+from betavae.models.vae import BetaVAE, VAEOutput
+
+
+class Architecture(NamedTuple):
+    build: Callable[[int, int], tuple[nn.Module, nn.Module]]
+    image_size: int
+    summary: str
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "conv28": Architecture(conv28.build, conv28.IMAGE_SIZE, "report's conv + max-pool net for 28×28"),
+    "conv64": Architecture(conv64.build_conv64, conv64.IMAGE_SIZE, "Locatello et al. 2019, 64×64"),
+    "burgess64": Architecture(conv64.build_burgess64, conv64.IMAGE_SIZE, "Burgess et al. 2018, 64×64"),
+}
+
+
+def default_arch(image_size: int) -> str:
+    """The architecture a dataset of this image size trains with unless told otherwise."""
+    return {28: "conv28", 64: "conv64"}.get(image_size, "conv64")
+
+
+def build(arch: str, latent_dim: int, image_shape: tuple[int, int, int]) -> BetaVAE:
+    """A :class:`BetaVAE` of architecture ``arch``; see :data:`ARCHITECTURES`."""
+    return BetaVAE(arch, latent_dim, image_shape)
+
+
+__all__ = ["ARCHITECTURES", "Architecture", "BetaVAE", "VAEOutput", "build", "default_arch"]

@@ -1,0 +1,58 @@
+"""The 64×64 architectures of the large disentanglement studies.
+
+``conv64`` is the encoder/decoder of Locatello et al. (2019, "Challenging common
+assumptions…", Table 1), used by disentanglement_lib: four 4×4 stride-2 convolutions
+with 32, 32, 64, 64 channels, FC 256, FC 2M; the decoder mirrors it with transposed
+convolutions. ``burgess64`` is Burgess et al. (2018, "Understanding disentangling in
+β-VAE", Appendix A.1): four 4×4 stride-2 convolutions of 32 channels, FC 256, FC 256,
+FC 2M, mirrored — the one most PyTorch toolkits ship, so our numbers compare with theirs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+IMAGE_SIZE = 64
+_FEATURE_SIZE = IMAGE_SIZE // 16  # four stride-2 convolutions
+
+
+def _build(in_channels: int, latent_dim: int, channels: Sequence[int], hidden: Sequence[int]) -> tuple[nn.Module, nn.Module]:
+    conv: list[nn.Module] = []
+    previous = in_channels
+    for width in channels:
+        conv += [nn.Conv2d(previous, width, 4, stride=2, padding=1), nn.ReLU()]
+        previous = width
+    flat = channels[-1] * _FEATURE_SIZE * _FEATURE_SIZE
+
+    dense: list[nn.Module] = []
+    previous = flat
+    for width in hidden:
+        dense += [nn.Linear(previous, width), nn.ReLU()]
+        previous = width
+    encoder = nn.Sequential(*conv, nn.Flatten(), *dense, nn.Linear(previous, 2 * latent_dim))
+
+    decoder_dense: list[nn.Module] = []
+    previous = latent_dim
+    for width in [*reversed(hidden), flat]:
+        decoder_dense += [nn.Linear(previous, width), nn.ReLU()]
+        previous = width
+    deconv: list[nn.Module] = []
+    widths = [*reversed(channels), in_channels]
+    for index, (wide, narrow) in enumerate(zip(widths[:-1], widths[1:])):
+        deconv.append(nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1))
+        if index < len(widths) - 2:
+            deconv.append(nn.ReLU())
+    decoder = nn.Sequential(*decoder_dense, nn.Unflatten(1, (channels[-1], _FEATURE_SIZE, _FEATURE_SIZE)), *deconv)
+    return encoder, decoder
+
+
+def build_conv64(in_channels: int, latent_dim: int) -> tuple[nn.Module, nn.Module]:
+    """Locatello et al.'s architecture: channels 32, 32, 64, 64; FC 256."""
+    return _build(in_channels, latent_dim, channels=(32, 32, 64, 64), hidden=(256,))
+
+
+def build_burgess64(in_channels: int, latent_dim: int) -> tuple[nn.Module, nn.Module]:
+    """Burgess et al.'s architecture: channels 32 ×4; FC 256, FC 256."""
+    return _build(in_channels, latent_dim, channels=(32, 32, 32, 32), hidden=(256, 256))

@@ -1,0 +1,51 @@
+"""Where training curves go: a JSON-lines file and TensorBoard, with the same scalars.
+
+The JSON-lines file is for scripts (one object per logged step); TensorBoard is for
+people. On resume, entries past the checkpoint's step are dropped from both, so a
+resumed run's curves are exactly those of a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+
+class TrainingLog:
+    def __init__(self, jsonl_path: Path, tensorboard_dir: Path | None, resume_step: int = 0) -> None:
+        self.jsonl_path = jsonl_path
+        self._drop_entries_after(resume_step)
+        self._jsonl = jsonl_path.open("a", encoding="utf-8")
+        self._writer = None
+        if tensorboard_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(tensorboard_dir), purge_step=resume_step if resume_step else None)
+
+    def _drop_entries_after(self, step: int) -> None:
+        if not self.jsonl_path.exists():
+            return
+        kept = [line for line in self.jsonl_path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        self.jsonl_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def log(self, step: int, values: dict[str, Any]) -> None:
+        self._jsonl.write(json.dumps({"step": step, **values}) + "\n")
+        self._jsonl.flush()
+        if self._writer is not None:
+            for name, value in values.items():
+                if isinstance(value, (int, float)):
+                    self._writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        self._jsonl.close()
+        if self._writer is not None:
+            self._writer.close()
+
+    def __enter__(self) -> TrainingLog:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,138 @@
+"""The training loop: learning, checkpoints, resume, divergence, determinism."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from betavae.config import TrainConfig
+from betavae.errors import BetaVAEError
+from betavae.runs import RunDir, load_model
+from betavae.train import BatchOrder, TrainingDiverged, train
+
+
+def small_config(out, **changes) -> TrainConfig:
+    settings = dict(dataset="shapes", arch="conv28", latent_dim=4, beta=1.0, steps=30, batch_size=16,
+                    checkpoint_every=10, log_every=5, test_size=200, seed=0, out=str(out), device="cpu")
+    settings.update(changes)
+    if "beta_norm" in changes:
+        settings.pop("beta")
+    return TrainConfig(**settings)
+
+
+def weights(run_dir) -> dict[str, torch.Tensor]:
+    return RunDir(run_dir).load_checkpoint()["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_loss_falls_when_training_on_shapes(tmp_path):
+    result = train(small_config(tmp_path / "run", steps=300, batch_size=32, log_every=25, lr=1e-3), progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == list(range(25, 301, 25))
+    assert log[-1]["loss"] < 0.6 * log[0]["loss"]
+    assert result.test["loss"] < log[0]["loss"]
+    assert len(result.test["kl_per_dim"]) == 4
+    assert result.test["kl"] == pytest.approx(sum(result.test["kl_per_dim"]), rel=1e-6)
+
+
+def test_run_folder_holds_config_checkpoint_metrics_logs_and_figure(tmp_path):
+    train(small_config(tmp_path / "run", beta_norm=0.01), progress=False)
+    run = RunDir(tmp_path / "run")
+    config = run.read_config()
+    assert config.beta_norm == 0.01 and config.beta is None
+    derived = __import__("tomllib").loads(run.config_path.read_text())["derived"]
+    assert derived["beta"] == pytest.approx(0.01 * 784 / 4)
+    metrics = run.read_metrics()
+    assert set(metrics["test"]) >= {"loss", "recon", "kl", "kl_per_dim"}
+    assert metrics["train"]["beta_norm"] == 0.01
+    assert run.load_checkpoint()["step"] == 30
+    assert (run.path / "reconstructions.png").stat().st_size > 0
+    assert any(run.tensorboard_dir.iterdir())
+    model = load_model(run.path)
+    assert model.latent_dim == 4 and not model.training
+
+
+def test_same_seed_same_config_gives_identical_numbers(tmp_path):
+    first = train(small_config(tmp_path / "a"), progress=False)
+    second = train(small_config(tmp_path / "b"), progress=False)
+    assert first.test == second.test
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    third = train(small_config(tmp_path / "c", seed=1), progress=False)
+    assert third.test["loss"] != first.test["loss"]
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    train(small_config(tmp_path / "whole", steps=40), progress=False)
+    train(small_config(tmp_path / "parts", steps=20), progress=False)
+    train(small_config(tmp_path / "parts", steps=40), resume=True, progress=False)
+    assert_same_weights(weights(tmp_path / "whole"), weights(tmp_path / "parts"))
+    log = [json.loads(line)["step"] for line in (tmp_path / "parts" / "log.jsonl").read_text().splitlines()]
+    assert log == list(range(5, 41, 5))
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_ends_with_the_same_weights(tmp_path):
+    steps = 400
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "betavae.cli", "train", "--dataset", "shapes", "--arch", "conv28",
+               "--latent", "4", "--beta", "1", "--steps", str(steps), "--batch-size", "16", "--test-size", "200",
+               "--checkpoint-every", "1000", "--log-every", "5", "--device", "cpu", "--no-progress", "--out", str(run_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = run_dir / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and log.read_text().count("\n") >= 4):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted at step" in stderr and "--resume" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    stopped_at = RunDir(run_dir).load_checkpoint()["step"]
+    assert 20 <= stopped_at < steps
+
+    config = small_config(tmp_path / "x", steps=steps, checkpoint_every=1000)
+    train(config, progress=False)  # uninterrupted reference in tmp_path / "x"
+    resumed = RunDir(run_dir).read_config().merged({})
+    train(resumed, resume=True, progress=False)
+    assert_same_weights(weights(tmp_path / "x"), weights(run_dir))
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = small_config(tmp_path / "run", lr=1e4, recon="gaussian", steps=200, checkpoint_every=1, log_every=1)
+    with pytest.raises(TrainingDiverged, match="NaN or infinite between steps .* last good checkpoint is kept"):
+        train(config, progress=False)
+    checkpoint = RunDir(tmp_path / "run").load_checkpoint()
+    assert 1 <= checkpoint["step"] < 200
+    assert all(torch.isfinite(t).all() for t in checkpoint["model"].values())
+
+
+def test_resume_refuses_a_changed_experiment(tmp_path):
+    train(small_config(tmp_path / "run", steps=10), progress=False)
+    with pytest.raises(BetaVAEError, match="cannot resume .* with different lr"):
+        train(small_config(tmp_path / "run", steps=20, lr=0.1), resume=True, progress=False)
+    with pytest.raises(BetaVAEError, match="already holds a run; pass --resume"):
+        train(small_config(tmp_path / "run", steps=20), progress=False)
+    with pytest.raises(BetaVAEError, match="nothing to resume"):
+        train(small_config(tmp_path / "empty"), resume=True, progress=False)
+
+
+def test_batch_order_depends_only_on_seed_and_step():
+    order = BatchOrder(100, 16, seed=3)
+    seen = torch.cat([order.positions(step) for step in range(6)])
+    assert sorted(seen.tolist()) == sorted(set(seen.tolist()))  # one epoch: no repeats
+    fresh = BatchOrder(100, 16, seed=3)
+    assert torch.equal(fresh.positions(13), order.positions(13))
+    assert not torch.equal(BatchOrder(100, 16, seed=4).positions(0), order.positions(0))
+    with pytest.raises(BetaVAEError, match="larger than the training set"):
+        BatchOrder(10, 16, seed=0)
