@@ -14,7 +14,7 @@ TORCH_PIP_ARGS ?=
 export BETAVAE_MNIST_DIR ?= $(abspath ../shared/data/mnist)
 
 RUN_DIR ?= runs/quickstart-shapes
-RUN_FLAGS ?= --dataset shapes --arch conv28 --latent 10 --beta 4 --steps 3000 --checkpoint-every 500
+RUN_FLAGS ?= --dataset shapes --arch conv28 --latent 10 --beta 4 --steps 2000 --checkpoint-every 500
 
 .PHONY: run test install bench clean
 

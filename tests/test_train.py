@@ -40,6 +40,8 @@ def test_loss_falls_when_training_on_shapes(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log] == list(range(25, 301, 25))
     assert log[-1]["loss"] < 0.6 * log[0]["loss"]
+    assert len(log[-1]["kl_per_dim"]) == 4
+    assert sum(log[-1]["kl_per_dim"]) == pytest.approx(log[-1]["kl"], rel=1e-4)
     assert result.test["loss"] < log[0]["loss"]
     assert len(result.test["kl_per_dim"]) == 4
     assert result.test["kl"] == pytest.approx(sum(result.test["kl_per_dim"]), rel=1e-6)

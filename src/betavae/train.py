@@ -142,6 +142,7 @@ class _Window:
 
     def _reset(self, step: int) -> None:
         self.sums = torch.zeros(3, device=self.device)
+        self.kl_per_dim = 0.0
         self.steps = 0
         self.images = 0
         self.first_step = step
@@ -149,6 +150,7 @@ class _Window:
 
     def add(self, terms, batch_size: int) -> None:
         self.sums += torch.stack([terms.loss.detach(), terms.recon.detach(), terms.kl.detach()])
+        self.kl_per_dim = self.kl_per_dim + terms.kl_per_dim.detach()
         self.steps += 1
         self.images += batch_size
 
@@ -164,8 +166,9 @@ class _Window:
         loss, recon, kl = self.check_finite(step)
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         count = max(self.steps, 1)
+        kl_per_dim = (self.kl_per_dim / count).tolist() if self.steps else []
         values = {"loss": loss / count, "recon": recon / count, "kl": kl / count,
-                  "images_per_s": self.images / elapsed}
+                  "images_per_s": self.images / elapsed, "kl_per_dim": kl_per_dim}
         self._reset(step)
         return values
 

@@ -38,6 +38,9 @@ class TrainingLog:
             for name, value in values.items():
                 if isinstance(value, (int, float)):
                     self._writer.add_scalar(name, value, step)
+                elif isinstance(value, list):  # one curve per entry: KL of each latent dimension
+                    for index, item in enumerate(value):
+                        self._writer.add_scalar(f"{name}/{index}", item, step)
 
     def close(self) -> None:
         self._jsonl.close()

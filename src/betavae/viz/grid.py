@@ -23,6 +23,16 @@ def to_uint8_images(images: torch.Tensor) -> np.ndarray:
     return images.cpu().permute(0, 2, 3, 1).numpy()
 
 
+def label_font(size: int = 11) -> ImageFont.ImageFont:
+    """DejaVu Sans from matplotlib's own files: it has the Greek letters (β) PIL's default font lacks."""
+    from matplotlib import font_manager
+
+    try:
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+    except OSError:  # pragma: no cover - matplotlib always ships DejaVu Sans
+        return ImageFont.load_default()
+
+
 def column_grid(columns: Sequence[torch.Tensor], titles: Sequence[str], scale: int = 4, gap: int = 2) -> Image.Image:
     """A grid whose column ``j`` shows the images ``columns[j]`` top to bottom under ``titles[j]``."""
     if len(columns) != len(titles):
@@ -30,9 +40,9 @@ def column_grid(columns: Sequence[torch.Tensor], titles: Sequence[str], scale: i
     arrays = [to_uint8_images(column) for column in columns]
     rows, height, width, channels = arrays[0].shape
     cell_h, cell_w = height * scale, width * scale
-    font = ImageFont.load_default()
+    font = label_font()
     title_lines = max(title.count("\n") + 1 for title in titles)
-    header = 4 + 12 * title_lines
+    header = 4 + 14 * title_lines
     canvas_w = len(arrays) * (cell_w + gap) + gap
     canvas = Image.new("RGB", (canvas_w, header + rows * (cell_h + gap) + gap), "white")
     draw = ImageDraw.Draw(canvas)

@@ -12,12 +12,16 @@ from betavae.models import BetaVAE
 from betavae.viz.grid import column_grid, save_png
 
 
-def reconstruction_figure(split: ImageSplit, models: Sequence[BetaVAE], titles: Sequence[str], path: Path, n: int = 8) -> Path:
-    """First column: the first ``n`` images of ``split``; column ``j + 1``: ``models[j]``'s reconstructions.
+def reconstruction_figure(split: ImageSplit, models: Sequence[BetaVAE], titles: Sequence[str], path: Path,
+                          n: int = 8, seed: int = 0) -> Path:
+    """First column: ``n`` images of ``split``; column ``j + 1``: ``models[j]``'s reconstructions.
 
-    Reconstructions decode the posterior mean μ, the deterministic summary of each input.
+    The images are drawn at random with ``seed`` (the same for every run, so figures of
+    different runs show the same inputs); the first ``n`` of a sorted synthetic split
+    would all share one shape. Reconstructions decode the posterior mean μ, the
+    deterministic summary of each input.
     """
-    positions = torch.arange(min(n, len(split)))
+    positions = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
     inputs = split.images(positions)
     columns = [inputs]
     for model in models:
