@@ -138,3 +138,11 @@ def test_batch_order_depends_only_on_seed_and_step():
     assert not torch.equal(BatchOrder(100, 16, seed=4).positions(0), order.positions(0))
     with pytest.raises(BetaVAEError, match="larger than the training set"):
         BatchOrder(10, 16, seed=0)
+
+
+def test_training_on_real_mnist_evaluates_on_its_official_test_set(tmp_path, mnist_dir):
+    result = train(small_config(tmp_path / "mnist", dataset="mnist", data_dir=str(mnist_dir), test_size=None,
+                                steps=20, recon="gaussian"), progress=False)
+    assert result.test["num_images"] == 10_000
+    derived = RunDir(tmp_path / "mnist").load_checkpoint()["derived"]
+    assert (derived["num_train"], derived["num_pixels"]) == (60_000, 784)
