@@ -15,6 +15,8 @@ from betavae.data import FactorSplit, load
 from betavae.data.dsprites import DSpritesDataset, load_dsprites, procedural_values, read_npz
 from betavae.errors import BetaVAEError
 
+from imagestats import centroid, factor_grid
+
 COUNT = 3 * 6 * 40 * 32 * 32
 SQUARE, ELLIPSE, HEART = 0, 1, 2
 # Shape areas in local units (render.py): square 2×2, ellipse π·√2·√2/2, heart by integration.
@@ -27,23 +29,11 @@ def dsprites() -> DSpritesDataset:
 
 
 def pose_grid(**fixed: int) -> np.ndarray:
-    """Every factor vector with the named factors fixed and the others free."""
-    names = ("shape", "scale", "orientation", "pos_x", "pos_y")
-    sizes = (3, 6, 40, 32, 32)
-    axes = [np.array([fixed[n]]) if n in fixed else np.arange(s) for n, s in zip(names, sizes)]
-    return np.stack([a.ravel() for a in np.meshgrid(*axes, indexing="ij")], axis=1)
+    return factor_grid(("shape", "scale", "orientation", "pos_x", "pos_y"), (3, 6, 40, 32, 32), **fixed)
 
 
 def area(images: np.ndarray) -> np.ndarray:
     return (images[:, 0] > 0).sum(axis=(1, 2))
-
-
-def centroid(images: np.ndarray) -> np.ndarray:
-    """(n, 2) foreground centroid as (column, row) in pixel-index coordinates."""
-    weights = images[:, 0].astype(np.float64)
-    rows, cols = np.indices(weights.shape[1:])
-    total = weights.sum(axis=(1, 2))
-    return np.stack([(weights * cols).sum(axis=(1, 2)) / total, (weights * rows).sum(axis=(1, 2)) / total], axis=1)
 
 
 # --- the layout -------------------------------------------------------------------------

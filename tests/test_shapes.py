@@ -15,6 +15,8 @@ from betavae.data.render import SHAPES, SPRITE_RADIUS, rasterize
 from betavae.data.shapes import ShapesDataset, load_shapes
 from betavae.errors import BetaVAEError
 
+from imagestats import centroid, factor_grid
+
 SQUARE, ELLIPSE, TRIANGLE = 0, 1, 2
 LOCAL_AREA = {"square": 4.0, "ellipse": math.pi, "triangle": 1.5 * math.sqrt(3), "heart": 3.662}
 SIZES = (3, 5, 12, 12, 12)
@@ -26,23 +28,12 @@ def shapes() -> ShapesDataset:
 
 
 def pose_grid(**fixed: int) -> np.ndarray:
-    """Every factor vector with the named factors fixed and the others free."""
-    names = ("shape", "scale", "rotation", "pos_x", "pos_y")
-    axes = [np.array([fixed[n]]) if n in fixed else np.arange(s) for n, s in zip(names, SIZES)]
-    return np.stack([a.ravel() for a in np.meshgrid(*axes, indexing="ij")], axis=1)
+    return factor_grid(("shape", "scale", "rotation", "pos_x", "pos_y"), SIZES, **fixed)
 
 
 def area(images: np.ndarray) -> np.ndarray:
     """Covered area in pixels: anti-aliased pixels count by their coverage."""
     return images[:, 0].astype(np.float64).sum(axis=(1, 2)) / 255
-
-
-def centroid(images: np.ndarray) -> np.ndarray:
-    """(n, 2) intensity centroid as (column, row) in pixel-index coordinates."""
-    weights = images[:, 0].astype(np.float64)
-    rows, cols = np.indices(weights.shape[1:])
-    total = weights.sum(axis=(1, 2))
-    return np.stack([(weights * cols).sum(axis=(1, 2)) / total, (weights * rows).sum(axis=(1, 2)) / total], axis=1)
 
 
 # --- the set -----------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """The training loop: learning, checkpoints, resume, divergence, determinism."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

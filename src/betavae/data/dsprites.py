@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from betavae.data.render import SpriteDataset
+from betavae.data.sprites import SpriteDataset
 from betavae.errors import BetaVAEError
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")

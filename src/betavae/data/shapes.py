@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from betavae.data.render import SpriteDataset
+from betavae.data.sprites import SpriteDataset
 
 
 def shapes_values() -> tuple[np.ndarray, ...]:

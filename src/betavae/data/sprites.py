@@ -1,0 +1,117 @@
+"""The factor dataset of one sprite per image, on which dSprites and Shapes are built."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from betavae.data.base import FactorDataset, FactorSplit, split_indices
+from betavae.data.render import SPRITE_RADIUS, rasterize
+from betavae.errors import BetaVAEError
+
+
+class SpriteDataset(FactorDataset):
+    """A factor dataset of one sprite per image, factors ``(shape, scale, rotation, x, y)`` in that order.
+
+    dSprites and Shapes differ only in their constants, so both are this class with
+    different class attributes: ``name``, ``factor_names``, ``shape_names``,
+    ``image_size``, ``supersample`` and ``sprite_size`` (the length of one local unit at
+    scale value 1, as a fraction of the image side). Factor *values* come in per instance.
+
+    Positions 0..1 map onto the centre range that keeps the largest sprite, in any
+    rotation, at least one pixel away from every edge: no sprite is ever clipped, and
+    the outermost ring of pixels is always black.
+
+    Images are rendered on demand, or once into a ``uint8`` array when ``in_memory``
+    (or when ``images`` are given, e.g. read from a file), after which every request is a
+    lookup. No float copy of the whole set is ever made.
+    """
+
+    shape_names: tuple[str, ...]
+    image_size: int
+    supersample: int
+    sprite_size: float
+
+    def __init__(
+        self,
+        values: Sequence[np.ndarray],
+        test_size: int,
+        seed: int,
+        in_memory: bool = False,
+        images: np.ndarray | None = None,
+    ) -> None:
+        self._values = tuple(np.asarray(v, dtype=np.float64) for v in values)
+        self.factor_sizes = tuple(len(v) for v in self._values)
+        self.image_shape = (1, self.image_size, self.image_size)
+        if images is not None and images.shape != (len(self), *self.image_shape):
+            raise ValueError(f"expected images of shape {(len(self), *self.image_shape)}, got {images.shape}")
+        self._images = images
+        if in_memory and images is None:
+            self._images = self._render_all()
+        try:
+            train, test = split_indices(len(self), test_size, seed)
+        except ValueError as error:
+            raise BetaVAEError(f"{self.name}: {error} (the set has {len(self)} images)") from None
+        self.train = FactorSplit(self, train)
+        self.test = FactorSplit(self, test)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether images are looked up in an array rather than rendered per request."""
+        return self._images is not None
+
+    @property
+    def margin(self) -> float:
+        """How far (fraction of the side) the centre range stays from each edge."""
+        largest = float(self._values[1].max()) * self.sprite_size * SPRITE_RADIUS
+        return largest + 1.0 / self.image_size
+
+    def factor_values(self, factor: int | str) -> np.ndarray:
+        return self._values[self.factor_index(factor)].copy()
+
+    def sprite_parameters(self, factors: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Factor-index vectors → the :func:`rasterize` arguments ``(shape_ids, scale, angle, x, y)``."""
+        factors = self._checked(factors)
+        shape_ids, scale, angle, pos_x, pos_y = (factors[:, k] for k in range(5))
+        span = 1.0 - 2.0 * self.margin
+        return (
+            shape_ids,
+            self._values[1][scale] * self.sprite_size,
+            self._values[2][angle],
+            self.margin + self._values[3][pos_x] * span,
+            self.margin + self._values[4][pos_y] * span,
+        )
+
+    def render(self, factors: np.ndarray) -> np.ndarray:
+        if self._images is not None:
+            return self._images[self.factors_to_index(self._checked(factors))]
+        return rasterize(*self.sprite_parameters(factors), shapes=self.shape_names,
+                         size=self.image_size, supersample=self.supersample)
+
+    def images_at(self, index: np.ndarray) -> np.ndarray:
+        if self._images is None:
+            return super().images_at(index)
+        index = np.asarray(index, dtype=np.int64)
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"index out of range for {self.name} with {len(self)} images")
+        return self._images[index]
+
+    def _checked(self, factors: np.ndarray) -> np.ndarray:
+        factors = np.asarray(factors, dtype=np.int64)
+        if factors.ndim != 2 or factors.shape[1] != self.num_factors:
+            raise ValueError(f"expected factor indices of shape (n, {self.num_factors}), got {factors.shape}")
+        if ((factors < 0) | (factors >= np.asarray(self.factor_sizes))).any():
+            raise IndexError(f"factor indices out of range for {self.name} with factor sizes {self.factor_sizes}")
+        return factors
+
+    def _render_all(self, chunk: int = 16_384) -> np.ndarray:
+        """Every image in index order, rendered chunk by chunk into one ``uint8`` array."""
+        images = np.empty((len(self), *self.image_shape), dtype=np.uint8)
+        with tqdm(total=len(self), desc=f"rendering {self.name}", unit="img", delay=1.0) as progress:
+            for start in range(0, len(self), chunk):
+                stop = min(start + chunk, len(self))
+                images[start:stop] = self.render(self.index_to_factors(np.arange(start, stop)))
+                progress.update(stop - start)
+        return images
