@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         message = " ".join(error.format_message().split())
         print(f"{where}: error: {message} (see '{where} --help')", file=sys.stderr)
         sys.exit(2)
-    except click.Abort:
-        print("betavae: aborted", file=sys.stderr)
+    except (click.Abort, KeyboardInterrupt):  # outside the training loop, which saves and exits by itself
+        print("betavae: interrupted", file=sys.stderr)
         sys.exit(130)
     except BetaVAEError as error:
         print(f"betavae: error: {error}", file=sys.stderr)

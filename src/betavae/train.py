@@ -12,6 +12,7 @@ resumed ends with the same weights as one that never stopped (on the same machin
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,7 +245,9 @@ def _prepare_run_dir(run: RunDir, config: TrainConfig, derived: dict[str, Any], 
             raise BetaVAEError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(config, derived)
+        # Curves of an earlier attempt that died before its first checkpoint would mix with ours.
         run.log_path.unlink(missing_ok=True)
+        shutil.rmtree(run.tensorboard_dir, ignore_errors=True)
         return 0
     if not run.has_checkpoint():
         raise BetaVAEError(f"nothing to resume: {run.path} has no checkpoint")
