@@ -7,6 +7,7 @@ line on stderr with a non-zero exit code; anything else is a bug and keeps its t
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -63,6 +64,53 @@ def train(config_file: str | None, resume: bool, progress: bool | None, **flags:
     click.echo(f"checkpoint:      {result.run.checkpoint_path}")
     click.echo(f"reconstructions: {result.run.path / 'reconstructions.png'}")
     click.echo(f"curves:          tensorboard --logdir {result.run.tensorboard_dir}")
+
+
+@app.command()
+@click.argument("run_dir", required=False)
+@click.option("--metrics", "metric_names", default="all", show_default=True,
+              help="comma-separated: beta_vae, factor_vae, mig, dci, sap, or all")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--n-train", type=int, help="training points of every metric  [default: each metric's own]")
+@click.option("--n-eval", type=int, help="evaluation points of every metric  [default: each metric's own]")
+@click.option("--baseline", help="score a baseline instead of a run: pca | ica | pixels | factors | untrained")
+@click.option("--dataset", help="the dataset of a --baseline: shapes | dsprites")
+@click.option("--latent", "latent_dim", type=int, default=10, show_default=True, help="code size of pca, ica, untrained")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of a table")
+def evaluate(run_dir: str | None, metric_names: str, seed: int, n_train: int | None, n_eval: int | None,
+             baseline: str | None, dataset: str | None, latent_dim: int, device: str, as_json: bool) -> None:
+    """Score disentanglement of RUN_DIR's model (written to its metrics.json), or of a --baseline."""
+    import json
+
+    from betavae.evaluation import evaluate_baseline, evaluate_run, parse_metric_names
+
+    names = parse_metric_names(metric_names)
+    sizes = {"n_train": n_train, "n_eval": n_eval}
+
+    def report(name: str, values: dict[str, float], seconds: float) -> None:
+        click.echo(f"{name}: done in {seconds:.1f} s", err=True)
+
+    if baseline is not None:
+        if run_dir is not None or dataset is None:
+            raise BetaVAEError("--baseline takes --dataset and no RUN_DIR, e.g. betavae evaluate --baseline pca --dataset dsprites")
+        results = evaluate_baseline(baseline, dataset, names, seed, sizes, latent_dim, device, report)
+        subject = f"baseline {baseline} on {dataset}"
+    elif run_dir is not None:
+        results = evaluate_run(run_dir, names, seed, sizes, device, report)
+        subject = run_dir
+    else:
+        raise BetaVAEError("give a RUN_DIR to evaluate, or --baseline NAME --dataset NAME")
+    if as_json:
+        click.echo(json.dumps(results))
+        return
+    click.echo(f"disentanglement of {subject} (seed {seed})")
+    width = max(len(f"{name}.{key}") for name, values in results.items() for key in values)
+    for name, values in results.items():
+        for key, value in values.items():
+            click.echo(f"  {f'{name}.{key}':<{width}}  {value:8.4f}")
+    if run_dir is not None:
+        click.echo(f"written to {Path(run_dir) / 'metrics.json'}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,6 +20,15 @@ DATASETS: dict[str, str] = {
     "mnist": "betavae.data.mnist:load_mnist",
 }
 
+# The datasets rendered from known generative factors (they load as FactorDataset).
+WITH_FACTORS = ("dsprites", "shapes")
+
+
+def has_factors(name: str) -> bool:
+    """Whether dataset ``name`` has known generative factors (known without loading it)."""
+    _loader(name)
+    return name in WITH_FACTORS
+
 
 def _loader(name: str):
     if name not in DATASETS:
@@ -43,4 +52,4 @@ def load(name: str, **options: Any) -> ImageDataset:
     return loader(**options)
 
 
-__all__ = ["DATASETS", "FactorDataset", "FactorSplit", "ImageDataset", "ImageSplit", "TensorSplit", "load", "options_of"]
+__all__ = ["DATASETS", "FactorDataset", "FactorSplit", "ImageDataset", "ImageSplit", "TensorSplit", "WITH_FACTORS", "has_factors", "load", "options_of"]

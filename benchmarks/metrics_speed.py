@@ -1,0 +1,88 @@
+"""Time of each disentanglement metric at its default sizes, on dSprites with a conv64 model.
+
+Prints, per metric, the wall time and how it splits between rendering images, encoding
+them with the model (the posterior mean μ), and the rest (fitting classifiers, counting).
+The target is all five metrics in under 5 minutes on a 2-core CPU; the shares say where
+to look when it is missed.
+
+    python benchmarks/metrics_speed.py [--run RUN_DIR] [--metrics all] [--scale 1.0]
+
+Without ``--run`` the model is an untrained conv64 encoder: the same compute as a
+trained one, so the same time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import time
+
+import numpy as np
+import torch
+
+from betavae import data, metrics, models
+from betavae.evaluation import metric_params, parse_metric_names
+from betavae.metrics.representation import model_representation
+from betavae.runs import load_model
+
+
+class Stopwatch:
+    """Wraps a function of a batch and adds up the seconds spent inside it and the batch sizes."""
+
+    def __init__(self, function):
+        self.function = function
+        self.reset()
+
+    def reset(self) -> None:
+        self.seconds, self.items = 0.0, 0
+
+    def __call__(self, batch, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.function(batch, *args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.items += len(batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", help="a trained dSprites run folder (default: untrained conv64)")
+    parser.add_argument("--metrics", default="all")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the default sizes (for a quick look)")
+    args = parser.parse_args()
+
+    dataset = data.load("dsprites")
+    if args.run:
+        model = load_model(args.run)
+    else:
+        torch.manual_seed(0)
+        model = models.build("conv64", 10, dataset.image_shape).eval()
+    render = Stopwatch(dataset.render)
+    dataset.render = render  # the metrics render through the dataset: time it there
+    encode = Stopwatch(model_representation(model))
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; dSprites, conv64, scale {args.scale}")
+    print(f"{'metric':<11} {'seconds':>8} {'render':>7} {'encode':>7} {'rest':>6} {'images':>9} {'img/s enc':>10}")
+    total = 0.0
+    for name in parse_metric_names(args.metrics):
+        function = metrics.get(name)
+        defaults = {p.name: p.default for p in inspect.signature(function).parameters.values()
+                    if p.name.startswith("num_")}
+        sizes = {"n_train": int(defaults.get("num_train", 0) * args.scale) or None,
+                 "n_eval": int(defaults.get("num_eval", defaults.get("num_test", 0)) * args.scale) or None}
+        render.reset()
+        encode.reset()
+        start = time.perf_counter()
+        function(dataset, encode, np.random.default_rng(0), **metric_params(name, sizes))
+        seconds = time.perf_counter() - start
+        total += seconds
+        rest = seconds - render.seconds - encode.seconds
+        rate = encode.items / encode.seconds if encode.seconds else float("nan")
+        print(f"{name:<11} {seconds:>8.1f} {render.seconds / seconds:>7.0%} {encode.seconds / seconds:>7.0%} "
+              f"{rest / seconds:>6.0%} {encode.items:>9,} {rate:>10,.0f}")
+    print(f"{'all':<11} {total:>8.1f} s   (target: under 300 s at scale 1)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Baseline representations, for the β-VAE paper's comparison table (Higgins et al. 2017, Table 1).
+
+A disentanglement score means little alone: the paper compares its models with raw
+pixels, PCA and ICA fitted on the data, and an untrained network; the ground-truth
+factors give the ceiling. Each baseline here is a representation in the sense of
+:mod:`betavae.metrics.representation`, so every metric scores it exactly as it scores a
+trained model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from betavae.data.base import FactorDataset
+from betavae.errors import unknown_choice
+from betavae.metrics.representation import FactorRepresentation, Representation, model_representation
+
+BASELINES = ("pixels", "pca", "ica", "untrained", "factors")
+
+
+def _flatten(images: np.ndarray) -> np.ndarray:
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+def pixels() -> Representation:
+    """Every pixel in [0, 1] as one code dimension."""
+    return _flatten
+
+
+def _fitting_images(dataset: FactorDataset, num_fit: int, rng: np.random.Generator) -> np.ndarray:
+    return _flatten(dataset.render(dataset.sample_factors(num_fit, rng)))
+
+
+def pca(dataset: FactorDataset, rng: np.random.Generator, latent_dim: int = 10, num_fit: int = 10_000) -> Representation:
+    """Projections on the first ``latent_dim`` principal components of ``num_fit`` random images."""
+    from sklearn.decomposition import PCA
+
+    model = PCA(n_components=latent_dim, random_state=int(rng.integers(2**31)))
+    model.fit(_fitting_images(dataset, num_fit, rng))
+    return lambda images: model.transform(_flatten(images))
+
+
+def ica(dataset: FactorDataset, rng: np.random.Generator, latent_dim: int = 10, num_fit: int = 10_000) -> Representation:
+    """``latent_dim`` independent components (FastICA) of ``num_fit`` random images."""
+    from sklearn.decomposition import FastICA
+
+    model = FastICA(n_components=latent_dim, whiten="unit-variance", max_iter=400,
+                    random_state=int(rng.integers(2**31)))
+    model.fit(_fitting_images(dataset, num_fit, rng))
+    return lambda images: model.transform(_flatten(images))
+
+
+def untrained(dataset: FactorDataset, rng: np.random.Generator, latent_dim: int = 10, arch: str | None = None,
+              device: str | torch.device = "cpu") -> Representation:
+    """μ of a randomly initialised encoder of the architecture the dataset trains with."""
+    from betavae import models
+
+    torch.manual_seed(int(rng.integers(2**31)))
+    arch = arch or models.default_arch(dataset.image_shape[-1])
+    model = models.build(arch, latent_dim, dataset.image_shape).to(device).eval()
+    return model_representation(model)
+
+
+def baseline(name: str, dataset: FactorDataset, rng: np.random.Generator, latent_dim: int = 10,
+             device: str | torch.device = "cpu") -> Representation:
+    """The baseline representation called ``name`` (one of :data:`BASELINES`)."""
+    if name == "pixels":
+        return pixels()
+    if name == "pca":
+        return pca(dataset, rng, latent_dim)
+    if name == "ica":
+        return ica(dataset, rng, latent_dim)
+    if name == "untrained":
+        return untrained(dataset, rng, latent_dim, device=device)
+    if name == "factors":
+        return FactorRepresentation(dataset)
+    raise unknown_choice("baseline", name, BASELINES)

@@ -1,0 +1,195 @@
+"""SAP: known answers on dSprites, and the per-dimension scores it is built from.
+
+What the maximum is: with ``continuous_factors`` each score is an R², so the true factors
+score ~1 (own dimension R² = 1, the others ~0). With discrete factors (the reference's
+default) each score is the accuracy of a one-vs-rest *linear* SVM on one dimension; along
+a line only the classes at the two ends win an interval under C = 0.01, so even a
+perfect dimension names about 2 of a factor's m ordered values: shape (3) ~1.0, scale (6)
+~1/3, orientation (40) ~0.05, position (32) ~0.06. The true factors' SAP is therefore
+~0.18 on dSprites, not 1; what makes them the ceiling is that each factor's own
+dimension beats every other, whose accuracy is chance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.svm import LinearSVC
+
+from betavae.data import load
+from betavae.data.base import FactorDataset
+from betavae.errors import BetaVAEError
+from betavae.metrics.representation import FactorRepresentation, sample_codes
+from betavae.metrics.sap import _classification_scores, _squared_correlations, sap
+
+from imagestats import centroid
+
+SIZES = {"num_train": 2_000, "num_test": 1_000}
+
+
+@pytest.fixture(scope="module")
+def dsprites() -> FactorDataset:
+    return load("dsprites", test_size=1_000)
+
+
+class Transformed:
+    """The standardised true factor values ``(n, 5)`` passed through ``transform``; nothing is rendered."""
+
+    uses_factors = True
+
+    def __init__(self, dataset: FactorDataset, transform=lambda codes: codes) -> None:
+        self._values = FactorRepresentation(dataset)
+        grid = [dataset.factor_values(k) for k in range(dataset.num_factors)]
+        self._mean = np.array([v.mean() for v in grid])
+        self._std = np.array([v.std() for v in grid])
+        self._transform = transform
+
+    def __call__(self, factors: np.ndarray) -> np.ndarray:
+        return self._transform((self._values(factors) - self._mean) / self._std)
+
+
+class Noise:
+    """Ten dimensions of Gaussian noise from a seeded generator, independent of the factors."""
+
+    uses_factors = True
+
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, factors: np.ndarray) -> np.ndarray:
+        return self._rng.standard_normal((len(factors), 10))
+
+
+def rotation(seed: int, size: int = 5) -> np.ndarray:
+    """A random orthogonal matrix."""
+    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((size, size)))
+    return q * np.sign(np.diag(r))
+
+
+def measured_sprite(images: np.ndarray) -> np.ndarray:
+    """An encoder by hand: the lit pixels' centroid (column, row) and their count."""
+    return np.concatenate([centroid(images), (images[:, 0] > 0).sum(axis=(1, 2))[:, None]], axis=1)
+
+
+# --- the score matrix ---------------------------------------------------------------------
+
+
+def test_each_true_factor_is_predicted_best_by_its_own_dimension(dsprites):
+    rng = np.random.default_rng(0)
+    codes, factors = sample_codes(dsprites, FactorRepresentation(dsprites), 2_000, rng)
+    test_codes, test_factors = sample_codes(dsprites, FactorRepresentation(dsprites), 1_000, rng)
+    scores = _classification_scores(codes, factors, test_codes, test_factors)
+    np.testing.assert_array_equal(scores.argmax(axis=0), np.arange(5))
+    chance = 1.0 / np.asarray(dsprites.factor_sizes)
+    off_diagonal = scores[~np.eye(5, dtype=bool)].reshape(5, 4)  # row d: dimension d on the other factors
+    assert scores[0, 0] > 0.99  # three shapes at the values 1, 2, 3: all three named
+    for k, size in enumerate(dsprites.factor_sizes):
+        assert scores[k, k] > 1.5 * chance[k], dsprites.factor_names[k]
+        others = np.delete(scores[:, k], k)
+        assert np.all(np.abs(others - chance[k]) < 0.05), (dsprites.factor_names[k], others)
+    assert off_diagonal.max() < 0.4
+
+
+def test_classification_scores_are_the_reference_svms_test_accuracies():
+    """disentanglement_lib fits ``LinearSVC(C=0.01, class_weight="balanced")`` per pair."""
+    rng = np.random.default_rng(4)
+    factors = rng.integers(0, [3, 7], size=(600, 2))
+    codes = np.stack([factors[:, 0] + rng.normal(0, 0.6, 600), rng.normal(size=600), factors[:, 1] * 0.3], axis=1)
+    train, test = slice(0, 400), slice(400, None)
+    scores = _classification_scores(codes[train], factors[train], codes[test], factors[test])
+    for d in range(3):
+        for k in range(2):
+            model = LinearSVC(C=0.01, class_weight="balanced", dual=True, max_iter=100_000, tol=1e-8)
+            model.fit(codes[train, d:d + 1], factors[train, k])
+            assert scores[d, k] == pytest.approx(model.score(codes[test, d:d + 1], factors[test, k]), abs=0.006)
+
+
+def test_squared_correlations_match_numpy_and_are_zero_for_a_collapsed_dimension():
+    rng = np.random.default_rng(2)
+    factors = rng.integers(0, 9, size=(300, 3))
+    codes = np.concatenate([factors @ rng.normal(size=(3, 4)) + rng.normal(size=(300, 4)), np.full((300, 1), 3.0)], 1)
+    scores = _squared_correlations(codes, factors)
+    expected = np.corrcoef(codes[:, :4].T, factors.T)[:4, 4:] ** 2
+    np.testing.assert_allclose(scores[:4], expected, rtol=1e-10)
+    np.testing.assert_array_equal(scores[4], 0.0)
+
+
+# --- known answers on dSprites --------------------------------------------------------------
+
+
+def test_true_factors_score_their_ceiling(dsprites):
+    discrete = sap(dsprites, FactorRepresentation(dsprites), np.random.default_rng(0), **SIZES)["sap"]
+    continuous = sap(dsprites, FactorRepresentation(dsprites), np.random.default_rng(0), continuous_factors=True,
+                     **SIZES)["sap"]
+    assert continuous > 0.99
+    assert 0.15 < discrete < 0.25  # see the module docstring: ~(1 - 1/3) / 5 from shape, the rest small
+
+
+def test_independent_noise_scores_near_zero(dsprites):
+    assert sap(dsprites, Noise(seed=1), np.random.default_rng(0), **SIZES)["sap"] < 0.02
+    assert sap(dsprites, Noise(seed=1), np.random.default_rng(0), continuous_factors=True, **SIZES)["sap"] < 0.01
+
+
+def test_rotating_the_factors_lowers_sap(dsprites):
+    """A rotation spreads every factor over several dimensions. The discrete score rests
+    mostly on shape and moves by chance-sized amounts, so it is averaged over rotations."""
+    aligned = sap(dsprites, Transformed(dsprites), np.random.default_rng(0), **SIZES)["sap"]
+    rotated = [sap(dsprites, Transformed(dsprites, lambda v, s=s: v @ rotation(s)), np.random.default_rng(0),
+                   **SIZES)["sap"] for s in range(5)]
+    assert np.mean(rotated) < aligned - 0.05, (rotated, aligned)
+    continuous = sap(dsprites, Transformed(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0),
+                     continuous_factors=True, **SIZES)["sap"]
+    assert continuous < 0.6
+
+
+def test_duplicated_dimensions_close_every_gap(dsprites):
+    twice = Transformed(dsprites, lambda v: np.concatenate([v, v], axis=1))
+    assert sap(dsprites, twice, np.random.default_rng(0), **SIZES)["sap"] == 0.0
+    assert sap(dsprites, twice, np.random.default_rng(0), continuous_factors=True, **SIZES)["sap"] == 0.0
+
+
+def test_permuted_dimensions_change_nothing(dsprites):
+    plain = sap(dsprites, Transformed(dsprites), np.random.default_rng(0), **SIZES)
+    permuted = sap(dsprites, Transformed(dsprites, lambda v: v[:, [3, 0, 4, 2, 1]]), np.random.default_rng(0), **SIZES)
+    assert permuted == plain
+
+
+def test_collapsed_dimensions_change_sap_by_chance_at_most(dsprites):
+    """A constant dimension has R² 0, so the continuous score is unchanged. Its classifier
+    names one class everywhere and is right at that class's frequency, which is chance:
+    like any uninformative dimension it can nudge a runner-up, never the best score."""
+    collapsed = Transformed(dsprites, lambda v: np.concatenate([np.full((len(v), 3), 0.7), v], axis=1))
+    for continuous in (False, True):
+        plain = sap(dsprites, Transformed(dsprites), np.random.default_rng(0), continuous_factors=continuous, **SIZES)
+        padded = sap(dsprites, collapsed, np.random.default_rng(0), continuous_factors=continuous, **SIZES)
+        if continuous:
+            assert padded == plain
+        else:
+            assert padded["sap"] == pytest.approx(plain["sap"], abs=0.01)
+
+
+def test_an_encoder_that_reads_the_rendered_position_is_scored_on_position(dsprites):
+    """Through real rendering: the lit pixels' centroid follows the sprite's position almost
+    linearly (R² > 0.95 on each axis) and their count follows scale (R² ~0.93), so those
+    three gaps make up a continuous SAP that shape and orientation add nothing to."""
+    rng = np.random.default_rng(0)
+    codes, factors = sample_codes(dsprites, measured_sprite, 1_000, rng)
+    scores = _squared_correlations(codes, factors)
+    assert scores[0, 3] > 0.95 and scores[1, 4] > 0.95
+    assert scores[:, 2].max() < 0.05
+    overall = sap(dsprites, measured_sprite, np.random.default_rng(0), continuous_factors=True, **SIZES)["sap"]
+    assert 0.5 < overall < 0.65  # (scale ~0.93 + x ~1 + y ~1 + shape ~0 + orientation ~0) / 5
+
+
+def test_the_same_seed_gives_the_same_numbers(dsprites):
+    def projection(images: np.ndarray) -> np.ndarray:
+        return images.reshape(len(images), -1) @ np.random.default_rng(5).standard_normal((64 * 64, 4))
+
+    first = sap(dsprites, projection, np.random.default_rng(11), num_train=400, num_test=200)
+    assert first == sap(dsprites, projection, np.random.default_rng(11), num_train=400, num_test=200)
+    assert set(first) == {"sap"}
+
+
+def test_a_single_code_dimension_is_refused_with_advice(dsprites):
+    with pytest.raises(BetaVAEError, match="at least 2 latent dimensions"):
+        sap(dsprites, Transformed(dsprites, lambda v: v[:, :1]), np.random.default_rng(0), num_train=100, num_test=50)
