@@ -113,3 +113,58 @@ def test_size_options_reach_each_metric_under_its_own_name():
     assert parse_metric_names("all") == ["beta_vae", "factor_vae", "mig", "dci", "sap"]
     with pytest.raises(BetaVAEError):
         parse_metric_names(" , ")
+
+
+def test_non_finite_codes_are_a_clear_error_for_every_metric():
+    from betavae.metrics import encode_factors
+
+    dataset = data.load("dsprites", test_size=100)
+
+    def broken(images):
+        codes = np.zeros((len(images), 3))
+        codes[0, 1] = np.nan
+        return codes
+
+    with pytest.raises(BetaVAEError, match="NaN or infinite codes"):
+        encode_factors(dataset, broken, dataset.sample_factors(5, np.random.default_rng(0)))
+
+
+class CountingProjection:
+    """A fixed random projection of the pixels to 6 dimensions that counts the images it encodes."""
+
+    def __init__(self, pixels: int) -> None:
+        self.weights = np.random.default_rng(0).standard_normal((pixels, 6))
+        self.images = 0
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        self.images += len(images)
+        return images.reshape(len(images), -1) @ self.weights
+
+
+@pytest.mark.parametrize("name", ["beta_vae", "factor_vae", "mig", "dci", "sap"])
+def test_predicted_image_counts_match_what_each_metric_encodes(name):
+    from betavae import metrics
+    from betavae.evaluation import images_encoded
+
+    dataset = data.load("dsprites", test_size=100)
+    represent = CountingProjection(4096)
+    params = metric_params(name, {"n_train": 40, "n_eval": 20})
+    metrics.get(name)(dataset, represent, np.random.default_rng(0), **params)
+    assert represent.images == images_encoded(name, params)
+
+
+def test_a_code_table_is_used_only_when_it_saves_work_and_gives_the_same_codes():
+    from betavae.evaluation import cheapest_representation
+    from betavae.metrics.representation import CodeTable, encode_factors
+
+    dataset = data.load("shapes", test_size=100)
+    direct = CountingProjection(784)
+    assert cheapest_representation(dataset, direct, len(dataset)) is direct
+    table = cheapest_representation(dataset, direct, len(dataset) + 1)
+    assert isinstance(table, CodeTable)
+    factors = dataset.sample_factors(300, np.random.default_rng(0))
+    np.testing.assert_allclose(encode_factors(dataset, table, factors), encode_factors(dataset, direct, factors),
+                               rtol=1e-6, atol=1e-3)
+    dsprites = data.load("dsprites", test_size=100)
+    pixels = baseline("pixels", dsprites, np.random.default_rng(0))  # 737,280 × 4,096 codes: 12 GB
+    assert cheapest_representation(dsprites, pixels, 10**9) is pixels

@@ -14,11 +14,11 @@ import pytest
 
 from betavae.data import load
 from betavae.data.dsprites import DSpritesDataset
-from betavae.metrics.representation import IMAGES_PER_BLOCK
 from betavae.metrics.beta_vae import beta_vae_score
-from betavae.metrics.representation import FactorRepresentation
+from betavae.metrics.representation import IMAGES_PER_BLOCK, FactorRepresentation
 
 from imagestats import centroid
+from known_codes import factor_code
 
 SIZES = {"num_train": 1_000, "num_eval": 1_000}
 CHANCE = 1 / 5
@@ -32,16 +32,6 @@ CHANCE_TOLERANCE = 0.05
 def dsprites() -> DSpritesDataset:
     return load("dsprites", test_size=1_000)
 
-
-def factor_code(dataset: DSpritesDataset, transform):
-    """A representation that hands the true factor values through ``transform``; nothing is rendered."""
-    values = FactorRepresentation(dataset)
-
-    def represent(factors: np.ndarray) -> np.ndarray:
-        return transform(values(factors))
-
-    represent.uses_factors = True
-    return represent
 
 
 def standardised_rotation(dataset: DSpritesDataset, seed: int):

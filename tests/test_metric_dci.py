@@ -22,7 +22,7 @@ from betavae.metrics.dci import completeness, dci, disentanglement, importance_m
 from betavae.metrics.information import normalised_entropy
 from betavae.metrics.representation import FactorRepresentation, sample_codes
 
-from imagestats import centroid
+from known_codes import Noise, centroid_and_area, rotation, standardised_code
 
 SIZES = {"num_train": 2_000, "num_test": 1_000}
 
@@ -32,43 +32,8 @@ def dsprites() -> FactorDataset:
     return load("dsprites", test_size=1_000)
 
 
-class Transformed:
-    """The standardised true factor values ``(n, 5)`` passed through ``transform``; nothing is rendered."""
-
-    uses_factors = True
-
-    def __init__(self, dataset: FactorDataset, transform=lambda codes: codes) -> None:
-        self._values = FactorRepresentation(dataset)
-        grid = [dataset.factor_values(k) for k in range(dataset.num_factors)]
-        self._mean = np.array([v.mean() for v in grid])
-        self._std = np.array([v.std() for v in grid])
-        self._transform = transform
-
-    def __call__(self, factors: np.ndarray) -> np.ndarray:
-        return self._transform((self._values(factors) - self._mean) / self._std)
 
 
-class Noise:
-    """Ten dimensions of Gaussian noise from a seeded generator, independent of the factors."""
-
-    uses_factors = True
-
-    def __init__(self, seed: int) -> None:
-        self._rng = np.random.default_rng(seed)
-
-    def __call__(self, factors: np.ndarray) -> np.ndarray:
-        return self._rng.standard_normal((len(factors), 10))
-
-
-def rotation(seed: int, size: int = 5) -> np.ndarray:
-    """A random orthogonal matrix."""
-    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((size, size)))
-    return q * np.sign(np.diag(r))
-
-
-def measured_sprite(images: np.ndarray) -> np.ndarray:
-    """An encoder by hand: the lit pixels' centroid (column, row) and their count."""
-    return np.concatenate([centroid(images), (images[:, 0] > 0).sum(axis=(1, 2))[:, None]], axis=1)
 
 
 # --- scores of importance matrices ------------------------------------------------------------
@@ -150,7 +115,7 @@ def test_independent_noise_is_neither_disentangled_nor_informative(dsprites):
 
 
 def test_rotating_the_factors_lowers_disentanglement(dsprites):
-    rotated = dci(dsprites, Transformed(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0), **SIZES)
+    rotated = dci(dsprites, standardised_code(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0), **SIZES)
     assert rotated["disentanglement"] < 0.5 and rotated["completeness"] < 0.5
     assert rotated["informativeness_test"] < 0.9  # trees cut along axes: a rotated code is harder to read
 
@@ -158,7 +123,7 @@ def test_rotating_the_factors_lowers_disentanglement(dsprites):
 def test_duplicated_dimensions_cost_completeness_only(dsprites):
     """Each factor's importance is shared by its two copies: completeness falls to about
     1 − log 2 / log 10 (0.70) when shared evenly, and no dimension serves two factors."""
-    twice = dci(dsprites, Transformed(dsprites, lambda v: np.concatenate([v, v], axis=1)), np.random.default_rng(0),
+    twice = dci(dsprites, standardised_code(dsprites, lambda v: np.concatenate([v, v], axis=1)), np.random.default_rng(0),
                 **SIZES)
     assert twice["disentanglement"] == pytest.approx(1.0, abs=1e-6)
     assert 1 - np.log(2) / np.log(10) - 0.01 < twice["completeness"] < 0.8
@@ -166,22 +131,22 @@ def test_duplicated_dimensions_cost_completeness_only(dsprites):
 
 
 def test_permuted_dimensions_change_nothing(dsprites):
-    plain = dci(dsprites, Transformed(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0), **SIZES)
-    permuted = dci(dsprites, Transformed(dsprites, lambda v: (v @ rotation(3))[:, [3, 0, 4, 2, 1]]),
+    plain = dci(dsprites, standardised_code(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0), **SIZES)
+    permuted = dci(dsprites, standardised_code(dsprites, lambda v: (v @ rotation(3))[:, [3, 0, 4, 2, 1]]),
                    np.random.default_rng(0), **SIZES)
     # The trees' random thresholds meet the columns in another order, so not bit for bit.
     assert permuted == pytest.approx(plain, abs=0.02)
 
 
 def test_collapsed_dimensions_get_no_importance(dsprites):
-    collapsed = Transformed(dsprites, lambda v: np.concatenate([np.full((len(v), 3), 0.7), v @ rotation(3)], axis=1))
+    collapsed = standardised_code(dsprites, lambda v: np.concatenate([np.full((len(v), 3), 0.7), v @ rotation(3)], axis=1))
     rng = np.random.default_rng(0)
     codes, factors = sample_codes(dsprites, collapsed, 2_000, rng)
     test_codes, test_factors = sample_codes(dsprites, collapsed, 1_000, rng)
     importance, _, _ = importance_matrix(codes, factors, test_codes, test_factors, rng)
     np.testing.assert_array_equal(importance[:3], 0.0)
     np.testing.assert_allclose(importance.sum(axis=0), 1.0)
-    plain = dci(dsprites, Transformed(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0), **SIZES)
+    plain = dci(dsprites, standardised_code(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0), **SIZES)
     padded = dci(dsprites, collapsed, np.random.default_rng(0), **SIZES)
     assert padded["disentanglement"] == pytest.approx(plain["disentanglement"], abs=0.02)
 
@@ -190,8 +155,8 @@ def test_an_encoder_that_reads_the_rendered_sprite_is_credited_where_it_looks(ds
     """Through real rendering: the centroid's coordinates carry the position (read almost
     perfectly), the lit-pixel count carries scale, and nothing carries orientation."""
     rng = np.random.default_rng(0)
-    codes, factors = sample_codes(dsprites, measured_sprite, 2_000, rng)
-    test_codes, test_factors = sample_codes(dsprites, measured_sprite, 1_000, rng)
+    codes, factors = sample_codes(dsprites, centroid_and_area, 2_000, rng)
+    test_codes, test_factors = sample_codes(dsprites, centroid_and_area, 1_000, rng)
     importance, _, accuracy = importance_matrix(codes, factors, test_codes, test_factors, rng)
     names = dsprites.factor_names
     assert importance[:, names.index("pos_x")].argmax() == 0 and importance[0, names.index("pos_x")] > 0.9
@@ -217,4 +182,4 @@ def test_an_unknown_regressor_is_refused_with_the_choices(dsprites):
 
 def test_a_single_code_dimension_is_refused_with_advice(dsprites):
     with pytest.raises(BetaVAEError, match="at least 2 latent dimensions"):
-        dci(dsprites, Transformed(dsprites, lambda v: v[:, :1]), np.random.default_rng(0), num_train=100, num_test=50)
+        dci(dsprites, standardised_code(dsprites, lambda v: v[:, :1]), np.random.default_rng(0), num_train=100, num_test=50)

@@ -15,11 +15,11 @@ import pytest
 from betavae.data import load
 from betavae.data.dsprites import DSpritesDataset
 from betavae.metrics.baselines import pixels
-from betavae.metrics.representation import IMAGES_PER_BLOCK
 from betavae.metrics.factor_vae import factor_vae_score
-from betavae.metrics.representation import FactorRepresentation
+from betavae.metrics.representation import IMAGES_PER_BLOCK, FactorRepresentation
 
 from imagestats import centroid
+from known_codes import factor_code
 
 SIZES = {"num_train": 1_000, "num_eval": 1_000, "num_variance_estimate": 2_000}
 CHANCE = 1 / 5
@@ -34,16 +34,6 @@ DEGENERATE = {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
 def dsprites() -> DSpritesDataset:
     return load("dsprites", test_size=1_000)
 
-
-def factor_code(dataset: DSpritesDataset, transform):
-    """A representation that hands the true factor values through ``transform``; nothing is rendered."""
-    values = FactorRepresentation(dataset)
-
-    def represent(factors: np.ndarray) -> np.ndarray:
-        return transform(values(factors))
-
-    represent.uses_factors = True
-    return represent
 
 
 def random_rotation(dataset: DSpritesDataset, seed: int):

@@ -21,7 +21,7 @@ from betavae.metrics.information import discrete_entropy, discrete_mutual_inform
 from betavae.metrics.mig import mig
 from betavae.metrics.representation import FactorRepresentation
 
-from imagestats import centroid
+from known_codes import Noise, centroid_and_area, rotation, standardised_code
 
 
 @pytest.fixture(scope="module")
@@ -29,43 +29,8 @@ def dsprites() -> FactorDataset:
     return load("dsprites", test_size=1_000)
 
 
-class Transformed:
-    """The standardised true factor values ``(n, 5)`` passed through ``transform``; nothing is rendered."""
-
-    uses_factors = True
-
-    def __init__(self, dataset: FactorDataset, transform=lambda codes: codes) -> None:
-        self._values = FactorRepresentation(dataset)
-        grid = [dataset.factor_values(k) for k in range(dataset.num_factors)]
-        self._mean = np.array([v.mean() for v in grid])
-        self._std = np.array([v.std() for v in grid])
-        self._transform = transform
-
-    def __call__(self, factors: np.ndarray) -> np.ndarray:
-        return self._transform((self._values(factors) - self._mean) / self._std)
 
 
-class Noise:
-    """Ten dimensions of Gaussian noise from a seeded generator, independent of the factors."""
-
-    uses_factors = True
-
-    def __init__(self, seed: int) -> None:
-        self._rng = np.random.default_rng(seed)
-
-    def __call__(self, factors: np.ndarray) -> np.ndarray:
-        return self._rng.standard_normal((len(factors), 10))
-
-
-def rotation(seed: int, size: int = 5) -> np.ndarray:
-    """A random orthogonal matrix."""
-    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((size, size)))
-    return q * np.sign(np.diag(r))
-
-
-def measured_sprite(images: np.ndarray) -> np.ndarray:
-    """An encoder by hand: the lit pixels' centroid (column, row) and their count."""
-    return np.concatenate([centroid(images), (images[:, 0] > 0).sum(axis=(1, 2))[:, None]], axis=1)
 
 
 def binned_entropy_share(size: int, num_bins: int = 20) -> float:
@@ -143,24 +108,24 @@ def test_independent_noise_scores_near_zero(dsprites):
 
 def test_rotating_the_factors_lowers_mig(dsprites):
     rotate = rotation(seed=3)
-    aligned = mig(dsprites, Transformed(dsprites), np.random.default_rng(0), num_train=5_000)["mig"]
-    rotated = mig(dsprites, Transformed(dsprites, lambda v: v @ rotate), np.random.default_rng(0),
+    aligned = mig(dsprites, standardised_code(dsprites), np.random.default_rng(0), num_train=5_000)["mig"]
+    rotated = mig(dsprites, standardised_code(dsprites, lambda v: v @ rotate), np.random.default_rng(0),
                   num_train=5_000)["mig"]
     assert rotated < aligned - 0.4, (rotated, aligned)
 
 
 def test_duplicated_dimensions_close_every_gap(dsprites):
-    twice = Transformed(dsprites, lambda v: np.concatenate([v, v], axis=1))
+    twice = standardised_code(dsprites, lambda v: np.concatenate([v, v], axis=1))
     scores = mig(dsprites, twice, np.random.default_rng(0), num_train=2_000)
     assert all(value == 0.0 for value in scores.values()), scores
 
 
 def test_permuted_and_collapsed_dimensions_change_nothing(dsprites):
     """Which column holds a factor does not matter, and a constant column shares no information."""
-    plain = mig(dsprites, Transformed(dsprites), np.random.default_rng(0), num_train=2_000)
-    permuted = mig(dsprites, Transformed(dsprites, lambda v: v[:, [3, 0, 4, 2, 1]]), np.random.default_rng(0),
+    plain = mig(dsprites, standardised_code(dsprites), np.random.default_rng(0), num_train=2_000)
+    permuted = mig(dsprites, standardised_code(dsprites, lambda v: v[:, [3, 0, 4, 2, 1]]), np.random.default_rng(0),
                    num_train=2_000)
-    collapsed = Transformed(dsprites, lambda v: np.concatenate([np.full((len(v), 3), 0.7), v], axis=1))
+    collapsed = standardised_code(dsprites, lambda v: np.concatenate([np.full((len(v), 3), 0.7), v], axis=1))
     padded = mig(dsprites, collapsed, np.random.default_rng(0), num_train=2_000)
     assert permuted == plain
     assert padded == plain
@@ -170,7 +135,7 @@ def test_an_encoder_that_reads_the_rendered_position_scores_like_the_position_fa
     """Through real rendering: the centroid of the lit pixels is the sprite's position up to
     a pixel, so its x/y gaps are about those of the true factors (~0.80 at 2,000 points),
     and nothing in it tracks orientation."""
-    measured = mig(dsprites, measured_sprite, np.random.default_rng(0), num_train=2_000)
+    measured = mig(dsprites, centroid_and_area, np.random.default_rng(0), num_train=2_000)
     truth = mig(dsprites, FactorRepresentation(dsprites), np.random.default_rng(0), num_train=2_000)
     for name in ("pos_x", "pos_y"):
         assert measured[f"mig_{name}"] == pytest.approx(truth[f"mig_{name}"], abs=0.05)
@@ -190,4 +155,4 @@ def test_the_same_seed_gives_the_same_numbers(dsprites):
 
 def test_a_single_code_dimension_is_refused_with_advice(dsprites):
     with pytest.raises(BetaVAEError, match="at least 2 latent dimensions"):
-        mig(dsprites, Transformed(dsprites, lambda v: v[:, :1]), np.random.default_rng(0), num_train=100)
+        mig(dsprites, standardised_code(dsprites, lambda v: v[:, :1]), np.random.default_rng(0), num_train=100)

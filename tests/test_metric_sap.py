@@ -22,7 +22,7 @@ from betavae.errors import BetaVAEError
 from betavae.metrics.representation import FactorRepresentation, sample_codes
 from betavae.metrics.sap import _classification_scores, _squared_correlations, sap
 
-from imagestats import centroid
+from known_codes import Noise, centroid_and_area, rotation, standardised_code
 
 SIZES = {"num_train": 2_000, "num_test": 1_000}
 
@@ -32,43 +32,8 @@ def dsprites() -> FactorDataset:
     return load("dsprites", test_size=1_000)
 
 
-class Transformed:
-    """The standardised true factor values ``(n, 5)`` passed through ``transform``; nothing is rendered."""
-
-    uses_factors = True
-
-    def __init__(self, dataset: FactorDataset, transform=lambda codes: codes) -> None:
-        self._values = FactorRepresentation(dataset)
-        grid = [dataset.factor_values(k) for k in range(dataset.num_factors)]
-        self._mean = np.array([v.mean() for v in grid])
-        self._std = np.array([v.std() for v in grid])
-        self._transform = transform
-
-    def __call__(self, factors: np.ndarray) -> np.ndarray:
-        return self._transform((self._values(factors) - self._mean) / self._std)
 
 
-class Noise:
-    """Ten dimensions of Gaussian noise from a seeded generator, independent of the factors."""
-
-    uses_factors = True
-
-    def __init__(self, seed: int) -> None:
-        self._rng = np.random.default_rng(seed)
-
-    def __call__(self, factors: np.ndarray) -> np.ndarray:
-        return self._rng.standard_normal((len(factors), 10))
-
-
-def rotation(seed: int, size: int = 5) -> np.ndarray:
-    """A random orthogonal matrix."""
-    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((size, size)))
-    return q * np.sign(np.diag(r))
-
-
-def measured_sprite(images: np.ndarray) -> np.ndarray:
-    """An encoder by hand: the lit pixels' centroid (column, row) and their count."""
-    return np.concatenate([centroid(images), (images[:, 0] > 0).sum(axis=(1, 2))[:, None]], axis=1)
 
 
 # --- the score matrix ---------------------------------------------------------------------
@@ -133,24 +98,24 @@ def test_independent_noise_scores_near_zero(dsprites):
 def test_rotating_the_factors_lowers_sap(dsprites):
     """A rotation spreads every factor over several dimensions. The discrete score rests
     mostly on shape and moves by chance-sized amounts, so it is averaged over rotations."""
-    aligned = sap(dsprites, Transformed(dsprites), np.random.default_rng(0), **SIZES)["sap"]
-    rotated = [sap(dsprites, Transformed(dsprites, lambda v, s=s: v @ rotation(s)), np.random.default_rng(0),
+    aligned = sap(dsprites, standardised_code(dsprites), np.random.default_rng(0), **SIZES)["sap"]
+    rotated = [sap(dsprites, standardised_code(dsprites, lambda v, s=s: v @ rotation(s)), np.random.default_rng(0),
                    **SIZES)["sap"] for s in range(5)]
     assert np.mean(rotated) < aligned - 0.05, (rotated, aligned)
-    continuous = sap(dsprites, Transformed(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0),
+    continuous = sap(dsprites, standardised_code(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0),
                      continuous_factors=True, **SIZES)["sap"]
     assert continuous < 0.6
 
 
 def test_duplicated_dimensions_close_every_gap(dsprites):
-    twice = Transformed(dsprites, lambda v: np.concatenate([v, v], axis=1))
+    twice = standardised_code(dsprites, lambda v: np.concatenate([v, v], axis=1))
     assert sap(dsprites, twice, np.random.default_rng(0), **SIZES)["sap"] == 0.0
     assert sap(dsprites, twice, np.random.default_rng(0), continuous_factors=True, **SIZES)["sap"] == 0.0
 
 
 def test_permuted_dimensions_change_nothing(dsprites):
-    plain = sap(dsprites, Transformed(dsprites), np.random.default_rng(0), **SIZES)
-    permuted = sap(dsprites, Transformed(dsprites, lambda v: v[:, [3, 0, 4, 2, 1]]), np.random.default_rng(0), **SIZES)
+    plain = sap(dsprites, standardised_code(dsprites), np.random.default_rng(0), **SIZES)
+    permuted = sap(dsprites, standardised_code(dsprites, lambda v: v[:, [3, 0, 4, 2, 1]]), np.random.default_rng(0), **SIZES)
     assert permuted == plain
 
 
@@ -158,9 +123,9 @@ def test_collapsed_dimensions_change_sap_by_chance_at_most(dsprites):
     """A constant dimension has R² 0, so the continuous score is unchanged. Its classifier
     names one class everywhere and is right at that class's frequency, which is chance:
     like any uninformative dimension it can nudge a runner-up, never the best score."""
-    collapsed = Transformed(dsprites, lambda v: np.concatenate([np.full((len(v), 3), 0.7), v], axis=1))
+    collapsed = standardised_code(dsprites, lambda v: np.concatenate([np.full((len(v), 3), 0.7), v], axis=1))
     for continuous in (False, True):
-        plain = sap(dsprites, Transformed(dsprites), np.random.default_rng(0), continuous_factors=continuous, **SIZES)
+        plain = sap(dsprites, standardised_code(dsprites), np.random.default_rng(0), continuous_factors=continuous, **SIZES)
         padded = sap(dsprites, collapsed, np.random.default_rng(0), continuous_factors=continuous, **SIZES)
         if continuous:
             assert padded == plain
@@ -173,11 +138,11 @@ def test_an_encoder_that_reads_the_rendered_position_is_scored_on_position(dspri
     linearly (R² > 0.95 on each axis) and their count follows scale (R² ~0.93), so those
     three gaps make up a continuous SAP that shape and orientation add nothing to."""
     rng = np.random.default_rng(0)
-    codes, factors = sample_codes(dsprites, measured_sprite, 1_000, rng)
+    codes, factors = sample_codes(dsprites, centroid_and_area, 1_000, rng)
     scores = _squared_correlations(codes, factors)
     assert scores[0, 3] > 0.95 and scores[1, 4] > 0.95
     assert scores[:, 2].max() < 0.05
-    overall = sap(dsprites, measured_sprite, np.random.default_rng(0), continuous_factors=True, **SIZES)["sap"]
+    overall = sap(dsprites, centroid_and_area, np.random.default_rng(0), continuous_factors=True, **SIZES)["sap"]
     assert 0.5 < overall < 0.65  # (scale ~0.93 + x ~1 + y ~1 + shape ~0 + orientation ~0) / 5
 
 
@@ -192,4 +157,4 @@ def test_the_same_seed_gives_the_same_numbers(dsprites):
 
 def test_a_single_code_dimension_is_refused_with_advice(dsprites):
     with pytest.raises(BetaVAEError, match="at least 2 latent dimensions"):
-        sap(dsprites, Transformed(dsprites, lambda v: v[:, :1]), np.random.default_rng(0), num_train=100, num_test=50)
+        sap(dsprites, standardised_code(dsprites, lambda v: v[:, :1]), np.random.default_rng(0), num_train=100, num_test=50)

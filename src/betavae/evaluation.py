@@ -19,7 +19,7 @@ from betavae import data, metrics
 from betavae.data.base import FactorDataset
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
-from betavae.metrics.representation import Representation, model_representation
+from betavae.metrics.representation import CodeTable, Representation, encode_factors, model_representation
 from betavae.runs import RunDir, load_model
 
 METRICS_SECTION = "disentanglement"
@@ -50,6 +50,39 @@ def metric_params(name: str, sizes: dict[str, int | None]) -> dict[str, int]:
     return params
 
 
+# The largest table of codes of a whole dataset worth keeping in memory (float32).
+CODE_TABLE_MAX_BYTES = 1 << 30
+
+
+def images_encoded(name: str, params: dict[str, int]) -> int:
+    """How many images metric ``name`` encodes given ``params`` (its defaults fill the rest)."""
+    signature = inspect.signature(metrics.get(name)).parameters
+    p = {key: value.default for key, value in signature.items() if value.default is not inspect.Parameter.empty}
+    p.update(params)
+    counts = {
+        "beta_vae": lambda: (p["num_train"] + p["num_eval"]) * 2 * p["batch_size"],
+        "factor_vae": lambda: (p["num_train"] + p["num_eval"]) * p["batch_size"] + p["num_variance_estimate"],
+        "mig": lambda: p["num_train"],
+        "dci": lambda: p["num_train"] + p["num_test"],
+        "sap": lambda: p["num_train"] + p["num_test"],
+    }
+    return counts[name]()
+
+
+def cheapest_representation(dataset: FactorDataset, represent: Representation, images_needed: int) -> Representation:
+    """``represent`` itself, or a :class:`CodeTable` of it when encoding every image once is less work.
+
+    The table is used when the metrics would encode more images than the dataset holds
+    and its codes fit in :data:`CODE_TABLE_MAX_BYTES` (so never for the 4,096-pixel code).
+    """
+    if getattr(represent, "uses_factors", False) or images_needed <= len(dataset):
+        return represent
+    code_dim = encode_factors(dataset, represent, dataset.index_to_factors([0])).shape[1]
+    if len(dataset) * code_dim * 4 > CODE_TABLE_MAX_BYTES:
+        return represent
+    return CodeTable(dataset, represent)
+
+
 def score(dataset: FactorDataset, represent: Representation, names: Sequence[str], seed: int,
           sizes: dict[str, int | None] | None = None,
           on_metric: Callable[[str, dict[str, float], float], None] | None = None) -> dict[str, dict[str, float]]:
@@ -58,6 +91,8 @@ def score(dataset: FactorDataset, represent: Representation, names: Sequence[str
     Giving each metric a generator of its own (seeded by the seed and the metric's place
     in the registry) makes its numbers independent of which other metrics ran with it.
     """
+    needed = sum(images_encoded(name, metric_params(name, sizes or {})) for name in names)
+    represent = cheapest_representation(dataset, represent, needed)
     results: dict[str, dict[str, float]] = {}
     for name in names:
         rng = np.random.default_rng([seed, list(metrics.METRICS).index(name)])
