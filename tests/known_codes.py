@@ -57,3 +57,9 @@ def rotation(seed: int, size: int = 5) -> np.ndarray:
 def centroid_and_area(images: np.ndarray) -> np.ndarray:
     """An encoder by hand: the lit pixels' centroid (column, row) and their count."""
     return np.concatenate([centroid(images), (images[:, 0] > 0).sum(axis=(1, 2))[:, None]], axis=1)
+
+
+def centroid_and_size(images: np.ndarray, unit: float = 1.0) -> np.ndarray:
+    """Centroid (column, row) and √area of the sprite in units of ``unit`` pixels: position and size."""
+    area = (images[:, 0] > 0).sum(axis=(1, 2))
+    return np.column_stack([centroid(images), np.sqrt(area)]) / unit

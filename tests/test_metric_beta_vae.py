@@ -7,6 +7,7 @@ through real rendering to prove the images path.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -17,8 +18,7 @@ from betavae.data.dsprites import DSpritesDataset
 from betavae.metrics.beta_vae import beta_vae_score
 from betavae.metrics.representation import IMAGES_PER_BLOCK, FactorRepresentation
 
-from imagestats import centroid
-from known_codes import factor_code
+from known_codes import centroid_and_size, factor_code
 
 SIZES = {"num_train": 1_000, "num_eval": 1_000}
 CHANCE = 1 / 5
@@ -113,11 +113,6 @@ def test_rotating_two_equal_factors_by_45_degrees_makes_them_indistinguishable(d
 # --- through the images -----------------------------------------------------------------
 
 
-def sprite_measurements(images: np.ndarray) -> np.ndarray:
-    """Centroid (column, row) and √area of the sprite in units of 8 pixels: position and size."""
-    area = (images[:, 0] > 0).sum(axis=(1, 2))
-    return np.column_stack([centroid(images), np.sqrt(area)]) / 8
-
 
 def test_code_measured_from_rendered_images_recognises_position_but_not_orientation(dsprites):
     # Batches that fix pos_x or pos_y (2/5 of the points) zero one centroid coordinate and
@@ -128,7 +123,7 @@ def test_code_measured_from_rendered_images_recognises_position_but_not_orientat
     # The unit matters: the classifier's default L2 penalty (C = 1) is not scale-free. In
     # fractions of the side (differences ~0.1) the penalty wins and this code scores ~0.57;
     # in pixels lbfgs stops at its 100 iterations unconverged.
-    result = score(dsprites, sprite_measurements, batch_size=16, num_train=300, num_eval=300)
+    result = score(dsprites, functools.partial(centroid_and_size, unit=8), batch_size=16, num_train=300, num_eval=300)
     assert 0.6 <= result["eval_accuracy"] <= 0.9
 
 

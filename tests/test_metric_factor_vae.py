@@ -18,8 +18,7 @@ from betavae.metrics.baselines import pixels
 from betavae.metrics.factor_vae import factor_vae_score
 from betavae.metrics.representation import IMAGES_PER_BLOCK, FactorRepresentation
 
-from imagestats import centroid
-from known_codes import factor_code
+from known_codes import centroid_and_size, factor_code
 
 SIZES = {"num_train": 1_000, "num_eval": 1_000, "num_variance_estimate": 2_000}
 CHANCE = 1 / 5
@@ -141,11 +140,6 @@ def test_rotating_two_equal_factors_by_45_degrees_splits_their_votes(dsprites):
 # --- through the images -----------------------------------------------------------------
 
 
-def sprite_measurements(images: np.ndarray) -> np.ndarray:
-    """Centroid (column, row) and √area of the sprite, in pixels: position and size."""
-    area = (images[:, 0] > 0).sum(axis=(1, 2))
-    return np.column_stack([centroid(images), np.sqrt(area)])
-
 
 def test_code_measured_from_rendered_images_wins_the_position_votes(dsprites):
     # Batches that fix pos_x or pos_y zero the variance of one centroid coordinate and vote
@@ -153,7 +147,7 @@ def test_code_measured_from_rendered_images_wins_the_position_votes(dsprites):
     # or shape lowers the size dimension's variance, which the majority gives to one of
     # them (another 1/5); orientation lowers nothing and its votes scatter. About 0.6
     # (0.57 to 0.62 over seeds): far above chance, far below 1.
-    result = score(dsprites, sprite_measurements, batch_size=16, num_train=300, num_eval=300,
+    result = score(dsprites, centroid_and_size, batch_size=16, num_train=300, num_eval=300,
                    num_variance_estimate=1_000)
     assert 0.5 <= result["eval_accuracy"] <= 0.7
     assert result["num_active_dims"] == 3
