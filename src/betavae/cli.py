@@ -113,6 +113,71 @@ def evaluate(run_dir: str | None, metric_names: str, seed: int, n_train: int | N
         click.echo(f"written to {Path(run_dir) / 'metrics.json'}")
 
 
+@app.group()
+def show() -> None:
+    """Figures from run folders: reconstructions, traversals, samples, KL, factors."""
+
+
+@show.command("recon")
+@click.argument("run_dirs", nargs=-1, required=True)
+@click.option("--n", "count", type=int, default=8, show_default=True, help="held-out images (rows)")
+@click.option("--out", help="where to write the PNG  [default: the run folder, or the folder holding the runs]")
+def show_recon(run_dirs: tuple[str, ...], count: int, out: str | None) -> None:
+    """Held-out inputs (first column) and their reconstruction by each run, labelled with β, β_norm, M."""
+    from betavae.viz.reconstructions import compare_reconstructions
+
+    click.echo(compare_reconstructions(run_dirs, n=count, out=out))
+
+
+@show.command("traverse")
+@click.argument("run_dir")
+@click.option("--dims", default="all", show_default=True, help="all | active | a list such as 0,3")
+@click.option("--range", "value_range", type=(float, float), default=(-2.5, 2.5), show_default=True,
+              help="the values each dimension sweeps")
+@click.option("--steps", type=int, default=11, show_default=True, help="values per row")
+@click.option("--around", default="mean", show_default=True, help="mean | zero | sample:K: the code the others keep")
+@click.option("--gif", is_flag=True, help="also write an animated GIF sweeping every row together")
+@click.option("--seed", type=int, default=0, show_default=True)
+def show_traverse(run_dir: str, dims: str, value_range: tuple[float, float], steps: int, around: str, gif: bool,
+                  seed: int) -> None:
+    """One row per latent dimension, sorted by its KL, each varied over --range with the others fixed."""
+    from betavae.viz.traversals import traversal_figure
+
+    for path in traversal_figure(run_dir, dims=dims, value_range=value_range, steps=steps, around=around,
+                                 gif=gif, seed=seed):
+        click.echo(path)
+
+
+@show.command("factors")
+@click.argument("run_dir")
+@click.option("--points", type=int, default=10_000, show_default=True, help="images encoded")
+@click.option("--seed", type=int, default=0, show_default=True)
+def show_factors(run_dir: str, points: int, seed: int) -> None:
+    """For each active dimension, the mean code against each factor's values (SVG)."""
+    from betavae.viz.factors import factor_tracking_figure
+
+    click.echo(factor_tracking_figure(run_dir, num_points=points, seed=seed))
+
+
+@show.command("samples")
+@click.argument("run_dir")
+@click.option("--seed", type=int, default=0, show_default=True)
+def show_samples(run_dir: str, seed: int) -> None:
+    """Images decoded from draws of the prior N(0, I)."""
+    from betavae.viz.samples import sample_figure
+
+    click.echo(sample_figure(run_dir, seed=seed))
+
+
+@show.command("kl")
+@click.argument("run_dir")
+def show_kl(run_dir: str) -> None:
+    """A bar chart of the held-out KL of each latent dimension (SVG)."""
+    from betavae.viz.kl import kl_figure
+
+    click.echo(kl_figure(run_dir))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``betavae`` script."""
     try:

@@ -92,6 +92,14 @@ class RunDir:
             raise BetaVAEError(f"{self.path} is not a run folder (no {CONFIG_FILE})")
         return load_config(self.config_path)
 
+    def read_derived(self) -> dict[str, Any]:
+        """The values the run derived from its config (β and β_norm, arch, image shape …)."""
+        from betavae.config import DERIVED_TABLE, read_toml
+
+        if not self.config_path.exists():
+            raise BetaVAEError(f"{self.path} is not a run folder (no {CONFIG_FILE})")
+        return read_toml(self.config_path).get(DERIVED_TABLE, {})
+
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         buffer = io.BytesIO()
         torch.save(state, buffer)

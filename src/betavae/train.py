@@ -32,13 +32,13 @@ from betavae.interrupt import StopRequest
 from betavae.objectives import BetaVAELoss, beta_from_norm, norm_from_beta
 from betavae.runs import RunDir
 from betavae.traininglog import TrainingLog
-from betavae.viz.reconstructions import reconstruction_figure
+from betavae.viz.reconstructions import FILE_NAME as RECONSTRUCTIONS_FILE
+from betavae.viz.reconstructions import reconstruction_figure, run_title
 
 DEFAULT_BETA = 4.0
 # Settings that may change when a run is resumed; any other difference would make the
 # resumed run a different experiment.
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "device", "out", "data_dir"}
-RECONSTRUCTIONS_FILE = "reconstructions.png"
 
 
 class TrainingInterrupted(BetaVAEError):
@@ -102,7 +102,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     run.update_metrics("test", test)
     run.update_metrics("train", {"steps": config.steps, "beta": setup.derived["beta"],
                                  "beta_norm": setup.derived["beta_norm"]})
-    reconstruction_figure(setup.dataset.test, [model], [_title(config, setup.derived)], run.path / RECONSTRUCTIONS_FILE)
+    reconstruction_figure(setup.dataset.test, [model], [run_title(setup.derived, config.latent_dim)], run.path / RECONSTRUCTIONS_FILE)
     return TrainResult(run, config.steps, test)
 
 
@@ -269,10 +269,6 @@ def _save_checkpoint(run: RunDir, config: TrainConfig, derived: dict[str, Any], 
                      model: torch.nn.Module, optimizer: torch.optim.Optimizer, noise: torch.Generator) -> None:
     run.save_checkpoint({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "noise_state": noise.get_state(), "config": config.to_dict(), "derived": derived})
-
-
-def _title(config: TrainConfig, derived: dict[str, Any]) -> str:
-    return f"β={derived['beta']:.3g}\nβn={derived['beta_norm']:.2g} M={config.latent_dim}"
 
 
 def _no_bar(progress: bool | None) -> bool | None:

@@ -42,7 +42,7 @@ def column_grid(columns: Sequence[torch.Tensor], titles: Sequence[str], scale: i
     cell_h, cell_w = height * scale, width * scale
     font = label_font()
     title_lines = max(title.count("\n") + 1 for title in titles)
-    header = 4 + 14 * title_lines
+    header = 4 + 14 * title_lines if any(titles) else 0
     canvas_w = len(arrays) * (cell_w + gap) + gap
     canvas = Image.new("RGB", (canvas_w, header + rows * (cell_h + gap) + gap), "white")
     draw = ImageDraw.Draw(canvas)

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from betavae import data
 from betavae.data.base import ImageSplit
+from betavae.errors import BetaVAEError
 from betavae.models import BetaVAE
+from betavae.runs import RunDir, load_model
 from betavae.viz.grid import column_grid, save_png
+
+FILE_NAME = "reconstructions.png"
+
+
+def run_title(derived: dict[str, Any], latent_dim: int) -> str:
+    """The label of a run in figures: its β, β_norm and latent size."""
+    return f"β={derived['beta']:.3g}\nβn={derived['beta_norm']:.2g} M={latent_dim}"
 
 
 def reconstruction_figure(split: ImageSplit, models: Sequence[BetaVAE], titles: Sequence[str], path: Path,
@@ -28,3 +40,28 @@ def reconstruction_figure(split: ImageSplit, models: Sequence[BetaVAE], titles: 
         device = next(model.parameters()).device
         columns.append(model.reconstruct(inputs.to(device).float().div(255)).cpu())
     return save_png(column_grid(columns, ["input", *titles]), path)
+
+
+def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str | Path | None = None,
+                            device: str | torch.device = "cpu") -> Path:
+    """Held-out inputs and their reconstructions by each run, columns labelled with β, β_norm and M.
+
+    The runs must share a dataset; the figure goes to ``out``, else into the run folder
+    (one run) or the folder that holds the runs (several: a sweep's folder).
+    """
+    if not run_dirs:
+        raise BetaVAEError("give at least one run folder")
+    runs = [RunDir(path) for path in run_dirs]
+    configs = [run.read_config() for run in runs]
+    first = configs[0]
+    for run, config in zip(runs[1:], configs[1:]):
+        if (config.dataset, config.dataset_options, config.test_size) != (first.dataset, first.dataset_options, first.test_size):
+            raise BetaVAEError(f"{run.path} was trained on other data than {runs[0].path}; "
+                               f"reconstructions are compared on one dataset")
+    models = [load_model(run, device) for run in runs]
+    titles = [run_title(run.read_derived(), config.latent_dim) for run, config in zip(runs, configs)]
+    dataset = data.load(first.dataset, **first.dataset_kwargs())
+    if out is None:
+        folder = runs[0].path if len(runs) == 1 else Path(os.path.commonpath([run.path.resolve() for run in runs]))
+        out = folder / FILE_NAME
+    return reconstruction_figure(dataset.test, models, titles, Path(out), n=n)

@@ -1,0 +1,85 @@
+"""``betavae show recon | samples | kl``: files, sizes and contents of the figures."""
+
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from betavae.cli import main
+from betavae.config import TrainConfig
+from betavae.train import train
+
+CELL = 28 * 4 + 2  # a 28×28 image upscaled 4× and its gap
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep")
+    for name, beta in (("b1", 1.0), ("b8", 8.0)):
+        train(TrainConfig(dataset="shapes", arch="conv28", latent_dim=4, beta=beta, steps=40, batch_size=32,
+                          test_size=100, lr=1e-3, out=str(folder / name), device="cpu"), progress=False)
+    return folder
+
+
+def show(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["show", *args])
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out.strip(), captured.err.strip()
+
+
+def test_recon_of_several_runs_has_an_input_column_and_one_column_per_run(two_runs, capsys):
+    code, out, err = show(["recon", str(two_runs / "b1"), str(two_runs / "b8"), "--n", "5"], capsys)
+    assert code == 0, err
+    assert out == str((two_runs / "reconstructions.png").resolve())
+    image = np.asarray(Image.open(out).convert("L"))
+    header = image.shape[0] - (5 * CELL + 2)
+    assert image.shape[1] == 3 * CELL + 2 and 20 <= header <= 40  # two lines of labels
+    body = image[header:]
+    inputs, first, second = (body[:, 2 + j * CELL: (j + 1) * CELL] for j in range(3))
+    assert inputs.max() > 200  # white shapes on black
+    assert not np.array_equal(first, second)  # β = 1 and β = 8 reconstruct differently
+
+
+def test_recon_refuses_runs_trained_on_different_data(two_runs, tmp_path, capsys):
+    other = tmp_path / "other"
+    train(TrainConfig(dataset="shapes", latent_dim=2, steps=2, batch_size=8, test_size=50, out=str(other),
+                      device="cpu"), progress=False)
+    code, _, err = show(["recon", str(two_runs / "b1"), str(other)], capsys)
+    assert code == 1 and "was trained on other data" in err
+
+
+def test_samples_are_a_grid_of_distinct_images(two_runs, capsys):
+    code, out, _ = show(["samples", str(two_runs / "b1")], capsys)
+    assert code == 0 and out.endswith("samples.png")
+    image = np.asarray(Image.open(out).convert("L"))
+    assert image.shape == (8 * CELL + 2, 8 * CELL + 2)  # no title band
+    cells = [image[2 + i * CELL: (i + 1) * CELL, 2 + j * CELL: (j + 1) * CELL] for i in range(8) for j in range(8)]
+    assert len({cell.tobytes() for cell in cells}) == 64
+
+
+def test_kl_chart_has_one_bar_per_dimension_and_counts_the_active_ones(two_runs, capsys):
+    from betavae.runs import RunDir
+    from betavae.viz.traversals import ACTIVE_KL
+
+    code, out, _ = show(["kl", str(two_runs / "b1")], capsys)
+    assert code == 0 and out.endswith("kl.svg")
+    tree = ElementTree.parse(out)
+    text = ElementTree.tostring(tree.getroot(), encoding="unicode")
+    kl = RunDir(two_runs / "b1").read_metrics()["test"]["kl_per_dim"]
+    active = sum(value > ACTIVE_KL for value in kl)
+    assert f"{active} of 4 dimensions active" in text
+    bars = [g for g in tree.iter("{http://www.w3.org/2000/svg}g") if g.get("id", "").startswith("patch_")]
+    assert len(bars) >= 4
+
+
+def test_kl_of_an_unfinished_run_says_how_to_finish_it(tmp_path, capsys):
+    from betavae.runs import RunDir
+
+    run = tmp_path / "run"
+    train(TrainConfig(dataset="shapes", latent_dim=2, steps=2, batch_size=8, test_size=50, out=str(run),
+                      device="cpu"), progress=False)
+    RunDir(run).metrics_path.unlink()
+    code, _, err = show(["kl", str(run)], capsys)
+    assert code == 1 and "--resume" in err
