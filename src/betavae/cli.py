@@ -43,6 +43,7 @@ def app() -> None:
 def train(config_file: str | None, resume: bool, progress: bool | None, **flags: object) -> None:
     """Train a β-VAE and write a run folder: config, checkpoint, logs, metrics, reconstructions."""
     from betavae.config import TrainConfig, load_config
+    from betavae.data import has_factors
     from betavae.runs import RunDir
     from betavae.train import train as run_training
 
@@ -64,6 +65,8 @@ def train(config_file: str | None, resume: bool, progress: bool | None, **flags:
     click.echo(f"checkpoint:      {result.run.checkpoint_path}")
     click.echo(f"reconstructions: {result.run.path / 'reconstructions.png'}")
     click.echo(f"curves:          tensorboard --logdir {result.run.tensorboard_dir}")
+    click.echo(f"next:            betavae show traverse {result.run.path} --gif"
+               + (f"; betavae evaluate {result.run.path}" if has_factors(result.run.read_config().dataset) else ""))
 
 
 @app.command()
