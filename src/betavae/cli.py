@@ -116,6 +116,33 @@ def evaluate(run_dir: str | None, metric_names: str, seed: int, n_train: int | N
         click.echo(f"written to {Path(run_dir) / 'metrics.json'}")
 
 
+@app.command()
+@click.argument("run_dirs", nargs=-1, required=True)
+@click.option("--labels", default="10,30,100,300,1000,3000,10000", show_default=True,
+              help="numbers of labelled training samples, comma-separated")
+@click.option("--repeats", type=int, default=5, show_default=True, help="labelled samples drawn per number")
+@click.option("--task", help="digit (MNIST) | factor:NAME (Shapes, dSprites)  [default: digit on MNIST]")
+@click.option("--baselines", default="pixels,pca,untrained", show_default=True, help="comma-separated, or none")
+@click.option("--out", help="output folder  [default: the folder holding the runs]")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps")
+def transfer(run_dirs: tuple[str, ...], labels: str, repeats: int, task: str | None, baselines: str,
+             out: str | None, seed: int, device: str) -> None:
+    """Frozen encoders + a linear softmax classifier, test loss and accuracy against the number of labels."""
+    from betavae.transfer import run_transfer
+
+    try:
+        counts = [int(text) for text in labels.split(",") if text.strip()]
+    except ValueError:
+        raise BetaVAEError(f"--labels takes whole numbers separated by commas, got {labels!r}") from None
+    chosen = () if baselines.strip() == "none" else tuple(name.strip() for name in baselines.split(",") if name.strip())
+    result = run_transfer(run_dirs, labels=counts, repeats=repeats, task=task, out=out, seed=seed,
+                          baselines=chosen, device=device)
+    click.echo(result.summary.rstrip())
+    for path in (result.csv_path, result.plot_path, result.summary_path):
+        click.echo(f"written: {path}")
+
+
 @app.group()
 def show() -> None:
     """Figures from run folders: reconstructions, traversals, samples, KL, factors."""

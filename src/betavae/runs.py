@@ -13,6 +13,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,13 @@ class RunDir:
         metrics = self.read_metrics()
         metrics[section] = values
         atomic_write_text(self.metrics_path, json.dumps(metrics, indent=2) + "\n")
+
+
+def common_parent(paths: Sequence[Path]) -> Path:
+    """The deepest folder holding every path (for one run: its parent folder): a sweep's folder."""
+    resolved = [path.resolve() for path in paths]
+    parents = [set(path.parents) for path in resolved]
+    return max(set.intersection(*parents), key=lambda path: len(path.parts))
 
 
 def load_model(run: str | Path | RunDir, device: str | torch.device = "cpu"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from betavae import data
 from betavae.data.base import ImageSplit
 from betavae.errors import BetaVAEError
 from betavae.models import BetaVAE
-from betavae.runs import RunDir, load_model
+from betavae.runs import RunDir, common_parent, load_model
 from betavae.viz.grid import column_grid, save_png
 
 FILE_NAME = "reconstructions.png"
@@ -62,6 +61,6 @@ def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str
     titles = [run_title(run.read_derived(), config.latent_dim) for run, config in zip(runs, configs)]
     dataset = data.load(first.dataset, **first.dataset_kwargs())
     if out is None:
-        folder = runs[0].path if len(runs) == 1 else Path(os.path.commonpath([run.path.resolve() for run in runs]))
+        folder = runs[0].path if len(runs) == 1 else common_parent([run.path for run in runs])
         out = folder / FILE_NAME
     return reconstruction_figure(dataset.test, models, titles, Path(out), n=n)

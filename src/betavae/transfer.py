@@ -1,0 +1,330 @@
+"""Few-label transfer: does a disentangled encoder make learning from few labels easier?
+
+Higgins et al. (2017, β-VAE, ICLR) conjectured that it does; the reproducibility report
+tested it on MNIST with a frozen encoder and one linear softmax layer on its posterior
+mean μ, plotting the test loss against the number of labelled samples for several β and
+latent sizes, and found no improvement. This is the library behind ``betavae transfer``.
+
+For every representation (each run's μ, and the baselines: raw pixels, PCA with the
+runs' latent size, an untrained encoder) a multinomial logistic regression is fitted on
+``n`` labelled training images, drawn class-balanced per repeat, and scored on the
+held-out test set by cross-entropy and accuracy. The labelled samples depend only on
+the seed and the repeat, so every representation is fitted on the same images.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from betavae import data
+from betavae.data.base import FactorSplit, ImageDataset, ImageSplit
+from betavae.device import resolve_device
+from betavae.errors import BetaVAEError, unknown_choice
+from betavae.metrics.representation import ENCODE_CHUNK, Representation, model_representation
+from betavae.runs import RunDir, atomic_write_text, common_parent, load_model
+
+CSV_FILE = "transfer.csv"
+PLOT_FILE = "transfer.svg"
+SUMMARY_FILE = "transfer.txt"
+COLUMNS = ("run", "beta", "beta_norm", "latent_dim", "n", "repeat", "loss", "accuracy")
+TRANSFER_BASELINES = ("pixels", "pca", "untrained")
+# Training images PCA is fitted on (a seeded subset when the split is larger).
+PCA_FIT_IMAGES = 10_000
+
+
+@dataclass
+class TransferResult:
+    """The rows written to ``transfer.csv``, where the three outputs are, and the summary text."""
+
+    rows: list[dict[str, Any]]
+    csv_path: Path
+    plot_path: Path
+    summary_path: Path
+    summary: str
+
+
+@dataclass
+class _Series:
+    """One representation to score: its CSV identity and its code function."""
+
+    run: str
+    beta: float | None
+    beta_norm: float | None
+    latent_dim: int
+    represent: Representation
+
+
+def task_labels(dataset: ImageDataset, task: str | None) -> tuple[str, np.ndarray, np.ndarray]:
+    """(task name, train labels, test labels) for ``digit`` or ``factor:NAME`` on ``dataset``."""
+    has_factors = isinstance(dataset.train, FactorSplit)
+    if task is None:
+        if dataset.train.labels() is None:
+            factor_names = getattr(dataset, "factor_names", ())
+            raise BetaVAEError(f"dataset {dataset.name!r} has no digit labels; pass --task factor:NAME "
+                               f"with NAME one of: {', '.join(factor_names)}")
+        task = "digit"
+    if task == "digit":
+        train_labels, test_labels = dataset.train.labels(), dataset.test.labels()
+        if train_labels is None or test_labels is None:
+            raise BetaVAEError(f"task 'digit' needs class labels, which dataset {dataset.name!r} has not; "
+                               f"use --task factor:NAME on a dataset with known factors")
+        return task, np.asarray(train_labels), np.asarray(test_labels)
+    if task.startswith("factor:"):
+        name = task.removeprefix("factor:")
+        if not has_factors:
+            raise BetaVAEError(f"task {task!r} needs known generative factors, which dataset {dataset.name!r} "
+                               f"has not; use --task digit on mnist, or train on shapes or dsprites")
+        if name not in dataset.factor_names:  # type: ignore[attr-defined]
+            raise unknown_choice(f"factor of {dataset.name}", name, dataset.factor_names)  # type: ignore[attr-defined]
+        k = dataset.factor_names.index(name)  # type: ignore[attr-defined]
+        return task, dataset.train.factors()[:, k], dataset.test.factors()[:, k]  # type: ignore[attr-defined]
+    raise BetaVAEError(f"unknown task {task!r}; use 'digit' or 'factor:NAME' (e.g. factor:shape)")
+
+
+def balanced_sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` positions drawn without replacement, n // K per class and the remainder on random classes."""
+    classes = np.unique(labels)
+    if n > len(labels):
+        raise BetaVAEError(f"--labels {n} is more than the {len(labels)} training images; use at most {len(labels)}")
+    if n < len(classes):
+        raise BetaVAEError(f"--labels {n} is fewer than the {len(classes)} classes of the task; "
+                           f"use at least {len(classes)} so that every class is seen")
+    counts = np.full(len(classes), n // len(classes))
+    counts[rng.choice(len(classes), n % len(classes), replace=False)] += 1
+    members = [np.flatnonzero(labels == label) for label in classes]
+    short = [str(label) for label, count, m in zip(classes, counts, members) if count > len(m)]
+    if short:
+        raise BetaVAEError(f"--labels {n} asks for more images of class {', '.join(short)} than the training set "
+                           f"holds; use fewer labels")
+    return np.sort(np.concatenate([rng.choice(m, count, replace=False) for m, count in zip(members, counts)]))
+
+
+def encode_split(split: ImageSplit, represent: Representation, positions: np.ndarray,
+                 chunk: int = ENCODE_CHUNK) -> np.ndarray:
+    """Codes ``(len(positions), D)`` of the split's images at ``positions``, chunk by chunk."""
+    parts = [np.asarray(represent(split.images(torch.from_numpy(positions[start:start + chunk])).cpu().numpy()),
+                        dtype=np.float64)
+             for start in range(0, len(positions), chunk)]
+    codes = np.concatenate(parts)
+    if not np.isfinite(codes).all():
+        raise BetaVAEError("the representation gave NaN or infinite codes; a model whose training diverged "
+                           "cannot be scored")
+    return codes
+
+
+def fit_and_score(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray,
+                  test_labels: np.ndarray, classes: np.ndarray) -> tuple[float, float]:
+    """(test cross-entropy, test accuracy) of a softmax regression fitted on standardised codes.
+
+    The features are standardised with the labelled sample's own mean and standard
+    deviation (a constant feature, such as a border pixel, is left at scale 1), as a
+    learner that sees only these ``n`` images would do.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    mean = train_codes.mean(axis=0)
+    std = train_codes.std(axis=0)
+    std[std < 1e-8] = 1.0
+    # lbfgs fits the multinomial (softmax) model, one linear layer over all classes.
+    model = LogisticRegression(solver="lbfgs", max_iter=2000)
+    model.fit((train_codes - mean) / std, train_labels)
+    probabilities = model.predict_proba((test_codes - mean) / std)
+    loss = log_loss(test_labels, probabilities, labels=classes)
+    accuracy = float(np.mean(model.classes_[probabilities.argmax(axis=1)] == test_labels))
+    return float(loss), accuracy
+
+
+def _runs_dataset(runs: Sequence[RunDir]) -> ImageDataset:
+    """The dataset every run was trained on (the same name and split options for all)."""
+    configs = [run.read_config() for run in runs]
+
+    def identity(config) -> tuple[str, dict[str, Any]]:
+        return config.dataset, {k: v for k, v in config.dataset_kwargs().items() if k != "data_dir"}
+
+    if len({repr(identity(config)) for config in configs}) > 1:
+        listed = ", ".join(f"{run.path.name}: {config.dataset}" for run, config in zip(runs, configs))
+        raise BetaVAEError(f"runs trained on different datasets or splits ({listed}); transfer compares runs "
+                           f"of one dataset, so give them in separate calls")
+    return data.load(configs[0].dataset, **configs[0].dataset_kwargs())
+
+
+def _series(runs: Sequence[RunDir], dataset: ImageDataset, baselines: Sequence[str], seed: int,
+            device: torch.device) -> list[_Series]:
+    from sklearn.decomposition import PCA
+
+    from betavae.metrics import baselines as baseline_codes
+
+    series = []
+    for run in runs:
+        derived = run.read_derived()
+        series.append(_Series(str(run.path.name), derived.get("beta"), derived.get("beta_norm"),
+                              run.read_config().latent_dim, model_representation(load_model(run, device))))
+    latent_dims = sorted({s.latent_dim for s in series})
+    for name in baselines:
+        rng = np.random.default_rng([seed, TRANSFER_BASELINES.index(name) if name in TRANSFER_BASELINES else 99])
+        if name == "pixels":
+            series.append(_Series("baseline:pixels", None, None, math.prod(dataset.image_shape),
+                                  baseline_codes.pixels()))
+        elif name == "pca":
+            flatten = baseline_codes.pixels()
+            fit = np.sort(rng.choice(len(dataset.train), min(PCA_FIT_IMAGES, len(dataset.train)), replace=False))
+            fit_pixels = encode_split(dataset.train, flatten, fit)
+            for latent_dim in latent_dims:  # one PCA per latent size among the runs
+                pca = PCA(n_components=latent_dim, random_state=seed).fit(fit_pixels)
+                series.append(_Series("baseline:pca", None, None, latent_dim,
+                                      lambda images, pca=pca: pca.transform(flatten(images))))
+        elif name == "untrained":
+            first = series[0]
+            arch = runs[0].read_derived().get("arch")
+            series.append(_Series("baseline:untrained", None, None, first.latent_dim,
+                                  baseline_codes.untrained(dataset, rng, first.latent_dim, arch, device)))  # type: ignore[arg-type]
+        else:
+            raise unknown_choice("transfer baseline", name, TRANSFER_BASELINES)
+    return series
+
+
+def run_transfer(run_dirs: Sequence[str | Path], labels: Sequence[int] = (10, 30, 100, 300, 1000, 3000, 10000),
+                 repeats: int = 5, task: str | None = None, out: str | Path | None = None, seed: int = 0,
+                 baselines: Sequence[str] = TRANSFER_BASELINES, device: str = "cpu",
+                 max_test: int | None = None) -> TransferResult:
+    """Fit a softmax regression on each run's frozen μ (and on the baselines) from few labels.
+
+    ``run_dirs``: run folders trained on one dataset. ``labels``: the numbers ``n`` of
+    labelled training images. ``repeats``: draws of the labelled images per ``n``, each
+    from ``np.random.default_rng([seed, repeat])``. ``task``: ``digit`` (MNIST, the
+    default there) or ``factor:NAME`` (datasets with known factors). ``out``: where
+    ``transfer.csv``, ``transfer.svg`` and ``transfer.txt`` go, by default the runs'
+    common parent folder. ``max_test``: score on a seeded subset of this many test images
+    (default: the whole test set).
+    """
+    from betavae.viz.transfer import transfer_figure
+
+    if not run_dirs:
+        raise BetaVAEError("give at least one RUN_DIR to transfer from")
+    if repeats < 1:
+        raise BetaVAEError(f"--repeats must be at least 1, got {repeats}")
+    runs = [RunDir(path) for path in run_dirs]
+    dataset = _runs_dataset(runs)
+    task, train_labels, test_labels = task_labels(dataset, task)
+    classes = np.unique(train_labels)
+    labels = sorted({int(n) for n in labels})
+    if not labels:
+        raise BetaVAEError("give at least one number of labels, e.g. --labels 10,100,1000")
+
+    # The labelled samples depend only on (seed, repeat): every representation sees the same images,
+    # and each training image is encoded once however many samples hold it.
+    samples = {}
+    for repeat in range(repeats):
+        rng = np.random.default_rng([seed, repeat])
+        for n in labels:
+            samples[n, repeat] = balanced_sample(train_labels, n, rng)
+    needed = np.unique(np.concatenate(list(samples.values())))
+    test_positions = np.arange(len(dataset.test))
+    if max_test is not None and max_test < len(test_positions):
+        test_positions = np.sort(np.random.default_rng(seed).choice(len(test_positions), max_test, replace=False))
+
+    rows: list[dict[str, Any]] = []
+    for series in _series(runs, dataset, baselines, seed, resolve_device(device)):
+        train_codes = encode_split(dataset.train, series.represent, needed)
+        test_codes = encode_split(dataset.test, series.represent, test_positions)
+        for n, repeat in ((n, repeat) for n in labels for repeat in range(repeats)):
+            positions = samples[n, repeat]
+            loss, accuracy = fit_and_score(train_codes[np.searchsorted(needed, positions)], train_labels[positions],
+                                           test_codes, test_labels[test_positions], classes)
+            rows.append({"run": series.run, "beta": series.beta, "beta_norm": series.beta_norm,
+                         "latent_dim": series.latent_dim, "n": n, "repeat": repeat, "loss": loss,
+                         "accuracy": accuracy})
+
+    folder = Path(out) if out is not None else common_parent([run.path for run in runs])
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path = folder / CSV_FILE
+    atomic_write_text(csv_path, to_csv(rows))
+    title = f"{dataset.name}, task {task}, {repeats} repeat{'s' if repeats > 1 else ''}"
+    plot_path = transfer_figure(rows, folder / PLOT_FILE, title)
+    summary = summarise(rows, title)
+    summary_path = folder / SUMMARY_FILE
+    atomic_write_text(summary_path, summary)
+    return TransferResult(rows, csv_path, plot_path, summary_path, summary)
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: "" if row[key] is None else row[key] for key in COLUMNS})
+    return buffer.getvalue()
+
+
+def series_label(run: str, beta: float | None, beta_norm: float | None, latent_dim: int) -> str:
+    """How a run or baseline is named in the plot and the summary: β, β_norm and M (the latent size)."""
+    if run.startswith("baseline:"):
+        name = run.removeprefix("baseline:")
+        return name if name == "pixels" else f"{name}, M={latent_dim}"
+    parts = [f"β={beta:g}" if beta is not None else run]
+    if beta_norm is not None:
+        parts.append(f"β_norm={beta_norm:.3g}")
+    return ", ".join(parts + [f"M={latent_dim}"])
+
+
+def group_stats(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per series (run, latent size): its label fields and, per n, mean and std of loss and accuracy."""
+    groups: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in rows:
+        group = groups.setdefault((row["run"], row["latent_dim"]), {
+            "run": row["run"], "beta": row["beta"], "beta_norm": row["beta_norm"], "latent_dim": row["latent_dim"],
+            "values": {}})
+        group["values"].setdefault(row["n"], []).append((row["loss"], row["accuracy"]))
+    for group in groups.values():
+        group["stats"] = {n: {"loss": float(np.mean([v[0] for v in values])),
+                              "loss_std": float(np.std([v[0] for v in values])),
+                              "accuracy": float(np.mean([v[1] for v in values])),
+                              "accuracy_std": float(np.std([v[1] for v in values]))}
+                          for n, values in sorted(group["values"].items())}
+        group["label"] = series_label(group["run"], group["beta"], group["beta_norm"], group["latent_dim"])
+    return groups
+
+
+def summarise(rows: Sequence[dict[str, Any]], title: str) -> str:
+    """Per latent size and n: the β with the lowest mean test loss, and whether it beats the reference β.
+
+    The reference is the β = 1 run (a plain VAE) of that latent size, else its smallest β.
+    A difference counts as larger than the spread when |Δ mean| exceeds the two standard
+    deviations over repeats added in quadrature.
+    """
+    groups = group_stats(rows)
+    lines = [f"transfer on {title}: test cross-entropy (lower is better), mean ± std over repeats"]
+    runs = [g for g in groups.values() if not g["run"].startswith("baseline:")]
+    baselines = [g for g in groups.values() if g["run"].startswith("baseline:")]
+    for latent_dim in sorted({g["latent_dim"] for g in runs}):
+        same_size = [g for g in runs if g["latent_dim"] == latent_dim]
+        with_beta = [g for g in same_size if g["beta"] is not None]
+        reference = next((g for g in with_beta if g["beta"] == 1), None) or \
+            (min(with_beta, key=lambda g: g["beta"]) if with_beta else same_size[0])
+        lines.append(f"M = {latent_dim} (reference: {reference['label']}):")
+        for n in sorted(reference["stats"]):
+            best = min(same_size, key=lambda g: g["stats"][n]["loss"])
+            b, r = best["stats"][n], reference["stats"][n]
+            line = f"  n={n}: best {best['label']}, loss {b['loss']:.3f} ± {b['loss_std']:.3f}, acc {b['accuracy']:.3f}"
+            if best is not reference:
+                delta, spread = b["loss"] - r["loss"], math.hypot(b["loss_std"], r["loss_std"])
+                verdict = "larger than" if abs(delta) > spread else "within"
+                line += f"; vs reference Δ = {delta:+.3f}, {verdict} the spread ({spread:.3f})"
+            lines.append(line)
+    if baselines:
+        lines.append("baselines:")
+        for n in sorted({row["n"] for row in rows}):
+            lines.append(f"  n={n}: " + "; ".join(
+                f"{g['label']} loss {g['stats'][n]['loss']:.3f}, acc {g['stats'][n]['accuracy']:.3f}"
+                for g in baselines))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,168 @@
+"""``betavae transfer``: few-label softmax regression on frozen codes, its table, plot and summary."""
+
+import csv
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+import pytest
+
+from betavae.config import TrainConfig
+from betavae.errors import BetaVAEError
+from betavae.train import train
+from betavae.transfer import COLUMNS, balanced_sample, run_transfer
+
+LABELS = (10, 100, 1000)
+REPEATS = 2
+
+
+@pytest.fixture(scope="module")
+def mnist_runs(tmp_path_factory, mnist_dir):
+    folder = tmp_path_factory.mktemp("mnist_runs")
+    for name, beta, latent_dim in (("b1_m2", 1.0, 2), ("b4_m10", 4.0, 10)):
+        train(TrainConfig(dataset="mnist", data_dir=str(mnist_dir), latent_dim=latent_dim, beta=beta, steps=50,
+                          batch_size=64, lr=3e-3, out=str(folder / name), device="cpu"), progress=False)
+    return [folder / "b1_m2", folder / "b4_m10"]
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapes_runs") / "b1"
+    train(TrainConfig(dataset="shapes", latent_dim=4, steps=50, batch_size=64, lr=3e-3, test_size=1000,
+                      out=str(out), device="cpu"), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def mnist_result(mnist_runs, tmp_path_factory):
+    return run_transfer(mnist_runs, labels=LABELS, repeats=REPEATS, max_test=2000,
+                        out=tmp_path_factory.mktemp("transfer"))
+
+
+def read_rows(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def mean_accuracy(rows, run, latent_dim, n):
+    return np.mean([float(r["accuracy"]) for r in rows
+                    if r["run"] == run and int(r["latent_dim"]) == latent_dim and int(r["n"]) == n])
+
+
+def test_csv_has_one_row_per_representation_n_and_repeat(mnist_result):
+    rows = read_rows(mnist_result.csv_path)
+    assert tuple(rows[0]) == COLUMNS
+    # two runs, pixels, one PCA per latent size (2 and 10), one untrained encoder
+    assert len(rows) == (2 + 1 + 2 + 1) * len(LABELS) * REPEATS
+    assert {r["run"] for r in rows} == {"b1_m2", "b4_m10", "baseline:pixels", "baseline:pca", "baseline:untrained"}
+    baseline = next(r for r in rows if r["run"] == "baseline:pixels")
+    assert baseline["beta"] == "" and baseline["beta_norm"] == "" and baseline["latent_dim"] == "784"
+    run = next(r for r in rows if r["run"] == "b4_m10")
+    assert float(run["beta"]) == 4.0 and float(run["beta_norm"]) > 0
+    assert all(0 <= float(r["accuracy"]) <= 1 and float(r["loss"]) > 0 for r in rows)
+
+
+def test_more_labels_never_give_a_much_worse_accuracy(mnist_result):
+    rows = read_rows(mnist_result.csv_path)
+    for run, latent_dim in {(r["run"], int(r["latent_dim"])) for r in rows}:
+        curve = [mean_accuracy(rows, run, latent_dim, n) for n in LABELS]
+        assert curve[-1] >= curve[0] - 0.02, (run, curve)
+        assert all(later >= earlier - 0.05 for earlier, later in zip(curve, curve[1:])), (run, curve)
+
+
+def test_the_same_seed_gives_the_same_rows(mnist_runs, mnist_result, tmp_path):
+    again = run_transfer(mnist_runs, labels=LABELS, repeats=REPEATS, max_test=2000, out=tmp_path)
+    assert again.csv_path.read_text() == mnist_result.csv_path.read_text()
+    assert again.summary == mnist_result.summary
+
+
+def test_plot_parses_and_summary_names_the_best_beta_per_n(mnist_result):
+    root = ElementTree.parse(mnist_result.plot_path).getroot()
+    assert root.tag.endswith("svg")
+    text = mnist_result.plot_path.read_text()
+    assert "β=4" in text and "pixels" in text and "labelled training samples" in text
+    summary = mnist_result.summary
+    assert summary == mnist_result.summary_path.read_text()
+    assert all(f"n={n}: best" in summary for n in LABELS)
+    assert "M = 2" in summary and "M = 10" in summary and "baselines:" in summary
+
+
+def test_a_linear_classifier_on_mnist_pixels_with_10000_labels_reaches_about_90_percent(mnist_runs, tmp_path):
+    result = run_transfer(mnist_runs[:1], labels=(10_000,), repeats=1, baselines=("pixels",), out=tmp_path)
+    pixels = [r for r in result.rows if r["run"] == "baseline:pixels"]
+    assert len(pixels) == 1 and pixels[0]["accuracy"] >= 0.88  # the full 10,000-image test set
+
+
+def test_the_default_output_folder_is_the_runs_common_parent(mnist_runs):
+    result = run_transfer(mnist_runs[:1], labels=(10,), repeats=1, baselines=(), max_test=200)
+    assert result.csv_path.parent == mnist_runs[0].parent.resolve()
+    assert len(result.rows) == 1
+
+
+def test_factor_tasks_run_on_shapes_and_position_is_decoded_well_above_chance(shapes_run, tmp_path):
+    shape = run_transfer([shapes_run], labels=(30,), repeats=1, task="factor:shape", baselines=(), out=tmp_path)
+    assert len(shape.rows) == 1 and 0 <= shape.rows[0]["accuracy"] <= 1
+    # Which of three shapes is barely linear in 28x28 pixels or in a briefly trained code (about 0.4
+    # accuracy even at 10,000 labels); the horizontal position is, from pixels at least.
+    position = run_transfer([shapes_run], labels=(30, 300), repeats=2, task="factor:pos_x", baselines=("pixels",),
+                            out=tmp_path)
+    rows = read_rows(position.csv_path)
+    best = max(mean_accuracy(rows, run, latent_dim, 300) for run, latent_dim in (("b1", 4), ("baseline:pixels", 784)))
+    assert best > 0.4  # twelve positions: chance is 1/12
+
+
+@pytest.mark.parametrize("task, message", [
+    ("digit", "task 'digit' needs class labels, which dataset 'shapes' has not"),
+    ("factor:colour", "unknown factor of shapes 'colour'; choose one of: pos_x, pos_y, rotation, scale, shape"),
+    ("shape", "unknown task 'shape'; use 'digit' or 'factor:NAME'"),
+    (None, "dataset 'shapes' has no digit labels; pass --task factor:NAME"),
+])
+def test_a_task_the_shapes_dataset_cannot_serve_is_a_clear_error(shapes_run, tmp_path, task, message):
+    with pytest.raises(BetaVAEError, match="^" + message.replace("(", r"\(")):
+        run_transfer([shapes_run], labels=(30,), repeats=1, task=task, out=tmp_path)
+
+
+def test_factor_tasks_on_mnist_and_mixed_datasets_are_clear_errors(mnist_runs, shapes_run, tmp_path):
+    with pytest.raises(BetaVAEError, match="task 'factor:shape' needs known generative factors"):
+        run_transfer(mnist_runs, labels=(30,), repeats=1, task="factor:shape", out=tmp_path)
+    with pytest.raises(BetaVAEError, match="runs trained on different datasets"):
+        run_transfer([mnist_runs[0], shapes_run], labels=(30,), repeats=1, out=tmp_path)
+
+
+def test_label_counts_outside_the_training_set_or_below_the_classes_are_clear_errors(mnist_runs, tmp_path):
+    with pytest.raises(BetaVAEError, match="--labels 5 is fewer than the 10 classes"):
+        run_transfer(mnist_runs, labels=(5, 100), repeats=1, out=tmp_path)
+    with pytest.raises(BetaVAEError, match="--labels 70000 is more than the 60000 training images"):
+        run_transfer(mnist_runs, labels=(70_000,), repeats=1, out=tmp_path)
+
+
+def test_balanced_sample_spreads_the_remainder_and_draws_each_image_once():
+    labels = np.repeat(np.arange(3), 50)
+    sample = balanced_sample(labels, 14, np.random.default_rng(0))
+    counts = np.bincount(labels[sample], minlength=3)
+    assert len(np.unique(sample)) == 14 and sorted(counts) == [4, 5, 5]
+
+
+def test_transfer_command_prints_the_summary_and_where_the_files_are(shapes_run, tmp_path, capsys):
+    from betavae.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["transfer", str(shapes_run), "--task", "factor:pos_x", "--labels", "24,120", "--repeats", "2",
+              "--baselines", "pixels", "--out", str(tmp_path), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 0, err
+    for name in ("transfer.csv", "transfer.svg", "transfer.txt"):
+        assert f"written: {tmp_path / name}" in out
+    assert (tmp_path / "transfer.txt").read_text().strip() in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--labels", "10,many"], "--labels takes whole numbers"),
+    (["--labels", "24", "--baselines", "sift"], "unknown transfer baseline 'sift'"),
+])
+def test_bad_transfer_options_are_one_line_errors(shapes_run, tmp_path, capsys, args, message):
+    from betavae.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["transfer", str(shapes_run), "--task", "factor:pos_x", "--out", str(tmp_path), *args])
+    _, err = capsys.readouterr()
+    assert exit_info.value.code == 1 and len(err.strip().splitlines()) == 1 and message in err
