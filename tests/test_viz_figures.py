@@ -47,7 +47,7 @@ def test_recon_refuses_runs_trained_on_different_data(two_runs, tmp_path, capsys
     train(TrainConfig(dataset="shapes", latent_dim=2, steps=2, batch_size=8, test_size=50, out=str(other),
                       device="cpu"), progress=False)
     code, _, err = show(["recon", str(two_runs / "b1"), str(other)], capsys)
-    assert code == 1 and "was trained on other data" in err
+    assert code == 1 and "runs trained on different datasets or splits" in err and "a reconstruction figure" in err
 
 
 def test_samples_are_a_grid_of_distinct_images(two_runs, capsys):

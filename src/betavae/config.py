@@ -86,6 +86,12 @@ class TrainConfig:
         # runs that differ only in their training seed must be tested on the same images.
         return kwargs
 
+    def load_dataset(self):
+        """The dataset (and held-out split) this config trains on: ``betavae.data.load`` with its options."""
+        from betavae.data import load
+
+        return load(self.dataset, **self.dataset_kwargs())
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

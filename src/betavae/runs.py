@@ -134,6 +134,23 @@ def common_parent(paths: Sequence[Path]) -> Path:
     return max(set.intersection(*parents), key=lambda path: len(path.parts))
 
 
+def shared_dataset(runs: Sequence[RunDir], purpose: str):
+    """The one dataset (name and split options) every run was trained on; runs of several are an error.
+
+    ``purpose`` completes the error message: "<purpose> compares runs of one dataset".
+    """
+    configs = [run.read_config() for run in runs]
+
+    def identity(config: TrainConfig) -> str:
+        return repr((config.dataset, {k: v for k, v in config.dataset_kwargs().items() if k != "data_dir"}))
+
+    if len({identity(config) for config in configs}) > 1:
+        listed = ", ".join(f"{run.path.name}: {config.dataset}" for run, config in zip(runs, configs))
+        raise BetaVAEError(f"runs trained on different datasets or splits ({listed}); {purpose} compares runs "
+                           f"of one dataset, so give them in separate calls")
+    return configs[0].load_dataset()
+
+
 def load_model(run: str | Path | RunDir, device: str | torch.device = "cpu"):
     """The trained :class:`~betavae.models.BetaVAE` of a run folder, in eval mode."""
     from betavae.models import build

@@ -209,7 +209,7 @@ class _Setup:
 
     @classmethod
     def create(cls, config: TrainConfig) -> _Setup:
-        dataset = data.load(config.dataset, **config.dataset_kwargs())
+        dataset = config.load_dataset()
         arch = config.arch or models.default_arch(dataset.image_shape[-1])
         num_pixels = dataset.num_pixels
         if config.beta_norm is not None:

@@ -25,12 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from betavae import data
 from betavae.data.base import FactorSplit, ImageDataset, ImageSplit
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError, unknown_choice
 from betavae.metrics.representation import ENCODE_CHUNK, Representation, model_representation
-from betavae.runs import RunDir, atomic_write_text, common_parent, load_model
+from betavae.runs import RunDir, atomic_write_text, common_parent, load_model, shared_dataset
 
 CSV_FILE = "transfer.csv"
 PLOT_FILE = "transfer.svg"
@@ -144,20 +143,6 @@ def fit_and_score(train_codes: np.ndarray, train_labels: np.ndarray, test_codes:
     return float(loss), accuracy
 
 
-def _runs_dataset(runs: Sequence[RunDir]) -> ImageDataset:
-    """The dataset every run was trained on (the same name and split options for all)."""
-    configs = [run.read_config() for run in runs]
-
-    def identity(config) -> tuple[str, dict[str, Any]]:
-        return config.dataset, {k: v for k, v in config.dataset_kwargs().items() if k != "data_dir"}
-
-    if len({repr(identity(config)) for config in configs}) > 1:
-        listed = ", ".join(f"{run.path.name}: {config.dataset}" for run, config in zip(runs, configs))
-        raise BetaVAEError(f"runs trained on different datasets or splits ({listed}); transfer compares runs "
-                           f"of one dataset, so give them in separate calls")
-    return data.load(configs[0].dataset, **configs[0].dataset_kwargs())
-
-
 def _series(runs: Sequence[RunDir], dataset: ImageDataset, baselines: Sequence[str], seed: int,
             device: torch.device) -> list[_Series]:
     from sklearn.decomposition import PCA
@@ -214,7 +199,7 @@ def run_transfer(run_dirs: Sequence[str | Path], labels: Sequence[int] = (10, 30
     if repeats < 1:
         raise BetaVAEError(f"--repeats must be at least 1, got {repeats}")
     runs = [RunDir(path) for path in run_dirs]
-    dataset = _runs_dataset(runs)
+    dataset = shared_dataset(runs, "transfer")
     task, train_labels, test_labels = task_labels(dataset, task)
     classes = np.unique(train_labels)
     labels = sorted({int(n) for n in labels})

@@ -61,7 +61,7 @@ def factor_tracking_figure(run_dir: str | Path, num_points: int = 10_000, seed: 
         raise BetaVAEError(f"num_points must be a positive integer, got {num_points}")
     kl = held_out_kl(run, config.latent_dim)
     dims = active_dims(kl)
-    dataset = data.load(config.dataset, **config.dataset_kwargs())
+    dataset = config.load_dataset()
     assert isinstance(dataset, FactorDataset)
     represent = model_representation(load_model(run, device))
     codes, factors = sample_codes(dataset, represent, num_points, np.random.default_rng(seed))

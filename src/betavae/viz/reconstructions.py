@@ -8,11 +8,10 @@ from typing import Any
 
 import torch
 
-from betavae import data
 from betavae.data.base import ImageSplit
 from betavae.errors import BetaVAEError
 from betavae.models import BetaVAE
-from betavae.runs import RunDir, common_parent, load_model
+from betavae.runs import RunDir, common_parent, load_model, shared_dataset
 from betavae.viz.grid import column_grid, save_png
 
 FILE_NAME = "reconstructions.png"
@@ -51,15 +50,10 @@ def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str
     if not run_dirs:
         raise BetaVAEError("give at least one run folder")
     runs = [RunDir(path) for path in run_dirs]
+    dataset = shared_dataset(runs, "a reconstruction figure")
     configs = [run.read_config() for run in runs]
-    first = configs[0]
-    for run, config in zip(runs[1:], configs[1:]):
-        if (config.dataset, config.dataset_options, config.test_size) != (first.dataset, first.dataset_options, first.test_size):
-            raise BetaVAEError(f"{run.path} was trained on other data than {runs[0].path}; "
-                               f"reconstructions are compared on one dataset")
     models = [load_model(run, device) for run in runs]
     titles = [run_title(run.read_derived(), config.latent_dim) for run, config in zip(runs, configs)]
-    dataset = data.load(first.dataset, **first.dataset_kwargs())
     if out is None:
         folder = runs[0].path if len(runs) == 1 else common_parent([run.path for run in runs])
         out = folder / FILE_NAME

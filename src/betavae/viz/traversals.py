@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from betavae import data
 from betavae.errors import BetaVAEError
 from betavae.models import BetaVAE
 from betavae.runs import RunDir, atomic_write_bytes, load_model
@@ -143,7 +142,7 @@ def base_code(run: RunDir, model: BetaVAE, test_image: int | None, seed: int) ->
     if test_image is None:
         return torch.zeros(model.latent_dim, device=device)
     config = run.read_config()
-    split = data.load(config.dataset, **config.dataset_kwargs()).test
+    split = config.load_dataset().test
     if test_image >= len(split):
         raise BetaVAEError(f"sample:{test_image} is past the {len(split)} test images; give K from 0 to {len(split) - 1}")
     positions = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[test_image:test_image + 1]
