@@ -75,6 +75,8 @@ def test_same_seed_same_config_gives_identical_numbers(tmp_path):
 def test_resume_matches_uninterrupted_run(tmp_path):
     train(small_config(tmp_path / "whole", steps=40), progress=False)
     train(small_config(tmp_path / "parts", steps=20), progress=False)
+    with (tmp_path / "parts" / "log.jsonl").open("a") as log:  # a kill in the middle of a log write
+        log.write('{"step": 25, "loss": 1')
     train(small_config(tmp_path / "parts", steps=40), resume=True, progress=False)
     assert_same_weights(weights(tmp_path / "whole"), weights(tmp_path / "parts"))
     log = [json.loads(line)["step"] for line in (tmp_path / "parts" / "log.jsonl").read_text().splitlines()]

@@ -251,9 +251,9 @@ def _prepare_run_dir(run: RunDir, config: TrainConfig, derived: dict[str, Any], 
         return 0
     if not run.has_checkpoint():
         raise BetaVAEError(f"nothing to resume: {run.path} has no checkpoint")
-    saved = run.read_config()
+    saved = run.read_config().to_dict()
     changed = sorted(key for key, value in config.to_dict().items()
-                     if key not in RESUMABLE_CHANGES and saved.to_dict()[key] != value)
+                     if key not in RESUMABLE_CHANGES and saved[key] != value)
     if changed:
         raise BetaVAEError(f"cannot resume {run.path} with different {', '.join(changed)}; "
                            f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change")

@@ -12,6 +12,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from betavae.runs import atomic_write_text
+
 
 class TrainingLog:
     def __init__(self, jsonl_path: Path, tensorboard_dir: Path | None, resume_step: int = 0) -> None:
@@ -25,11 +27,18 @@ class TrainingLog:
             self._writer = SummaryWriter(str(tensorboard_dir), purge_step=resume_step if resume_step else None)
 
     def _drop_entries_after(self, step: int) -> None:
+        """Keep the entries up to ``step``; a line torn by a kill mid-write is dropped too."""
         if not self.jsonl_path.exists():
             return
-        kept = [line for line in self.jsonl_path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        self.jsonl_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        kept = []
+        for line in self.jsonl_path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if entry.get("step", 0) <= step:
+                kept.append(line)
+        atomic_write_text(self.jsonl_path, "".join(line + "\n" for line in kept))
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         self._jsonl.write(json.dumps({"step": step, **values}) + "\n")
