@@ -1,98 +1,302 @@
-"""Training throughput of each architecture, against this machine's matrix-product peak.
+"""Training and encoding throughput, against this machine's matrix-product peak and a textbook loop.
 
-For every architecture and batch size this prints images/s of a full training step
-(forward, backward, Adam), the step's floating-point operations (counted by PyTorch's
-FlopCounterMode: convolutions and matrix products, forward and backward), the achieved
-GFLOP/s, and its ratio to a large fp32 matrix product timed in the same run. Ratios
-measured side by side mean something on a noisy shared machine; raw times do not.
+Sections (all by default; pick with ``--sections``):
 
-    python benchmarks/train_throughput.py [--seconds 3] [--batch-sizes 64,256]
+- ``train``: images/s of a full training step (forward, backward, Adam) for each
+  architecture and batch size, as betavae runs it (:func:`betavae.train.training_step`
+  fed by :class:`betavae.batches.BatchStream`, with the settings of
+  :mod:`betavae.performance`) beside the textbook loop (a ``DataLoader`` over a
+  ``TensorDataset`` of float images, default layout, default Adam) on the same model.
+  Prints the speed-up, the step's floating-point operations (PyTorch's FlopCounterMode:
+  convolutions and matrix products, forward and backward), the achieved GFLOP/s and its
+  ratio to a large fp32 matrix product timed in the same run; with bf16 support, the
+  bf16 autocast step and its speed-up over fp32.
+- ``render``: dSprites training on batches rendered on the fly (read ahead in a
+  background thread, and for comparison without) against the same images held in memory.
+- ``encode``: encoding for the metrics (no gradients, large batches), against the peak.
+- ``profile``: where a training step's time goes, layer by layer (forward + backward of
+  each layer timed alone), with each layer's own GFLOP/s; ``--profile-arch`` picks one.
+
+Ratios measured side by side mean something on a noisy shared machine; raw times do not.
+The textbook loop runs before betavae's settings are switched on (some, such as
+:func:`betavae.performance.keep_freed_memory`, hold for the rest of the process).
+
+    python benchmarks/train_throughput.py [--seconds 2] [--batch-sizes 16,64,256,512]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
+import numpy as np
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
+from betavae import data, performance
+from betavae.batches import BatchStream
+from betavae.data.base import TensorSplit
+from betavae.device import resolve_device
+from betavae.metrics.representation import model_representation
 from betavae.models import ARCHITECTURES, build
 from betavae.objectives import BetaVAELoss
+from betavae.train import training_step
+
+Step = Callable[[], None]
+SECTIONS = ("train", "render", "encode", "profile")
 
 
-def matmul_peak_gflops(size: int = 2048, seconds: float = 2.0) -> float:
-    """Best sustained fp32 GFLOP/s of an ``size``×``size`` matrix product on this device."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    out = torch.empty(size, size)
-    torch.mm(a, b, out=out)
+def matmul_peak_gflops(device: torch.device, size: int = 2048, seconds: float = 2.0) -> float:
+    """Best sustained fp32 GFLOP/s of an ``size``×``size`` matrix product on ``device``."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    out = torch.empty(size, size, device=device)
+    repeats = 4 if device.type == "cpu" else 50
     best = 0.0
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
+        _synchronize(device)
         start = time.perf_counter()
-        for _ in range(4):
+        for _ in range(repeats):
             torch.mm(a, b, out=out)
-        best = max(best, 4 * 2 * size**3 / (time.perf_counter() - start) / 1e9)
+        _synchronize(device)
+        best = max(best, repeats * 2 * size**3 / (time.perf_counter() - start) / 1e9)
     return best
 
 
-def make_step(arch: str, batch_size: int, latent_dim: int = 10):
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def sprite_like_images(arch: str, count: int = 4096, seed: int = 0) -> torch.Tensor:
+    """``uint8`` images of the architecture's size: dSprites for 64×64, Shapes for 28×28.
+
+    Real rendered images rather than noise, so the loss and its gradients look like training.
+    """
+    name = "dsprites" if ARCHITECTURES[arch].image_size == 64 else "shapes"
+    dataset = data.load(name, in_memory=False) if name == "dsprites" else data.load(name)
+    index = np.random.default_rng(seed).choice(len(dataset), size=count, replace=False)
+    return torch.from_numpy(dataset.images_at(np.sort(index)))
+
+
+def _model(arch: str, device: torch.device, latent_dim: int = 10) -> torch.nn.Module:
     size = ARCHITECTURES[arch].image_size
     torch.manual_seed(0)
-    model = build(arch, latent_dim, (1, size, size))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    return build(arch, latent_dim, (1, size, size)).to(device)
+
+
+def betavae_step(arch: str, images: torch.Tensor, batch_size: int, device: torch.device,
+                 precision: str = "fp32", split=None, read_ahead: bool | None = None) -> tuple[Step, Callable[[], None]]:
+    """The step as ``betavae train`` runs it; returns (step, close)."""
+    model = _model(arch, device).to(memory_format=performance.MEMORY_FORMAT)
+    optimizer = performance.make_optimizer(model.parameters(), 1e-4, device)
     loss_fn = BetaVAELoss(4.0, "bernoulli")
-    x = (torch.rand(batch_size, 1, size, size) > 0.7).float()
+    noise = torch.Generator(device=device).manual_seed(0)
+    split = split if split is not None else TensorSplit(images)
+    stream = BatchStream(split, batch_size, seed=0, start=0, device=device, read_ahead=read_ahead).__enter__()
 
     def step() -> None:
+        training_step(model, loss_fn, optimizer, stream.next(), noise, precision)
+
+    return step, lambda: stream.__exit__(None, None, None)
+
+
+def reference_step(arch: str, images: torch.Tensor, batch_size: int, device: torch.device) -> Step:
+    """The textbook loop: ``DataLoader`` + ``TensorDataset`` of float images, NCHW, plain Adam."""
+    model = _model(arch, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    loss_fn = BetaVAELoss(4.0, "bernoulli")
+    loader = DataLoader(TensorDataset(images.float() / 255), batch_size=batch_size, shuffle=True, drop_last=True)
+    batches = iter(loader)
+
+    def step() -> None:
+        nonlocal batches
+        try:
+            (x,) = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            (x,) = next(batches)
+        x = x.to(device)
         terms = loss_fn(model(x), x)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         terms.loss.backward()
         optimizer.step()
 
     return step
 
 
-def step_flops(step) -> int:
+def count_flops(step: Step) -> int:
     with FlopCounterMode(display=False) as counter:
         step()
     return counter.get_total_flops()
 
 
-def steps_per_second(step, seconds: float) -> float:
-    for _ in range(3):
+def calls_per_second(step: Step, seconds: float, device: torch.device, warmup: int = 3) -> float:
+    for _ in range(warmup):
         step()
+    _synchronize(device)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         step()
         count += 1
+    _synchronize(device)
     return count / (time.perf_counter() - start)
+
+
+def train_section(args, device: torch.device) -> None:
+    archs, batch_sizes = args.archs.split(","), [int(b) for b in args.batch_sizes.split(",")]
+    images = {arch: sprite_like_images(arch, max(4096, 4 * max(batch_sizes))) for arch in archs}
+    bf16 = performance.bf16_supported(device)
+
+    # The textbook loop first, before betavae's process-wide settings are switched on.
+    reference = {(arch, b): b * calls_per_second(reference_step(arch, images[arch], b, device), args.seconds, device)
+                 for arch in archs for b in batch_sizes}
+    memory_kept = performance.keep_freed_memory()
+    rows = []
+    for arch in archs:
+        for batch_size in batch_sizes:
+            step, close = betavae_step(arch, images[arch], batch_size, device)
+            flops = count_flops(step)
+            ours = batch_size * calls_per_second(step, args.seconds, device)
+            close()
+            half = None
+            if bf16:
+                step, close = betavae_step(arch, images[arch], batch_size, device, precision="bf16")
+                half = batch_size * calls_per_second(step, args.seconds, device)
+                close()
+            rows.append((arch, batch_size, reference[arch, batch_size], ours, flops / batch_size, half))
+    peak = max(args.peak, matmul_peak_gflops(device))
+
+    print(f"\n## training step, fp32 (freed memory kept: {memory_kept}; peak {peak:.0f} GFLOP/s)")
+    header = f"{'arch':<10} {'batch':>5} {'textbook':>9} {'betavae':>9} {'speed-up':>8} {'MFLOP/img':>10} {'GFLOP/s':>8} {'of peak':>7}"
+    print(header + (f" {'bf16':>8} {'bf16 ×':>7} {'bf16/peak':>9}" if bf16 else "  (no bf16 on this device)"))
+    for arch, batch_size, textbook, ours, flops_per_image, half in rows:
+        achieved = ours * flops_per_image / 1e9
+        line = (f"{arch:<10} {batch_size:>5} {textbook:>9.0f} {ours:>9.0f} {ours / textbook:>8.2f} "
+                f"{flops_per_image / 1e6:>10.1f} {achieved:>8.1f} {achieved / peak:>7.2f}")
+        if half is not None:
+            line += f" {half:>8.0f} {half / ours:>7.2f} {half * flops_per_image / 1e9 / peak:>9.2f}"
+        print(line)
+    print("images/s; GFLOP/s and 'of peak' for betavae's fp32 step; bf16/peak: bf16 GFLOP/s against the fp32 peak")
+
+
+def render_section(args, device: torch.device) -> None:
+    performance.keep_freed_memory()
+    dataset = data.load("dsprites")
+    train = dataset.train
+    held = TensorSplit(torch.from_numpy(dataset.images_at(train.indices[:args.render_images])))
+    on_the_fly = type(train)(dataset, train.indices[:args.render_images])
+    rates = {}
+    for name, split, read_ahead in (("in memory", held, None), ("rendered, read ahead", on_the_fly, True),
+                                    ("rendered in the loop", on_the_fly, False), ("in memory", held, None)):
+        step, close = betavae_step("conv64", None, args.render_batch, device, split=split, read_ahead=read_ahead)
+        rate = args.render_batch * calls_per_second(step, args.seconds, device)
+        close()
+        rates[name] = max(rates.get(name, 0.0), rate)  # in memory twice: before and after, the better one
+    print(f"\n## dSprites training, conv64, batch {args.render_batch}: rendered on the fly against held in memory")
+    for name, rate in rates.items():
+        print(f"{name:<22} {rate:>9.0f} images/s  {rate / rates['in memory']:>5.2f} of in memory")
+
+
+def encode_section(args, device: torch.device) -> None:
+    performance.keep_freed_memory()
+    print(f"\n## encoding for the metrics (μ, no gradients), {args.encode_images} images a call")
+    print(f"{'arch':<10} {'images/s':>9} {'MFLOP/img':>10} {'GFLOP/s':>8} {'of peak':>7}")
+    rows = []
+    for arch in args.archs.split(","):
+        images = sprite_like_images(arch, args.encode_images).numpy()
+        model = _model(arch, device).eval()
+        represent = model_representation(model)
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            model.encode(torch.from_numpy(images[:1]).to(device).float())
+        rate = len(images) * calls_per_second(lambda: represent(images), args.seconds, device, warmup=1)
+        rows.append((arch, rate, counter.get_total_flops()))
+    peak = max(args.peak, matmul_peak_gflops(device))
+    for arch, rate, flops in rows:
+        print(f"{arch:<10} {rate:>9.0f} {flops / 1e6:>10.2f} {rate * flops / 1e9:>8.1f} {rate * flops / 1e9 / peak:>7.2f}")
+
+
+def profile_section(args, device: torch.device) -> None:
+    """Each layer's forward + backward timed alone on the activations a real batch gives it."""
+    performance.keep_freed_memory()
+    arch, batch_size = args.profile_arch, args.profile_batch
+    model = _model(arch, device).to(memory_format=performance.MEMORY_FORMAT)
+    layers = [(f"encoder[{i}]", layer) for i, layer in enumerate(model.encoder)] + \
+             [(f"decoder[{i}]", layer) for i, layer in enumerate(model.decoder)]
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = [layer.register_forward_hook(lambda _, inputs, output, name=name: seen.__setitem__(name, (inputs[0], output)))
+             for name, layer in layers]
+    x = performance.fast_layout(sprite_like_images(arch, batch_size).to(device).float() / 255)
+    with torch.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    peak = max(args.peak, matmul_peak_gflops(device))
+    print(f"\n## where a training step's time goes: {arch}, batch {batch_size}, fp32 (each layer alone)")
+    print(f"{'layer':<28} {'input':<18} {'ms':>6} {'share':>6} {'MFLOP':>8} {'GFLOP/s':>8} {'of peak':>7}")
+    rows, total_ms = [], 0.0
+    for name, layer in layers:
+        inputs, output = seen[name]
+        if inputs.data_ptr() == output.data_ptr():  # Flatten, Unflatten: views, no work
+            continue
+        inputs = inputs.detach().clone().requires_grad_(name != "encoder[0]")  # images need no gradient
+        grad = torch.randn_like(output)
+        wrt = [t for t in (inputs, *layer.parameters()) if t.requires_grad]
+
+        def forward_backward(layer=layer, inputs=inputs, grad=grad, wrt=wrt) -> None:
+            for tensor in wrt:  # no accumulation into earlier gradients: a step starts from none
+                tensor.grad = None
+            layer(inputs).backward(grad)
+
+        flops = count_flops(forward_backward)
+        ms = 1e3 / calls_per_second(forward_backward, args.seconds / 4, device)
+        total_ms += ms
+        rows.append((f"{name} {type(layer).__name__}", tuple(inputs.shape[1:]), ms, flops))
+    step, close = betavae_step(arch, sprite_like_images(arch, 4 * batch_size), batch_size, device)
+    step_ms = 1e3 / calls_per_second(step, args.seconds, device)
+    step_flops = count_flops(step)
+    close()
+    for name, shape, ms, flops in rows:
+        rate = flops / ms / 1e6
+        print(f"{name:<28} {str(shape):<18} {ms:>6.2f} {ms / total_ms:>6.1%} {flops / 1e6:>8.1f} "
+              f"{rate:>8.1f} {rate / peak:>7.2f}")
+    layer_flops = sum(row[3] for row in rows)
+    print(f"{'all layers alone':<47} {total_ms:>6.2f} {'':>6} {layer_flops / 1e6:>8.1f} "
+          f"{layer_flops / total_ms / 1e6:>8.1f} {layer_flops / total_ms / 1e6 / peak:>7.2f}")
+    print(f"{'the whole step (loss, Adam, data)':<47} {step_ms:>6.2f} {'':>6} {step_flops / 1e6:>8.1f} "
+          f"{step_flops / step_ms / 1e6:>8.1f} {step_flops / step_ms / 1e6 / peak:>7.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0, help="timing per configuration")
-    parser.add_argument("--batch-sizes", default="64,256")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="train,render,encode,profile")
+    parser.add_argument("--seconds", type=float, default=2.0, help="timing per configuration")
+    parser.add_argument("--batch-sizes", default="16,64,256,512")
     parser.add_argument("--archs", default=",".join(ARCHITECTURES))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--render-batch", type=int, default=64)
+    parser.add_argument("--render-images", type=int, default=20_000, help="images the render comparison cycles over")
+    parser.add_argument("--encode-images", type=int, default=4096)
+    parser.add_argument("--profile-arch", default="conv64")
+    parser.add_argument("--profile-batch", type=int, default=64)
     args = parser.parse_args()
+    sections = args.sections.split(",")
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    peak_before = matmul_peak_gflops()
-    rows = []
-    for arch in args.archs.split(","):
-        for batch_size in map(int, args.batch_sizes.split(",")):
-            step = make_step(arch, batch_size)
-            flops = step_flops(step)
-            rate = steps_per_second(step, args.seconds)
-            rows.append((arch, batch_size, rate * batch_size, flops / batch_size, flops * rate / 1e9))
-    peak_after = matmul_peak_gflops()
-    # The larger of the two peaks: a ratio against a peak slowed by a noisy neighbour would flatter us.
-    peak = max(peak_before, peak_after)
-    print(f"fp32 matrix-product peak (2048², before/after the runs): {peak_before:.1f} / {peak_after:.1f} GFLOP/s\n")
-    print(f"{'arch':<10} {'batch':>5} {'images/s':>9} {'MFLOP/img':>10} {'GFLOP/s':>8} {'of peak':>8}")
-    for arch, batch_size, images_per_s, flops_per_image, achieved in rows:
-        print(f"{arch:<10} {batch_size:>5} {images_per_s:>9.0f} {flops_per_image / 1e6:>10.1f} "
-              f"{achieved:>8.1f} {achieved / peak:>8.2f}")
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"torch {torch.__version__}, {name}")
+    # The larger of the peaks timed before and after each section: a ratio against a peak
+    # slowed by a noisy neighbour would flatter us.
+    args.peak = matmul_peak_gflops(device)
+    print(f"fp32 matrix-product peak (2048²): {args.peak:.1f} GFLOP/s")
+    for section in SECTIONS:
+        if section in sections:
+            globals()[f"{section}_section"](args, device)
 
 
 if __name__ == "__main__":

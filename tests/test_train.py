@@ -12,7 +12,7 @@ import torch
 from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir, load_model
-from betavae.train import BatchOrder, TrainingDiverged, train
+from betavae.train import TrainingDiverged, train
 
 
 def small_config(out, **changes) -> TrainConfig:
@@ -130,20 +130,24 @@ def test_resume_refuses_a_changed_experiment(tmp_path):
         train(small_config(tmp_path / "empty"), resume=True, progress=False)
 
 
-def test_batch_order_depends_only_on_seed_and_step():
-    order = BatchOrder(100, 16, seed=3)
-    seen = torch.cat([order.positions(step) for step in range(6)])
-    assert sorted(seen.tolist()) == sorted(set(seen.tolist()))  # one epoch: no repeats
-    fresh = BatchOrder(100, 16, seed=3)
-    assert torch.equal(fresh.positions(13), order.positions(13))
-    assert not torch.equal(BatchOrder(100, 16, seed=4).positions(0), order.positions(0))
-    with pytest.raises(BetaVAEError, match="larger than the training set"):
-        BatchOrder(10, 16, seed=0)
-
-
 def test_training_on_real_mnist_evaluates_on_its_official_test_set(tmp_path, mnist_dir):
     result = train(small_config(tmp_path / "mnist", dataset="mnist", data_dir=str(mnist_dir), test_size=None,
                                 steps=20, recon="gaussian"), progress=False)
     assert result.test["num_images"] == 10_000
     derived = RunDir(tmp_path / "mnist").load_checkpoint()["derived"]
     assert (derived["num_train"], derived["num_pixels"]) == (60_000, 784)
+
+
+def test_on_checkpoint_sees_each_checkpoint_in_eval_mode_and_training_goes_on(tmp_path):
+    seen = []
+
+    def hook(step, model):
+        seen.append((step, model.training, RunDir(tmp_path / "run").load_checkpoint()["step"]))
+        time.sleep(1.0)  # a slow evaluation: must not count as training time
+
+    train(small_config(tmp_path / "run", steps=30, checkpoint_every=10, log_every=10), progress=False,
+          on_checkpoint=hook)
+    assert seen == [(10, False, 10), (20, False, 20), (30, False, 30)]
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    # 160 images a window: counting the hook's second would make the rate < 160 images/s
+    assert min(entry["images_per_s"] for entry in log[1:]) > 400

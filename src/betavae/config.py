@@ -38,6 +38,7 @@ class TrainConfig:
     steps: int = 5000
     batch_size: int = 64
     lr: float = 5e-4
+    precision: str = "fp32"
     seed: int = 0
     out: str | None = None
     device: str = "auto"
@@ -56,9 +57,11 @@ class TrainConfig:
         from betavae.device import DEVICE_CHOICES
         from betavae.models import ARCHITECTURES
         from betavae.objectives import RECONSTRUCTIONS
+        from betavae.performance import PRECISIONS
 
         for kind, value, choices in (("dataset", self.dataset, DATASETS), ("architecture", self.arch, ARCHITECTURES),
                                      ("reconstruction loss", self.recon, RECONSTRUCTIONS),
+                                     ("precision", self.precision, PRECISIONS),
                                      ("device", self.device.split(":")[0], DEVICE_CHOICES)):
             if value is not None and value not in choices:
                 raise unknown_choice(kind, value, choices)

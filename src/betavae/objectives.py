@@ -77,7 +77,9 @@ class BetaVAELoss:
         self.recon = recon
 
     def __call__(self, output: VAEOutput, x: torch.Tensor) -> LossTerms:
-        recon = reconstruction_loss(output.logits, x, self.recon).mean()
-        kl_dims = kl_per_dim(output.mu, output.logvar).mean(dim=0)
+        # Always summed in float32: under bf16 autocast the network's outputs are bf16,
+        # whose 8-bit mantissa would round away most of a sum over 4,096 pixels.
+        recon = reconstruction_loss(output.logits.float(), x, self.recon).mean()
+        kl_dims = kl_per_dim(output.mu.float(), output.logvar.float()).mean(dim=0)
         kl = kl_dims.sum()
         return LossTerms(recon + self.beta * kl, recon, kl, kl_dims)

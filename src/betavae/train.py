@@ -4,7 +4,7 @@ The loop itself (:func:`train`, the part inside ``for step in …``) is the whol
 one screen: batch, forward, loss, backward, step, log, checkpoint. Everything that is
 not the loop lives in small helpers below it.
 
-Determinism: the batch at step ``s`` depends only on ``(seed, s)`` (:class:`BatchOrder`),
+Determinism: the batch at step ``s`` depends only on ``(seed, s)`` (:class:`~betavae.batches.BatchOrder`),
 and the noise generator's state travels in the checkpoint, so a run interrupted and
 resumed ends with the same weights as one that never stopped (on the same machine).
 """
@@ -14,22 +14,23 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 import betavae
-from betavae import data, models
+from betavae import data, models, performance
+from betavae.batches import BatchStream
 from betavae.config import TrainConfig
 from betavae.data.base import ImageSplit
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
 from betavae.interrupt import StopRequest
-from betavae.objectives import BetaVAELoss, beta_from_norm, norm_from_beta
+from betavae.objectives import BetaVAELoss, LossTerms, beta_from_norm, norm_from_beta
 from betavae.runs import RunDir
 from betavae.traininglog import TrainingLog
 from betavae.viz.reconstructions import FILE_NAME as RECONSTRUCTIONS_FILE
@@ -58,27 +59,31 @@ class TrainResult:
     test: dict[str, Any]
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool | None = None) -> TrainResult:
-    """Train a β-VAE as ``config`` says, writing everything into its run folder."""
+def train(config: TrainConfig, resume: bool = False, progress: bool | None = None,
+          on_checkpoint: Callable[[int, models.BetaVAE], None] | None = None) -> TrainResult:
+    """Train a β-VAE as ``config`` says, writing everything into its run folder.
+
+    ``on_checkpoint(step, model)`` is called after each checkpoint is written, with the
+    model in eval mode (it is put back into training mode after): the hook for
+    intermediate evaluations (``benchmarks/time_to_disentangle.py``) and for reporting
+    progress to a scheduler. Time spent in it is not training time.
+    """
     config.validate()
     setup = _Setup.create(config)
     run, model, loss_fn, device = setup.run, setup.model, setup.loss_fn, setup.device
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = performance.make_optimizer(model.parameters(), config.lr, device)
+    setup.derived["optimizer"] = performance.optimizer_name(optimizer)
     noise = torch.Generator(device=device).manual_seed(config.seed)
     start = _prepare_run_dir(run, config, setup.derived, resume, model, optimizer, noise)
 
-    train_split = setup.dataset.train.to(device)
-    order = BatchOrder(len(train_split), config.batch_size, config.seed)
     window = _Window(device)
     bar = tqdm(total=config.steps, initial=start, unit="step", desc=run.path.name, disable=_no_bar(progress))
-    with StopRequest() as stop, TrainingLog(run.log_path, run.tensorboard_dir, start) as log:
+    batches = BatchStream(setup.dataset.train, config.batch_size, config.seed, start, device)
+    with StopRequest() as stop, TrainingLog(run.log_path, run.tensorboard_dir, start) as log, batches:
         model.train()
         for step in range(start, config.steps):
-            x = train_split.images(order.positions(step)).to(device, non_blocking=True).float().div_(255)
-            terms = loss_fn(model(x, generator=noise), x)
-            optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            optimizer.step()
+            x = batches.next()
+            terms = training_step(model, loss_fn, optimizer, x, noise, config.precision)
             window.add(terms, x.shape[0])
 
             done = step + 1
@@ -91,6 +96,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
             if done % config.checkpoint_every == 0 or done == config.steps or stop.requested:
                 window.check_finite(done)
                 _save_checkpoint(run, config, setup.derived, done, model, optimizer, noise)
+                if on_checkpoint is not None and not stop.requested:
+                    window.pause(lambda: _call_in_eval_mode(on_checkpoint, done, model))
             if stop.requested:
                 bar.close()
                 raise TrainingInterrupted(
@@ -106,28 +113,24 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     return TrainResult(run, config.steps, test)
 
 
-class BatchOrder:
-    """Epoch-wise shuffling where the batch at any step follows from ``(seed, step)`` alone.
+def training_step(model: models.BetaVAE, loss_fn: BetaVAELoss, optimizer: torch.optim.Optimizer,
+                  x: torch.Tensor, noise: torch.Generator | None, precision: str = "fp32") -> LossTerms:
+    """One optimiser step on the batch ``x``: forward (in ``precision``), loss in fp32, backward, Adam."""
+    with performance.autocast(x.device, precision):
+        output = model(x, generator=noise)
+    terms = loss_fn(output, x)
+    optimizer.zero_grad(set_to_none=True)
+    terms.loss.backward()
+    optimizer.step()
+    return terms
 
-    Each epoch is a fresh permutation drawn from ``(seed, epoch)``; the incomplete last
-    batch of an epoch is dropped so every batch has the same size.
-    """
 
-    def __init__(self, size: int, batch_size: int, seed: int) -> None:
-        if batch_size > size:
-            raise BetaVAEError(f"batch size {batch_size} is larger than the training set ({size} images)")
-        self.size, self.batch_size, self.seed = size, batch_size, seed
-        self.batches_per_epoch = size // batch_size
-        self._epoch = -1
-        self._permutation = torch.empty(0, dtype=torch.int64)
-
-    def positions(self, step: int) -> torch.Tensor:
-        epoch, batch = divmod(step, self.batches_per_epoch)
-        if epoch != self._epoch:
-            generator = np.random.default_rng((self.seed, epoch))
-            self._permutation = torch.from_numpy(generator.permutation(self.size))
-            self._epoch = epoch
-        return self._permutation[batch * self.batch_size:(batch + 1) * self.batch_size]
+def _call_in_eval_mode(hook: Callable[[int, models.BetaVAE], None], step: int, model: models.BetaVAE) -> None:
+    model.eval()
+    try:
+        hook(step, model)
+    finally:
+        model.train()
 
 
 class _Window:
@@ -154,6 +157,12 @@ class _Window:
         self.kl_per_dim = self.kl_per_dim + terms.kl_per_dim.detach()
         self.steps += 1
         self.images += batch_size
+
+    def pause(self, work: Callable[[], None]) -> None:
+        """Run ``work`` without counting its time towards images/s."""
+        started = time.perf_counter()
+        work()
+        self.started += time.perf_counter() - started
 
     def check_finite(self, step: int) -> list[float]:
         values = self.sums.tolist()
@@ -185,7 +194,7 @@ def test_loss(model: models.BetaVAE, split: ImageSplit, loss_fn: BetaVAELoss, se
     kl_dims = torch.zeros(model.latent_dim, dtype=torch.float64)
     for begin in range(0, len(split), batch_size):
         positions = torch.arange(begin, min(begin + batch_size, len(split)))
-        x = split.images(positions).to(device).float().div_(255)
+        x = performance.fast_layout(split.images(positions).to(device).float().div_(255))
         terms = loss_fn(model(x, generator=noise), x)
         count = len(positions)
         totals += torch.tensor([terms.loss.item(), terms.recon.item(), terms.kl.item()], dtype=torch.float64) * count
@@ -218,8 +227,11 @@ class _Setup:
             beta = DEFAULT_BETA if config.beta is None else config.beta
             beta_norm = norm_from_beta(beta, config.latent_dim, num_pixels)
         device = resolve_device(config.device)
+        performance.check_precision(config.precision, device)
+        performance.keep_freed_memory()
         torch.manual_seed(config.seed)  # the initial weights
-        model = models.build(arch, config.latent_dim, dataset.image_shape).to(device)
+        model = models.build(arch, config.latent_dim, dataset.image_shape)
+        model = model.to(device, memory_format=performance.MEMORY_FORMAT)
         loss_fn = BetaVAELoss(beta, config.recon)
         out = config.out or default_run_path(config, arch, beta)
         derived = {
@@ -227,6 +239,7 @@ class _Setup:
             "image_shape": list(dataset.image_shape), "num_train": len(dataset.train),
             "num_test": len(dataset.test), "device": str(device), "torch_version": torch.__version__,
             "betavae_version": betavae.__version__, "num_threads": torch.get_num_threads(),
+            "memory_format": str(performance.MEMORY_FORMAT).removeprefix("torch."),
         }
         return cls(dataset, model, loss_fn, device, RunDir(out), derived)
 

@@ -24,6 +24,9 @@ class ImageSplit(ABC):
     """A fixed set of images addressed by position ``0 .. len(split) - 1``."""
 
     image_shape: tuple[int, int, int]
+    # Whether a batch is made on the host (rendered, looked up, decoded) rather than
+    # gathered from a tensor; training reads such splits ahead in a background thread.
+    read_on_host: bool = False
 
     @abstractmethod
     def __len__(self) -> int: ...
@@ -53,6 +56,10 @@ class TensorSplit(ImageSplit):
 
     def __len__(self) -> int:
         return self.data.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
 
     def images(self, positions: torch.Tensor) -> torch.Tensor:
         return self.data[positions.to(self.data.device)]
@@ -144,6 +151,8 @@ class FactorDataset(ImageDataset):
 
 class FactorSplit(ImageSplit):
     """A subset of a :class:`FactorDataset`, addressed through its flat indices."""
+
+    read_on_host = True
 
     def __init__(self, dataset: FactorDataset, indices: np.ndarray, device: torch.device | str = "cpu") -> None:
         self.dataset = dataset

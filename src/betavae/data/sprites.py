@@ -109,7 +109,8 @@ class SpriteDataset(FactorDataset):
     def _render_all(self, chunk: int = 16_384) -> np.ndarray:
         """Every image in index order, rendered chunk by chunk into one ``uint8`` array."""
         images = np.empty((len(self), *self.image_shape), dtype=np.uint8)
-        with tqdm(total=len(self), desc=f"rendering {self.name}", unit="img", delay=1.0) as progress:
+        with tqdm(total=len(self), desc=f"rendering {self.name}", unit="img", delay=1.0,
+                  disable=None) as progress:  # None: no bar when stderr is not a terminal
             for start in range(0, len(self), chunk):
                 stop = min(start + chunk, len(self))
                 images[start:stop] = self.render(self.index_to_factors(np.arange(start, stop)))

@@ -1,0 +1,318 @@
+"""Time to disentangle: the training wall time at which a β-VAE's MIG first reaches 0.1 and 0.2.
+
+Throughput (``benchmarks/train_throughput.py``) says how fast a step is; this says how
+fast a run gets somewhere. Each variant trains conv64 with β = 4 and 10 latent
+dimensions on dSprites, and every ``--eval-every`` steps measures its Mutual Information
+Gap (Chen et al. 2018) on one fixed sample of ``--mig-points`` factor vectors: the same
+points at every evaluation and in every variant, so the curves differ by the model
+alone. The clock is training's: seconds since the variant's ``train()`` call began, less
+the seconds spent evaluating. It includes setup and checkpoint writing, which every real
+run pays too.
+
+The variants change one training setting (learning rate, batch size, precision) from
+``TrainConfig``'s defaults and share the seed, hence the initial weights. The default
+settings should be those of the variant that reaches the thresholds first without a
+lower final or best MIG, or a worse held-out loss. Times are compared within one
+invocation, on one machine: the ``× first`` column is each variant's time to the highest
+threshold over the first variant's. The objectives issue (β-VAE's successors: capacity,
+β-TC, FactorVAE, DIP) has not landed, so only β-VAE variants are compared here.
+
+    python benchmarks/time_to_disentangle.py [--variants default,lr1e-3,batch128] [--steps 30000]
+        [--eval-every 2000] [--mig-points 10000] [--device auto] [--out runs/time-to-disentangle]
+
+Each variant trains into its own run folder inside ``--out``; a folder that already
+holds a run is refused unless ``--overwrite`` is given (which deletes it first). Beside
+them go ``results.json``, ``results.csv`` (one row per evaluation) and
+``time_to_disentangle.svg`` (MIG against wall time), describing the variants of this
+invocation; they are rewritten after each variant, so an interrupted benchmark keeps
+what it finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from betavae import metrics
+from betavae.config import TrainConfig
+from betavae.data.base import FactorDataset
+from betavae.device import resolve_device
+from betavae.errors import BetaVAEError
+from betavae.performance import bf16_supported
+from betavae.runs import RunDir, atomic_write_bytes, atomic_write_text
+from betavae.train import TrainingDiverged, TrainingInterrupted, train
+
+THRESHOLDS = (0.1, 0.2)
+FIGURE_FILE = "time_to_disentangle.svg"
+# Overrides of TrainConfig, one setting family each; everything else is shared (see base_config).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "lr1e-3": {"lr": 1e-3},
+    "lr2e-4": {"lr": 2e-4},
+    "batch64": {"batch_size": 64, "lr": 5e-4},  # the defaults before the performance issue
+    "batch128": {"batch_size": 128, "lr": 1e-3},
+    "batch256": {"batch_size": 256, "lr": 1e-3},
+    "batch256-lr2e-3": {"batch_size": 256, "lr": 2e-3},
+    "batch32": {"batch_size": 32},
+    "bf16": {"precision": "bf16"},
+}
+
+
+def base_config(args: argparse.Namespace, device: torch.device) -> TrainConfig:
+    """The settings every variant shares: dSprites, conv64, β, latent size, seed, steps, evaluation interval."""
+    return TrainConfig(dataset="dsprites", arch="conv64", latent_dim=args.latent, beta=args.beta, steps=args.steps,
+                       seed=args.seed, device=str(device), checkpoint_every=args.eval_every,
+                       log_every=min(100, args.eval_every))
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type}, {torch.get_num_threads()} threads"
+
+
+class MIGClock:
+    """The ``on_checkpoint`` hook: MIG on a fixed sample, timed on a clock that excludes evaluating.
+
+    Call :meth:`start` just before ``train()``; each evaluation is appended to
+    :attr:`evaluations` and passed to ``report``.
+    """
+
+    def __init__(self, dataset: FactorDataset, num_points: int, seed: int, batch_size: int,
+                 device: torch.device, report: Callable[[dict[str, Any]], None]) -> None:
+        self.dataset, self.num_points, self.seed = dataset, num_points, seed
+        self.batch_size, self.device, self.report = batch_size, device, report
+        self.evaluations: list[dict[str, Any]] = []
+        self.started = time.perf_counter()
+        self.evaluating_seconds = 0.0
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+        self.evaluating_seconds = 0.0
+
+    def __call__(self, step: int, model: torch.nn.Module) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # training's queued work belongs to training's time
+        began = time.perf_counter()
+        wall = began - self.started - self.evaluating_seconds
+        rng = np.random.default_rng(self.seed)  # a fresh generator: the same factor vectors every time
+        scores = metrics.mig(self.dataset, metrics.model_representation(model), rng, num_train=self.num_points)
+        seconds = time.perf_counter() - began
+        self.evaluating_seconds += seconds
+        record = {"step": step, "wall_s": wall, "images": step * self.batch_size, "eval_s": seconds, **scores}
+        self.evaluations.append(record)
+        self.report(record)
+
+
+def first_reached(evaluations: list[dict[str, Any]], threshold: float) -> dict[str, Any] | None:
+    """The first evaluation whose MIG is at least ``threshold`` (its step and wall time), or None."""
+    for record in evaluations:
+        if record["mig"] >= threshold:
+            return {"step": record["step"], "wall_s": record["wall_s"]}
+    return None
+
+
+def summarise(result: dict[str, Any]) -> None:
+    """Add the thresholds' first crossings and the final and best MIG to a variant's result."""
+    evaluations = result["evaluations"]
+    result["reached"] = {f"{threshold:g}": first_reached(evaluations, threshold) for threshold in THRESHOLDS}
+    result["final_mig"] = evaluations[-1]["mig"] if evaluations else None
+    result["best_mig"] = max(record["mig"] for record in evaluations) if evaluations else None
+
+
+def run_variant(name: str, config: TrainConfig, clock: MIGClock) -> dict[str, Any]:
+    """Train one variant with the clock as its checkpoint hook; a diverged run is a result, not a crash."""
+    result = {"variant": name, "overrides": VARIANTS[name], "batch_size": config.batch_size, "lr": config.lr,
+              "precision": config.precision, "run": config.out, "status": "done", "note": "",
+              "evaluations": clock.evaluations, "test": None}
+    clock.start()
+    try:
+        trained = train(config, on_checkpoint=clock)
+        result["test"] = {key: value for key, value in trained.test.items() if key != "kl_per_dim"}
+    except TrainingDiverged as error:
+        result["status"], result["note"] = "diverged", str(error)
+    except TrainingInterrupted as error:
+        result["status"], result["note"] = "interrupted", str(error)
+    summarise(result)
+    return result
+
+
+def evaluation_line(name: str, record: dict[str, Any], factor_names: tuple[str, ...]) -> str:
+    factors = ", ".join(f"{factor} {record[f'mig_{factor}']:.2f}" for factor in factor_names)
+    return (f"{name:<9} step {record['step']:>6}  {record['wall_s']:>8.1f} s  {record['images']:>10,} images  "
+            f"MIG {record['mig']:.3f}  ({factors})  eval {record['eval_s']:.1f} s")
+
+
+def print_summary(results: list[dict[str, Any]], device: str) -> None:
+    last = f"{THRESHOLDS[-1]:g}"
+    reference = next((r["reached"][last] for r in results if r["status"] != "skipped"), None)
+    crossings = "".join(f" {f'MIG≥{t:g} s':>11} {'step':>6}" for t in THRESHOLDS)
+    print(f"\n{'variant':<9} {'batch':>5} {'lr':>7} {'prec':>4}{crossings} {'× first':>7} "
+          f"{'final MIG':>9} {'best MIG':>8} {'test loss':>9} {'img/s':>6}  device")
+    for result in results:
+        head = f"{result['variant']:<9} {result['batch_size']:>5} {result['lr']:>7g} {result['precision']:>4}"
+        if result["status"] == "skipped":
+            print(f"{head}  skipped: {result['note']}")
+            continue
+        cells = ""
+        for threshold in THRESHOLDS:
+            reached = result["reached"][f"{threshold:g}"]
+            cells += (f" {reached['wall_s']:>11.1f} {reached['step']:>6}" if reached
+                      else f" {'not reached':>11} {'-':>6}")
+        reached = result["reached"][last]
+        ratio = f"{reached['wall_s'] / reference['wall_s']:>7.2f}" if reached and reference else f"{'-':>7}"
+        evaluations = result["evaluations"]
+        final_mig = f"{result['final_mig']:>9.3f}" if evaluations else f"{'-':>9}"
+        best_mig = f"{result['best_mig']:>8.3f}" if evaluations else f"{'-':>8}"
+        loss = f"{result['test']['loss']:>9.2f}" if result["test"] else f"{'-':>9}"
+        rate = f"{evaluations[-1]['images'] / evaluations[-1]['wall_s']:>6.0f}" if evaluations else f"{'-':>6}"
+        status = "" if result["status"] == "done" else f"  ({result['status']})"
+        print(f"{head}{cells} {ratio} {final_mig} {best_mig} {loss} {rate}  {device}{status}")
+    print(f"times: seconds of training (evaluations excluded); × first: time to MIG {last} over the first "
+          f"variant's, measured in this run")
+
+
+def write_results(out: Path, settings: dict[str, Any], results: list[dict[str, Any]],
+                  factor_names: tuple[str, ...]) -> None:
+    """``results.json`` (everything), ``results.csv`` (one row per evaluation) and the figure, each atomically."""
+    atomic_write_text(out / "results.json", json.dumps({"settings": settings, "variants": results}, indent=2) + "\n")
+    columns = ["variant", "batch_size", "lr", "precision", "step", "wall_s", "images", "eval_s", "mig",
+               *(f"mig_{factor}" for factor in factor_names)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for result in results:
+        for record in result["evaluations"]:
+            writer.writerow({**{key: result[key] for key in columns[:4]}, **record})
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+    atomic_write_bytes(out / FIGURE_FILE, figure_svg(settings, results))
+
+
+def figure_svg(settings: dict[str, Any], results: list[dict[str, Any]]) -> bytes:
+    """MIG against training wall time, one line per variant, the thresholds dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7.0, 4.2))
+    for result in results:
+        evaluations = result["evaluations"]
+        if evaluations:
+            axes.plot([r["wall_s"] for r in evaluations], [r["mig"] for r in evaluations], marker="o",
+                      markersize=3, label=result["variant"])
+    for threshold in THRESHOLDS:
+        axes.axhline(threshold, color="gray", linestyle="--", linewidth=0.8)
+        axes.annotate(f"MIG {threshold:g}", (0, threshold), xycoords=("axes fraction", "data"),
+                      xytext=(3, 2), textcoords="offset points", fontsize=8, color="gray")
+    axes.set_xlabel("training wall time (s, evaluations excluded)")
+    axes.set_ylabel(f"MIG ({settings['mig_points']:,} fixed points)")
+    axes.set_ylim(bottom=0)
+    axes.set_xlim(left=0)
+    axes.set_title(f"Time to disentangle: conv64 on dSprites, β = {settings['beta']:g}, "
+                   f"{settings['latent']} latents\n{settings['device']}", fontsize=10)
+    axes.legend(frameon=False, fontsize=9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    with plt.rc_context({"svg.fonttype": "none"}):  # text stays text: searchable and selectable
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=positive_int, default=30_000, help="training steps per variant")
+    parser.add_argument("--eval-every", type=positive_int, default=2000, help="steps between MIG evaluations")
+    parser.add_argument("--mig-points", type=positive_int, default=10_000, help="factor vectors in the fixed sample")
+    parser.add_argument("--variants", default="default", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="runs/time-to-disentangle", help="folder of the variants' run folders")
+    parser.add_argument("--overwrite", action="store_true", help="delete variant run folders that already hold a run")
+    parser.add_argument("--seed", type=int, default=0, help="training seed and the MIG sample's seed")
+    parser.add_argument("--latent", type=positive_int, default=10)
+    parser.add_argument("--beta", type=float, default=4.0)
+    args = parser.parse_args()
+
+    names = list(dict.fromkeys(name.strip() for name in args.variants.split(",") if name.strip()))
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown or not names:
+        parser.error(f"unknown variant {', '.join(unknown) or '(none given)'}; choose from: {', '.join(VARIANTS)}")
+    try:
+        device = resolve_device(args.device)
+    except BetaVAEError as error:
+        parser.error(str(error))
+    out = Path(args.out)
+    base = base_config(args, device)
+    configs = {name: dataclasses.replace(base, out=str(out / name), **VARIANTS[name]) for name in names}
+    for name, config in configs.items():
+        if RunDir(config.out).has_checkpoint():
+            if not args.overwrite:
+                parser.error(f"{config.out} already holds a run; pass --overwrite to replace it, or choose another --out")
+            shutil.rmtree(config.out)
+
+    dataset = base.load_dataset()
+    factor_names = tuple(dataset.factor_names)
+    device_name = describe_device(device)
+    settings = {"steps": args.steps, "eval_every": args.eval_every, "mig_points": args.mig_points, "seed": args.seed,
+                "latent": args.latent, "beta": args.beta, "arch": base.arch, "dataset": base.dataset,
+                "device": device_name, "torch_version": torch.__version__}
+    print(f"torch {torch.__version__}, {device_name}; conv64 on dSprites, β = {args.beta:g}, {args.latent} latents, "
+          f"{args.steps:,} steps, MIG on {args.mig_points:,} fixed points every {args.eval_every:,} steps", flush=True)
+
+    results: list[dict[str, Any]] = []
+    for name, config in configs.items():
+        if config.precision == "bf16" and not bf16_supported(device):
+            note = f"no bfloat16 arithmetic on this {device.type}"
+            print(f"{name:<9} skipped: {note}", flush=True)
+            results.append({"variant": name, "overrides": VARIANTS[name], "batch_size": config.batch_size,
+                            "lr": config.lr, "precision": config.precision, "status": "skipped", "note": note,
+                            "evaluations": []})
+            write_results(out, settings, results, factor_names)
+            continue
+
+        def report(record: dict[str, Any], name: str = name) -> None:
+            tqdm.write(evaluation_line(name, record, factor_names))
+            sys.stdout.flush()
+
+        clock = MIGClock(dataset, args.mig_points, args.seed, config.batch_size, device, report)
+        try:
+            result = run_variant(name, config, clock)
+        except BetaVAEError as error:
+            parser.exit(1, f"{parser.prog}: error: variant {name}: {error}\n")
+        result["device"] = device_name
+        results.append(result)
+        if result["status"] != "done":
+            print(f"{name:<9} {result['status']}: {result['note']}", flush=True)
+        write_results(out, settings, results, factor_names)
+        if result["status"] == "interrupted":
+            break
+
+    print_summary(results, device_name)
+    print(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / FIGURE_FILE}")
+    if results and results[-1]["status"] == "interrupted":
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
