@@ -41,6 +41,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# time_to_disentangle.py is not here: it trains for hours on a CPU (see README, Performance).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/metrics_speed.py

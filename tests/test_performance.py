@@ -15,8 +15,9 @@ from betavae.runs import RunDir
 from betavae.train import train
 
 # bf16 keeps 8 bits of mantissa: after 300 steps the held-out loss of a bf16 run stays
-# within this fraction of the fp32 run's (measured: 0.2–1% on conv28 / Shapes).
-BF16_LOSS_TOLERANCE = 0.03
+# within this fraction of the fp32 run's. Measured on conv28 / Shapes: 1.9% and 2.0% for
+# seeds 0 and 1, about what changing the seed alone does to fp32 (2.2%).
+BF16_LOSS_TOLERANCE = 0.05
 
 needs_bf16 = pytest.mark.skipif(not performance.bf16_supported(torch.device("cpu")),
                                 reason="this CPU has no bfloat16 arithmetic (AVX-512 BF16 or AMX)")
