@@ -44,6 +44,7 @@ from betavae.data.base import TensorSplit
 from betavae.device import resolve_device
 from betavae.metrics.representation import model_representation
 from betavae.models import ARCHITECTURES, build
+from betavae.models.layers import ImageTransposedConv
 from betavae.objectives import BetaVAELoss
 from betavae.train import training_step
 
@@ -90,6 +91,20 @@ def _model(arch: str, device: torch.device, latent_dim: int = 10) -> torch.nn.Mo
     return build(arch, latent_dim, (1, size, size)).to(device)
 
 
+def stock_modules(model: torch.nn.Module) -> torch.nn.Module:
+    """The same model and weights in PyTorch's stock modules: what a textbook user would write.
+
+    betavae's architectures use in-place ReLUs and :class:`ImageTransposedConv` for the
+    decoder's last layer; the textbook loop must not get those for free.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.inplace = False
+        if isinstance(module, ImageTransposedConv):
+            module.__class__ = torch.nn.ConvTranspose2d  # same parameters, PyTorch's forward
+    return model
+
+
 def betavae_step(arch: str, images: torch.Tensor, batch_size: int, device: torch.device,
                  precision: str = "fp32", split=None, read_ahead: bool | None = None) -> tuple[Step, Callable[[], None]]:
     """The step as ``betavae train`` runs it; returns (step, close)."""
@@ -108,7 +123,7 @@ def betavae_step(arch: str, images: torch.Tensor, batch_size: int, device: torch
 
 def reference_step(arch: str, images: torch.Tensor, batch_size: int, device: torch.device) -> Step:
     """The textbook loop: ``DataLoader`` + ``TensorDataset`` of float images, NCHW, plain Adam."""
-    model = _model(arch, device)
+    model = stock_modules(_model(arch, device))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = BetaVAELoss(4.0, "bernoulli")
     loader = DataLoader(TensorDataset(images.float() / 255), batch_size=batch_size, shuffle=True, drop_last=True)
@@ -253,8 +268,10 @@ def profile_section(args, device: torch.device) -> None:
     rows, total_ms = [], 0.0
     for name, layer in layers:
         inputs, output = seen[name]
-        if inputs.data_ptr() == output.data_ptr():  # Flatten, Unflatten: views, no work
+        if isinstance(layer, (torch.nn.Flatten, torch.nn.Unflatten)):  # views, no work
             continue
+        if isinstance(layer, torch.nn.ReLU):  # autograd refuses an in-place op on a leaf: timed out of place
+            layer = torch.nn.ReLU()
         inputs = inputs.detach().clone().requires_grad_(name != "encoder[0]")  # images need no gradient
         grad = torch.randn_like(output)
         wrt = [t for t in (inputs, *layer.parameters()) if t.requires_grad]

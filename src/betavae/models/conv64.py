@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from betavae.models.layers import ImageTransposedConv
+
 IMAGE_SIZE = 64
 _FEATURE_SIZE = IMAGE_SIZE // 16  # four stride-2 convolutions
 
@@ -22,28 +24,29 @@ def _build(in_channels: int, latent_dim: int, channels: Sequence[int], hidden: S
     conv: list[nn.Module] = []
     previous = in_channels
     for width in channels:
-        conv += [nn.Conv2d(previous, width, 4, stride=2, padding=1), nn.ReLU()]
+        conv += [nn.Conv2d(previous, width, 4, stride=2, padding=1), nn.ReLU(inplace=True)]
         previous = width
     flat = channels[-1] * _FEATURE_SIZE * _FEATURE_SIZE
 
     dense: list[nn.Module] = []
     previous = flat
     for width in hidden:
-        dense += [nn.Linear(previous, width), nn.ReLU()]
+        dense += [nn.Linear(previous, width), nn.ReLU(inplace=True)]
         previous = width
     encoder = nn.Sequential(*conv, nn.Flatten(), *dense, nn.Linear(previous, 2 * latent_dim))
 
     decoder_dense: list[nn.Module] = []
     previous = latent_dim
     for width in [*reversed(hidden), flat]:
-        decoder_dense += [nn.Linear(previous, width), nn.ReLU()]
+        decoder_dense += [nn.Linear(previous, width), nn.ReLU(inplace=True)]
         previous = width
     deconv: list[nn.Module] = []
     widths = [*reversed(channels), in_channels]
     for index, (wide, narrow) in enumerate(zip(widths[:-1], widths[1:])):
-        deconv.append(nn.ConvTranspose2d(wide, narrow, 4, stride=2, padding=1))
-        if index < len(widths) - 2:
-            deconv.append(nn.ReLU())
+        last = index == len(widths) - 2
+        deconv.append((ImageTransposedConv if last else nn.ConvTranspose2d)(wide, narrow, 4, stride=2, padding=1))
+        if not last:
+            deconv.append(nn.ReLU(inplace=True))
     decoder = nn.Sequential(*decoder_dense, nn.Unflatten(1, (channels[-1], _FEATURE_SIZE, _FEATURE_SIZE)), *deconv)
     return encoder, decoder
 
