@@ -227,6 +227,41 @@ def render_section(args, device: torch.device) -> None:
     print(f"\n## dSprites training, conv64, batch {args.render_batch}: rendered on the fly against held in memory")
     for name, rate in rates.items():
         print(f"{name:<22} {rate:>9.0f} images/s  {rate / rates['in memory']:>5.2f} of in memory")
+    launch_bound_section(held, on_the_fly)
+
+
+LAUNCHES_PER_STEP = 1900  # ~5 ms of tiny CPU ops: the Python side of a conv64 step at batch 256 on an H100
+
+
+def launch_bound_section(held: TensorSplit, on_the_fly, batch_size: int = 256, seconds: float = 3.0) -> None:
+    """Does the reader thread slow a training thread that is bound by launching kernels?
+
+    On a GPU the training thread spends a step launching ~100 kernels; each launch
+    releases and retakes the interpreter lock, which a rendering thread could hold. The
+    stand-in: a thread doing ``LAUNCHES_PER_STEP`` tiny CPU tensor ops (each releases
+    the lock the same way) and taking one batch per step, fed in memory or rendered.
+    """
+    counter = torch.zeros(16)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a launching thread, not a computing one
+
+    def rate(split, read_ahead) -> float:
+        with BatchStream(split, batch_size, seed=0, start=0, device=torch.device("cpu"), read_ahead=read_ahead) as stream:
+            steps, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                for _ in range(LAUNCHES_PER_STEP):
+                    torch.add(counter, 1, out=counter)
+                stream.next()
+                steps += 1
+            return steps * batch_size / (time.perf_counter() - start)
+
+    rates = {"in memory": rate(held, None), "rendered, read ahead": rate(on_the_fly, True),
+             "rendered in the loop": rate(on_the_fly, False)}
+    rates["in memory"] = max(rates["in memory"], rate(held, None))
+    torch.set_num_threads(threads)
+    print(f"\n## the same with a launch-bound training thread ({LAUNCHES_PER_STEP} tiny ops a step, batch {batch_size})")
+    for name, value in rates.items():
+        print(f"{name:<22} {value:>9.0f} images/s  {value / rates['in memory']:>5.2f} of in memory")
 
 
 def encode_section(args, device: torch.device) -> None:
