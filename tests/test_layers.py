@@ -73,13 +73,23 @@ def test_without_bias_and_frozen_weights_only_the_input_gets_a_gradient():
 
 
 def test_falls_back_where_the_matrix_product_does_not_pay():
-    """Three output channels, bf16 autocast: nn.ConvTranspose2d's own kernel runs (same numbers, its dtype)."""
+    """Three output channels: nn.ConvTranspose2d's own kernel runs, so the numbers are its own."""
     reference, ours = _pair(8, 3, 4, 2, 1)
     x = torch.randn(2, 8, 6, 6)
     assert torch.equal(ours(x), reference(x))
-    _, grey = _pair(8, 1, 4, 2, 1)
+
+
+def test_under_bf16_autocast_it_computes_in_bf16_like_a_convolution():
+    reference, ours = _pair(32, 1, 4, 2, 1)
+    x = torch.randn(4, 32, 8, 8).contiguous(memory_format=torch.channels_last).requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert grey(x).dtype == torch.bfloat16
+        expected, got = reference(x), ours(x)
+    assert got.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected.float(), rtol=0.02, atol=0.05)
+    got.float().sum().backward()
+    assert x.grad.dtype == ours.weight.grad.dtype == torch.float32  # gradients reach fp32 leaves as fp32
+    want = torch.autograd.grad(expected.float().sum(), x)[0]
+    torch.testing.assert_close(x.grad, want, rtol=0.02, atol=0.05)
 
 
 def test_models_keep_the_checkpoint_layout_of_conv_transpose2d():

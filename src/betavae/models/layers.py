@@ -7,8 +7,9 @@ step's arithmetic. Written as one matrix product (every input pixel times every 
 followed by adding the taps' shifted contributions into the output, the same forward takes
 1.4 ms. The backward stays oneDNN's (``convolution_backward``), which is already fast for
 this shape. Parameters, state dicts and results (up to float rounding) are those of
-``nn.ConvTranspose2d``; on other devices, under autocast, or for shapes this does not
-cover, the module simply is ``nn.ConvTranspose2d``.
+``nn.ConvTranspose2d``, and under autocast it computes in autocast's dtype as a
+convolution would (bf16: 4.4 → 2.1 ms forward); on other devices, or for shapes this does
+not cover, the module simply is ``nn.ConvTranspose2d``.
 """
 
 from __future__ import annotations
@@ -24,16 +25,21 @@ class ImageTransposedConv(nn.ConvTranspose2d):
     """``nn.ConvTranspose2d`` whose CPU forward is a matrix product when it outputs one channel."""
 
     def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if self._uses_matmul(input, output_size):
-            return _TapProductTransposedConv.apply(input, self.weight, self.bias, self.stride, self.padding,
-                                                   self.output_padding)
-        return super().forward(input, output_size)
+        if not self._uses_matmul(input, output_size):
+            return super().forward(input, output_size)
+        weight, bias = self.weight, self.bias
+        if torch.is_autocast_enabled("cpu"):  # what autocast does to a convolution: compute in its dtype
+            dtype = torch.get_autocast_dtype("cpu")
+            input, weight = input.to(dtype), weight.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
+        with torch.autocast("cpu", enabled=False):
+            return _TapProductTransposedConv.apply(input, weight, bias, self.stride, self.padding, self.output_padding)
 
     def _uses_matmul(self, input: torch.Tensor, output_size: list[int] | None) -> bool:
-        return (input.device.type == "cpu" and input.dim() == 4 and input.dtype == self.weight.dtype
-                and output_size is None and self.groups == 1 and self.dilation == (1, 1)
-                and self.padding_mode == "zeros" and self.out_channels <= NARROW_OUT_CHANNELS
-                and not torch.is_autocast_enabled("cpu"))
+        return (input.device.type == "cpu" and input.dim() == 4 and output_size is None
+                and (input.dtype == self.weight.dtype or torch.is_autocast_enabled("cpu"))
+                and self.groups == 1 and self.dilation == (1, 1) and self.padding_mode == "zeros"
+                and self.out_channels <= NARROW_OUT_CHANNELS)
 
 
 def transposed_conv_by_taps(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
