@@ -6,13 +6,15 @@ Sections (all by default; pick with ``--sections``):
   architecture and batch size, as betavae runs it (:func:`betavae.train.training_step`
   fed by :class:`betavae.batches.BatchStream`, with the settings of
   :mod:`betavae.performance`) beside the textbook loop (a ``DataLoader`` over a
-  ``TensorDataset`` of float images, default layout, default Adam) on the same model.
+  ``TensorDataset`` of float images, default layout, default Adam) on the same model
+  and weights in PyTorch's stock modules (:func:`stock_modules`).
   Prints the speed-up, the step's floating-point operations (PyTorch's FlopCounterMode:
   convolutions and matrix products, forward and backward), the achieved GFLOP/s and its
   ratio to a large fp32 matrix product timed in the same run; with bf16 support, the
   bf16 autocast step and its speed-up over fp32.
 - ``render``: dSprites training on batches rendered on the fly (read ahead in a
-  background thread, and for comparison without) against the same images held in memory.
+  background thread, and for comparison without) against the same images held in memory;
+  then the same beside a launch-bound training thread, a CPU stand-in for a GPU's.
 - ``encode``: encoding for the metrics (no gradients, large batches), against the peak.
 - ``profile``: where a training step's time goes, layer by layer (forward + backward of
   each layer timed alone), with each layer's own GFLOP/s; ``--profile-arch`` picks one.
