@@ -14,10 +14,12 @@ from betavae.errors import BetaVAEError
 from betavae.runs import RunDir
 from betavae.train import train
 
-# bf16 keeps 8 bits of mantissa: after 300 steps the held-out loss of a bf16 run stays
-# within this fraction of the fp32 run's. Measured on conv28 / Shapes: 1.9% and 2.0% for
-# seeds 0 and 1, about what changing the seed alone does to fp32 (2.2%).
-BF16_LOSS_TOLERANCE = 0.05
+# bf16 keeps 8 bits of mantissa: after 300 steps the held-out loss of bf16 runs, averaged
+# over three seeds, stays within this fraction of fp32's average. A single pair of runs is
+# too noisy to test: on conv28 / Shapes the bf16 − fp32 difference per seed measured −4.4%
+# to +5.0% (fp32 alone varies 12% between seeds 0 and 2), its three-seed average +0.1%.
+BF16_LOSS_TOLERANCE = 0.03
+BF16_SEEDS = (0, 1, 2)
 
 needs_bf16 = pytest.mark.skipif(not performance.bf16_supported(torch.device("cpu")),
                                 reason="this CPU has no bfloat16 arithmetic (AVX-512 BF16 or AMX)")
@@ -31,11 +33,12 @@ def config(out, **changes) -> TrainConfig:
 
 @needs_bf16
 def test_bf16_training_ends_within_the_stated_tolerance_of_fp32(tmp_path):
-    full = train(config(tmp_path / "fp32"), progress=False).test
-    half = train(config(tmp_path / "bf16", precision="bf16"), progress=False).test
-    assert half["loss"] == pytest.approx(full["loss"], rel=BF16_LOSS_TOLERANCE)
-    assert half["loss"] != full["loss"]  # it did run in another precision
-    derived = tomllib.loads((tmp_path / "bf16" / "config.toml").read_text())
+    full = [train(config(tmp_path / f"fp32-{seed}", seed=seed), progress=False).test["loss"] for seed in BF16_SEEDS]
+    half = [train(config(tmp_path / f"bf16-{seed}", seed=seed, precision="bf16"), progress=False).test["loss"]
+            for seed in BF16_SEEDS]
+    assert sum(half) / len(half) == pytest.approx(sum(full) / len(full), rel=BF16_LOSS_TOLERANCE)
+    assert all(a != b for a, b in zip(half, full))  # they did run in another precision
+    derived = tomllib.loads((tmp_path / "bf16-0" / "config.toml").read_text())
     assert derived["precision"] == "bf16"
 
 

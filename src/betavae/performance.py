@@ -1,7 +1,8 @@
 """The settings that make training and encoding fast, in one place.
 
-Each is measured by ``benchmarks/train_throughput.py`` (``--ablate`` prints what each
-one is worth on the machine at hand). On a 2-core CPU, in order of effect:
+Each is measured by ``benchmarks/train_throughput.py`` against the textbook loop. On a
+2-core CPU, in order of effect (the decoder's last layer and the fused inference encoder
+live with the models: :mod:`betavae.models.layers`, :mod:`betavae.models.inference`):
 
 - **Freed memory stays in the process** (:func:`keep_freed_memory`). glibc hands blocks
   above its mmap threshold back to the kernel when they are freed, so every large

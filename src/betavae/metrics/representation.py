@@ -73,26 +73,31 @@ def sample_codes(dataset: FactorDataset, represent: Representation, n: int,
 def model_representation(model: torch.nn.Module, batch_size: int = 512) -> Representation:
     """μ of a trained :class:`~betavae.models.BetaVAE`: the deterministic code of an image.
 
-    Encodes a copy of the model in channels-last layout, in batches of 512, with freed
+    Encodes a copy of the model in channels-last layout, in batches of 512, each layer
+    fused with its ReLU (:class:`~betavae.models.inference.FusedEncoder`), with freed
     memory kept for reuse (:mod:`betavae.performance`): on a 2-core CPU that reaches
-    0.8–0.9 of the fp32 matrix-product peak for conv64, against about a third in the
-    default layout (``benchmarks/train_throughput.py --sections encode``), and the
-    metrics encode millions of images.
+    0.85–0.98 of the fp32 matrix-product peak, against about a third in the default
+    layout (``benchmarks/train_throughput.py --sections encode``), and the metrics
+    encode millions of images.
     """
     import copy
 
+    from betavae.models.inference import FusedEncoder
     from betavae.performance import MEMORY_FORMAT, fast_layout, keep_freed_memory
 
     keep_freed_memory()
     device = next(model.parameters()).device
-    encoder = copy.deepcopy(model).eval().to(memory_format=MEMORY_FORMAT)
+    snapshot = copy.deepcopy(model).eval().to(memory_format=MEMORY_FORMAT)
+    encode = FusedEncoder(snapshot.encoder, snapshot.image_shape)
 
     @torch.inference_mode()
     def represent(images: np.ndarray) -> np.ndarray:
         codes = []
         for start in range(0, len(images), batch_size):
             x = torch.from_numpy(images[start:start + batch_size]).to(device).float().div_(255)
-            codes.append(encoder.encode(fast_layout(x))[0].float().cpu())
+            snapshot.check_images(x)
+            mu = encode(fast_layout(x)).chunk(2, dim=1)[0]
+            codes.append(mu.float().cpu())
         return torch.cat(codes).numpy()
 
     return represent

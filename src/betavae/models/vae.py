@@ -46,7 +46,8 @@ class BetaVAE(nn.Module):
         self.image_shape = tuple(image_shape)
         self.encoder, self.decoder = spec.build(channels, latent_dim)
 
-    def _check_images(self, x: torch.Tensor) -> None:
+    def check_images(self, x: torch.Tensor) -> None:
+        """A one-line error for a batch this model cannot take, instead of a shape error deep inside."""
         if tuple(x.shape[1:]) != self.image_shape or x.dim() != 4:
             raise BetaVAEError(
                 f"{self.arch} model expects images of shape (B, {', '.join(map(str, self.image_shape))}), "
@@ -54,7 +55,7 @@ class BetaVAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior parameters (μ, log σ²) for images in [0, 1]."""
-        self._check_images(x)
+        self.check_images(x)
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar
 

@@ -1,0 +1,71 @@
+"""FusedEncoder: the encoder's codes, each layer fused with its ReLU where oneDNN can."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from betavae.metrics.representation import model_representation
+from betavae.models import build
+from betavae.models.inference import FusedEncoder
+
+CHANNELS_LAST = torch.channels_last
+
+
+@pytest.mark.parametrize("arch,size", [("conv28", 28), ("conv64", 64), ("burgess64", 64)])
+def test_fused_encoder_gives_the_eager_codes(arch, size):
+    torch.manual_seed(0)
+    model = build(arch, 8, (1, size, size)).eval().to(memory_format=CHANNELS_LAST)
+    fused = FusedEncoder(model.encoder, model.image_shape)
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this PyTorch has no oneDNN: the eager encoder runs (tested below)")
+    relus = sum(isinstance(layer, nn.ReLU) for layer in model.encoder)
+    assert fused.fused_layers == relus  # every ReLU in these encoders follows a conv or linear layer
+    x = torch.rand(5, 1, size, size).contiguous(memory_format=CHANNELS_LAST)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), model.encoder(x), rtol=1e-4, atol=1e-5)
+
+
+def test_layers_it_cannot_fuse_run_eagerly_in_their_place():
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
+                            nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 6)).eval()
+    fused = FusedEncoder(encoder, (1, 6, 6))
+    assert fused.fused_layers == (1 if torch.backends.mkldnn.is_available() else 0)  # not the reflect-padded one
+    x = torch.rand(3, 1, 6, 6).contiguous(memory_format=CHANNELS_LAST)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), encoder(x), rtol=1e-4, atol=1e-5)
+
+
+def test_an_encoder_that_is_not_a_sequence_runs_eagerly():
+    class Custom(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.linear(x.flatten(1))
+
+    encoder = Custom()
+    fused = FusedEncoder(encoder, (1, 2, 2))
+    assert fused.fused_layers == 0
+    x = torch.rand(3, 1, 2, 2)
+    assert torch.equal(fused(x), encoder(x))
+
+
+def test_model_representation_codes_are_mu_and_ignore_later_training():
+    """The representation snapshots the weights: training the model afterwards leaves its codes alone."""
+    torch.manual_seed(0)
+    model = build("conv28", 6, (1, 28, 28))
+    images = np.random.default_rng(0).integers(0, 256, (700, 1, 28, 28), dtype=np.uint8)  # two batches of 512
+    represent = model_representation(model)
+    codes = represent(images)
+    with torch.no_grad():
+        mu, _ = model.eval().encode(torch.from_numpy(images).float() / 255)
+    np.testing.assert_allclose(codes, mu.numpy(), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    np.testing.assert_array_equal(represent(images), codes)
