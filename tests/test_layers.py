@@ -100,3 +100,10 @@ def test_models_keep_the_checkpoint_layout_of_conv_transpose2d():
         assert isinstance(last, ImageTransposedConv)
         plain = nn.ConvTranspose2d(last.in_channels, last.out_channels, last.kernel_size, last.stride, last.padding)
         assert {k: v.shape for k, v in last.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
+
+
+def test_export_records_the_stock_operator():
+    """ONNX export traces the model: it must see one transposed convolution, not our matrix product."""
+    _, ours = _pair(8, 1, 4, 2, 1)
+    graph = str(torch.export.export(ours, (torch.randn(2, 8, 6, 6),)).graph)
+    assert "conv_transpose2d" in graph and "aten.mm" not in graph

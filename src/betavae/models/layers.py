@@ -9,8 +9,9 @@ followed by adding the taps' shifted contributions into the output, the same for
 this shape. Parameters, state dicts and results (up to float rounding) are those of
 ``nn.ConvTranspose2d``. Under bf16 autocast it stays float32 (still faster than oneDNN's
 bf16 transposed convolution, 4.4 ms forward), so the logits the loss sums over 4,096
-pixels are not rounded to 8 bits. On other devices, or for shapes this does not cover,
-the module simply is ``nn.ConvTranspose2d``.
+pixels are not rounded to 8 bits. On other devices, for shapes this does not cover, and
+while exporting (ONNX, ``torch.export``) or compiling, the module simply is
+``nn.ConvTranspose2d``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class ImageTransposedConv(nn.ConvTranspose2d):
                                                    self.output_padding)
 
     def _uses_matmul(self, input: torch.Tensor, output_size: list[int] | None) -> bool:
-        return (input.device.type == "cpu" and input.dim() == 4 and output_size is None
+        # Exports and compilers see the stock operator (one ONNX node; Inductor's own choice).
+        exporting = torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+        return (input.device.type == "cpu" and input.dim() == 4 and output_size is None and not exporting
                 and (input.dtype == self.weight.dtype or torch.is_autocast_enabled("cpu"))
                 and self.groups == 1 and self.dilation == (1, 1) and self.padding_mode == "zeros"
                 and self.out_channels <= NARROW_OUT_CHANNELS)
