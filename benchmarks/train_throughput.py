@@ -219,17 +219,30 @@ def render_section(args, device: torch.device) -> None:
     train = dataset.train
     held = TensorSplit(torch.from_numpy(dataset.images_at(train.indices[:args.render_images])))
     on_the_fly = type(train)(dataset, train.indices[:args.render_images])
-    rates = {}
-    for name, split, read_ahead in (("in memory", held, None), ("rendered, read ahead", on_the_fly, True),
-                                    ("rendered in the loop", on_the_fly, False), ("in memory", held, None)):
+
+    def training_rate(split, read_ahead: bool | None) -> float:
         step, close = betavae_step("conv64", None, args.render_batch, device, split=split, read_ahead=read_ahead)
         rate = args.render_batch * calls_per_second(step, args.seconds, device)
         close()
-        rates[name] = max(rates.get(name, 0.0), rate)  # in memory twice: before and after, the better one
-    print(f"\n## dSprites training, conv64, batch {args.render_batch}: rendered on the fly against held in memory")
-    for name, rate in rates.items():
-        print(f"{name:<22} {rate:>9.0f} images/s  {rate / rates['in memory']:>5.2f} of in memory")
+        return rate
+
+    print_feeds(f"dSprites training, conv64, batch {args.render_batch}: rendered on the fly against held in memory",
+                compare_feeds(training_rate, held, on_the_fly))
     launch_bound_section(held, on_the_fly)
+
+
+def compare_feeds(rate: Callable[[object, bool | None], float], held: TensorSplit, on_the_fly) -> dict[str, float]:
+    """Images/s fed in memory, rendered and read ahead, rendered in the loop; in memory again after, the better one."""
+    rates = {"in memory": rate(held, None), "rendered, read ahead": rate(on_the_fly, True),
+             "rendered in the loop": rate(on_the_fly, False)}
+    rates["in memory"] = max(rates["in memory"], rate(held, None))
+    return rates
+
+
+def print_feeds(title: str, rates: dict[str, float]) -> None:
+    print(f"\n## {title}")
+    for name, value in rates.items():
+        print(f"{name:<22} {value:>9.0f} images/s  {value / rates['in memory']:>5.2f} of in memory")
 
 
 LAUNCHES_PER_STEP = 1900  # ~5 ms of tiny CPU ops: the Python side of a conv64 step at batch 256 on an H100
@@ -244,10 +257,8 @@ def launch_bound_section(held: TensorSplit, on_the_fly, batch_size: int = 256, s
     the lock the same way) and taking one batch per step, fed in memory or rendered.
     """
     counter = torch.zeros(16)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a launching thread, not a computing one
 
-    def rate(split, read_ahead) -> float:
+    def launching_rate(split, read_ahead: bool | None) -> float:
         with BatchStream(split, batch_size, seed=0, start=0, device=torch.device("cpu"), read_ahead=read_ahead) as stream:
             steps, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds:
@@ -257,13 +268,14 @@ def launch_bound_section(held: TensorSplit, on_the_fly, batch_size: int = 256, s
                 steps += 1
             return steps * batch_size / (time.perf_counter() - start)
 
-    rates = {"in memory": rate(held, None), "rendered, read ahead": rate(on_the_fly, True),
-             "rendered in the loop": rate(on_the_fly, False)}
-    rates["in memory"] = max(rates["in memory"], rate(held, None))
-    torch.set_num_threads(threads)
-    print(f"\n## the same with a launch-bound training thread ({LAUNCHES_PER_STEP} tiny ops a step, batch {batch_size})")
-    for name, value in rates.items():
-        print(f"{name:<22} {value:>9.0f} images/s  {value / rates['in memory']:>5.2f} of in memory")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a launching thread, not a computing one
+    try:
+        rates = compare_feeds(launching_rate, held, on_the_fly)
+    finally:
+        torch.set_num_threads(threads)
+    print_feeds(f"the same with a launch-bound training thread ({LAUNCHES_PER_STEP} tiny ops a step, batch {batch_size})",
+                rates)
 
 
 def encode_section(args, device: torch.device) -> None:
