@@ -4,28 +4,35 @@ Throughput (``benchmarks/train_throughput.py``) says how fast a step is; this sa
 fast a run gets somewhere. Each variant trains conv64 with β = 4 and 10 latent
 dimensions on dSprites, and every ``--eval-every`` steps measures its Mutual Information
 Gap (Chen et al. 2018) on one fixed sample of ``--mig-points`` factor vectors: the same
-points at every evaluation and in every variant, so the curves differ by the model
-alone. The clock is training's: seconds since the variant's ``train()`` call began, less
+points at every evaluation, in every variant and for every seed, so the curves differ by
+the model alone. The clock is training's: seconds since the variant's ``train()`` call began, less
 the seconds spent evaluating. It includes setup and checkpoint writing, which every real
 run pays too.
 
 The variants change one training setting (learning rate, batch size, precision) from
-``TrainConfig``'s defaults and share the seed, hence the initial weights. The default
+``TrainConfig``'s defaults; runs of one seed share the initial weights. One seed decides
+nothing: whether β-VAE's MIG takes off early varies more between seeds than between
+learning rates (Locatello et al. 2019 found the same at 300,000 steps), so ``--seeds``
+trains every variant once per seed, seed by seed (an interrupted benchmark compares
+whole seeds), and the summary adds each variant's seeds up: how many reached each
+threshold, their median time, mean final and best MIG and held-out loss. The default
 settings should be those of the variant that reaches the thresholds first without a
 lower final or best MIG, or a worse held-out loss. Times are compared within one
-invocation, on one machine: the ``× first`` column is each variant's time to the highest
-threshold over the first variant's. The objectives issue (β-VAE's successors: capacity,
-β-TC, FactorVAE, DIP) has not landed, so only β-VAE variants are compared here.
+invocation, on one machine: the ``× first`` column is each run's time to the highest
+threshold over that of the first variant with the same seed. The objectives issue
+(β-VAE's successors: capacity, β-TC, FactorVAE, DIP) has not landed, so only β-VAE
+variants are compared here.
 
-    python benchmarks/time_to_disentangle.py [--variants default,lr1e-3,batch128] [--steps 30000]
-        [--eval-every 2000] [--mig-points 10000] [--device auto] [--out runs/time-to-disentangle]
+    python benchmarks/time_to_disentangle.py [--variants default,lr5e-4,batch256] [--seeds 0,1,2]
+        [--steps 30000] [--eval-every 2000] [--mig-points 10000] [--device auto]
+        [--out runs/time-to-disentangle]
 
-Each variant trains into its own run folder inside ``--out``; a folder that already
-holds a run is refused unless ``--overwrite`` is given (which deletes it first). Beside
-them go ``results.json``, ``results.csv`` (one row per evaluation) and
-``time_to_disentangle.svg`` (MIG against wall time), describing the variants of this
-invocation; they are rewritten after each variant, so an interrupted benchmark keeps
-what it finished.
+Each run trains into its own run folder inside ``--out``, ``<variant>-s<seed>``; a
+folder that already holds a run is refused unless ``--overwrite`` is given (which
+deletes it first). Beside them go ``results.json`` (with the sums over seeds),
+``results.csv`` (one row per evaluation) and ``time_to_disentangle.svg`` (MIG against
+wall time), describing the runs of this invocation; they are rewritten after each run,
+so an interrupted benchmark keeps what it finished.
 """
 
 from __future__ import annotations
@@ -51,31 +58,37 @@ from betavae.config import TrainConfig
 from betavae.data.base import FactorDataset
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
+from betavae.models import ARCHITECTURES
 from betavae.performance import bf16_supported
 from betavae.runs import RunDir, atomic_write_bytes, atomic_write_text
 from betavae.train import TrainingDiverged, TrainingInterrupted, train
 
 THRESHOLDS = (0.1, 0.2)
+MIG_SAMPLE_SEED = 0  # the factor vectors MIG is measured on: one sample for every run
 FIGURE_FILE = "time_to_disentangle.svg"
 # Overrides of TrainConfig, one setting family each; everything else is shared (see base_config).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "lr1e-3": {"lr": 1e-3},
+    "default": {},  # conv64's learning rate, 1e-4 (models.ARCHITECTURES)
+    "lr5e-4": {"lr": 5e-4},  # the default before this benchmark's measurements
     "lr2e-4": {"lr": 2e-4},
-    "batch64": {"batch_size": 64, "lr": 5e-4},  # the defaults before the performance issue
-    "batch128": {"batch_size": 128, "lr": 1e-3},
-    "batch256": {"batch_size": 256, "lr": 1e-3},
-    "batch256-lr2e-3": {"batch_size": 256, "lr": 2e-3},
+    "lr1e-3": {"lr": 1e-3},
     "batch32": {"batch_size": 32},
+    "batch256": {"batch_size": 256, "lr": 2e-4},  # learning rate × √4
+    "batch256-lr4e-4": {"batch_size": 256, "lr": 4e-4},  # learning rate × 4
     "bf16": {"precision": "bf16"},
 }
 
 
 def base_config(args: argparse.Namespace, device: torch.device) -> TrainConfig:
-    """The settings every variant shares: dSprites, conv64, β, latent size, seed, steps, evaluation interval."""
+    """The settings every run shares: dSprites, conv64, β, latent size, steps, evaluation interval."""
     return TrainConfig(dataset="dsprites", arch="conv64", latent_dim=args.latent, beta=args.beta, steps=args.steps,
-                       seed=args.seed, device=str(device), checkpoint_every=args.eval_every,
+                       device=str(device), checkpoint_every=args.eval_every,
                        log_every=min(100, args.eval_every))
+
+
+def learning_rate(config: TrainConfig) -> float:
+    """The learning rate a variant trains with: its own, or its architecture's default."""
+    return config.lr or ARCHITECTURES[config.arch].lr
 
 
 def describe_device(device: torch.device) -> str:
@@ -135,8 +148,10 @@ def summarise(result: dict[str, Any]) -> None:
 
 def run_variant(name: str, config: TrainConfig, clock: MIGClock) -> dict[str, Any]:
     """Train one variant with the clock as its checkpoint hook; a diverged run is a result, not a crash."""
-    result = {"variant": name, "overrides": VARIANTS[name], "batch_size": config.batch_size, "lr": config.lr,
-              "precision": config.precision, "run": config.out, "status": "done", "note": "",
+    result = {"variant": name, "seed": config.seed, "overrides": VARIANTS[name],
+              "batch_size": config.batch_size,
+              "lr": learning_rate(config), "precision": config.precision, "run": config.out, "status": "done",
+              "note": "",
               "evaluations": clock.evaluations, "test": None}
     clock.start()
     try:
@@ -150,23 +165,26 @@ def run_variant(name: str, config: TrainConfig, clock: MIGClock) -> dict[str, An
     return result
 
 
-def evaluation_line(name: str, record: dict[str, Any], factor_names: tuple[str, ...]) -> str:
+def evaluation_line(name: str, seed: int, record: dict[str, Any], factor_names: tuple[str, ...]) -> str:
     factors = ", ".join(f"{factor} {record[f'mig_{factor}']:.2f}" for factor in factor_names)
-    return (f"{name:<9} step {record['step']:>6}  {record['wall_s']:>8.1f} s  {record['images']:>10,} images  "
-            f"MIG {record['mig']:.3f}  ({factors})  eval {record['eval_s']:.1f} s")
+    return (f"{name:<9} s{seed:<3} step {record['step']:>6}  {record['wall_s']:>8.1f} s  {record['images']:>10,} "
+            f"images  MIG {record['mig']:.3f}  ({factors})  eval {record['eval_s']:.1f} s")
 
 
 def print_summary(results: list[dict[str, Any]], device: str) -> None:
+    """One row per run, then (with several seeds) one row per variant over its seeds."""
     last = f"{THRESHOLDS[-1]:g}"
-    reference = next((r["reached"][last] for r in results if r["status"] != "skipped"), None)
     crossings = "".join(f" {f'MIG≥{t:g} s':>11} {'step':>6}" for t in THRESHOLDS)
-    print(f"\n{'variant':<9} {'batch':>5} {'lr':>7} {'prec':>4}{crossings} {'× first':>7} "
+    print(f"\n{'variant':<9} {'seed':>4} {'batch':>5} {'lr':>7} {'prec':>4}{crossings} {'× first':>7} "
           f"{'final MIG':>9} {'best MIG':>8} {'test loss':>9} {'img/s':>6}  device")
     for result in results:
-        head = f"{result['variant']:<9} {result['batch_size']:>5} {result['lr']:>7g} {result['precision']:>4}"
+        head = (f"{result['variant']:<9} {result['seed']:>4} {result['batch_size']:>5} {result['lr']:>7g} "
+                f"{result['precision']:>4}")
         if result["status"] == "skipped":
             print(f"{head}  skipped: {result['note']}")
             continue
+        reference = next(r["reached"][last] for r in results
+                         if r["seed"] == result["seed"] and r["status"] != "skipped")
         cells = ""
         for threshold in THRESHOLDS:
             reached = result["reached"][f"{threshold:g}"]
@@ -181,39 +199,84 @@ def print_summary(results: list[dict[str, Any]], device: str) -> None:
         rate = f"{evaluations[-1]['images'] / evaluations[-1]['wall_s']:>6.0f}" if evaluations else f"{'-':>6}"
         status = "" if result["status"] == "done" else f"  ({result['status']})"
         print(f"{head}{cells} {ratio} {final_mig} {best_mig} {loss} {rate}  {device}{status}")
-    print(f"times: seconds of training (evaluations excluded); × first: time to MIG {last} over the first "
-          f"variant's, measured in this run")
+    print(f"times: seconds of training (evaluations excluded); × first: time to MIG {last} over that of the "
+          f"first variant with the same seed, measured in this run")
+    if len({result["seed"] for result in results}) > 1:
+        print_over_seeds(results)
+
+
+def over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A variant's runs added up: seeds reaching each threshold and their median time, mean MIG and loss."""
+    scored = [run for run in runs if run["evaluations"]]
+    tested = [run["test"]["loss"] for run in runs if run["test"]]
+    summary: dict[str, Any] = {"seeds": len(runs)}
+    for threshold in THRESHOLDS:
+        times = [run["reached"][f"{threshold:g}"]["wall_s"] for run in runs if run["reached"][f"{threshold:g}"]]
+        summary[f"reached_{threshold:g}"] = len(times)
+        summary[f"median_s_{threshold:g}"] = float(np.median(times)) if times else None
+    summary["mean_final_mig"] = float(np.mean([run["final_mig"] for run in scored])) if scored else None
+    summary["mean_best_mig"] = float(np.mean([run["best_mig"] for run in scored])) if scored else None
+    summary["mean_test_loss"] = float(np.mean(tested)) if tested else None
+    return summary
+
+
+def print_over_seeds(results: list[dict[str, Any]]) -> None:
+    crossings = "".join(f" {f'MIG≥{t:g}':>8} {'median s':>8}" for t in THRESHOLDS)
+    print(f"\nover seeds\n{'variant':<9} {'seeds':>5} {'lr':>7}{crossings} {'final MIG':>9} {'best MIG':>8} "
+          f"{'test loss':>9}   (mean over seeds)")
+    for name in dict.fromkeys(result["variant"] for result in results):
+        runs = [result for result in results if result["variant"] == name and result["status"] != "skipped"]
+        if not runs:
+            continue
+        summary = over_seeds(runs)
+        cells = ""
+        for threshold in THRESHOLDS:
+            median = summary[f"median_s_{threshold:g}"]
+            cells += f" {summary[f'reached_{threshold:g}']:>4}/{len(runs):<3} {median:>8.1f}" if median is not None \
+                else f" {summary[f'reached_{threshold:g}']:>4}/{len(runs):<3} {'-':>8}"
+        mean = {key: f"{summary[key]:>{width}.3f}" if summary[key] is not None else f"{'-':>{width}}"
+                for key, width in (("mean_final_mig", 9), ("mean_best_mig", 8))}
+        loss = f"{summary['mean_test_loss']:>9.2f}" if summary["mean_test_loss"] is not None else f"{'-':>9}"
+        print(f"{name:<9} {len(runs):>5} {runs[0]['lr']:>7g}{cells} {mean['mean_final_mig']} "
+              f"{mean['mean_best_mig']} {loss}")
 
 
 def write_results(out: Path, settings: dict[str, Any], results: list[dict[str, Any]],
                   factor_names: tuple[str, ...]) -> None:
     """``results.json`` (everything), ``results.csv`` (one row per evaluation) and the figure, each atomically."""
-    atomic_write_text(out / "results.json", json.dumps({"settings": settings, "variants": results}, indent=2) + "\n")
-    columns = ["variant", "batch_size", "lr", "precision", "step", "wall_s", "images", "eval_s", "mig",
+    names = dict.fromkeys(result["variant"] for result in results)
+    seeds = {name: over_seeds([r for r in results if r["variant"] == name and r["status"] != "skipped"])
+             for name in names}
+    atomic_write_text(out / "results.json",
+                      json.dumps({"settings": settings, "variants": results, "over_seeds": seeds}, indent=2) + "\n")
+    columns = ["variant", "seed", "batch_size", "lr", "precision", "step", "wall_s", "images", "eval_s", "mig",
                *(f"mig_{factor}" for factor in factor_names)]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for result in results:
         for record in result["evaluations"]:
-            writer.writerow({**{key: result[key] for key in columns[:4]}, **record})
+            writer.writerow({**{key: result[key] for key in columns[:5]}, **record})
     atomic_write_text(out / "results.csv", buffer.getvalue())
     atomic_write_bytes(out / FIGURE_FILE, figure_svg(settings, results))
 
 
 def figure_svg(settings: dict[str, Any], results: list[dict[str, Any]]) -> bytes:
-    """MIG against training wall time, one line per variant, the thresholds dashed."""
+    """MIG against training wall time, one colour per variant and one line per seed, the thresholds dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7.0, 4.2))
+    colours = {name: f"C{index}" for index, name in enumerate(dict.fromkeys(r["variant"] for r in results))}
+    labelled: set[str] = set()
     for result in results:
-        evaluations = result["evaluations"]
+        evaluations, name = result["evaluations"], result["variant"]
         if evaluations:
             axes.plot([r["wall_s"] for r in evaluations], [r["mig"] for r in evaluations], marker="o",
-                      markersize=3, label=result["variant"])
+                      markersize=3, linewidth=1.2, color=colours[name], label=None if name in labelled else name)
+            labelled.add(name)
     for threshold in THRESHOLDS:
         axes.axhline(threshold, color="gray", linestyle="--", linewidth=0.8)
         axes.annotate(f"MIG {threshold:g}", (0, threshold), xycoords=("axes fraction", "data"),
@@ -233,6 +296,16 @@ def figure_svg(settings: dict[str, Any], results: list[dict[str, Any]]) -> bytes
     return buffer.getvalue()
 
 
+def seed_list(text: str) -> list[int]:
+    try:
+        seeds = list(dict.fromkeys(int(part) for part in text.split(",") if part.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("give at least one seed")
+    return seeds
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -249,7 +322,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="runs/time-to-disentangle", help="folder of the variants' run folders")
     parser.add_argument("--overwrite", action="store_true", help="delete variant run folders that already hold a run")
-    parser.add_argument("--seed", type=int, default=0, help="training seed and the MIG sample's seed")
+    parser.add_argument("--seeds", type=seed_list, default=[0], help="comma-separated training seeds (0)")
     parser.add_argument("--latent", type=positive_int, default=10)
     parser.add_argument("--beta", type=float, default=4.0)
     args = parser.parse_args()
@@ -264,8 +337,9 @@ def main() -> None:
         parser.error(str(error))
     out = Path(args.out)
     base = base_config(args, device)
-    configs = {name: dataclasses.replace(base, out=str(out / name), **VARIANTS[name]) for name in names}
-    for name, config in configs.items():
+    runs = [(name, dataclasses.replace(base, seed=seed, out=str(out / f"{name}-s{seed}"), **VARIANTS[name]))
+            for seed in args.seeds for name in names]
+    for name, config in runs:
         if RunDir(config.out).has_checkpoint():
             if not args.overwrite:
                 parser.error(f"{config.out} already holds a run; pass --overwrite to replace it, or choose another --out")
@@ -274,28 +348,29 @@ def main() -> None:
     dataset = base.load_dataset()
     factor_names = tuple(dataset.factor_names)
     device_name = describe_device(device)
-    settings = {"steps": args.steps, "eval_every": args.eval_every, "mig_points": args.mig_points, "seed": args.seed,
-                "latent": args.latent, "beta": args.beta, "arch": base.arch, "dataset": base.dataset,
-                "device": device_name, "torch_version": torch.__version__}
+    settings = {"steps": args.steps, "eval_every": args.eval_every, "mig_points": args.mig_points,
+                "seeds": args.seeds, "mig_sample_seed": MIG_SAMPLE_SEED, "latent": args.latent, "beta": args.beta,
+                "arch": base.arch, "dataset": base.dataset, "device": device_name, "torch_version": torch.__version__}
     print(f"torch {torch.__version__}, {device_name}; conv64 on dSprites, β = {args.beta:g}, {args.latent} latents, "
-          f"{args.steps:,} steps, MIG on {args.mig_points:,} fixed points every {args.eval_every:,} steps", flush=True)
+          f"{args.steps:,} steps, MIG on {args.mig_points:,} fixed points every {args.eval_every:,} steps; "
+          f"seeds {', '.join(map(str, args.seeds))}", flush=True)
 
     results: list[dict[str, Any]] = []
-    for name, config in configs.items():
+    for name, config in runs:
         if config.precision == "bf16" and not bf16_supported(device):
             note = f"no bfloat16 arithmetic on this {device.type}"
             print(f"{name:<9} skipped: {note}", flush=True)
-            results.append({"variant": name, "overrides": VARIANTS[name], "batch_size": config.batch_size,
-                            "lr": config.lr, "precision": config.precision, "status": "skipped", "note": note,
-                            "evaluations": []})
+            results.append({"variant": name, "seed": config.seed, "overrides": VARIANTS[name],
+                            "batch_size": config.batch_size, "lr": learning_rate(config),
+                            "precision": config.precision, "status": "skipped", "note": note, "evaluations": []})
             write_results(out, settings, results, factor_names)
             continue
 
-        def report(record: dict[str, Any], name: str = name) -> None:
-            tqdm.write(evaluation_line(name, record, factor_names))
+        def report(record: dict[str, Any], name: str = name, seed: int = config.seed) -> None:
+            tqdm.write(evaluation_line(name, seed, record, factor_names))
             sys.stdout.flush()
 
-        clock = MIGClock(dataset, args.mig_points, args.seed, config.batch_size, device, report)
+        clock = MIGClock(dataset, args.mig_points, MIG_SAMPLE_SEED, config.batch_size, device, report)
         try:
             result = run_variant(name, config, clock)
         except BetaVAEError as error:

@@ -63,6 +63,21 @@ def test_run_folder_holds_config_checkpoint_metrics_logs_and_figure(tmp_path):
     assert model.latent_dim == 4 and not model.training
 
 
+@pytest.mark.parametrize(("dataset", "arch", "given", "used"), [
+    ("shapes", "conv28", None, 5e-4),
+    ("dsprites", "conv64", None, 1e-4),
+    ("dsprites", "conv64", 3e-4, 3e-4),
+])
+def test_learning_rate_is_the_architectures_unless_given_and_is_recorded(tmp_path, dataset, arch, given, used):
+    train(small_config(tmp_path / "run", dataset=dataset, arch=arch, lr=given, steps=2, checkpoint_every=2),
+          progress=False)
+    run = RunDir(tmp_path / "run")
+    assert run.read_config().lr == given  # the config keeps what was asked for
+    assert run.read_derived()["lr"] == used
+    checkpoint = run.load_checkpoint()
+    assert [group["lr"] for group in checkpoint["optimizer"]["param_groups"]] == [used]
+
+
 def test_same_seed_same_config_gives_identical_numbers(tmp_path):
     first = train(small_config(tmp_path / "a"), progress=False)
     second = train(small_config(tmp_path / "b"), progress=False)

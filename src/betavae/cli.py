@@ -29,7 +29,7 @@ def app() -> None:
 @click.option("--recon", help="bernoulli | gaussian  [default: bernoulli]")
 @click.option("--steps", type=int, help="optimiser steps  [default: 5000]")
 @click.option("--batch-size", type=int, help="[default: 64]")
-@click.option("--lr", type=float, help="Adam learning rate  [default: 5e-4]")
+@click.option("--lr", type=float, help="Adam learning rate  [default: the architecture's: 1e-4 for conv64, else 5e-4]")
 @click.option("--precision", help="fp32 | bf16 (autocast; CPUs with AVX-512 BF16 or AMX, Ampere+ GPUs)  [default: fp32]")
 @click.option("--seed", type=int, help="[default: 0]")
 @click.option("--out", help="run folder  [default: runs/<dataset>-<arch>-z<M>-b<β>-s<seed>]")

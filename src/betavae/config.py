@@ -37,7 +37,7 @@ class TrainConfig:
     recon: str = "bernoulli"
     steps: int = 5000
     batch_size: int = 64
-    lr: float = 5e-4
+    lr: float | None = None  # the architecture's (models.ARCHITECTURES)
     precision: str = "fp32"
     seed: int = 0
     out: str | None = None
@@ -75,7 +75,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise BetaVAEError(f"{name} must be a finite non-negative number, got {value!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise BetaVAEError(f"lr must be a positive number, got {self.lr!r}")
 
     def dataset_kwargs(self) -> dict[str, Any]:

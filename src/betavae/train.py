@@ -71,7 +71,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     config.validate()
     setup = _Setup.create(config)
     run, model, loss_fn, device = setup.run, setup.model, setup.loss_fn, setup.device
-    optimizer = performance.make_optimizer(model.parameters(), config.lr, device)
+    optimizer = performance.make_optimizer(model.parameters(), setup.derived["lr"], device)
     setup.derived["optimizer"] = performance.optimizer_name(optimizer)
     noise = torch.Generator(device=device).manual_seed(config.seed)
     start = _prepare_run_dir(run, config, setup.derived, resume, model, optimizer, noise)
@@ -235,7 +235,8 @@ class _Setup:
         loss_fn = BetaVAELoss(beta, config.recon)
         out = config.out or default_run_path(config, arch, beta)
         derived = {
-            "arch": arch, "beta": beta, "beta_norm": beta_norm, "num_pixels": num_pixels,
+            "arch": arch, "lr": config.lr or models.ARCHITECTURES[arch].lr,
+            "beta": beta, "beta_norm": beta_norm, "num_pixels": num_pixels,
             "image_shape": list(dataset.image_shape), "num_train": len(dataset.train),
             "num_test": len(dataset.test), "device": str(device), "torch_version": torch.__version__,
             "betavae_version": betavae.__version__, "num_threads": torch.get_num_threads(),
