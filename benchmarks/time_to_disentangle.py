@@ -5,9 +5,9 @@ fast a run gets somewhere. Each variant trains conv64 with β = 4 and 10 latent
 dimensions on dSprites, and every ``--eval-every`` steps measures its Mutual Information
 Gap (Chen et al. 2018) on one fixed sample of ``--mig-points`` factor vectors: the same
 points at every evaluation, in every variant and for every seed, so the curves differ by
-the model alone. The clock is training's: seconds since the variant's ``train()`` call began, less
-the seconds spent evaluating. It includes setup and checkpoint writing, which every real
-run pays too.
+the model alone. The clock is training's: seconds since the run's ``train()`` call
+began, less the seconds spent evaluating. It includes setup and checkpoint writing,
+which every real run pays too.
 
 The variants change one training setting (learning rate, batch size, precision) from
 ``TrainConfig``'s defaults; runs of one seed share the initial weights. One seed decides
@@ -58,7 +58,7 @@ from betavae.config import TrainConfig
 from betavae.data.base import FactorDataset
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
-from betavae.models import ARCHITECTURES
+from betavae.models import learning_rate
 from betavae.performance import bf16_supported
 from betavae.runs import RunDir, atomic_write_bytes, atomic_write_text
 from betavae.train import TrainingDiverged, TrainingInterrupted, train
@@ -84,11 +84,6 @@ def base_config(args: argparse.Namespace, device: torch.device) -> TrainConfig:
     return TrainConfig(dataset="dsprites", arch="conv64", latent_dim=args.latent, beta=args.beta, steps=args.steps,
                        device=str(device), checkpoint_every=args.eval_every,
                        log_every=min(100, args.eval_every))
-
-
-def learning_rate(config: TrainConfig) -> float:
-    """The learning rate a variant trains with: its own, or its architecture's default."""
-    return config.lr or ARCHITECTURES[config.arch].lr
 
 
 def describe_device(device: torch.device) -> str:
@@ -148,11 +143,9 @@ def summarise(result: dict[str, Any]) -> None:
 
 def run_variant(name: str, config: TrainConfig, clock: MIGClock) -> dict[str, Any]:
     """Train one variant with the clock as its checkpoint hook; a diverged run is a result, not a crash."""
-    result = {"variant": name, "seed": config.seed, "overrides": VARIANTS[name],
-              "batch_size": config.batch_size,
-              "lr": learning_rate(config), "precision": config.precision, "run": config.out, "status": "done",
-              "note": "",
-              "evaluations": clock.evaluations, "test": None}
+    result = {"variant": name, "seed": config.seed, "overrides": VARIANTS[name], "batch_size": config.batch_size,
+              "lr": learning_rate(config.arch, config.lr), "precision": config.precision, "run": config.out,
+              "status": "done", "note": "", "evaluations": clock.evaluations, "test": None}
     clock.start()
     try:
         trained = train(config, on_checkpoint=clock)
@@ -205,6 +198,16 @@ def print_summary(results: list[dict[str, Any]], device: str) -> None:
         print_over_seeds(results)
 
 
+def runs_by_variant(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each variant's runs that were not skipped, variants in the order they ran."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        runs = grouped.setdefault(result["variant"], [])
+        if result["status"] != "skipped":
+            runs.append(result)
+    return grouped
+
+
 def over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """A variant's runs added up: seeds reaching each threshold and their median time, mean MIG and loss."""
     scored = [run for run in runs if run["evaluations"]]
@@ -224,29 +227,23 @@ def print_over_seeds(results: list[dict[str, Any]]) -> None:
     crossings = "".join(f" {f'MIG≥{t:g}':>8} {'median s':>8}" for t in THRESHOLDS)
     print(f"\nover seeds\n{'variant':<9} {'seeds':>5} {'lr':>7}{crossings} {'final MIG':>9} {'best MIG':>8} "
           f"{'test loss':>9}   (mean over seeds)")
-    for name in dict.fromkeys(result["variant"] for result in results):
-        runs = [result for result in results if result["variant"] == name and result["status"] != "skipped"]
+    def number(value: float | None, width: int, places: int) -> str:
+        return f"{value:>{width}.{places}f}" if value is not None else f"{'-':>{width}}"
+
+    for name, runs in runs_by_variant(results).items():
         if not runs:
             continue
         summary = over_seeds(runs)
-        cells = ""
-        for threshold in THRESHOLDS:
-            median = summary[f"median_s_{threshold:g}"]
-            cells += f" {summary[f'reached_{threshold:g}']:>4}/{len(runs):<3} {median:>8.1f}" if median is not None \
-                else f" {summary[f'reached_{threshold:g}']:>4}/{len(runs):<3} {'-':>8}"
-        mean = {key: f"{summary[key]:>{width}.3f}" if summary[key] is not None else f"{'-':>{width}}"
-                for key, width in (("mean_final_mig", 9), ("mean_best_mig", 8))}
-        loss = f"{summary['mean_test_loss']:>9.2f}" if summary["mean_test_loss"] is not None else f"{'-':>9}"
-        print(f"{name:<9} {len(runs):>5} {runs[0]['lr']:>7g}{cells} {mean['mean_final_mig']} "
-              f"{mean['mean_best_mig']} {loss}")
+        cells = "".join(f" {summary[f'reached_{t:g}']:>4}/{len(runs):<3} {number(summary[f'median_s_{t:g}'], 8, 1)}"
+                        for t in THRESHOLDS)
+        print(f"{name:<9} {len(runs):>5} {runs[0]['lr']:>7g}{cells} {number(summary['mean_final_mig'], 9, 3)} "
+              f"{number(summary['mean_best_mig'], 8, 3)} {number(summary['mean_test_loss'], 9, 2)}")
 
 
 def write_results(out: Path, settings: dict[str, Any], results: list[dict[str, Any]],
                   factor_names: tuple[str, ...]) -> None:
     """``results.json`` (everything), ``results.csv`` (one row per evaluation) and the figure, each atomically."""
-    names = dict.fromkeys(result["variant"] for result in results)
-    seeds = {name: over_seeds([r for r in results if r["variant"] == name and r["status"] != "skipped"])
-             for name in names}
+    seeds = {name: over_seeds(runs) for name, runs in runs_by_variant(results).items()}
     atomic_write_text(out / "results.json",
                       json.dumps({"settings": settings, "variants": results, "over_seeds": seeds}, indent=2) + "\n")
     columns = ["variant", "seed", "batch_size", "lr", "precision", "step", "wall_s", "images", "eval_s", "mig",
@@ -361,7 +358,7 @@ def main() -> None:
             note = f"no bfloat16 arithmetic on this {device.type}"
             print(f"{name:<9} skipped: {note}", flush=True)
             results.append({"variant": name, "seed": config.seed, "overrides": VARIANTS[name],
-                            "batch_size": config.batch_size, "lr": learning_rate(config),
+                            "batch_size": config.batch_size, "lr": learning_rate(config.arch, config.lr),
                             "precision": config.precision, "status": "skipped", "note": note, "evaluations": []})
             write_results(out, settings, results, factor_names)
             continue

@@ -235,7 +235,7 @@ class _Setup:
         loss_fn = BetaVAELoss(beta, config.recon)
         out = config.out or default_run_path(config, arch, beta)
         derived = {
-            "arch": arch, "lr": config.lr or models.ARCHITECTURES[arch].lr,
+            "arch": arch, "lr": models.learning_rate(arch, config.lr),
             "beta": beta, "beta_norm": beta_norm, "num_pixels": num_pixels,
             "image_shape": list(dataset.image_shape), "num_train": len(dataset.train),
             "num_test": len(dataset.test), "device": str(device), "torch_version": torch.__version__,

@@ -40,9 +40,14 @@ def default_arch(image_size: int) -> str:
     return {28: "conv28", 64: "conv64"}.get(image_size, "conv64")
 
 
+def learning_rate(arch: str, lr: float | None = None) -> float:
+    """The Adam learning rate a run of ``arch`` trains with: ``lr`` if given, else the architecture's."""
+    return ARCHITECTURES[arch].lr if lr is None else lr
+
+
 def build(arch: str, latent_dim: int, image_shape: tuple[int, int, int]) -> BetaVAE:
     """A :class:`BetaVAE` of architecture ``arch``; see :data:`ARCHITECTURES`."""
     return BetaVAE(arch, latent_dim, image_shape)
 
 
-__all__ = ["ARCHITECTURES", "Architecture", "BetaVAE", "VAEOutput", "build", "default_arch"]
+__all__ = ["ARCHITECTURES", "Architecture", "BetaVAE", "VAEOutput", "build", "default_arch", "learning_rate"]
