@@ -164,6 +164,11 @@ def evaluation_line(name: str, seed: int, record: dict[str, Any], factor_names: 
             f"images  MIG {record['mig']:.3f}  ({factors})  eval {record['eval_s']:.1f} s")
 
 
+def number(value: float | None, width: int, places: int) -> str:
+    """A table cell: ``value`` right-aligned, or a dash where there is none."""
+    return f"{value:>{width}.{places}f}" if value is not None else f"{'-':>{width}}"
+
+
 def print_summary(results: list[dict[str, Any]], device: str) -> None:
     """One row per run, then (with several seeds) one row per variant over its seeds."""
     last = f"{THRESHOLDS[-1]:g}"
@@ -186,9 +191,8 @@ def print_summary(results: list[dict[str, Any]], device: str) -> None:
         reached = result["reached"][last]
         ratio = f"{reached['wall_s'] / reference['wall_s']:>7.2f}" if reached and reference else f"{'-':>7}"
         evaluations = result["evaluations"]
-        final_mig = f"{result['final_mig']:>9.3f}" if evaluations else f"{'-':>9}"
-        best_mig = f"{result['best_mig']:>8.3f}" if evaluations else f"{'-':>8}"
-        loss = f"{result['test']['loss']:>9.2f}" if result["test"] else f"{'-':>9}"
+        final_mig, best_mig = number(result["final_mig"], 9, 3), number(result["best_mig"], 8, 3)
+        loss = number(result["test"]["loss"] if result["test"] else None, 9, 2)
         rate = f"{evaluations[-1]['images'] / evaluations[-1]['wall_s']:>6.0f}" if evaluations else f"{'-':>6}"
         status = "" if result["status"] == "done" else f"  ({result['status']})"
         print(f"{head}{cells} {ratio} {final_mig} {best_mig} {loss} {rate}  {device}{status}")
@@ -227,9 +231,6 @@ def print_over_seeds(results: list[dict[str, Any]]) -> None:
     crossings = "".join(f" {f'MIG≥{t:g}':>8} {'median s':>8}" for t in THRESHOLDS)
     print(f"\nover seeds\n{'variant':<9} {'seeds':>5} {'lr':>7}{crossings} {'final MIG':>9} {'best MIG':>8} "
           f"{'test loss':>9}   (mean over seeds)")
-    def number(value: float | None, width: int, places: int) -> str:
-        return f"{value:>{width}.{places}f}" if value is not None else f"{'-':>{width}}"
-
     for name, runs in runs_by_variant(results).items():
         if not runs:
             continue
