@@ -25,14 +25,18 @@ variants are compared here.
 
     python benchmarks/time_to_disentangle.py [--variants default,lr5e-4,batch256] [--seeds 0,1,2]
         [--steps 30000] [--eval-every 2000] [--mig-points 10000] [--device auto]
-        [--out runs/time-to-disentangle]
+        [--out runs/time-to-disentangle] [--resume | --overwrite]
 
-Each run trains into its own run folder inside ``--out``, ``<variant>-s<seed>``; a
-folder that already holds a run is refused unless ``--overwrite`` is given (which
-deletes it first). Beside them go ``results.json`` (with the sums over seeds),
-``results.csv`` (one row per evaluation) and ``time_to_disentangle.svg`` (MIG against
-wall time), describing the runs of this invocation; they are rewritten after each run,
-so an interrupted benchmark keeps what it finished.
+Each run trains into its own run folder inside ``--out``, ``<variant>-s<seed>``, and
+keeps its clock and evaluations there (``time_to_disentangle.json``, rewritten at every
+evaluation). A folder that already holds a run is refused unless ``--resume`` (continue
+it from its checkpoint: after Ctrl-C or a kill, or to more ``--steps``; its clock goes
+on from the training seconds it had reached, and an evaluation the kill cut short is
+made first) or ``--overwrite`` (delete it and start again) is given. Beside the runs go
+``results.json`` (with the sums over seeds), ``results.csv`` (one row per evaluation)
+and ``time_to_disentangle.svg`` (MIG against wall time), describing the runs of this
+invocation; they are rewritten after each run, so an interrupted benchmark keeps what
+it finished.
 """
 
 from __future__ import annotations
@@ -60,12 +64,13 @@ from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
 from betavae.models import learning_rate
 from betavae.performance import bf16_supported
-from betavae.runs import RunDir, atomic_write_bytes, atomic_write_text
+from betavae.runs import RunDir, atomic_write_bytes, atomic_write_text, load_model
 from betavae.train import TrainingDiverged, TrainingInterrupted, train
 
 THRESHOLDS = (0.1, 0.2)
 MIG_SAMPLE_SEED = 0  # the factor vectors MIG is measured on: one sample for every run
 FIGURE_FILE = "time_to_disentangle.svg"
+RECORD_FILE = "time_to_disentangle.json"  # in each run folder: its clock and evaluations
 # Overrides of TrainConfig, one setting family each; everything else is shared (see base_config).
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},  # conv64's learning rate, 1e-4 (models.ARCHITECTURES)
@@ -95,34 +100,102 @@ def describe_device(device: torch.device) -> str:
 class MIGClock:
     """The ``on_checkpoint`` hook: MIG on a fixed sample, timed on a clock that excludes evaluating.
 
-    Call :meth:`start` just before ``train()``; each evaluation is appended to
-    :attr:`evaluations` and passed to ``report``.
+    ``record`` (see :func:`new_record`) holds the clock and the evaluations and is written
+    to ``record_path`` in the run folder twice per checkpoint, before evaluating (the
+    clock, marked as evaluating) and after (with the evaluation), so a run continued with
+    ``--resume`` goes on from the training seconds it had reached and knows whether a
+    kill cut an evaluation short. Call :meth:`start` just before ``train()``; each
+    evaluation is appended to :attr:`evaluations` and passed to ``report``.
     """
 
     def __init__(self, dataset: FactorDataset, num_points: int, seed: int, batch_size: int,
-                 device: torch.device, report: Callable[[dict[str, Any]], None]) -> None:
+                 device: torch.device, report: Callable[[dict[str, Any]], None],
+                 record: dict[str, Any], record_path: Path) -> None:
         self.dataset, self.num_points, self.seed = dataset, num_points, seed
         self.batch_size, self.device, self.report = batch_size, device, report
-        self.evaluations: list[dict[str, Any]] = []
+        self.record, self.record_path = record, record_path
+        self.evaluations: list[dict[str, Any]] = record["evaluations"]
         self.started = time.perf_counter()
         self.evaluating_seconds = 0.0
 
     def start(self) -> None:
-        self.started = time.perf_counter()
+        """Start counting, from the training seconds the record's clock had reached."""
+        self.started = time.perf_counter() - self.record["clock"]["wall_s"]
         self.evaluating_seconds = 0.0
 
-    def __call__(self, step: int, model: torch.nn.Module) -> None:
+    def wall(self) -> float:
+        """Seconds of training so far (in every invocation that trained this run)."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # training's queued work belongs to training's time
+        return time.perf_counter() - self.started - self.evaluating_seconds
+
+    def __call__(self, step: int, model: torch.nn.Module) -> None:
+        self.set_clock(step, self.wall(), evaluating=True)
+        self.evaluate(step, model)
+
+    def evaluate(self, step: int, model: torch.nn.Module) -> None:
+        """MIG of ``model`` after ``step`` steps, at the clock's time, appended and saved."""
         began = time.perf_counter()
-        wall = began - self.started - self.evaluating_seconds
         rng = np.random.default_rng(self.seed)  # a fresh generator: the same factor vectors every time
         scores = metrics.mig(self.dataset, metrics.model_representation(model), rng, num_train=self.num_points)
         seconds = time.perf_counter() - began
         self.evaluating_seconds += seconds
-        record = {"step": step, "wall_s": wall, "images": step * self.batch_size, "eval_s": seconds, **scores}
-        self.evaluations.append(record)
-        self.report(record)
+        evaluation = {"step": step, "wall_s": self.record["clock"]["wall_s"], "images": step * self.batch_size,
+                      "eval_s": seconds, **scores}
+        self.evaluations.append(evaluation)
+        self.set_clock(step, evaluation["wall_s"], evaluating=False)
+        self.report(evaluation)
+
+    def set_clock(self, step: int, wall_s: float, evaluating: bool) -> None:
+        """Record that ``step`` steps took ``wall_s`` seconds of training, and save the record."""
+        self.record["clock"] = {"step": step, "wall_s": wall_s, "evaluating": evaluating}
+        atomic_write_text(self.record_path, json.dumps(self.record, indent=2) + "\n")
+
+
+def new_record(settings: dict[str, Any]) -> dict[str, Any]:
+    """A run's record before its first step: what its MIG is measured on, a clock at zero, no evaluations."""
+    return {"mig_points": settings["mig_points"], "mig_sample_seed": settings["mig_sample_seed"],
+            "devices": [settings["device"]], "clock": {"step": 0, "wall_s": 0.0, "evaluating": False},
+            "evaluations": []}
+
+
+def read_record(run: RunDir, settings: dict[str, Any]) -> dict[str, Any]:
+    """The record of a run to resume; a clear error if it has none or measured MIG on other points."""
+    path = run.path / RECORD_FILE
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BetaVAEError(f"{run.path} holds a run without this benchmark's {RECORD_FILE}; "
+                           f"pass --overwrite to replace it, or choose another --out") from None
+    except (OSError, ValueError) as error:
+        raise BetaVAEError(f"{path} cannot be read ({error}); pass --overwrite to start the run again") from None
+    for key in ("mig_points", "mig_sample_seed"):
+        if record.get(key) != settings[key]:
+            raise BetaVAEError(f"{run.path} measured MIG with {key} {record.get(key)}, not {settings[key]}; "
+                               f"resume it with the same setting, or pass --overwrite")
+    if settings["device"] not in record["devices"]:
+        record["devices"].append(settings["device"])
+    return record
+
+
+def resume_clock(clock: MIGClock, run: RunDir, eval_every: int) -> int:
+    """Ready ``clock`` to continue ``run``; return the step its checkpoint had reached.
+
+    The evaluation of the checkpoint is made here if it is due and missing (a kill during
+    the evaluation, or an interruption that saved the checkpoint at an evaluation step).
+    """
+    saved = run.read_config()
+    checkpoint_step = int(run.load_checkpoint()["step"])
+    clock_step = clock.record["clock"]["step"]
+    if clock_step != checkpoint_step:  # killed between writing the checkpoint and the record
+        tqdm.write(f"{run.path.name}: steps {clock_step}-{checkpoint_step} were not timed; "
+                   f"its times from here on are short by their seconds")
+        clock.record["clock"]["step"] = checkpoint_step
+    evaluated = {evaluation["step"] for evaluation in clock.evaluations}
+    due = checkpoint_step % eval_every == 0 or checkpoint_step == saved.steps
+    if checkpoint_step and due and checkpoint_step not in evaluated:
+        clock.evaluate(checkpoint_step, load_model(run, clock.device))
+    return checkpoint_step
 
 
 def first_reached(evaluations: list[dict[str, Any]], threshold: float) -> dict[str, Any] | None:
@@ -141,19 +214,26 @@ def summarise(result: dict[str, Any]) -> None:
     result["best_mig"] = max(record["mig"] for record in evaluations) if evaluations else None
 
 
-def run_variant(name: str, config: TrainConfig, clock: MIGClock) -> dict[str, Any]:
-    """Train one variant with the clock as its checkpoint hook; a diverged run is a result, not a crash."""
+def run_variant(name: str, config: TrainConfig, clock: MIGClock, resume: bool) -> dict[str, Any]:
+    """Train (or continue) one variant with the clock as its checkpoint hook.
+
+    A diverged run is a result, not a crash; an interrupted one saves its clock at its
+    last checkpoint, so ``--resume`` goes on from there.
+    """
     result = {"variant": name, "seed": config.seed, "overrides": VARIANTS[name], "batch_size": config.batch_size,
               "lr": learning_rate(config.arch, config.lr), "precision": config.precision, "run": config.out,
-              "status": "done", "note": "", "evaluations": clock.evaluations, "test": None}
+              "device": " + ".join(clock.record["devices"]), "status": "done", "note": "",
+              "evaluations": clock.evaluations, "test": None}
     clock.start()
     try:
-        trained = train(config, on_checkpoint=clock)
+        trained = train(config, resume=resume, on_checkpoint=clock)
         result["test"] = {key: value for key, value in trained.test.items() if key != "kl_per_dim"}
     except TrainingDiverged as error:
         result["status"], result["note"] = "diverged", str(error)
     except TrainingInterrupted as error:
         result["status"], result["note"] = "interrupted", str(error)
+        checkpoint_step = int(RunDir(config.out).load_checkpoint()["step"])
+        clock.set_clock(checkpoint_step, clock.wall(), evaluating=False)
     summarise(result)
     return result
 
@@ -169,7 +249,7 @@ def number(value: float | None, width: int, places: int) -> str:
     return f"{value:>{width}.{places}f}" if value is not None else f"{'-':>{width}}"
 
 
-def print_summary(results: list[dict[str, Any]], device: str) -> None:
+def print_summary(results: list[dict[str, Any]]) -> None:
     """One row per run, then (with several seeds) one row per variant over its seeds."""
     last = f"{THRESHOLDS[-1]:g}"
     crossings = "".join(f" {f'MIG≥{t:g} s':>11} {'step':>6}" for t in THRESHOLDS)
@@ -195,7 +275,7 @@ def print_summary(results: list[dict[str, Any]], device: str) -> None:
         loss = number(result["test"]["loss"] if result["test"] else None, 9, 2)
         rate = f"{evaluations[-1]['images'] / evaluations[-1]['wall_s']:>6.0f}" if evaluations else f"{'-':>6}"
         status = "" if result["status"] == "done" else f"  ({result['status']})"
-        print(f"{head}{cells} {ratio} {final_mig} {best_mig} {loss} {rate}  {device}{status}")
+        print(f"{head}{cells} {ratio} {final_mig} {best_mig} {loss} {rate}  {result['device']}{status}")
     print(f"times: seconds of training (evaluations excluded); × first: time to MIG {last} over that of the "
           f"first variant with the same seed, measured in this run")
     if len({result["seed"] for result in results}) > 1:
@@ -319,7 +399,10 @@ def main() -> None:
     parser.add_argument("--variants", default="default", help=f"comma-separated, of: {', '.join(VARIANTS)}")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="runs/time-to-disentangle", help="folder of the variants' run folders")
-    parser.add_argument("--overwrite", action="store_true", help="delete variant run folders that already hold a run")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue runs that already exist (after an interruption, or to more --steps)")
+    again.add_argument("--overwrite", action="store_true", help="delete variant run folders that already hold a run")
     parser.add_argument("--seeds", type=seed_list, default=[0], help="comma-separated training seeds (0)")
     parser.add_argument("--latent", type=positive_int, default=10)
     parser.add_argument("--beta", type=float, default=4.0)
@@ -337,18 +420,31 @@ def main() -> None:
     base = base_config(args, device)
     runs = [(name, dataclasses.replace(base, seed=seed, out=str(out / f"{name}-s{seed}"), **VARIANTS[name]))
             for seed in args.seeds for name in names]
-    for name, config in runs:
-        if RunDir(config.out).has_checkpoint():
-            if not args.overwrite:
-                parser.error(f"{config.out} already holds a run; pass --overwrite to replace it, or choose another --out")
-            shutil.rmtree(config.out)
-
-    dataset = base.load_dataset()
-    factor_names = tuple(dataset.factor_names)
     device_name = describe_device(device)
     settings = {"steps": args.steps, "eval_every": args.eval_every, "mig_points": args.mig_points,
                 "seeds": args.seeds, "mig_sample_seed": MIG_SAMPLE_SEED, "latent": args.latent, "beta": args.beta,
                 "arch": base.arch, "dataset": base.dataset, "device": device_name, "torch_version": torch.__version__}
+    records: dict[str, dict[str, Any]] = {}  # the runs to continue, by run folder
+    for name, config in runs:
+        run = RunDir(config.out)
+        if not run.has_checkpoint():
+            continue
+        if args.overwrite:
+            shutil.rmtree(run.path)
+        elif not args.resume:
+            parser.error(f"{run.path} already holds a run; pass --resume to continue it, --overwrite to replace it, "
+                         f"or choose another --out")
+        else:
+            try:
+                records[config.out] = read_record(run, settings)
+                trained_steps = run.read_config().steps
+            except BetaVAEError as error:
+                parser.error(str(error))
+            if trained_steps > args.steps:
+                parser.error(f"{run.path} was trained for {trained_steps:,} steps, more than --steps {args.steps:,}")
+
+    dataset = base.load_dataset()
+    factor_names = tuple(dataset.factor_names)
     print(f"torch {torch.__version__}, {device_name}; conv64 on dSprites, β = {args.beta:g}, {args.latent} latents, "
           f"{args.steps:,} steps, MIG on {args.mig_points:,} fixed points every {args.eval_every:,} steps; "
           f"seeds {', '.join(map(str, args.seeds))}", flush=True)
@@ -360,7 +456,8 @@ def main() -> None:
             print(f"{name:<9} skipped: {note}", flush=True)
             results.append({"variant": name, "seed": config.seed, "overrides": VARIANTS[name],
                             "batch_size": config.batch_size, "lr": learning_rate(config.arch, config.lr),
-                            "precision": config.precision, "status": "skipped", "note": note, "evaluations": []})
+                            "precision": config.precision, "device": device_name, "status": "skipped", "note": note,
+                            "evaluations": []})
             write_results(out, settings, results, factor_names)
             continue
 
@@ -368,12 +465,20 @@ def main() -> None:
             tqdm.write(evaluation_line(name, seed, record, factor_names))
             sys.stdout.flush()
 
-        clock = MIGClock(dataset, args.mig_points, MIG_SAMPLE_SEED, config.batch_size, device, report)
+        resume = config.out in records
+        record = records[config.out] if resume else new_record(settings)
+        clock = MIGClock(dataset, args.mig_points, MIG_SAMPLE_SEED, config.batch_size, device, report,
+                         record, Path(config.out) / RECORD_FILE)
         try:
-            result = run_variant(name, config, clock)
+            if resume:
+                step = resume_clock(clock, RunDir(config.out), args.eval_every)
+                tqdm.write(f"{name:<9} s{config.seed:<3} resumed at step {step:,}, "
+                           f"{clock.record['clock']['wall_s']:.1f} s of training")
+            else:
+                Path(config.out).mkdir(parents=True, exist_ok=True)
+            result = run_variant(name, config, clock, resume)
         except BetaVAEError as error:
             parser.exit(1, f"{parser.prog}: error: variant {name}: {error}\n")
-        result["device"] = device_name
         results.append(result)
         if result["status"] != "done":
             print(f"{name:<9} {result['status']}: {result['note']}", flush=True)
@@ -381,7 +486,7 @@ def main() -> None:
         if result["status"] == "interrupted":
             break
 
-    print_summary(results, device_name)
+    print_summary(results)
     print(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / FIGURE_FILE}")
     if results and results[-1]["status"] == "interrupted":
         sys.exit(130)

@@ -78,6 +78,15 @@ def test_learning_rate_is_the_architectures_unless_given_and_is_recorded(tmp_pat
     assert [group["lr"] for group in checkpoint["optimizer"]["param_groups"]] == [used]
 
 
+def test_resume_compares_the_learning_rate_used_not_how_it_was_given(tmp_path):
+    train(small_config(tmp_path / "run", lr=5e-4, steps=2, checkpoint_every=2), progress=False)
+    # conv28's own rate is 5e-4: leaving it to the architecture is the same run.
+    train(small_config(tmp_path / "run", lr=None, steps=4, checkpoint_every=2), resume=True, progress=False)
+    assert RunDir(tmp_path / "run").read_derived()["lr"] == 5e-4
+    with pytest.raises(BetaVAEError, match="different lr"):
+        train(small_config(tmp_path / "run", lr=1e-3, steps=6), resume=True, progress=False)
+
+
 def test_same_seed_same_config_gives_identical_numbers(tmp_path):
     first = train(small_config(tmp_path / "a"), progress=False)
     second = train(small_config(tmp_path / "b"), progress=False)

@@ -1,0 +1,63 @@
+"""benchmarks/time_to_disentangle.py: its runs survive interruption and continue to more steps.
+
+The benchmark is run as users run it (a child process), at a toy size: 4 or 8 steps, MIG on
+300 points every 2 steps.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_disentangle.py"
+RECORD_FILE = "time_to_disentangle.json"
+
+
+def benchmark(out: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "--eval-every", "2", "--mig-points", "300",
+                           "--out", str(out), *flags], capture_output=True, text=True, timeout=300)
+
+
+def evaluations(out: Path) -> list[dict]:
+    return json.loads((out / "results.json").read_text())["variants"][0]["evaluations"]
+
+
+def test_resumed_benchmark_run_scores_as_one_that_never_stopped(tmp_path):
+    first = benchmark(tmp_path / "resumed", "--steps", "4")
+    assert first.returncode == 0, first.stderr
+    record_path = tmp_path / "resumed" / "default-s0" / RECORD_FILE
+    record = json.loads(record_path.read_text())
+    assert [e["step"] for e in record["evaluations"]] == [2, 4]
+    wall_at_4 = record["evaluations"][-1]["wall_s"]
+    # As if killed while evaluating step 4: the clock marked evaluating, the evaluation missing.
+    record["evaluations"].pop()
+    record["clock"]["evaluating"] = True
+    record_path.write_text(json.dumps(record))
+
+    again = benchmark(tmp_path / "resumed", "--steps", "8")
+    assert again.returncode != 0 and "--resume" in again.stderr
+
+    resumed = benchmark(tmp_path / "resumed", "--steps", "8", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed at step 4" in resumed.stdout
+    straight = benchmark(tmp_path / "straight", "--steps", "8")
+    assert straight.returncode == 0, straight.stderr
+
+    got, expected = evaluations(tmp_path / "resumed"), evaluations(tmp_path / "straight")
+    assert [e["step"] for e in got] == [2, 4, 6, 8]
+    assert [e["mig"] for e in got] == pytest.approx([e["mig"] for e in expected], rel=1e-5)
+    walls = [e["wall_s"] for e in got]
+    assert walls[1] == pytest.approx(wall_at_4)  # the cut-short evaluation keeps the time it was due at
+    assert walls == sorted(walls) and walls[2] > wall_at_4  # the clock went on from where it stopped
+    assert json.loads(record_path.read_text())["clock"]["step"] == 8
+
+
+def test_resume_refuses_runs_scored_on_another_sample(tmp_path):
+    assert benchmark(tmp_path, "--steps", "2").returncode == 0
+    other = benchmark(tmp_path, "--steps", "4", "--resume", "--mig-points", "500")
+    assert other.returncode != 0
+    assert "mig_points 300, not 500" in other.stderr
+    fewer = benchmark(tmp_path, "--steps", "1", "--resume")
+    assert fewer.returncode != 0 and "more than --steps 1" in fewer.stderr
