@@ -230,10 +230,13 @@ def run_variant(name: str, config: TrainConfig, clock: MIGClock, resume: bool) -
         result["test"] = {key: value for key, value in trained.test.items() if key != "kl_per_dim"}
     except TrainingDiverged as error:
         result["status"], result["note"] = "diverged", str(error)
-    except TrainingInterrupted as error:
-        result["status"], result["note"] = "interrupted", str(error)
+    except TrainingInterrupted:
         checkpoint_step = int(RunDir(config.out).load_checkpoint()["step"])
         clock.set_clock(checkpoint_step, clock.wall(), evaluating=False)
+        # Not train's advice (betavae train --resume), which would go on without the evaluations.
+        result["status"] = "interrupted"
+        result["note"] = (f"interrupted at step {checkpoint_step:,}/{config.steps:,}; continue with the same "
+                          f"command and --resume")
     summarise(result)
     return result
 

@@ -5,19 +5,25 @@ The benchmark is run as users run it (a child process), at a toy size: 4 or 8 st
 """
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_disentangle.py"
 RECORD_FILE = "time_to_disentangle.json"
 
 
+def command(out: Path, *flags: str) -> list[str]:
+    return [sys.executable, str(SCRIPT), "--eval-every", "2", "--mig-points", "300", "--out", str(out), *flags]
+
+
 def benchmark(out: Path, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), "--eval-every", "2", "--mig-points", "300",
-                           "--out", str(out), *flags], capture_output=True, text=True, timeout=300)
+    return subprocess.run(command(out, *flags), capture_output=True, text=True, timeout=300)
 
 
 def evaluations(out: Path) -> list[dict]:
@@ -61,3 +67,21 @@ def test_resume_refuses_runs_scored_on_another_sample(tmp_path):
     assert "mig_points 300, not 500" in other.stderr
     fewer = benchmark(tmp_path, "--steps", "1", "--resume")
     assert fewer.returncode != 0 and "more than --steps 1" in fewer.stderr
+
+
+def test_ctrl_c_saves_the_clock_at_the_checkpoint_and_says_how_to_go_on(tmp_path):
+    process = subprocess.Popen(command(tmp_path, "--steps", "100000"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    record_path = tmp_path / "default-s0" / RECORD_FILE
+    deadline = time.monotonic() + 120
+    while not (record_path.exists() and json.loads(record_path.read_text())["evaluations"]):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no evaluation was recorded"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "continue with the same command and --resume" in stdout
+    clock = json.loads(record_path.read_text())["clock"]
+    checkpoint = torch.load(tmp_path / "default-s0" / "checkpoint.pt", weights_only=False)
+    assert clock["step"] == checkpoint["step"] and not clock["evaluating"] and clock["wall_s"] > 0
