@@ -13,6 +13,7 @@ from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir, load_model
 from betavae.train import TrainingDiverged, train
+from processes import wait_until
 
 
 def small_config(out, **changes) -> TrainConfig:
@@ -115,11 +116,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_ends_with_the_same_weights(tmp_pa
                "--checkpoint-every", "1000", "--log-every", "5", "--device", "cpu", "--no-progress", "--out", str(run_dir)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = run_dir / "log.jsonl"
-    deadline = time.monotonic() + 120
-    while not (log.exists() and log.read_text().count("\n") >= 4):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "training never started"
-        time.sleep(0.05)
+    wait_until(process, lambda: log.exists() and log.read_text().count("\n") >= 4, "training never started")
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

@@ -266,8 +266,9 @@ def _prepare_run_dir(run: RunDir, config: TrainConfig, derived: dict[str, Any], 
     if not run.has_checkpoint():
         raise BetaVAEError(f"nothing to resume: {run.path} has no checkpoint")
     saved = run.read_config()
+    saved_values = saved.to_dict()
     changed = sorted(key for key, value in config.to_dict().items()
-                     if key not in RESUMABLE_CHANGES and saved.to_dict()[key] != value)
+                     if key not in RESUMABLE_CHANGES and saved_values[key] != value)
     if "lr" in changed and models.learning_rate(derived["arch"], saved.lr) == derived["lr"]:
         changed.remove("lr")  # the same rate, given by hand once and left to the architecture the other time
     if changed:
