@@ -39,6 +39,61 @@ def test_layers_it_cannot_fuse_run_eagerly_in_their_place():
         torch.testing.assert_close(fused(x), encoder(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout", [CHANNELS_LAST, torch.contiguous_format])
+def test_pooling_and_flatten_rewrites_give_the_eager_layers_results(layout):
+    """2×2 max-pooling as two maxima and Flatten + Linear over the unreordered map: same codes.
+
+    The odd 7×7 map checks that pooling drops the last row and column as nn.MaxPool2d does;
+    a NaN must come through the pooling as it does through the eager layer.
+    """
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this PyTorch has no oneDNN: the eager encoder runs")
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                            nn.Flatten(), nn.Linear(8 * 7 * 7, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+    fused = FusedEncoder(encoder, (1, 15, 15))
+    assert fused.fused_layers == 2
+    x = torch.rand(6, 1, 15, 15).contiguous(memory_format=layout)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), encoder(x), rtol=1e-5, atol=1e-6)
+
+
+def test_pooling_passes_nan_on_as_the_layer_does():
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(7 * 7, 3)).eval()
+    x = torch.rand(2, 1, 14, 14).contiguous(memory_format=CHANNELS_LAST)
+    x[0, 0, 5, 5] = float("nan")
+    with torch.inference_mode():
+        codes = FusedEncoder(encoder, (1, 14, 14))(x)
+        torch.testing.assert_close(codes, encoder(x), rtol=1e-5, atol=1e-6, equal_nan=True)
+    assert codes[0].isnan().all() and not codes[1].isnan().any()
+
+
+def test_a_model_with_non_finite_weights_is_encoded_eagerly_so_its_codes_show_it():
+    """oneDNN's fused ReLU turns NaN into 0, which would hide a diverged model behind finite codes."""
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    with torch.no_grad():
+        encoder[0].weight[0, 0, 1, 1] = float("nan")
+    fused = FusedEncoder(encoder, (1, 6, 6))
+    assert fused.fused_layers == 0
+    with torch.inference_mode():
+        assert fused(torch.rand(2, 1, 6, 6)).isnan().all()
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(3), nn.MaxPool2d(2, stride=1), nn.MaxPool2d(2, ceil_mode=True),
+                                  nn.MaxPool2d(2, padding=1)], ids=["3x3", "stride 1", "ceil", "padded"])
+def test_other_poolings_run_as_the_layer(pool):
+    torch.manual_seed(0)
+    features = 4 * pool(torch.zeros(1, 1, 9, 9)).numel()
+    encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), pool, nn.Flatten(), nn.Linear(features, 3)).eval()
+    fused = FusedEncoder(encoder, (1, 9, 9))
+    assert fused.fused_layers == (1 if torch.backends.mkldnn.is_available() else 0)  # not refused as a whole
+    x = torch.rand(2, 1, 9, 9).contiguous(memory_format=CHANNELS_LAST)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), encoder(x), rtol=1e-5, atol=1e-6)
+
+
 def test_an_encoder_that_is_not_a_sequence_runs_eagerly():
     class Custom(nn.Module):
         def __init__(self) -> None:
