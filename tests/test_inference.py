@@ -63,20 +63,23 @@ def test_pooling_passes_nan_on_as_the_layer_does():
     encoder = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(7 * 7, 3)).eval()
     x = torch.rand(2, 1, 14, 14).contiguous(memory_format=CHANNELS_LAST)
     x[0, 0, 5, 5] = float("nan")
+    fused = FusedEncoder(encoder, (1, 14, 14))
+    assert not fused.eager or not torch.backends.mkldnn.is_available()
     with torch.inference_mode():
-        codes = FusedEncoder(encoder, (1, 14, 14))(x)
+        codes = fused(x)
         torch.testing.assert_close(codes, encoder(x), rtol=1e-5, atol=1e-6, equal_nan=True)
     assert codes[0].isnan().all() and not codes[1].isnan().any()
 
 
 def test_a_model_with_non_finite_weights_is_encoded_eagerly_so_its_codes_show_it():
-    """oneDNN's fused ReLU turns NaN into 0, which would hide a diverged model behind finite codes."""
+    """oneDNN's fused ReLU turns NaN into 0, which would hide a diverged model behind finite codes;
+    the probe batch's comparison with the eager layers catches it (NaN equals nothing)."""
     torch.manual_seed(0)
     encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
     with torch.no_grad():
         encoder[0].weight[0, 0, 1, 1] = float("nan")
     fused = FusedEncoder(encoder, (1, 6, 6))
-    assert fused.fused_layers == 0
+    assert fused.eager and fused.fused_layers == 0
     with torch.inference_mode():
         assert fused(torch.rand(2, 1, 6, 6)).isnan().all()
 
@@ -89,6 +92,7 @@ def test_other_poolings_run_as_the_layer(pool):
     encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), pool, nn.Flatten(), nn.Linear(features, 3)).eval()
     fused = FusedEncoder(encoder, (1, 9, 9))
     assert fused.fused_layers == (1 if torch.backends.mkldnn.is_available() else 0)  # not refused as a whole
+    assert fused.eager == (not torch.backends.mkldnn.is_available())
     x = torch.rand(2, 1, 9, 9).contiguous(memory_format=CHANNELS_LAST)
     with torch.inference_mode():
         torch.testing.assert_close(fused(x), encoder(x), rtol=1e-5, atol=1e-6)

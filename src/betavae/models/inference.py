@@ -40,8 +40,9 @@ class FusedEncoder:
     """``encoder(x)`` for inference, with each Conv2d or Linear layer fused with a following ReLU.
 
     ``fused_layers`` counts the fused pairs: zero where the fusion is unavailable (not a
-    CPU, no oneDNN, a layer it does not cover) or the weights hold NaN or infinity, in which
-    case calls run the eager encoder.
+    CPU, no oneDNN, a layer it does not cover) or the probe disagrees, in which case calls run
+    the eager encoder. Weights holding NaN always disagree (NaN is unequal to itself), which
+    matters: the fused ReLU maps NaN to 0 and would hide a diverged model behind finite codes.
     Holds a snapshot of the weights: build it after training, from the model to encode with.
     """
 
@@ -53,11 +54,15 @@ class FusedEncoder:
         if (parameter is None or parameter.device.type != "cpu" or not isinstance(encoder, nn.Sequential)
                 or not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_convolution_pointwise")):
             return
-        if not all(bool(torch.isfinite(p).all()) for p in encoder.parameters()):
-            return  # the fused ReLU maps NaN to 0: eager layers let a diverged model's NaN reach its codes
         steps, fused = _fused_steps(list(encoder))
-        if fused and _agrees(steps, encoder, (_PROBE_BATCH, *image_shape), parameter.dtype):
+        rewritten = any(not isinstance(step, nn.Module) for step in steps)
+        if rewritten and _agrees(steps, encoder, (_PROBE_BATCH, *image_shape), parameter.dtype):
             self._steps, self.fused_layers = steps, fused
+
+    @property
+    def eager(self) -> bool:
+        """Whether calls run the eager encoder, none of its layers fused or rewritten."""
+        return not self._steps
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self._steps:
@@ -109,6 +114,7 @@ def _fused_step(layer: nn.Module, post_op: str) -> Callable[[torch.Tensor], torc
 def _is_max_pool_2x2(layer: nn.Module) -> bool:
     if type(layer) is not nn.MaxPool2d or layer.ceil_mode or layer.return_indices:
         return False
+
     def pair(value: int | tuple[int, ...]) -> tuple[int, ...]:
         return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
