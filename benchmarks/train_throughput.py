@@ -13,7 +13,8 @@ Sections (all by default; pick with ``--sections``):
   ratio to a large fp32 matrix product timed in the same run; with bf16 support, the
   bf16 autocast step and its speed-up over fp32.
 - ``render``: dSprites training on batches rendered on the fly (read ahead in a
-  background thread, and for comparison without) against the same images held in memory;
+  background thread, and for comparison without) against the same images held in memory
+  (gathered on the device, and read ahead from host memory through the same thread);
   then the same beside a launch-bound training thread, a CPU stand-in for a GPU's.
 - ``encode``: encoding for the metrics (no gradients, large batches), against the peak.
 - ``profile``: where a training step's time goes, layer by layer (forward + backward of
@@ -227,34 +228,57 @@ def render_section(args, device: torch.device) -> None:
         return rate
 
     print_feeds(f"dSprites training, conv64, batch {args.render_batch}: rendered on the fly against held in memory",
-                compare_feeds(training_rate, held, on_the_fly))
-    launch_bound_section(held, on_the_fly)
+                compare_feeds(training_rate, held, on_the_fly, args.render_rounds))
+    launch_bound_section(held, on_the_fly, args.render_rounds)
 
 
-def compare_feeds(rate: Callable[[object, bool | None], float], held: TensorSplit, on_the_fly) -> dict[str, float]:
-    """Images/s fed in memory, rendered and read ahead, rendered in the loop; in memory again after, the better one."""
-    rates = {"in memory": rate(held, None), "rendered, read ahead": rate(on_the_fly, True),
-             "rendered in the loop": rate(on_the_fly, False)}
-    rates["in memory"] = max(rates["in memory"], rate(held, None))
-    return rates
+FEEDS = ("host memory, read ahead", "rendered, read ahead", "rendered in the loop")
 
 
-def print_feeds(title: str, rates: dict[str, float]) -> None:
+def compare_feeds(rate: Callable[[object, bool | None], float], held: TensorSplit, on_the_fly,
+                  rounds: int) -> dict[str, tuple[float, list[float]]]:
+    """Each feed's images/s against held in memory: ``{feed: (in-memory images/s, ratios per round)}``.
+
+    "In memory" gathers on the device; "host memory, read ahead" sends the same held images
+    through the reader thread without rendering them (on a GPU: pinned reads, a
+    host-to-device copy per step), which tells a slow feed's two causes apart: the reader's
+    mechanics, or the renderer's work beside the training thread. Each round times every
+    feed between two in-memory timings and divides by the better of those: on a shared
+    machine, timings minutes apart differ more than the feeds do.
+    """
+    ratios: dict[str, list[float]] = {name: [] for name in FEEDS}
+    in_memory = []
+    for _ in range(rounds):
+        first = rate(held, None)
+        rates = dict(zip(FEEDS, (rate(held, True), rate(on_the_fly, True), rate(on_the_fly, False))))
+        in_memory.append(max(first, rate(held, None)))
+        for name in FEEDS:
+            ratios[name].append(rates[name] / in_memory[-1])
+    return {"in memory": (float(np.median(in_memory)), [1.0] * rounds),
+            **{name: (float(np.median(in_memory)), values) for name, values in ratios.items()}}
+
+
+def print_feeds(title: str, results: dict[str, tuple[float, list[float]]]) -> None:
     print(f"\n## {title}")
-    for name, value in rates.items():
-        print(f"{name:<22} {value:>9.0f} images/s  {value / rates['in memory']:>5.2f} of in memory")
+    print(f"{'feed':<24} {'images/s':>9} {'of in memory (median, range over rounds)':>42}")
+    for name, (in_memory, ratios) in results.items():
+        median = float(np.median(ratios))
+        print(f"{name:<24} {median * in_memory:>9.0f} {median:>8.2f}  ({min(ratios):.2f}–{max(ratios):.2f})")
 
 
 LAUNCHES_PER_STEP = 1900  # ~5 ms of tiny CPU ops: the Python side of a conv64 step at batch 256 on an H100
 
 
-def launch_bound_section(held: TensorSplit, on_the_fly, batch_size: int = 256, seconds: float = 3.0) -> None:
+def launch_bound_section(held: TensorSplit, on_the_fly, rounds: int, batch_size: int = 256, seconds: float = 3.0) -> None:
     """Does the reader thread slow a training thread that is bound by launching kernels?
 
     On a GPU the training thread spends a step launching ~100 kernels; each launch
     releases and retakes the interpreter lock, which a rendering thread could hold. The
     stand-in: a thread doing ``LAUNCHES_PER_STEP`` tiny CPU tensor ops (each releases
     the lock the same way) and taking one batch per step, fed in memory or rendered.
+    Its one-thread setting is inherited by the reader thread (torch gives a new thread
+    the process's thread count), so unlike a GPU machine's reader it has no thread pool
+    to wake: this stand-in shows the lock's cost, not the pool's.
     """
     counter = torch.zeros(16)
 
@@ -271,7 +295,7 @@ def launch_bound_section(held: TensorSplit, on_the_fly, batch_size: int = 256, s
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a launching thread, not a computing one
     try:
-        rates = compare_feeds(launching_rate, held, on_the_fly)
+        rates = compare_feeds(launching_rate, held, on_the_fly, rounds)
     finally:
         torch.set_num_threads(threads)
     print_feeds(f"the same with a launch-bound training thread ({LAUNCHES_PER_STEP} tiny ops a step, batch {batch_size})",
@@ -359,6 +383,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--render-batch", type=int, default=64)
     parser.add_argument("--render-images", type=int, default=20_000, help="images the render comparison cycles over")
+    parser.add_argument("--render-rounds", type=int, default=3, help="interleaved rounds of the render comparison")
     parser.add_argument("--encode-images", type=int, default=4096)
     parser.add_argument("--profile-arch", default="conv64")
     parser.add_argument("--profile-batch", type=int, default=64)

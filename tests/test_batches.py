@@ -59,6 +59,18 @@ def test_in_memory_batches_are_gathered_without_a_reader_thread(shapes):
     assert torch.equal(batch, held.images(BatchOrder(500, 32, seed=0).positions(3)).float() / 255)
 
 
+def test_a_held_split_on_the_host_gathers_what_torch_indexing_gives():
+    """The host gather is numpy's (so a reader thread does not wake torch's thread pool); same images, same errors."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (50, 3, 5, 4), dtype=torch.uint8, generator=generator)
+    positions = torch.tensor([7, 0, 49, 7, 12, -1])
+    for held in (images, images.contiguous(memory_format=torch.channels_last), images[:, 1:2]):
+        gathered = TensorSplit(held).images(positions)
+        assert gathered.dtype == torch.uint8 and torch.equal(gathered, held[positions])
+    with pytest.raises(IndexError):
+        TensorSplit(images).images(torch.tensor([50]))
+
+
 class FailingSplit(FactorSplit):
     """Renders normally until one call, then fails as a corrupt file would; counts what it read."""
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from betavae import data
-from betavae.batches import BatchStream
+from betavae.batches import BatchStream, pinned_copy
 from betavae.config import TrainConfig
 from betavae.data.base import TensorSplit
 from betavae.models import build
@@ -52,6 +52,9 @@ def test_an_in_memory_split_trains_from_gpu_memory_without_syncs(dsprites):
 
 
 def test_a_rendered_split_is_read_ahead_into_pinned_memory_without_syncs(dsprites):
+    images = dsprites.train.images(torch.arange(64))
+    pinned = pinned_copy(images)
+    assert pinned.is_pinned() and not images.is_pinned() and torch.equal(pinned, images)
     steps_without_syncs(dsprites.train)
     steps_without_syncs(dsprites.train, precision="bf16")
 

@@ -114,7 +114,7 @@ class BatchStream:
             try:
                 images = self.split.images(torch.cat([self.order.positions(s) for s in steps]))
                 if self._pin:
-                    images = images.pin_memory()
+                    images = pinned_copy(images)
             except BaseException as error:  # handed to the training thread, which raises it
                 self._queue.put(error)
                 return
@@ -126,3 +126,16 @@ class BatchStream:
                     except queue.Full:
                         continue
             step += self._steps_per_read
+
+
+def pinned_copy(images: torch.Tensor) -> torch.Tensor:
+    """A copy of host ``images`` in page-locked memory, for an asynchronous upload.
+
+    Copied by numpy rather than ``Tensor.pin_memory()``, whose copy runs on torch's thread
+    pool: from the reader thread, that pool's threads compete with the training thread
+    for the cores (on the CPU, such a copy in the reader costs training about a fifth of
+    its rate; the same copy by numpy costs nothing).
+    """
+    pinned = torch.empty(images.shape, dtype=images.dtype, pin_memory=True)
+    np.copyto(pinned.numpy(), images.numpy())
+    return pinned
