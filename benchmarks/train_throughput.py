@@ -236,8 +236,8 @@ FEEDS = ("host memory, read ahead", "rendered, read ahead", "rendered in the loo
 
 
 def compare_feeds(rate: Callable[[object, bool | None], float], held: TensorSplit, on_the_fly,
-                  rounds: int) -> dict[str, tuple[float, list[float]]]:
-    """Each feed's images/s against held in memory: ``{feed: (in-memory images/s, ratios per round)}``.
+                  rounds: int) -> tuple[list[float], dict[str, list[float]]]:
+    """In-memory images/s per round, and each feed's ratio to it per round.
 
     "In memory" gathers on the device; "host memory, read ahead" sends the same held images
     through the reader thread without rendering them (on a GPU: pinned reads, a
@@ -246,24 +246,26 @@ def compare_feeds(rate: Callable[[object, bool | None], float], held: TensorSpli
     feed between two in-memory timings and divides by the better of those: on a shared
     machine, timings minutes apart differ more than the feeds do.
     """
+    in_memory: list[float] = []
     ratios: dict[str, list[float]] = {name: [] for name in FEEDS}
-    in_memory = []
     for _ in range(rounds):
         first = rate(held, None)
         rates = dict(zip(FEEDS, (rate(held, True), rate(on_the_fly, True), rate(on_the_fly, False))))
         in_memory.append(max(first, rate(held, None)))
         for name in FEEDS:
             ratios[name].append(rates[name] / in_memory[-1])
-    return {"in memory": (float(np.median(in_memory)), [1.0] * rounds),
-            **{name: (float(np.median(in_memory)), values) for name, values in ratios.items()}}
+    return in_memory, ratios
 
 
-def print_feeds(title: str, results: dict[str, tuple[float, list[float]]]) -> None:
+def print_feeds(title: str, results: tuple[list[float], dict[str, list[float]]]) -> None:
+    in_memory, ratios = results
+    baseline = float(np.median(in_memory))
     print(f"\n## {title}")
-    print(f"{'feed':<24} {'images/s':>9} {'of in memory (median, range over rounds)':>42}")
-    for name, (in_memory, ratios) in results.items():
-        median = float(np.median(ratios))
-        print(f"{name:<24} {median * in_memory:>9.0f} {median:>8.2f}  ({min(ratios):.2f}–{max(ratios):.2f})")
+    print(f"{'feed':<24} {'images/s':>9}  of in memory (median over rounds, range)")
+    print(f"{'in memory':<24} {baseline:>9.0f}  {1:>4.2f}  ({min(in_memory):.0f}–{max(in_memory):.0f} images/s)")
+    for name, values in ratios.items():
+        median = float(np.median(values))
+        print(f"{name:<24} {median * baseline:>9.0f}  {median:>4.2f}  ({min(values):.2f}–{max(values):.2f})")
 
 
 LAUNCHES_PER_STEP = 1900  # ~5 ms of tiny CPU ops: the Python side of a conv64 step at batch 256 on an H100
