@@ -280,7 +280,9 @@ def launch_bound_section(held: TensorSplit, on_the_fly, rounds: int, batch_size:
     the lock the same way) and taking one batch per step, fed in memory or rendered.
     Its one-thread setting is inherited by the reader thread (torch gives a new thread
     the process's thread count), so unlike a GPU machine's reader it has no thread pool
-    to wake: this stand-in shows the lock's cost, not the pool's.
+    to wake: this stand-in shows what rendering beside the launching thread costs it, not
+    what the pool costs. On a 2-core VM that includes the cores slowing each other, so it
+    cannot single out the interpreter lock either (README, "Rendering and encoding").
     """
     counter = torch.zeros(16)
 
