@@ -3,7 +3,7 @@
 Sections (all by default; pick with ``--sections``):
 
 - ``train``: images/s of a full training step (forward, backward, Adam) for each
-  architecture and batch size, as betavae runs it (:func:`betavae.train.training_step`
+  architecture and batch size, as betavae runs it (:func:`betavae.steps.make_step`
   fed by :class:`betavae.batches.BatchStream`, with the settings of
   :mod:`betavae.performance`) beside the textbook loop (a ``DataLoader`` over a
   ``TensorDataset`` of float images, default layout, default Adam) on the same model
@@ -15,7 +15,7 @@ Sections (all by default; pick with ``--sections``):
 - ``render``: dSprites training on batches rendered on the fly (read ahead in a
   background thread, and for comparison without) against the same images held in memory
   (gathered on the device, and read ahead from host memory through the same thread);
-  then the same beside a launch-bound training thread, a CPU stand-in for a GPU's.
+  then, on a CPU, the same beside a launch-bound training thread, a stand-in for a GPU's.
 - ``encode``: encoding for the metrics (no gradients, large batches), against the peak.
 - ``profile``: where a training step's time goes, layer by layer (forward + backward of
   each layer timed alone), with each layer's own GFLOP/s; ``--profile-arch`` picks one.
@@ -49,7 +49,7 @@ from betavae.metrics.representation import model_representation
 from betavae.models import ARCHITECTURES, build
 from betavae.models.layers import ImageTransposedConv
 from betavae.objectives import BetaVAELoss
-from betavae.train import training_step
+from betavae.steps import make_step, uses_cuda_graph
 
 Step = Callable[[], None]
 SECTIONS = ("train", "render", "encode", "profile")
@@ -110,16 +110,17 @@ def stock_modules(model: torch.nn.Module) -> torch.nn.Module:
 
 def betavae_step(arch: str, images: torch.Tensor, batch_size: int, device: torch.device,
                  precision: str = "fp32", split=None, read_ahead: bool | None = None) -> tuple[Step, Callable[[], None]]:
-    """The step as ``betavae train`` runs it; returns (step, close)."""
+    """The step as ``betavae train`` runs it (on CUDA, replayed from a CUDA graph); returns (step, close)."""
     model = _model(arch, device).to(memory_format=performance.MEMORY_FORMAT)
-    optimizer = performance.make_optimizer(model.parameters(), 1e-4, device)
+    optimizer = performance.make_optimizer(model.parameters(), 1e-4, device, capturable=uses_cuda_graph(device, True))
     loss_fn = BetaVAELoss(4.0, "bernoulli")
     noise = torch.Generator(device=device).manual_seed(0)
+    take_step = make_step(model, loss_fn, optimizer, noise, precision, cuda_graph=True)
     split = split if split is not None else TensorSplit(images)
     stream = BatchStream(split, batch_size, seed=0, start=0, device=device, read_ahead=read_ahead).__enter__()
 
     def step() -> None:
-        training_step(model, loss_fn, optimizer, stream.next(), noise, precision)
+        take_step(stream.next())
 
     return step, lambda: stream.__exit__(None, None, None)
 
@@ -229,7 +230,8 @@ def render_section(args, device: torch.device) -> None:
 
     print_feeds(f"dSprites training, conv64, batch {args.render_batch}: rendered on the fly against held in memory",
                 compare_feeds(training_rate, held, on_the_fly, args.render_rounds))
-    launch_bound_section(held, on_the_fly, args.render_rounds)
+    if device.type == "cpu":  # on a GPU the real launch-bound thread has just been measured
+        launch_bound_section(held, on_the_fly, args.render_rounds)
 
 
 FEEDS = ("host memory, read ahead", "rendered, read ahead", "rendered in the loop")

@@ -42,11 +42,12 @@ def test_config_file_sets_options_and_flags_override_it(tmp_path, capsys):
     config.write_text(f'dataset = "shapes"\nlatent_dim = 2\nsteps = 12\nbatch_size = 8\ntest_size = 50\n'
                       f'beta = 2.0\nout = "{tmp_path / "from-file"}"\n')
     code, out, err = run_cli(["train", "--config", str(config), "--steps", "6", "--beta-norm", "0.01",
-                              "--no-progress"], capsys)
+                              "--no-cuda-graph", "--no-progress"], capsys)
     assert code == 0, err
     run = RunDir(tmp_path / "from-file")
     saved = run.read_config()
     assert (saved.steps, saved.latent_dim, saved.beta, saved.beta_norm) == (6, 2, None, 0.01)
+    assert saved.cuda_graph is False
     assert run.load_checkpoint()["step"] == 6
 
 
@@ -76,7 +77,7 @@ def test_wrong_image_size_for_the_architecture_is_a_one_line_error(tmp_path, cap
 def test_help_lists_the_training_options(capsys):
     code, out, _ = run_cli(["train", "--help"], capsys)
     assert code == 0
-    for option in ("--dataset", "--arch", "--latent", "--beta-norm", "--recon", "--resume", "--config"):
+    for option in ("--dataset", "--arch", "--latent", "--beta-norm", "--recon", "--resume", "--config", "--no-cuda-graph"):
         assert option in out
 
 

@@ -51,6 +51,7 @@ def test_config_survives_a_toml_round_trip(tmp_path_factory, steps, lr, out, bet
     ({"dataset": "cifar"}, "unknown dataset 'cifar'; choose one of: dsprites, mnist, shapes"),
     ({"recon": "l1"}, "choose one of: bernoulli, gaussian"),
     ({"device": "tpu"}, "unknown device 'tpu'"),
+    ({"cuda_graph": "yes"}, "cuda_graph must be true or false, got 'yes'"),
 ])
 def test_invalid_settings_fail_before_any_work(change, message):
     with pytest.raises(BetaVAEError, match=message):

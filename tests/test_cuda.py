@@ -14,27 +14,35 @@ from betavae.models import build
 from betavae.objectives import BetaVAELoss
 from betavae.performance import MEMORY_FORMAT, make_optimizer
 from betavae.runs import RunDir, load_model
-from betavae.train import _Window, train, training_step
+from betavae.steps import WARMUP_STEPS, GraphedStep, make_step
+from betavae.train import _Window, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")
 
 
-def steps_without_syncs(split, steps: int = 20, precision: str = "fp32") -> None:
-    """Run ``steps`` steps with every host–device sync turned into an error."""
-    torch.manual_seed(0)
+def make_model_step(cuda_graph: bool, precision: str = "fp32", seed: int = 0):
+    """A conv64 model on the GPU and its training step, as ``betavae train`` makes them."""
+    torch.manual_seed(seed)
     model = build("conv64", 6, (1, 64, 64)).to(CUDA, memory_format=MEMORY_FORMAT)
-    optimizer = make_optimizer(model.parameters(), 1e-3, CUDA)
-    loss_fn, noise, window = BetaVAELoss(4.0), torch.Generator(device=CUDA).manual_seed(0), _Window(CUDA)
+    optimizer = make_optimizer(model.parameters(), 1e-3, CUDA, capturable=cuda_graph)
+    noise = torch.Generator(device=CUDA).manual_seed(seed)
+    return model, make_step(model, BetaVAELoss(4.0), optimizer, noise, precision, cuda_graph)
+
+
+def steps_without_syncs(split, steps: int = 20, precision: str = "fp32", cuda_graph: bool = False) -> None:
+    """Run ``steps`` steps with every host–device sync turned into an error."""
+    _, take_step = make_model_step(cuda_graph, precision)
+    window = _Window(CUDA)
     with BatchStream(split, 32, seed=0, start=0, device=CUDA) as batches:
-        for _ in range(2):  # warm-up: lazy initialisation may sync once
-            training_step(model, loss_fn, optimizer, batches.next(), noise, precision)
+        for _ in range(WARMUP_STEPS + 1):  # warm-up and capture: lazy initialisation may sync
+            take_step(batches.next())
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
         try:
             for _ in range(steps):
                 x = batches.next()
-                window.add(training_step(model, loss_fn, optimizer, x, noise, precision), x.shape[0])
+                window.add(take_step(x), x.shape[0])
         finally:
             torch.cuda.set_sync_debug_mode("default")
     assert all(value > 0 for value in window.check_finite(steps)[:2])
@@ -45,18 +53,60 @@ def dsprites():
     return data.load("dsprites", test_size=1000)
 
 
-def test_an_in_memory_split_trains_from_gpu_memory_without_syncs(dsprites):
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["eager", "graph"])
+def test_an_in_memory_split_trains_from_gpu_memory_without_syncs(dsprites, cuda_graph):
     held = TensorSplit(torch.from_numpy(dsprites.images_at(dsprites.train.indices[:2048]))).to(CUDA)
     assert held.data.is_cuda
-    steps_without_syncs(held)
+    steps_without_syncs(held, cuda_graph=cuda_graph)
 
 
-def test_a_rendered_split_is_read_ahead_into_pinned_memory_without_syncs(dsprites):
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["eager", "graph"])
+def test_a_rendered_split_is_read_ahead_into_pinned_memory_without_syncs(dsprites, cuda_graph):
     images = dsprites.train.images(torch.arange(64))
     pinned = pinned_copy(images)
     assert pinned.is_pinned() and not images.is_pinned() and torch.equal(pinned, images)
-    steps_without_syncs(dsprites.train)
-    steps_without_syncs(dsprites.train, precision="bf16")
+    steps_without_syncs(dsprites.train, cuda_graph=cuda_graph)
+    steps_without_syncs(dsprites.train, precision="bf16", cuda_graph=cuda_graph)
+
+
+def test_steps_replayed_from_a_cuda_graph_train_as_launched_steps_do(dsprites):
+    """Same weights, batches and noise seed: the losses of graph replays follow eager steps'."""
+    held = TensorSplit(torch.from_numpy(dsprites.images_at(dsprites.train.indices[:2048]))).to(CUDA)
+    losses = {}
+    for cuda_graph in (False, True):
+        model, take_step = make_model_step(cuda_graph)
+        with BatchStream(held, 64, seed=0, start=0, device=CUDA) as batches:
+            losses[cuda_graph] = torch.stack([take_step(batches.next()).loss.detach().clone() for _ in range(40)]).cpu()
+        assert isinstance(take_step, GraphedStep) == cuda_graph
+    difference = ((losses[True] - losses[False]).abs() / losses[False]).max().item()
+    print(f"largest relative loss difference over 40 steps: {difference:.2e}")
+    assert losses[True][-1] < 0.5 * losses[True][0]  # it trained
+    assert difference < 1e-3
+
+
+def test_a_cuda_graph_step_refuses_a_batch_of_another_shape(dsprites):
+    _, take_step = make_model_step(cuda_graph=True)
+    x = torch.rand(16, 1, 64, 64, device=CUDA)
+    for _ in range(WARMUP_STEPS + 1):
+        take_step(x)
+    with pytest.raises(ValueError, match=r"captured for batches of shape \(16, 1, 64, 64\), got \(8, 1, 64, 64\)"):
+        take_step(x[:8])
+
+
+def test_a_cuda_graph_run_resumed_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    """The noise generator's state advances with each replay and travels in the checkpoint."""
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)  # cuDNN's fastest backward adds atomically
+    config = TrainConfig(dataset="dsprites", arch="conv64", latent_dim=4, steps=40, checkpoint_every=20,
+                         log_every=10, test_size=200, device="cuda", out=str(tmp_path / "whole"))
+    train(config, progress=False)
+    halves = TrainConfig(**{**config.to_dict(), "steps": 20, "out": str(tmp_path / "halves")})
+    train(halves, progress=False)
+    train(TrainConfig(**{**halves.to_dict(), "steps": 40}), resume=True, progress=False)
+    assert RunDir(tmp_path / "halves").read_derived()["step"] == "cuda graph"
+    whole, resumed = (RunDir(tmp_path / name).load_checkpoint()["model"] for name in ("whole", "halves"))
+    largest = max((whole[key].float() - resumed[key].float()).abs().max().item() for key in whole)
+    print(f"largest weight difference, resumed against uninterrupted: {largest:.2e}")
+    assert largest < 1e-5
 
 
 def test_a_run_trained_on_cuda_resumes_there_and_loads_anywhere(tmp_path):

@@ -48,6 +48,29 @@ def test_a_run_records_the_settings_that_change_its_numbers(tmp_path):
     assert saved["precision"] == "fp32"
     assert saved["derived"]["memory_format"] == "channels_last"
     assert saved["derived"]["optimizer"] == "Adam (fused)"
+    assert saved["cuda_graph"] is True and saved["derived"]["step"] == "eager"  # graphs are for CUDA alone
+
+
+def test_resuming_keeps_how_this_machines_optimizer_executes_not_the_checkpoints():
+    parameter = torch.nn.Parameter(torch.ones(3))
+    saved = torch.optim.Adam([parameter], lr=1e-3)
+    parameter.grad = torch.ones(3)
+    saved.step()
+    state = saved.state_dict()
+    state["param_groups"][0]["capturable"] = True  # as a CUDA-graph run on a GPU saves it
+    resumed = torch.optim.Adam([parameter], lr=1e-3)  # as on a device without a fused Adam (MPS)
+    performance.load_optimizer_state(resumed, state)
+    assert resumed.param_groups[0]["capturable"] is False
+    assert resumed.state[parameter]["exp_avg"].equal(saved.state[parameter]["exp_avg"])
+    resumed.step()  # a capturable Adam refuses to step on the CPU
+
+
+def test_a_cuda_graph_step_refuses_an_optimizer_it_cannot_capture():
+    from betavae.steps import GraphedStep
+
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="capturable=True"):
+        GraphedStep(model, None, performance.make_optimizer(model.parameters(), 1e-3, torch.device("cpu")), None, "fp32")
 
 
 def test_resume_refuses_another_precision(tmp_path):
@@ -69,7 +92,7 @@ PAGE_FAULTS = textwrap.dedent("""
     from betavae.models import build
     from betavae.objectives import BetaVAELoss
     from betavae.performance import MEMORY_FORMAT, keep_freed_memory, make_optimizer
-    from betavae.train import training_step
+    from betavae.steps import training_step
     print(keep_freed_memory())
     torch.manual_seed(0)
     model = build("conv64", 4, (1, 64, 64)).to(memory_format=MEMORY_FORMAT)

@@ -31,6 +31,8 @@ def app() -> None:
 @click.option("--batch-size", type=int, help="[default: 64]")
 @click.option("--lr", type=float, help="Adam learning rate  [default: the architecture's: 1e-4 for conv64, else 5e-4]")
 @click.option("--precision", help="fp32 | bf16 (autocast; CPUs with AVX-512 BF16 or AMX, Ampere+ GPUs)  [default: fp32]")
+@click.option("--cuda-graph/--no-cuda-graph", default=None,
+              help="on CUDA, replay each step from one captured graph instead of launching its kernels  [default: on]")
 @click.option("--seed", type=int, help="[default: 0]")
 @click.option("--out", help="run folder  [default: runs/<dataset>-<arch>-z<M>-b<β>-s<seed>]")
 @click.option("--device", help="auto | cpu | cuda | mps  [default: auto]")

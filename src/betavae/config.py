@@ -39,6 +39,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float | None = None  # the architecture's (models.ARCHITECTURES)
     precision: str = "fp32"
+    cuda_graph: bool = True  # on CUDA, replay each step from a captured graph (betavae.steps)
     seed: int = 0
     out: str | None = None
     device: str = "auto"
@@ -75,6 +76,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise BetaVAEError(f"{name} must be a finite non-negative number, got {value!r}")
+        if not isinstance(self.cuda_graph, bool):
+            raise BetaVAEError(f"cuda_graph must be true or false, got {self.cuda_graph!r}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise BetaVAEError(f"lr must be a positive number, got {self.lr!r}")
 

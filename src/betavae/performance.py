@@ -13,6 +13,8 @@ live with the models: :mod:`betavae.models.layers`, :mod:`betavae.models.inferen
 - **Channels-last tensors** (:data:`MEMORY_FORMAT`): oneDNN's convolutions work in
   NHWC; with NCHW tensors every convolution reorders its input and output.
 - **The fused Adam step** (:func:`make_optimizer`): one kernel over all parameters.
+- **On CUDA, steps replayed from a CUDA graph** (:mod:`betavae.steps`): a GPU step of
+  these small models is bound by launching kernels, which a graph replays all at once.
 - **bf16 autocast**, opt-in (``--precision bf16``): convolutions and matrix products in
   bfloat16 where the hardware has it (AVX-512 BF16 or AMX on CPUs, Ampere or newer GPUs);
   weights, optimiser state and the loss stay float32.
@@ -90,12 +92,37 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     """The forward pass's precision: a no-op for fp32, bf16 autocast otherwise."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    # A graph captured with autocast's weight cache on could replay a cast made outside it,
+    # stale after the first update; PyTorch's CUDA-graph notes ask for the cache off there.
+    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=not capturing)
 
 
-def make_optimizer(parameters: Iterable[torch.nn.Parameter], lr: float, device: torch.device) -> torch.optim.Adam:
-    """Adam, with its fused single-kernel step where PyTorch has one for the device."""
-    return torch.optim.Adam(parameters, lr=lr, fused=True if device.type in ("cpu", "cuda") else None)
+def make_optimizer(parameters: Iterable[torch.nn.Parameter], lr: float, device: torch.device,
+                   capturable: bool = False) -> torch.optim.Adam:
+    """Adam, with its fused single-kernel step where PyTorch has one for the device.
+
+    ``capturable`` keeps every step's arithmetic on the device, which a CUDA graph needs
+    (:mod:`betavae.steps`).
+    """
+    return torch.optim.Adam(parameters, lr=lr, fused=True if device.type in ("cpu", "cuda") else None,
+                            capturable=capturable)
+
+
+EXECUTION_OPTIONS = ("fused", "capturable", "foreach")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a checkpoint's optimiser ``state`` but keep how ``optimizer`` executes.
+
+    ``load_state_dict`` takes every group option from the checkpoint, including the
+    execution options (fused kernel, CUDA-graph capturable), which belong to the machine
+    the run resumes on, not to the one that saved it.
+    """
+    kept = [{key: group[key] for key in EXECUTION_OPTIONS if key in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, options in zip(optimizer.param_groups, kept):
+        group.update(options)
 
 
 def optimizer_name(optimizer: torch.optim.Optimizer) -> str:

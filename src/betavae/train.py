@@ -30,8 +30,9 @@ from betavae.data.base import ImageSplit
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
 from betavae.interrupt import StopRequest
-from betavae.objectives import BetaVAELoss, LossTerms, beta_from_norm, norm_from_beta
+from betavae.objectives import BetaVAELoss, beta_from_norm, norm_from_beta
 from betavae.runs import RunDir
+from betavae.steps import make_step, uses_cuda_graph
 from betavae.traininglog import TrainingLog
 from betavae.viz.reconstructions import FILE_NAME as RECONSTRUCTIONS_FILE
 from betavae.viz.reconstructions import reconstruction_figure, run_title
@@ -39,7 +40,7 @@ from betavae.viz.reconstructions import reconstruction_figure, run_title
 DEFAULT_BETA = 4.0
 # Settings that may change when a run is resumed; any other difference would make the
 # resumed run a different experiment.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "device", "out", "data_dir"}
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "device", "cuda_graph", "out", "data_dir"}
 
 
 class TrainingInterrupted(BetaVAEError):
@@ -71,10 +72,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     config.validate()
     setup = _Setup.create(config)
     run, model, loss_fn, device = setup.run, setup.model, setup.loss_fn, setup.device
-    optimizer = performance.make_optimizer(model.parameters(), setup.derived["lr"], device)
+    graphed = uses_cuda_graph(device, config.cuda_graph)
+    optimizer = performance.make_optimizer(model.parameters(), setup.derived["lr"], device, capturable=graphed)
     setup.derived["optimizer"] = performance.optimizer_name(optimizer)
+    setup.derived["step"] = "cuda graph" if graphed else "eager"
     noise = torch.Generator(device=device).manual_seed(config.seed)
     start = _prepare_run_dir(run, config, setup.derived, resume, model, optimizer, noise)
+    take_step = make_step(model, loss_fn, optimizer, noise, config.precision, config.cuda_graph)
 
     window = _Window(device)
     bar = tqdm(total=config.steps, initial=start, unit="step", desc=run.path.name, disable=_no_bar(progress))
@@ -83,7 +87,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
         model.train()
         for step in range(start, config.steps):
             x = batches.next()
-            terms = training_step(model, loss_fn, optimizer, x, noise, config.precision)
+            terms = take_step(x)
             window.add(terms, x.shape[0])
 
             done = step + 1
@@ -111,18 +115,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
                                  "beta_norm": setup.derived["beta_norm"]})
     reconstruction_figure(setup.dataset.test, [model], [run_title(setup.derived, config.latent_dim)], run.path / RECONSTRUCTIONS_FILE)
     return TrainResult(run, config.steps, test)
-
-
-def training_step(model: models.BetaVAE, loss_fn: BetaVAELoss, optimizer: torch.optim.Optimizer,
-                  x: torch.Tensor, noise: torch.Generator | None, precision: str = "fp32") -> LossTerms:
-    """One optimiser step on the batch ``x``: forward (in ``precision``), loss in fp32, backward, Adam."""
-    with performance.autocast(x.device, precision):
-        output = model(x, generator=noise)
-    terms = loss_fn(output, x)
-    optimizer.zero_grad(set_to_none=True)
-    terms.loss.backward()
-    optimizer.step()
-    return terms
 
 
 def _call_in_eval_mode(hook: Callable[[int, models.BetaVAE], None], step: int, model: models.BetaVAE) -> None:
@@ -276,7 +268,7 @@ def _prepare_run_dir(run: RunDir, config: TrainConfig, derived: dict[str, Any], 
                            f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change")
     checkpoint = run.load_checkpoint(map_location=next(model.parameters()).device)
     model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
+    performance.load_optimizer_state(optimizer, checkpoint["optimizer"])
     noise.set_state(checkpoint["noise_state"].cpu())
     run.write_config(config, derived)
     return int(checkpoint["step"])
