@@ -19,8 +19,9 @@ live with the models: :mod:`betavae.models.layers`, :mod:`betavae.models.inferen
   bfloat16 where the hardware has it (AVX-512 BF16 or AMX on CPUs, Ampere or newer GPUs);
   weights, optimiser state and the loss stay float32.
 
-None of these changes what is computed, only how; the precision and the memory format
-change the last bits of the numbers, so both are recorded in every run's config.
+None of these changes what is computed, only how; the precision, the memory format and
+the CUDA graph change the last bits of the numbers, so all three are recorded in every
+run's config.
 """
 
 from __future__ import annotations

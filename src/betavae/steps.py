@@ -5,8 +5,8 @@ kernels from Python, not by running them: an H100 trains conv64 at 11,852 images
 batch 64 launching each kernel, and at 58,493 replaying the same step as one CUDA graph
 (49,854 and 131,314 at batch 256). A replay is also one call that holds the interpreter
 lock only briefly, so the reader thread rendering dSprites beside it no longer slows the
-step: rendered and read ahead, batch 256 runs at 0.98 of the in-memory rate replayed
-against 0.90 launched (README, "Rendering and encoding").
+step: rendered and read ahead, batch 256 runs at 0.98–0.99 of the in-memory rate
+replayed against 0.90 launched (README, "Rendering and encoding").
 
 A graph replays fixed memory: the batch is copied into a static input, and the loss
 terms come back in static outputs that the next replay overwrites (the training loop only

@@ -6,7 +6,8 @@ not the loop lives in small helpers below it.
 
 Determinism: the batch at step ``s`` depends only on ``(seed, s)`` (:class:`~betavae.batches.BatchOrder`),
 and the noise generator's state travels in the checkpoint, so a run interrupted and
-resumed ends with the same weights as one that never stopped (on the same machine).
+resumed ends with the same weights as one that never stopped (on the same machine; on a
+GPU, only with ``torch.backends.cudnn.deterministic`` on, see the README).
 """
 
 from __future__ import annotations
