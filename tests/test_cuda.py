@@ -1,4 +1,5 @@
-"""The CUDA path: data stays on the GPU and the loop never waits for it between log points.
+"""The CUDA path: data stays on the GPU, the loop never waits for it between log points, and
+steps replayed from a CUDA graph train as launched ones do, resuming exactly.
 
 Skipped without a CUDA GPU (CI has none); run on a GPU machine with ``pytest tests/test_cuda.py``.
 """
