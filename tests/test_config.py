@@ -1,10 +1,12 @@
 """Config precedence, TOML round trips and the run folder's atomic writes."""
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from betavae.config import TrainConfig, load_config, read_toml, to_toml
+from betavae.cli import main, train
+from betavae.config import FLAGS, FLOAT32_MAX, TrainConfig, load_config, read_toml, to_toml, typed_names
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir, atomic_write_bytes
 
@@ -51,11 +53,94 @@ def test_config_survives_a_toml_round_trip(tmp_path_factory, steps, lr, out, bet
     ({"dataset": "cifar"}, "unknown dataset 'cifar'; choose one of: dsprites, mnist, shapes"),
     ({"recon": "l1"}, "choose one of: bernoulli, gaussian"),
     ({"device": "tpu"}, "unknown device 'tpu'"),
-    ({"cuda_graph": "yes"}, "cuda_graph must be true or false, got 'yes'"),
+    ({"cuda_graph": "yes"}, "cuda_graph must be true or false, got the string 'yes'"),
+    ({"beta": True}, "beta must be a number, got the boolean true"),
+    ({"device": 3}, "device must be a string, got the integer 3"),
+    ({"seed": -1}, "seed must be a whole number from 0 to 9223372036854775807, got -1"),
+    ({"seed": 2**63}, "seed must be a whole number from 0 to 9223372036854775807, got 9223372036854775808"),
 ])
 def test_invalid_settings_fail_before_any_work(change, message):
     with pytest.raises(BetaVAEError, match=message):
         TrainConfig(**change).validate()
+
+
+@pytest.mark.parametrize("line, message", [
+    ('beta = "x"', "beta must be a number, got the string 'x'"),
+    ('seed = "1"', "seed must be an integer, got the string '1'"),
+    ("device = 3", "device must be a string, got the integer 3"),
+    ("beta = true", "beta must be a number, got the boolean true"),
+    ("steps = true", "steps must be an integer, got the boolean true"),
+    ("steps = 1.5", "steps must be an integer, got the number 1.5"),
+    ("cuda_graph = 1", "cuda_graph must be true or false, got the integer 1"),
+    ("dataset_options = 3", "dataset_options must be a table, got the integer 3"),
+    ("arch = [1, 2]", "arch must be a string, got an array"),
+])
+def test_a_config_value_of_the_wrong_type_is_one_line_naming_key_and_types(tmp_path, line, message):
+    path = tmp_path / "run.toml"
+    path.write_text(f"{line}\n")
+    with pytest.raises(BetaVAEError) as error:
+        load_config(path)
+    assert str(error.value) == f"config file {path}: {message}"
+
+
+def test_a_whole_number_is_taken_for_a_float_setting(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("lr = 1\nbeta = 4\n")
+    config = load_config(path)
+    assert (config.lr, config.beta) == (1.0, 4.0) and type(config.lr) is type(config.beta) is float
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--dataset", "shapes", "--steps", "2", "--out", "{out}"], ["evaluate"],
+    ["transfer", "runs/a", "--out", "{out}"], ["show", "traverse", "runs/a"], ["show", "factors", "runs/a"],
+    ["show", "samples", "runs/a"]])
+@pytest.mark.parametrize("seed, shown", [("-1", "-1"), ("99999999999999999999", "99999999999999999999"),
+                                         ("1.5", "'1.5'")])
+def test_seed_out_of_range_is_refused_by_every_command(tmp_path, capsys, args, seed, shown):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        main([arg.format(out=out) for arg in args] + ["--seed", seed])
+    err = capsys.readouterr().err
+    assert exit_info.value.code != 0
+    assert err.splitlines() == [f"betavae: error: --seed must be a whole number from 0 to 9223372036854775807, got {shown}"]
+    assert not out.exists()  # refused before any work
+
+
+def test_validation_names_the_flag_the_user_typed():
+    every_flag = typed_names(FLAGS)
+    for change, message in [
+        ({"latent_dim": 0}, "--latent must be a positive integer, got 0"),
+        ({"batch_size": 0}, "--batch-size must be a positive integer, got 0"),
+        ({"beta": 1.0, "beta_norm": 0.1}, "give β either raw (--beta) or normalised (--beta-norm), not both"),
+        ({"arch": "vgg"}, "unknown architecture 'vgg'; choose one of: burgess64, conv28, conv64 (--arch)"),
+        ({"seed": -1}, "--seed must be a whole number from 0 to 9223372036854775807, got -1"),
+        ({"lr": 1e39}, "--lr must be a positive number no larger than 3.4e38 (float32), got 1e+39"),
+        ({"cuda_graph": 1}, "--cuda-graph must be true or false, got the integer 1"),
+    ]:
+        with pytest.raises(BetaVAEError) as error:
+            TrainConfig(**change).validate(every_flag)
+        assert str(error.value) == message
+    with pytest.raises(BetaVAEError, match="^latent_dim must be a positive integer, got 0$"):  # a field not typed as a flag
+        TrainConfig(latent_dim=0).validate(typed_names(["batch_size"]))
+
+
+def test_flags_names_the_train_command_flag_of_each_field():
+    options = {param.name: param.opts for param in train.params if param.name in TrainConfig.keys()}
+    assert set(FLAGS) == set(options) == set(TrainConfig.keys()) - {"dataset_options"}
+    assert all(FLAGS[name] in opts for name, opts in options.items())
+
+
+@pytest.mark.parametrize("name, message", [
+    ("lr", "lr must be a positive number no larger than 3.4e38 (float32), got 1e+39"),
+    ("beta", "beta must be a finite non-negative number no larger than 3.4e38 (float32), got 1e+39"),
+    ("beta_norm", "beta_norm must be a finite non-negative number no larger than 3.4e38 (float32), got 1e+39"),
+])
+def test_learning_rate_overflowing_float32_is_refused(name, message):
+    assert FLOAT32_MAX == torch.finfo(torch.float32).max
+    TrainConfig(**{name: FLOAT32_MAX}).validate()
+    with pytest.raises(BetaVAEError) as error:
+        TrainConfig(**{name: 1e39}).validate()
+    assert str(error.value) == message
 
 
 def test_atomic_write_keeps_the_old_content_when_writing_fails(tmp_path, monkeypatch):
@@ -74,7 +159,7 @@ def test_atomic_write_keeps_the_old_content_when_writing_fails(tmp_path, monkeyp
 
 def test_metrics_sections_merge_instead_of_overwriting(tmp_path):
     run = RunDir(tmp_path)
-    run.update_metrics("test", {"loss": 1.0})
-    run.update_metrics("beta_vae", {"eval_accuracy": 0.9})
-    run.update_metrics("test", {"loss": 2.0})
-    assert run.read_metrics() == {"test": {"loss": 2.0}, "beta_vae": {"eval_accuracy": 0.9}}
+    run.update_metrics("test", {"loss": 1.0}, step=5)
+    run.update_metrics("beta_vae", {"eval_accuracy": 0.9}, step=5)
+    run.update_metrics("test", {"loss": 2.0}, step=5)
+    assert run.read_metrics() == {"test": {"loss": 2.0, "step": 5}, "beta_vae": {"eval_accuracy": 0.9, "step": 5}}

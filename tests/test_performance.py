@@ -75,7 +75,7 @@ def test_a_cuda_graph_step_refuses_an_optimizer_it_cannot_capture():
 
 def test_resume_refuses_another_precision(tmp_path):
     train(config(tmp_path / "run", steps=5), progress=False)
-    with pytest.raises(BetaVAEError, match="with different precision"):
+    with pytest.raises(BetaVAEError, match="with a different precision"):
         train(config(tmp_path / "run", steps=10, precision="bf16"), resume=True, progress=False)
 
 

@@ -10,6 +10,7 @@ from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.train import train
 from betavae.transfer import COLUMNS, balanced_sample, run_transfer
+from processes import locked_by_another_process
 
 LABELS = (10, 100, 1000)
 REPEATS = 2
@@ -166,3 +167,40 @@ def test_bad_transfer_options_are_one_line_errors(shapes_run, tmp_path, capsys, 
         main(["transfer", str(shapes_run), "--task", "factor:pos_x", "--out", str(tmp_path), *args])
     _, err = capsys.readouterr()
     assert exit_info.value.code == 1 and len(err.strip().splitlines()) == 1 and message in err
+
+
+def run_cli(args, capsys):
+    from betavae.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.mark.parametrize("where", ["file", "file/sub"])
+def test_an_output_path_that_cannot_be_a_folder_is_refused_before_any_work(shapes_run, tmp_path, where,
+                                                                             capsys, monkeypatch):
+    import betavae.transfer
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the output folder must be checked before the runs are read")
+
+    monkeypatch.setattr(betavae.transfer, "shared_dataset", no_work)
+    (tmp_path / "file").write_text("a file")
+    code, _, err = run_cli(["transfer", str(shapes_run), "--task", "factor:pos_x", "--labels", "24",
+                            "--out", str(tmp_path / where)], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"{tmp_path / 'file'} is a file, not a folder; choose another path" in err
+    assert (tmp_path / "file").read_text() == "a file"
+
+
+def test_transfer_into_a_run_folder_being_trained_names_the_holders_pid(shapes_run, capsys):
+    before = {path.name: path.read_bytes() for path in shapes_run.iterdir() if path.is_file() and path.name != ".lock"}
+    with locked_by_another_process(shapes_run) as pid:
+        code, out, err = run_cli(["transfer", str(shapes_run), "--task", "factor:pos_x", "--labels", "24",
+                                  "--repeats", "1", "--baselines", "none", "--out", str(shapes_run)], capsys)
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert f"in use by process {pid} (betavae train)" in err
+    after = {path.name: path.read_bytes() for path in shapes_run.iterdir() if path.is_file() and path.name != ".lock"}
+    assert after == before and "transfer.csv" not in after

@@ -45,7 +45,7 @@ def test_inactive_dimensions_get_no_row(run_dir, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     metrics = RunDir(run).read_metrics()["test"]
-    RunDir(run).update_metrics("test", {**metrics, "kl_per_dim": [0.3, 2.0, 0.001, 1.0]})
+    RunDir(run).update_metrics("test", {**metrics, "kl_per_dim": [0.3, 2.0, 0.001, 1.0]}, step=metrics["step"])
     assert axes_count(factor_tracking_figure(run, num_points=500)) == 3 * NUM_FACTORS
 
 

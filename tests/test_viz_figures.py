@@ -1,5 +1,6 @@
 """``betavae show recon | samples | kl``: files, sizes and contents of the figures."""
 
+import shutil
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
@@ -8,7 +9,9 @@ from PIL import Image
 
 from betavae.cli import main
 from betavae.config import TrainConfig
+from betavae.runs import RunDir
 from betavae.train import train
+from processes import locked_by_another_process
 
 CELL = 28 * 4 + 2  # a 28×28 image upscaled 4× and its gap
 
@@ -32,7 +35,7 @@ def show(args, capsys):
 def test_recon_of_several_runs_has_an_input_column_and_one_column_per_run(two_runs, capsys):
     code, out, err = show(["recon", str(two_runs / "b1"), str(two_runs / "b8"), "--n", "5"], capsys)
     assert code == 0, err
-    assert out == str((two_runs / "reconstructions.png").resolve())
+    assert out == str((two_runs / "show-recon.png").resolve())
     image = np.asarray(Image.open(out).convert("L"))
     header = image.shape[0] - (5 * CELL + 2)
     assert image.shape[1] == 3 * CELL + 2 and 20 <= header <= 40  # two lines of labels
@@ -83,3 +86,56 @@ def test_kl_of_an_unfinished_run_says_how_to_finish_it(tmp_path, capsys):
     RunDir(run).metrics_path.unlink()
     code, _, err = show(["kl", str(run)], capsys)
     assert code == 1 and "--resume" in err
+
+
+def test_kl_of_a_folder_without_checkpoint_says_to_train_it_not_to_resume(two_runs, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(two_runs / "b1", run)
+    (run / "checkpoint.pt").unlink()
+    code, _, err = show(["kl", str(run)], capsys)
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "has no checkpoint" in err and "train it first" in err and "--resume" not in err
+
+
+@pytest.mark.parametrize("command", [["kl"], ["traverse"], ["factors", "--points", "100"]])
+def test_a_held_out_kl_of_earlier_weights_is_refused_as_stale(two_runs, tmp_path, command, capsys):
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(two_runs / "b1", run.path)
+    step = run.checkpoint_step()
+    run.update_metrics("test", run.read_metrics()["test"], step=step - 2)
+    code, _, err = show([*command, str(run.path)], capsys)
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "stale" in err and f"computed at step {step - 2}" in err and f"checkpoint holds step {step}" in err
+
+
+def test_show_recon_of_one_run_keeps_the_reconstructions_training_wrote(two_runs, capsys):
+    run = two_runs / "b1"
+    trained = (run / "reconstructions.png").read_bytes()
+    code, out, err = show(["recon", str(run), "--n", "3"], capsys)
+    assert code == 0, err
+    assert out == str(run / "show-recon.png")
+    assert Image.open(out).width == 2 * CELL + 2  # the inputs and the one run
+    assert (run / "reconstructions.png").read_bytes() == trained
+
+
+@pytest.mark.parametrize("count", ["0", "-2"])
+def test_show_recon_of_no_image_is_refused_and_writes_nothing(two_runs, count, capsys):
+    run = two_runs / "b1"
+    before = sorted(path.name for path in run.iterdir())
+    trained = (run / "reconstructions.png").read_bytes()
+    code, _, err = show(["recon", str(run), "--n", count], capsys)
+    assert code == 1 and err == f"betavae: error: --n {count} draws no image; give --n 1 or more"
+    assert sorted(path.name for path in run.iterdir()) == before
+    assert (run / "reconstructions.png").read_bytes() == trained
+
+
+def test_show_commands_writing_into_a_folder_being_trained_name_the_holders_pid(two_runs, capsys):
+    run = two_runs / "b1"
+    with locked_by_another_process(run) as pid:
+        before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+        for command in (["recon"], ["traverse"], ["samples"], ["kl"], ["factors", "--points", "100"]):
+            code, out, err = show([*command, str(run)], capsys)
+            assert code == 1 and out == "" and len(err.splitlines()) == 1, (command, err)
+            assert f"in use by process {pid} (betavae train)" in err, (command, err)
+        after = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    assert after == before

@@ -38,7 +38,8 @@ def copy_with_kl(run_dir: Path, destination: Path, kl_per_dim: list[float]) -> P
     """A copy of the run whose metrics.json claims ``kl_per_dim``: the figure must follow it."""
     shutil.copytree(run_dir, destination)
     run = RunDir(destination)
-    run.update_metrics("test", {**run.read_metrics()["test"], "kl_per_dim": kl_per_dim})
+    test = run.read_metrics()["test"]
+    run.update_metrics("test", {**test, "kl_per_dim": kl_per_dim}, step=test["step"])
     return destination
 
 

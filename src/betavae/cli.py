@@ -1,7 +1,8 @@
 """The ``betavae`` command: one short function per command — parse, call the library, print.
 
-User mistakes (:class:`~betavae.errors.BetaVAEError` and usage errors) are printed as one
-line on stderr with a non-zero exit code; anything else is a bug and keeps its trace-back.
+User mistakes (:class:`~betavae.errors.BetaVAEError` and usage errors) and faults of the
+machine (``OSError``: a full disk, an unwritable folder) are printed as one line on stderr
+with a non-zero exit code; anything else is a bug and keeps its trace-back.
 """
 
 from __future__ import annotations
@@ -12,6 +13,28 @@ from pathlib import Path
 import click
 
 from betavae.errors import BetaVAEError
+
+
+class SeedType(click.ParamType):
+    """A ``--seed``: a whole number that every generator takes (:func:`betavae.config.check_seed`).
+
+    Checked while the flags are read, so a bad seed stops a command before any work.
+    """
+
+    name = "integer"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from betavae.config import check_seed
+
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                pass  # check_seed names the flag and the text given
+        return check_seed(value, param.opts[0] if param is not None else "seed")
+
+
+SEED = SeedType()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,7 +56,7 @@ def app() -> None:
 @click.option("--precision", help="fp32 | bf16 (autocast; CPUs with AVX-512 BF16 or AMX, Ampere+ GPUs)  [default: fp32]")
 @click.option("--cuda-graph/--no-cuda-graph", default=None,
               help="on CUDA, replay each step from one captured graph instead of launching its kernels  [default: on]")
-@click.option("--seed", type=int, help="[default: 0]")
+@click.option("--seed", type=SEED, help="[default: 0]")
 @click.option("--out", help="run folder  [default: runs/<dataset>-<arch>-z<M>-b<β>-s<seed>]")
 @click.option("--device", help="auto | cpu | cuda | mps  [default: auto]")
 @click.option("--checkpoint-every", type=int, help="steps between checkpoints  [default: 1000]")
@@ -45,22 +68,23 @@ def app() -> None:
 @click.option("--progress/--no-progress", default=None, help="progress bar  [default: on a terminal]")
 def train(config_file: str | None, resume: bool, progress: bool | None, **flags: object) -> None:
     """Train a β-VAE and write a run folder: config, checkpoint, logs, metrics, reconstructions."""
-    from betavae.config import TrainConfig, load_config
+    from betavae.config import TrainConfig, load_config, typed_names
     from betavae.data import has_factors
     from betavae.runs import RunDir
     from betavae.train import train as run_training
 
+    names = typed_names(key for key, value in flags.items() if value is not None)
     if config_file is not None:
         base = load_config(config_file)
     elif resume:
         if flags["out"] is None:
             raise BetaVAEError("--resume needs --out: the run folder to continue")
-        base = RunDir(str(flags["out"])).read_config()
+        base = RunDir(str(flags["out"])).resume_config()
     else:
         base = TrainConfig()
     if flags["beta"] is not None or flags["beta_norm"] is not None:
         base.beta = base.beta_norm = None  # a β flag replaces whichever form the file gave
-    result = run_training(base.merged(flags), resume=resume, progress=progress)
+    result = run_training(base.merged(flags), resume=resume, progress=progress, names=names)
     test = result.test
     click.echo(f"trained {result.steps} steps; held-out loss {test['loss']:.2f} "
                f"(reconstruction {test['recon']:.2f}, KL {test['kl']:.2f})")
@@ -76,7 +100,7 @@ def train(config_file: str | None, resume: bool, progress: bool | None, **flags:
 @click.argument("run_dir", required=False)
 @click.option("--metrics", "metric_names", default="all", show_default=True,
               help="comma-separated: beta_vae, factor_vae, mig, dci, sap, or all")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--n-train", type=int, help="training points of every metric  [default: each metric's own]")
 @click.option("--n-eval", type=int, help="evaluation points of every metric  [default: each metric's own]")
 @click.option("--baseline", help="score a baseline instead of a run: pca | ica | pixels | factors | untrained")
@@ -94,7 +118,7 @@ def evaluate(run_dir: str | None, metric_names: str, seed: int, n_train: int | N
     names = parse_metric_names(metric_names)
     sizes = {"n_train": n_train, "n_eval": n_eval}
 
-    def report(name: str, values: dict[str, float], seconds: float) -> None:
+    def report(name: str, values: dict[str, float | None], seconds: float) -> None:
         click.echo(f"{name}: done in {seconds:.1f} s", err=True)
 
     if baseline is not None:
@@ -113,8 +137,9 @@ def evaluate(run_dir: str | None, metric_names: str, seed: int, n_train: int | N
     click.echo(f"disentanglement of {subject} (seed {seed})")
     width = max(len(f"{name}.{key}") for name, values in results.items() for key in values)
     for name, values in results.items():
-        for key, value in values.items():
-            click.echo(f"  {f'{name}.{key}':<{width}}  {value:8.4f}")
+        for key, value in values.items():  # None: not a number (the reason is in metrics.json)
+            shown = f"{value:8.4f}" if value is not None else f"{'n/a':>8}"
+            click.echo(f"  {f'{name}.{key}':<{width}}  {shown}")
     if run_dir is not None:
         click.echo(f"written to {Path(run_dir) / 'metrics.json'}")
 
@@ -127,7 +152,7 @@ def evaluate(run_dir: str | None, metric_names: str, seed: int, n_train: int | N
 @click.option("--task", help="digit (MNIST) | factor:NAME (Shapes, dSprites)  [default: digit on MNIST]")
 @click.option("--baselines", default="pixels,pca,untrained", show_default=True, help="comma-separated, or none")
 @click.option("--out", help="output folder  [default: the folder holding the runs]")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps")
 def transfer(run_dirs: tuple[str, ...], labels: str, repeats: int, task: str | None, baselines: str,
              out: str | None, seed: int, device: str) -> None:
@@ -153,10 +178,14 @@ def show() -> None:
 
 @show.command("recon")
 @click.argument("run_dirs", nargs=-1, required=True)
-@click.option("--n", "count", type=int, default=8, show_default=True, help="held-out images (rows)")
-@click.option("--out", help="where to write the PNG  [default: the run folder, or the folder holding the runs]")
+@click.option("--n", "count", type=int, default=8, show_default=True, help="held-out images (rows), at least 1")
+@click.option("--out", help="the PNG file, or a folder to write show-recon.png into  [default: the run folder, or "
+                            "the folder holding the runs]")
 def show_recon(run_dirs: tuple[str, ...], count: int, out: str | None) -> None:
-    """Held-out inputs (first column) and their reconstruction by each run, labelled with β, β_norm, M."""
+    """Held-out inputs (first column) and their reconstruction by each run, labelled with β, β_norm, M.
+
+    Written as show-recon.png, beside (never over) the reconstructions.png that training writes.
+    """
     from betavae.viz.reconstructions import compare_reconstructions
 
     click.echo(compare_reconstructions(run_dirs, n=count, out=out))
@@ -170,7 +199,7 @@ def show_recon(run_dirs: tuple[str, ...], count: int, out: str | None) -> None:
 @click.option("--steps", type=int, default=11, show_default=True, help="values per row")
 @click.option("--around", default="mean", show_default=True, help="mean | zero | sample:K: the code the others keep")
 @click.option("--gif", is_flag=True, help="also write an animated GIF sweeping every row together")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def show_traverse(run_dir: str, dims: str, value_range: tuple[float, float], steps: int, around: str, gif: bool,
                   seed: int) -> None:
     """One row per latent dimension, sorted by its KL, each varied over --range with the others fixed."""
@@ -184,7 +213,7 @@ def show_traverse(run_dir: str, dims: str, value_range: tuple[float, float], ste
 @show.command("factors")
 @click.argument("run_dir")
 @click.option("--points", type=int, default=10_000, show_default=True, help="images encoded")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def show_factors(run_dir: str, points: int, seed: int) -> None:
     """For each active dimension, the mean code against each factor's values (SVG)."""
     from betavae.viz.factors import factor_tracking_figure
@@ -194,7 +223,7 @@ def show_factors(run_dir: str, points: int, seed: int) -> None:
 
 @show.command("samples")
 @click.argument("run_dir")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def show_samples(run_dir: str, seed: int) -> None:
     """Images decoded from draws of the prior N(0, I)."""
     from betavae.viz.samples import sample_figure
@@ -229,6 +258,10 @@ def main(argv: list[str] | None = None) -> None:
     except BetaVAEError as error:
         print(f"betavae: error: {error}", file=sys.stderr)
         sys.exit(getattr(error, "exit_code", 1))
+    except OSError as error:  # the machine's, not the code's: a full disk, a read-only or vanished folder
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"betavae: error: {where}{error.strerror or error}", file=sys.stderr)
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -9,8 +9,11 @@ is ignored on reading, so ``betavae train --config runs/x/config.toml`` repeats 
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
 import sys
+import types
+import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,37 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DERIVED_TABLE = "derived"
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""``torch.finfo(torch.float32).max``: a larger learning rate or β is infinite in training."""
+
+SEED_MAX = 2**63 - 1
+"""The largest seed: TOML's largest integer (numpy refuses negative seeds; torch takes up to 2**64 − 1)."""
+
+FLAGS: dict[str, str] = {
+    "dataset": "--dataset", "arch": "--arch", "latent_dim": "--latent", "beta": "--beta",
+    "beta_norm": "--beta-norm", "recon": "--recon", "steps": "--steps", "batch_size": "--batch-size",
+    "lr": "--lr", "precision": "--precision", "cuda_graph": "--cuda-graph", "seed": "--seed", "out": "--out",
+    "device": "--device", "checkpoint_every": "--checkpoint-every", "log_every": "--log-every",
+    "data_dir": "--data-dir", "test_size": "--test-size",
+}
+"""The ``betavae train`` flag of each field that has one, so errors can name what the user typed."""
+
+
+def typed_names(flags_given: Iterable[str]) -> dict[str, str]:
+    """The ``names`` of :meth:`TrainConfig.validate` when the fields ``flags_given`` came from flags."""
+    return {name: FLAGS[name] for name in flags_given}
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """``seed`` if every generator of a run takes it, else a one-line error calling it ``name``.
+
+    The one check of seeds, for every command: numpy's ``SeedSequence`` refuses negative
+    seeds with a trace-back, and a config file cannot hold an integer above 2**63 − 1.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise BetaVAEError(f"{name} must be a whole number from 0 to {SEED_MAX}, got {seed!r}")
+    return seed
 
 
 @dataclass
@@ -49,10 +83,13 @@ class TrainConfig:
     test_size: int | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
 
-    def validate(self) -> None:
-        """Reject impossible values with a message that says which option to fix.
+    def validate(self, names: Mapping[str, str] | None = None) -> None:
+        """Reject impossible values with a message that names the setting to fix.
 
-        Names are checked here, before any data is loaded, so a typo fails at once.
+        ``names`` maps a field to what the user typed for it: a flag such as ``--latent``
+        (:func:`typed_names`) or a key of their config file. Other fields are called by their
+        field name, which is what a library user or a config file types. Names of datasets,
+        architectures … are checked here, before any data is loaded, so a typo fails at once.
         """
         from betavae.data import DATASETS
         from betavae.device import DEVICE_CHOICES
@@ -60,26 +97,33 @@ class TrainConfig:
         from betavae.objectives import RECONSTRUCTIONS
         from betavae.performance import PRECISIONS
 
-        for kind, value, choices in (("dataset", self.dataset, DATASETS), ("architecture", self.arch, ARCHITECTURES),
-                                     ("reconstruction loss", self.recon, RECONSTRUCTIONS),
-                                     ("precision", self.precision, PRECISIONS),
-                                     ("device", self.device.split(":")[0], DEVICE_CHOICES)):
+        called = {**{key: key for key in self.keys()}, **(names or {})}
+        for key in self.keys():
+            problem = _type_problem(key, getattr(self, key))
+            if problem is not None:
+                raise BetaVAEError(f"{called[key]} {problem}")
+        for key, kind, value, choices in (
+                ("dataset", "dataset", self.dataset, DATASETS), ("arch", "architecture", self.arch, ARCHITECTURES),
+                ("recon", "reconstruction loss", self.recon, RECONSTRUCTIONS),
+                ("precision", "precision", self.precision, PRECISIONS),
+                ("device", "device", self.device.split(":")[0], DEVICE_CHOICES)):
             if value is not None and value not in choices:
-                raise unknown_choice(kind, value, choices)
+                raise BetaVAEError(f"{unknown_choice(kind, value, choices)} ({called[key]})")
         if self.beta is not None and self.beta_norm is not None:
-            raise BetaVAEError("give β either raw (--beta) or normalised (--beta-norm), not both")
-        for name in ("latent_dim", "steps", "batch_size", "checkpoint_every", "log_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise BetaVAEError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("beta", "beta_norm"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise BetaVAEError(f"{name} must be a finite non-negative number, got {value!r}")
-        if not isinstance(self.cuda_graph, bool):
-            raise BetaVAEError(f"cuda_graph must be true or false, got {self.cuda_graph!r}")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise BetaVAEError(f"lr must be a positive number, got {self.lr!r}")
+            raise BetaVAEError(f"give β either raw ({called['beta']}) or normalised ({called['beta_norm']}), not both")
+        for key in ("latent_dim", "steps", "batch_size", "checkpoint_every", "log_every"):
+            value = getattr(self, key)
+            if value < 1:
+                raise BetaVAEError(f"{called[key]} must be a positive integer, got {value!r}")
+        check_seed(self.seed, called["seed"])
+        for key in ("beta", "beta_norm"):
+            value = getattr(self, key)
+            if value is not None and not 0 <= value <= FLOAT32_MAX:  # also refuses nan
+                raise BetaVAEError(f"{called[key]} must be a finite non-negative number no larger than "
+                                   f"3.4e38 (float32), got {value!r}")
+        if self.lr is not None and not 0 < self.lr <= FLOAT32_MAX:
+            raise BetaVAEError(f"{called['lr']} must be a positive number no larger than 3.4e38 (float32), "
+                               f"got {self.lr!r}")
 
     def dataset_kwargs(self) -> dict[str, Any]:
         """Keyword options for :func:`betavae.data.load`."""
@@ -107,15 +151,82 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """The config of ``values`` (a config file's keys), refusing unknown keys and values of the wrong type.
+
+        A whole number is taken for a float setting (``lr = 1``) and stored as a float.
+        """
         unknown = sorted(set(values) - set(cls.keys()))
         if unknown:
             raise BetaVAEError(f"{source}: unknown key {', '.join(unknown)}; valid keys: {', '.join(cls.keys())}")
-        return cls(**values)
+        for key, value in values.items():
+            problem = _type_problem(key, value)
+            if problem is not None:
+                raise BetaVAEError(f"{source}: {key} {problem}")
+        return cls(**{key: _as_declared(key, value) for key, value in values.items()})
 
     def merged(self, overrides: dict[str, Any]) -> TrainConfig:
         """A copy with the non-``None`` ``overrides`` applied (the flags a user gave)."""
         given = {key: value for key, value in overrides.items() if value is not None}
         return dataclasses.replace(self, **given)
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
+
+
+@functools.cache
+def _field_types() -> dict[str, tuple[type, ...]]:
+    """The types each field of :class:`TrainConfig` takes, from its annotation: ``str | None`` → (str, NoneType)."""
+    declared = {}
+    for key, hint in typing.get_type_hints(TrainConfig).items():
+        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        declared[key] = tuple(typing.get_origin(option) or option for option in options)
+    return declared
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):  # a bool is an int to Python, but true is no β and no step count
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
+
+
+def _type_problem(key: str, value: Any) -> str | None:
+    """``must be a number, got the string 'x'`` when ``value`` does not fit field ``key``'s annotation."""
+    kinds = _field_types()[key]
+    if any(_has_type(value, kind) for kind in kinds):
+        return None
+    wanted = " or ".join(_TYPE_WORDS[kind] for kind in kinds if kind is not type(None))
+    return f"must be {wanted}, got {_describe(value)}"
+
+
+def _describe(value: Any) -> str:
+    """A value as a config file's reader sees it: ``the boolean true``, ``the string '1'``."""
+    if isinstance(value, bool):
+        return f"the boolean {'true' if value else 'false'}"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "None"
+    return f"the {type(value).__name__} {value}"
+
+
+def _as_declared(key: str, value: Any) -> Any:
+    """``value`` as field ``key`` stores it: a whole number given for a float setting becomes a float."""
+    if type(value) is int and float in _field_types()[key]:
+        try:
+            return float(value)
+        except OverflowError:  # beyond any float: left for validate() to refuse by its size
+            return value
+    return value
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -128,13 +239,15 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise BetaVAEError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as error:
         raise BetaVAEError(f"config file {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise BetaVAEError(f"config file {path} is not valid TOML: it is not UTF-8 text") from None
 
 
 def load_config(path: str | Path) -> TrainConfig:
     """A :class:`TrainConfig` from TOML, ignoring the informational ``[derived]`` table."""
     values = read_toml(path)
     values.pop(DERIVED_TABLE, None)
-    return TrainConfig.from_dict(values, source=str(path))
+    return TrainConfig.from_dict(values, source=f"config file {path}")
 
 
 def _toml_value(value: Any) -> str:

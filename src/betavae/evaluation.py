@@ -1,13 +1,16 @@
 """Score a representation with the disentanglement metrics: a run's model, or a baseline.
 
 This is the library behind ``betavae evaluate``. The results of a run go into the
-``disentanglement`` section of its ``metrics.json``, beside the held-out loss, with the
-seed and sizes that produced them so that the numbers can be reproduced.
+``disentanglement`` section of its ``metrics.json``, beside the held-out loss, tagged with
+the checkpoint step they describe, and with each metric's seed and parameters under
+``settings[<metric>]`` so that every number can be reproduced. A result a metric could not
+compute (NaN) is written as null, with the reason under ``settings[<metric>]["null"]``.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +28,16 @@ from betavae.runs import RunDir, load_model
 METRICS_SECTION = "disentanglement"
 # The size options users set once for every metric; each metric takes those it has.
 SIZE_ALIASES = {"n_train": ("num_train",), "n_eval": ("num_eval", "num_test")}
+# The smallest sizes each metric computes with (every size not listed: 1 point). Found by running
+# each metric on dSprites with a random projection of the pixels at sizes 1, 2, 3 … and 20 seeds: with
+# one training point MIG divides by the entropy of factors that took one value (0/0, NaN every time),
+# and the β-VAE score's logistic regression and SAP's SVMs refuse data of a single class (every time).
+# Above these sizes a small draw can still be degenerate by chance (at 2 points, half the MIGs are NaN,
+# written as null with NAN_REASON), rarely once the sizes reach tens of points.
+MIN_SIZES = {"beta_vae": {"num_train": 2}, "mig": {"num_train": 2}, "sap": {"num_train": 2}}
+# Why a result is null in metrics.json: NaN is not JSON, and a missing key would look like a bug.
+NAN_REASON = ("not a number: undefined on the points drawn (such as a factor that took one value in all of "
+              "them); a larger --n-train usually gives a number")
 
 
 def parse_metric_names(text: str) -> list[str]:
@@ -50,15 +63,42 @@ def metric_params(name: str, sizes: dict[str, int | None]) -> dict[str, int]:
     return params
 
 
+def metric_settings(name: str, sizes: dict[str, int | None]) -> dict[str, Any]:
+    """Every parameter metric ``name`` runs with given ``sizes``: its defaults, overridden by the sizes given."""
+    signature = inspect.signature(metrics.get(name)).parameters
+    settings = {key: value.default for key, value in signature.items() if value.default is not inspect.Parameter.empty}
+    return {**settings, **metric_params(name, sizes)}
+
+
+def check_sizes(names: Sequence[str], sizes: dict[str, int | None] | None) -> None:
+    """Refuse sizes too small for a metric in ``names`` (see :data:`MIN_SIZES`), before any work.
+
+    A metric given too few points either crashes deep in scikit-learn or returns NaN after
+    the model was loaded and the dataset encoded; saying so first, with the size that
+    works, costs nothing.
+    """
+    sizes = sizes or {}
+    option_of = {param: option for option, params in SIZE_ALIASES.items() for param in params}
+    for name in names:
+        for param, value in metric_params(name, sizes).items():
+            least = MIN_SIZES.get(name, {}).get(param, 1)
+            if value < least:
+                flag = "--" + option_of[param].replace("_", "-")
+                raise BetaVAEError(f"{flag} {value} is too small for {name} (it needs at least {least}); "
+                                   f"give {flag} {least} or more")
+    for option, value in sizes.items():
+        if value is not None and value < 1:  # an option none of the chosen metrics takes
+            flag = "--" + option.replace("_", "-")
+            raise BetaVAEError(f"{flag} {value} is too small (it counts points); give {flag} 1 or more")
+
+
 # The largest table of codes of a whole dataset worth keeping in memory (float32).
 CODE_TABLE_MAX_BYTES = 1 << 30
 
 
 def images_encoded(name: str, params: dict[str, int]) -> int:
     """How many images metric ``name`` encodes given ``params`` (its defaults fill the rest)."""
-    signature = inspect.signature(metrics.get(name)).parameters
-    p = {key: value.default for key, value in signature.items() if value.default is not inspect.Parameter.empty}
-    p.update(params)
+    p = {**metric_settings(name, {}), **params}
     counts = {
         "beta_vae": lambda: (p["num_train"] + p["num_eval"]) * 2 * p["batch_size"],
         "factor_vae": lambda: (p["num_train"] + p["num_eval"]) * p["batch_size"] + p["num_variance_estimate"],
@@ -85,20 +125,23 @@ def cheapest_representation(dataset: FactorDataset, represent: Representation, i
 
 def score(dataset: FactorDataset, represent: Representation, names: Sequence[str], seed: int,
           sizes: dict[str, int | None] | None = None,
-          on_metric: Callable[[str, dict[str, float], float], None] | None = None) -> dict[str, dict[str, float]]:
+          on_metric: Callable[[str, dict[str, float | None], float], None] | None = None,
+          ) -> dict[str, dict[str, float | None]]:
     """Every metric in ``names`` on ``represent``; each metric gets its own generator from ``seed``.
 
     Giving each metric a generator of its own (seeded by the seed and the metric's place
     in the registry) makes its numbers independent of which other metrics ran with it.
+    A value that is not a finite number comes back as None (:data:`NAN_REASON`).
     """
     needed = sum(images_encoded(name, metric_params(name, sizes or {})) for name in names)
     represent = cheapest_representation(dataset, represent, needed)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, float | None]] = {}
     for name in names:
         rng = np.random.default_rng([seed, list(metrics.METRICS).index(name)])
         start = time.perf_counter()
-        values = metrics.get(name)(dataset, represent, rng, **metric_params(name, sizes or {}))
-        values = {key: float(value) for key, value in values.items()}
+        with np.errstate(divide="ignore", invalid="ignore"):  # a NaN is reported as None, not as a warning
+            computed = metrics.get(name)(dataset, represent, rng, **metric_params(name, sizes or {}))
+        values = {key: float(value) if math.isfinite(value) else None for key, value in computed.items()}
         results[name] = values
         if on_metric is not None:
             on_metric(name, values, time.perf_counter() - start)
@@ -116,27 +159,47 @@ def factor_dataset(config_dataset: str, **options: Any) -> FactorDataset:
 
 
 def evaluate_run(run_dir: str | Path, names: Sequence[str], seed: int = 0, sizes: dict[str, int | None] | None = None,
-                 device: str = "auto", on_metric: Callable[[str, dict[str, float], float], None] | None = None,
+                 device: str = "auto", on_metric: Callable[[str, dict[str, float | None], float], None] | None = None,
                  ) -> dict[str, Any]:
-    """Score a run's model (its posterior mean μ) and record the results in its ``metrics.json``."""
+    """Score a run's model (its posterior mean μ) and record the results in its ``metrics.json``.
+
+    Everything that can refuse the run is checked before the minutes of scoring: the sizes,
+    the folder's lock (a training or another evaluation writing into it), the config, the
+    checkpoint and ``metrics.json``. The results are tagged with the checkpoint's step;
+    results of another step are moved to ``history`` first, so that only scores of the same
+    weights share the section.
+    """
+    check_sizes(names, sizes)
     run = RunDir(run_dir)
-    config = run.read_config()
-    dataset = factor_dataset(config.dataset, **config.dataset_kwargs())
-    model = load_model(run, resolve_device(device))
-    results = score(dataset, model_representation(model), names, seed, sizes, on_metric)
-    section = {**run.read_metrics().get(METRICS_SECTION, {}), **results}
-    section["settings"] = {"seed": seed, **{k: v for k, v in (sizes or {}).items() if v is not None}}
-    run.update_metrics(METRICS_SECTION, section)
+    with run.lock("betavae evaluate"):
+        config = run.read_config()
+        run.read_metrics()  # an unreadable metrics.json fails now, not after the scoring
+        step = run.checkpoint_step()
+        dataset = factor_dataset(config.dataset, **config.dataset_kwargs())
+        model = load_model(run, resolve_device(device))
+        results = score(dataset, model_representation(model), names, seed, sizes, on_metric)
+        run.archive_results_before(step)
+        section = dict(run.read_metrics().get(METRICS_SECTION, {}))
+        settings = dict(section.get("settings", {}))
+        for name, values in results.items():
+            section[name] = values
+            settings[name] = {"seed": seed, **metric_settings(name, sizes or {})}
+            nulls = {key: NAN_REASON for key, value in values.items() if value is None}
+            if nulls:
+                settings[name]["null"] = nulls
+        section["settings"] = settings
+        run.update_metrics(METRICS_SECTION, section, step=step)
     return results
 
 
 def evaluate_baseline(baseline_name: str, dataset_name: str, names: Sequence[str], seed: int = 0,
                       sizes: dict[str, int | None] | None = None, latent_dim: int = 10, device: str = "auto",
-                      on_metric: Callable[[str, dict[str, float], float], None] | None = None,
-                      ) -> dict[str, dict[str, float]]:
+                      on_metric: Callable[[str, dict[str, float | None], float], None] | None = None,
+                      ) -> dict[str, dict[str, float | None]]:
     """Score a baseline representation (see :mod:`betavae.metrics.baselines`) on a dataset."""
     from betavae.metrics.baselines import baseline
 
+    check_sizes(names, sizes)
     dataset = factor_dataset(dataset_name)
     represent = baseline(baseline_name, dataset, np.random.default_rng([seed, 1]), latent_dim=latent_dim,
                          device=resolve_device(device))

@@ -5,15 +5,31 @@ and random state, written atomically), ``metrics.json`` (results, merged section
 section so that later commands add to it), ``log.jsonl`` and ``tensorboard/`` (curves),
 and the figures made from it. Training, evaluation, figures, transfer and the demo all
 take run folders, so they compose without glue.
+
+Because every later command (and a sweep's workers, which share folders) trusts what a
+run folder says, it must never lie and never lose work:
+
+- **One writer at a time.** A process writing into a run folder holds an OS lock on its
+  ``.lock`` file (:meth:`RunDir.lock`); a second writer gets a one-line error naming the
+  holder's pid. The lock dies with its process, so a ``kill -9`` leaves no stale lock.
+- **Results say which weights they describe.** Every section of ``metrics.json`` carries
+  the ``step`` of the checkpoint it was computed from; when training goes past that step,
+  the section moves to ``history`` (kept, not deleted), and readers refuse a section whose
+  step is not the checkpoint's (:meth:`RunDir.current_result`).
+- **Writes are atomic** (:func:`atomic_write_bytes`): a file holds its old or its new
+  content, never half; temporaries a kill left behind are removed on the next start.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +43,22 @@ CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
 LOG_FILE = "log.jsonl"
 TENSORBOARD_DIR = "tensorboard"
+LOCK_FILE = ".lock"
+# What metrics.json keeps of results computed from earlier weights.
+HISTORY_SECTION = "history"
+# What every checkpoint written by betavae.train holds.
+CHECKPOINT_KEYS = ("step", "model", "optimizer", "noise_state", "config", "derived")
+# TensorBoard names its files events.out.tfevents.<time>.<host>...: the only ones of tensorboard/ that are ours.
+TENSORBOARD_PREFIX = "events.out.tfevents."
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` so that ``path`` holds either the old or the new content, never half.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, and then
-    replace ``path`` with one rename, which POSIX makes atomic.
+    replace ``path`` with one rename, which POSIX makes atomic. A write that fails (a full
+    disk) removes its temporary; one killed half-way leaves it for
+    :meth:`RunDir.remove_stale_temporaries`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +76,36 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def make_folder(path: str | Path, what: str = "output folder") -> Path:
+    """Create folder ``path`` (and its parents), or say in one line why it cannot be one.
+
+    ``what`` names the folder in the message ("run folder", "output folder").
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BetaVAEError(f"{what} {path} is a file, not a folder; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), path)
+        raise BetaVAEError(f"cannot create {what} {path}: {blocking} is a file, not a folder; "
+                           f"choose another path") from None
+    except OSError as error:
+        raise BetaVAEError(f"cannot create {what} {path}: {error.strerror or error}") from None
+    return path
+
+
+class _HeldLocks:
+    """The run-folder locks this process holds, per thread, so that a holder may lock again."""
+
+    def __init__(self) -> None:
+        self.guard = threading.Lock()
+        self.counts: dict[tuple[Path, int], tuple[int, int]] = {}  # (folder, thread) -> (fd, depth)
+
+
+_held = _HeldLocks()
 
 
 class RunDir:
@@ -82,8 +137,125 @@ class RunDir:
     def tensorboard_dir(self) -> Path:
         return self.path / TENSORBOARD_DIR
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.exists()
+
+    # -- the lock --------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, purpose: str) -> Iterator[None]:
+        """Hold the folder's write lock for the ``with`` block; ``purpose`` says why ("training").
+
+        ``flock`` on ``.lock``: the kernel drops it when the process ends however it ends,
+        so a killed writer never blocks the next one. The holder's pid and purpose are
+        written into the file for the message another writer gets. The same thread may
+        take the lock again (a hook of the training loop writing into its own run).
+        """
+        import fcntl
+
+        if not self.path.is_dir():
+            raise BetaVAEError(f"{self.path} is not a run folder (no such folder)")
+        key = (self.path.resolve(), threading.get_ident())
+        with _held.guard:
+            held = _held.counts.get(key)
+            if held is not None:
+                _held.counts[key] = (held[0], held[1] + 1)
+        if held is None:
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as error:
+                raise BetaVAEError(f"cannot write into run folder {self.path}: {error.strerror or error}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                os.close(fd)
+                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                raise BetaVAEError(self._in_use_message()) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {purpose}\n".encode())
+            with _held.guard:
+                _held.counts[key] = (fd, 1)
+        try:
+            yield
+        finally:
+            with _held.guard:
+                fd, depth = _held.counts[key]
+                if depth > 1:
+                    _held.counts[key] = (fd, depth - 1)
+                else:
+                    del _held.counts[key]
+                    os.close(fd)  # closing the only descriptor releases the flock
+
+    def lock_if_run_folder(self, purpose: str) -> AbstractContextManager[None]:
+        """:meth:`lock` when this folder is a run folder (it has a ``config.toml``), else nothing.
+
+        For outputs that may go into a run folder or into a folder holding several runs (a
+        sweep's), which no single writer owns.
+        """
+        return self.lock(purpose) if self.config_path.exists() else nullcontext()
+
+    def _in_use_message(self) -> str:
+        try:
+            pid, _, purpose = self.lock_path.read_text().strip().partition(" ")
+        except OSError:
+            pid, purpose = "", ""
+        holder = f"process {pid} ({purpose})" if pid.isdigit() else "another process"
+        stop = f" or stop it (kill {pid})" if pid.isdigit() else ""
+        return f"{self.path} is in use by {holder}; wait for it to finish{stop}, then run again"
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporaries of atomic writes that a kill left behind; call while holding the lock.
+
+        Only files named as :func:`atomic_write_bytes` names them (``.<file>.<random>.tmp``),
+        and only in this folder: with the lock held no other process is writing them.
+        """
+        stale = [path for path in self.path.glob(".*.tmp") if path.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
+    # -- starting a run --------------------------------------------------------------------
+
+    def clear_unfinished_attempt(self) -> None:
+        """Make the folder ready for a new run, touching only what an earlier attempt of a run wrote.
+
+        A folder without a checkpoint may hold the config, log and curves of an attempt that
+        died before its first checkpoint; they would mix with ours, so the log and
+        TensorBoard's event files go (nothing else: other files in the folder are left
+        alone). A folder holding files of a run (``log.jsonl``, ``tensorboard/``,
+        ``metrics.json`` …) without a ``config.toml`` of betavae's is not a run folder, and
+        is refused rather than overwritten.
+        """
+        ours = [name for name in (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, LOG_FILE, TENSORBOARD_DIR)
+                if (self.path / name).exists()]
+        if not ours:
+            return
+        if CONFIG_FILE not in ours or not self._is_betavae_config():
+            raise BetaVAEError(f"{self.path} holds {', '.join(name for name in ours)} but is not a betavae run "
+                               f"folder (no readable {CONFIG_FILE} written by betavae); choose another --out "
+                               f"or move those files away")
+        self.log_path.unlink(missing_ok=True)
+        if self.tensorboard_dir.is_dir():
+            for path in self.tensorboard_dir.glob(TENSORBOARD_PREFIX + "*"):
+                path.unlink(missing_ok=True)
+
+    def _is_betavae_config(self) -> bool:
+        from betavae.config import DERIVED_TABLE, read_toml
+
+        try:
+            values = read_toml(self.config_path)
+            values.pop(DERIVED_TABLE)
+            TrainConfig.from_dict(values)
+        except (BetaVAEError, KeyError, TypeError):
+            return False
+        return True
+
+    # -- config ----------------------------------------------------------------------------
 
     def write_config(self, config: TrainConfig, derived: dict[str, Any]) -> None:
         atomic_write_text(self.config_path, to_toml({**config.to_dict(), "derived": derived}))
@@ -91,7 +263,10 @@ class RunDir:
     def read_config(self) -> TrainConfig:
         if not self.config_path.exists():
             raise BetaVAEError(f"{self.path} is not a run folder (no {CONFIG_FILE})")
-        return load_config(self.config_path)
+        try:
+            return load_config(self.config_path)
+        except BetaVAEError as error:
+            raise BetaVAEError(f"{error}{self._config_recovery()}") from None
 
     def read_derived(self) -> dict[str, Any]:
         """The values the run derived from its config (β and β_norm, arch, image shape …)."""
@@ -99,7 +274,35 @@ class RunDir:
 
         if not self.config_path.exists():
             raise BetaVAEError(f"{self.path} is not a run folder (no {CONFIG_FILE})")
-        return read_toml(self.config_path).get(DERIVED_TABLE, {})
+        try:
+            return read_toml(self.config_path).get(DERIVED_TABLE, {})
+        except BetaVAEError as error:
+            raise BetaVAEError(f"{error}{self._config_recovery()}") from None
+
+    def resume_config(self) -> TrainConfig:
+        """The config to continue this run with: ``config.toml``'s, or the checkpoint's when that is unreadable.
+
+        ``config.toml`` comes first because it holds the last command's resumable changes
+        (more ``--steps``) even when that command was killed before its first checkpoint.
+        """
+        self.require_checkpoint_to_resume()
+        try:
+            return self.read_config()
+        except BetaVAEError:
+            return TrainConfig.from_dict(self.load_checkpoint()["config"], source=str(self.checkpoint_path))
+
+    def require_checkpoint_to_resume(self) -> None:
+        if not self.has_checkpoint():
+            raise BetaVAEError(f"nothing to resume: {self.path} has no checkpoint; "
+                               f"run the same command without --resume to start it")
+
+    def _config_recovery(self) -> str:
+        if self.has_checkpoint():
+            return (f"; the checkpoint holds the whole config: betavae train --out {self.path} --resume "
+                    f"rewrites {CONFIG_FILE} from it")
+        return ""
+
+    # -- checkpoint ------------------------------------------------------------------------
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         buffer = io.BytesIO()
@@ -110,21 +313,86 @@ class RunDir:
         if not self.has_checkpoint():
             raise BetaVAEError(f"{self.path} has no checkpoint ({CHECKPOINT_FILE}); train it first")
         try:
-            return torch.load(self.checkpoint_path, map_location=map_location, weights_only=False)
+            checkpoint = torch.load(self.checkpoint_path, map_location=map_location, weights_only=False)
         except Exception as error:  # a truncated or foreign file: say which and what to do
-            raise BetaVAEError(f"checkpoint {self.checkpoint_path} cannot be read ({error}); "
+            reason = " ".join(str(error).split())[:200]
+            raise BetaVAEError(f"checkpoint {self.checkpoint_path} cannot be read ({reason}); "
                                f"delete it and train again") from None
+        missing = [key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+        if missing:
+            raise BetaVAEError(f"{self.checkpoint_path} is not a betavae checkpoint (it lacks {', '.join(missing)}): "
+                               f"written by another program or an older betavae; train a new run with another --out")
+        return checkpoint
+
+    def checkpoint_step(self) -> int:
+        """The step the weights in ``checkpoint.pt`` were saved at."""
+        return int(self.load_checkpoint()["step"])
+
+    # -- results ---------------------------------------------------------------------------
 
     def read_metrics(self) -> dict[str, Any]:
+        """``metrics.json`` as a dict ({} when absent); an unreadable file is a one-line error."""
         if not self.metrics_path.exists():
             return {}
-        return json.loads(self.metrics_path.read_text())
+        try:
+            metrics = json.loads(self.metrics_path.read_bytes().decode("utf-8"))
+            if not isinstance(metrics, dict):
+                raise ValueError(f"it holds a JSON {type(metrics).__name__}, not an object")
+        except (ValueError, UnicodeDecodeError) as error:
+            reason = " ".join(str(error).split())[:160]
+            raise BetaVAEError(
+                f"{self.metrics_path} is not valid JSON ({reason}); move it aside (mv {self.metrics_path} "
+                f"{self.metrics_path}.bad) and run again: betavae train --out {self.path} --resume "
+                f"recomputes the held-out loss, betavae evaluate the scores") from None
+        return metrics
 
-    def update_metrics(self, section: str, values: dict[str, Any]) -> None:
-        """Replace one section of ``metrics.json``, keeping the others (written atomically)."""
+    def update_metrics(self, section: str, values: dict[str, Any], step: int) -> None:
+        """Replace one section of ``metrics.json``, keeping the others, tagged with the weights' ``step``.
+
+        Written atomically, and as strict JSON: NaN is not JSON, so a caller must write a
+        result it could not compute as ``None`` with a reason.
+        """
         metrics = self.read_metrics()
-        metrics[section] = values
-        atomic_write_text(self.metrics_path, json.dumps(metrics, indent=2) + "\n")
+        metrics[section] = {**values, "step": step}
+        atomic_write_text(self.metrics_path, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+
+    def archive_results_before(self, step: int) -> list[str]:
+        """Move sections computed at another step than ``step`` into ``history``; return their names.
+
+        Called when training writes the checkpoint of ``step``: results of earlier weights
+        no longer describe the run, but are kept, each with the step it was computed at.
+        """
+        if not self.metrics_path.exists():
+            return []
+        metrics = self.read_metrics()
+        moved = [name for name, values in metrics.items()
+                 if name != HISTORY_SECTION and not (isinstance(values, dict) and values.get("step") == step)]
+        if moved:
+            history = metrics.setdefault(HISTORY_SECTION, [])
+            for name in moved:
+                values = metrics.pop(name)
+                history.append({"section": name, **values} if isinstance(values, dict) else
+                               {"section": name, "value": values})
+            atomic_write_text(self.metrics_path, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+        return moved
+
+    def current_result(self, section: str, checkpoint_step: int | None = None) -> dict[str, Any] | None:
+        """Section ``section`` of ``metrics.json`` if it describes the weights in the checkpoint.
+
+        None when the section is absent; a one-line error when it was computed at another
+        step (stale: training went on and it was not yet moved to ``history``).
+        """
+        values = self.read_metrics().get(section)
+        if values is None:
+            return None
+        step = self.checkpoint_step() if checkpoint_step is None else checkpoint_step
+        if not isinstance(values, dict) or values.get("step") != step:
+            computed = values.get("step") if isinstance(values, dict) else None
+            at = f"at step {computed}" if computed is not None else "at an unknown step"
+            raise BetaVAEError(f"the {section!r} results in {self.metrics_path} were computed {at}, but the "
+                               f"checkpoint holds step {step}: they are stale; finish the run with betavae train "
+                               f"--out {self.path} --resume (and evaluate it again)")
+        return values
 
 
 def common_parent(paths: Sequence[Path]) -> Path:

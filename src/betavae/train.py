@@ -12,10 +12,10 @@ GPU, only with ``torch.backends.cudnn.deterministic`` on, see the README).
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
 from betavae.interrupt import StopRequest
 from betavae.objectives import BetaVAELoss, beta_from_norm, norm_from_beta
-from betavae.runs import RunDir
+from betavae.runs import RunDir, make_folder
 from betavae.steps import make_step, uses_cuda_graph
 from betavae.traininglog import TrainingLog
 from betavae.viz.reconstructions import FILE_NAME as RECONSTRUCTIONS_FILE
@@ -51,7 +51,11 @@ class TrainingInterrupted(BetaVAEError):
 
 
 class TrainingDiverged(BetaVAEError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the weights became NaN or infinite; no checkpoint of such weights is written."""
+
+
+class CheckpointNotWritten(BetaVAEError):
+    """The disk is full or the folder unwritable; the previous checkpoint is still whole."""
 
 
 @dataclass
@@ -62,59 +66,77 @@ class TrainResult:
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool | None = None,
-          on_checkpoint: Callable[[int, models.BetaVAE], None] | None = None) -> TrainResult:
+          on_checkpoint: Callable[[int, models.BetaVAE], None] | None = None,
+          names: Mapping[str, str] | None = None) -> TrainResult:
     """Train a β-VAE as ``config`` says, writing everything into its run folder.
 
-    ``on_checkpoint(step, model)`` is called after each checkpoint is written, with the
-    model in eval mode (it is put back into training mode after): the hook for
-    intermediate evaluations (``benchmarks/time_to_disentangle.py``) and for reporting
-    progress to a scheduler. Time spent in it is not training time.
+    The run folder is locked for the whole call (:meth:`RunDir.lock`), so a second
+    process training, evaluating or drawing into it gets a one-line error instead of
+    interleaving its writes. ``on_checkpoint(step, model)`` is called after each
+    checkpoint is written, with the model in eval mode (it is put back into training mode
+    after): the hook for intermediate evaluations (``benchmarks/time_to_disentangle.py``)
+    and for reporting progress to a scheduler. Time spent in it is not training time.
+    ``names`` maps config fields to what the user typed for them (``--latent``), for messages.
     """
-    config.validate()
-    setup = _Setup.create(config)
-    run, model, loss_fn, device = setup.run, setup.model, setup.loss_fn, setup.device
-    graphed = uses_cuda_graph(device, config.cuda_graph)
-    optimizer = performance.make_optimizer(model.parameters(), setup.derived["lr"], device, capturable=graphed)
-    setup.derived["optimizer"] = performance.optimizer_name(optimizer)
-    setup.derived["step"] = "cuda graph" if graphed else "eager"
-    noise = torch.Generator(device=device).manual_seed(config.seed)
-    start = _prepare_run_dir(run, config, setup.derived, resume, model, optimizer, noise)
-    take_step = make_step(model, loss_fn, optimizer, noise, config.precision, config.cuda_graph)
+    config.validate(names)
+    config, dataset = _with_run_folder(config, resume)
+    run = RunDir(config.out)
+    with run.lock("betavae train"):
+        run.remove_stale_temporaries()
+        run.read_metrics()  # an unreadable metrics.json fails now, not after the training
+        checkpoint = _checkpoint_to_resume(run, config, names) if resume else _start_fresh(run)
+        setup = _Setup.create(config, dataset)
+        model, loss_fn, device = setup.model, setup.loss_fn, setup.device
+        graphed = uses_cuda_graph(device, config.cuda_graph)
+        optimizer = performance.make_optimizer(model.parameters(), setup.derived["lr"], device, capturable=graphed)
+        setup.derived["optimizer"] = performance.optimizer_name(optimizer)
+        setup.derived["step"] = "cuda graph" if graphed else "eager"
+        noise = torch.Generator(device=device).manual_seed(config.seed)
+        start = _restore(checkpoint, model, optimizer, noise) if checkpoint is not None else 0
+        saved_step = start if checkpoint is not None else None  # the step of the checkpoint on disk
+        window = _Window(device, first_step=start)
+        if checkpoint is not None and "window" in checkpoint:  # older checkpoints lack it: a shorter first entry
+            window.restore(checkpoint["window"])
+        run.write_config(config, setup.derived)
+        take_step = make_step(model, loss_fn, optimizer, noise, config.precision, config.cuda_graph)
 
-    window = _Window(device)
-    bar = tqdm(total=config.steps, initial=start, unit="step", desc=run.path.name, disable=_no_bar(progress))
-    batches = BatchStream(setup.dataset.train, config.batch_size, config.seed, start, device)
-    with StopRequest() as stop, TrainingLog(run.log_path, run.tensorboard_dir, start) as log, batches:
-        model.train()
-        for step in range(start, config.steps):
-            x = batches.next()
-            terms = take_step(x)
-            window.add(terms, x.shape[0])
+        bar = tqdm(total=config.steps, initial=start, unit="step", desc=run.path.name, disable=_no_bar(progress))
+        batches = BatchStream(setup.dataset.train, config.batch_size, config.seed, start, device)
+        with StopRequest() as stop, TrainingLog(run.log_path, run.tensorboard_dir, start) as log, batches:
+            model.train()
+            for step in range(start, config.steps):
+                x = batches.next()
+                terms = take_step(x)
+                window.add(terms, x.shape[0])
 
-            done = step + 1
-            if done % config.log_every == 0 or done == config.steps:
-                values = window.flush(done)
-                log.log(done, values)
-                bar.set_postfix(loss=f"{values['loss']:.2f}", kl=f"{values['kl']:.2f}",
-                                img_s=f"{values['images_per_s']:.0f}")
-            bar.update(1)
-            if done % config.checkpoint_every == 0 or done == config.steps or stop.requested:
-                window.check_finite(done)
-                _save_checkpoint(run, config, setup.derived, done, model, optimizer, noise)
-                if on_checkpoint is not None and not stop.requested:
-                    window.pause(lambda: _call_in_eval_mode(on_checkpoint, done, model))
-            if stop.requested:
-                bar.close()
-                raise TrainingInterrupted(
-                    f"interrupted at step {done}/{config.steps}; checkpoint saved in {run.path}; "
-                    f"continue with: betavae train --out {run.path} --resume")
-    bar.close()
+                done = step + 1
+                if done % config.log_every == 0 or done == config.steps:
+                    values = window.flush(done, saved_step)
+                    log.log(done, values)
+                    bar.set_postfix(loss=f"{values['loss']:.2f}", kl=f"{values['kl']:.2f}",
+                                    img_s=f"{values['images_per_s']:.0f}")
+                bar.update(1)
+                if done % config.checkpoint_every == 0 or done == config.steps or stop.requested:
+                    window.check_finite(done, saved_step)
+                    _check_weights_finite(model, saved_step, done)
+                    _save_checkpoint(run, config, setup.derived, done, model, optimizer, noise, window, saved_step)
+                    saved_step = done
+                    run.archive_results_before(done)
+                    if on_checkpoint is not None and not stop.requested:
+                        window.pause(lambda: _call_in_eval_mode(on_checkpoint, done, model))
+                if stop.requested:
+                    bar.close()
+                    raise TrainingInterrupted(
+                        f"interrupted at step {done}/{config.steps}; checkpoint saved in {run.path}; "
+                        f"continue with: betavae train --out {run.path} --resume")
+        bar.close()
 
-    test = test_loss(model, setup.dataset.test.to(device), loss_fn, seed=config.seed)
-    run.update_metrics("test", test)
-    run.update_metrics("train", {"steps": config.steps, "beta": setup.derived["beta"],
-                                 "beta_norm": setup.derived["beta_norm"]})
-    reconstruction_figure(setup.dataset.test, [model], [run_title(setup.derived, config.latent_dim)], run.path / RECONSTRUCTIONS_FILE)
+        test = test_loss(model, setup.dataset.test.to(device), loss_fn, seed=config.seed)
+        run.update_metrics("test", test, step=config.steps)
+        run.update_metrics("train", {"steps": config.steps, "beta": setup.derived["beta"],
+                                     "beta_norm": setup.derived["beta_norm"]}, step=config.steps)
+        reconstruction_figure(setup.dataset.test, [model], [run_title(setup.derived, config.latent_dim)],
+                              run.path / RECONSTRUCTIONS_FILE)
     return TrainResult(run, config.steps, test)
 
 
@@ -126,20 +148,45 @@ def _call_in_eval_mode(hook: Callable[[int, models.BetaVAE], None], step: int, m
         model.train()
 
 
+def _diverged(what: str, since: int, step: int, saved_step: int | None) -> TrainingDiverged:
+    """The message of a run whose ``what`` became non-finite after step ``since``: true about what is kept."""
+    if saved_step is None:
+        kept, again = "no checkpoint was written", "train again with a lower --lr"
+    else:
+        kept = f"the checkpoint of step {saved_step} is kept"
+        again = "train a new run (another --out: a resumed run keeps its learning rate) with a lower --lr"
+    return TrainingDiverged(f"training diverged: the {what} became NaN or infinite between steps {since} and "
+                            f"{step}; {kept}; {again}, or check the data")
+
+
+def _check_weights_finite(model: torch.nn.Module, saved_step: int | None, step: int) -> None:
+    """Refuse to checkpoint non-finite weights: one fused max-norm over every parameter, read once.
+
+    The loss of a step is computed before its update, so a finite loss does not prove the
+    weights the update left are finite (a huge learning rate overflows them at once). The
+    max-norm, unlike the 2-norm, cannot itself overflow on finite weights.
+    """
+    norm = torch.nn.utils.get_total_norm([p.detach() for p in model.parameters()], norm_type=math.inf)
+    if not torch.isfinite(norm).item():
+        raise _diverged("weights", saved_step or 0, step, saved_step)
+
+
 class _Window:
     """Running sums of the loss terms between two log points, kept on the device.
 
     Summing on the device and reading once per window avoids a host sync every step;
-    the same read tells whether the loss stayed finite.
+    the same read tells whether the loss stayed finite. The sums travel in checkpoints
+    (:meth:`state`), so the first entry logged after a resume covers the whole window, as
+    in a run that never stopped.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, first_step: int) -> None:
         self.device = device
-        self._reset(0)
+        self._reset(first_step)
 
     def _reset(self, step: int) -> None:
         self.sums = torch.zeros(3, device=self.device)
-        self.kl_per_dim = 0.0
+        self.kl_per_dim: torch.Tensor | float = 0.0
         self.steps = 0
         self.images = 0
         self.first_step = step
@@ -151,22 +198,35 @@ class _Window:
         self.steps += 1
         self.images += batch_size
 
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the window (its seconds too, so images/s stay true)."""
+        kl_per_dim = self.kl_per_dim.clone() if isinstance(self.kl_per_dim, torch.Tensor) else self.kl_per_dim
+        return {"sums": self.sums.clone(), "kl_per_dim": kl_per_dim, "steps": self.steps, "images": self.images,
+                "first_step": self.first_step, "seconds": time.perf_counter() - self.started}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.sums = state["sums"].to(self.device)
+        kl_per_dim = state["kl_per_dim"]
+        self.kl_per_dim = kl_per_dim.to(self.device) if isinstance(kl_per_dim, torch.Tensor) else kl_per_dim
+        self.steps, self.images, self.first_step = state["steps"], state["images"], state["first_step"]
+        self.started = time.perf_counter() - state["seconds"]
+
     def pause(self, work: Callable[[], None]) -> None:
         """Run ``work`` without counting its time towards images/s."""
         started = time.perf_counter()
         work()
         self.started += time.perf_counter() - started
 
-    def check_finite(self, step: int) -> list[float]:
+    def check_finite(self, step: int, saved_step: int | None) -> list[float]:
         values = self.sums.tolist()
         if not all(math.isfinite(v) for v in values):
-            raise TrainingDiverged(
-                f"loss became NaN or infinite between steps {self.first_step} and {step}; "
-                f"the last good checkpoint is kept; lower --lr or check the data")
+            # The sums were finite when the last checkpoint was written, so the fault came after it.
+            since = self.first_step if saved_step is None else max(self.first_step, saved_step)
+            raise _diverged("loss", since, step, saved_step)
         return values
 
-    def flush(self, step: int) -> dict[str, float]:
-        loss, recon, kl = self.check_finite(step)
+    def flush(self, step: int, saved_step: int | None) -> dict[str, float]:
+        loss, recon, kl = self.check_finite(step, saved_step)
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         count = max(self.steps, 1)
         kl_per_dim = (self.kl_per_dim / count).tolist() if self.steps else []
@@ -206,19 +266,14 @@ class _Setup:
     model: models.BetaVAE
     loss_fn: BetaVAELoss
     device: torch.device
-    run: RunDir
     derived: dict[str, Any]
 
     @classmethod
-    def create(cls, config: TrainConfig) -> _Setup:
-        dataset = config.load_dataset()
-        arch = config.arch or models.default_arch(dataset.image_shape[-1])
+    def create(cls, config: TrainConfig, dataset: data.ImageDataset | None = None) -> _Setup:
+        dataset = config.load_dataset() if dataset is None else dataset
+        arch = _arch(config, dataset)
         num_pixels = dataset.num_pixels
-        if config.beta_norm is not None:
-            beta, beta_norm = beta_from_norm(config.beta_norm, config.latent_dim, num_pixels), config.beta_norm
-        else:
-            beta = DEFAULT_BETA if config.beta is None else config.beta
-            beta_norm = norm_from_beta(beta, config.latent_dim, num_pixels)
+        beta, beta_norm = _betas(config, num_pixels)
         device = resolve_device(config.device)
         performance.check_precision(config.precision, device)
         performance.keep_freed_memory()
@@ -226,7 +281,6 @@ class _Setup:
         model = models.build(arch, config.latent_dim, dataset.image_shape)
         model = model.to(device, memory_format=performance.MEMORY_FORMAT)
         loss_fn = BetaVAELoss(beta, config.recon)
-        out = config.out or default_run_path(config, arch, beta)
         derived = {
             "arch": arch, "lr": models.learning_rate(arch, config.lr),
             "beta": beta, "beta_norm": beta_norm, "num_pixels": num_pixels,
@@ -235,7 +289,19 @@ class _Setup:
             "betavae_version": betavae.__version__, "num_threads": torch.get_num_threads(),
             "memory_format": str(performance.MEMORY_FORMAT).removeprefix("torch."),
         }
-        return cls(dataset, model, loss_fn, device, RunDir(out), derived)
+        return cls(dataset, model, loss_fn, device, derived)
+
+
+def _arch(config: TrainConfig, dataset: data.ImageDataset) -> str:
+    return config.arch or models.default_arch(dataset.image_shape[-1])
+
+
+def _betas(config: TrainConfig, num_pixels: int) -> tuple[float, float]:
+    """(β, β_norm) of ``config``, whichever form it gave (β = 4 when it gave neither)."""
+    if config.beta_norm is not None:
+        return beta_from_norm(config.beta_norm, config.latent_dim, num_pixels), config.beta_norm
+    beta = DEFAULT_BETA if config.beta is None else config.beta
+    return beta, norm_from_beta(beta, config.latent_dim, num_pixels)
 
 
 def default_run_path(config: TrainConfig, arch: str, beta: float) -> str:
@@ -244,41 +310,86 @@ def default_run_path(config: TrainConfig, arch: str, beta: float) -> str:
     return str(Path("runs") / f"{config.dataset}-{arch}-z{config.latent_dim}-{beta_text}-s{config.seed}")
 
 
-def _prepare_run_dir(run: RunDir, config: TrainConfig, derived: dict[str, Any], resume: bool,
-                     model: torch.nn.Module, optimizer: torch.optim.Optimizer, noise: torch.Generator) -> int:
-    """Write the config of a new run, or restore a checkpoint; return the first step to run."""
+def _with_run_folder(config: TrainConfig, resume: bool) -> tuple[TrainConfig, data.ImageDataset | None]:
+    """``config`` with its run folder (named after the run when not given), and the dataset if that loaded it.
+
+    A new run's folder is created here; a run to resume must exist, and nothing is loaded
+    for it before its saved config has been compared with this one.
+    """
+    dataset = None
+    if config.out is None:
+        if resume:
+            raise BetaVAEError("--resume needs --out: the run folder to continue")
+        dataset = config.load_dataset()
+        out = default_run_path(config, _arch(config, dataset), _betas(config, dataset.num_pixels)[0])
+        config = dataclasses.replace(config, out=out)
+    run = RunDir(config.out)
     if not resume:
-        if run.has_checkpoint():
-            raise BetaVAEError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
-        run.path.mkdir(parents=True, exist_ok=True)
-        run.write_config(config, derived)
-        # Curves of an earlier attempt that died before its first checkpoint would mix with ours.
-        run.log_path.unlink(missing_ok=True)
-        shutil.rmtree(run.tensorboard_dir, ignore_errors=True)
-        return 0
-    if not run.has_checkpoint():
-        raise BetaVAEError(f"nothing to resume: {run.path} has no checkpoint")
-    saved = run.read_config()
-    saved_values = saved.to_dict()
-    changed = sorted(key for key, value in config.to_dict().items()
-                     if key not in RESUMABLE_CHANGES and saved_values[key] != value)
-    if "lr" in changed and models.learning_rate(derived["arch"], saved.lr) == derived["lr"]:
+        make_folder(run.path, "run folder")
+    else:
+        run.require_checkpoint_to_resume()
+    return config, dataset
+
+
+def _start_fresh(run: RunDir) -> None:
+    """Check that a new run may start in ``run`` and clear what an unfinished attempt left; no checkpoint."""
+    if run.has_checkpoint():
+        raise BetaVAEError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
+    run.clear_unfinished_attempt()
+    return None
+
+
+def _checkpoint_to_resume(run: RunDir, config: TrainConfig, names: Mapping[str, str] | None) -> dict[str, Any]:
+    """The checkpoint to continue, once ``config`` is known to describe the same experiment.
+
+    Compared with the config stored in the checkpoint (the one that made its weights),
+    before any data is loaded, so a wrong flag fails at once and a damaged ``config.toml``
+    does not stop the run (it is rewritten from this one).
+    """
+    checkpoint = run.load_checkpoint()
+    saved_values = checkpoint["config"]
+    saved_lr = checkpoint["derived"].get("lr")
+    label = (lambda key: (names or {}).get(key, key))
+    changed = [key for key, value in config.to_dict().items()
+               if key not in RESUMABLE_CHANGES and key in saved_values and saved_values[key] != value]
+    if "lr" in changed and models.learning_rate(checkpoint["derived"]["arch"], config.lr) == saved_lr:
         changed.remove("lr")  # the same rate, given by hand once and left to the architecture the other time
     if changed:
-        raise BetaVAEError(f"cannot resume {run.path} with different {', '.join(changed)}; "
-                           f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change")
-    checkpoint = run.load_checkpoint(map_location=next(model.parameters()).device)
+        listed = ", ".join(label(key) for key in sorted(changed))
+        raise BetaVAEError(f"cannot resume {run.path} with a different {listed}: that would be another experiment; "
+                           f"only {', '.join(label(key) for key in sorted(RESUMABLE_CHANGES))} may change "
+                           f"(train a new run with another --out)")
+    step = int(checkpoint["step"])
+    if config.steps < step:
+        steps = label("steps")
+        raise BetaVAEError(f"{run.path} holds {step} trained steps, more than {steps} {config.steps}; "
+                           f"give {steps} {step} or more")
+    return checkpoint
+
+
+def _restore(checkpoint: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             noise: torch.Generator) -> int:
+    """Load a checkpoint into the run's objects; return its step, the first step to run."""
     model.load_state_dict(checkpoint["model"])
     performance.load_optimizer_state(optimizer, checkpoint["optimizer"])
     noise.set_state(checkpoint["noise_state"].cpu())
-    run.write_config(config, derived)
     return int(checkpoint["step"])
 
 
 def _save_checkpoint(run: RunDir, config: TrainConfig, derived: dict[str, Any], step: int,
-                     model: torch.nn.Module, optimizer: torch.optim.Optimizer, noise: torch.Generator) -> None:
-    run.save_checkpoint({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "noise_state": noise.get_state(), "config": config.to_dict(), "derived": derived})
+                     model: torch.nn.Module, optimizer: torch.optim.Optimizer, noise: torch.Generator,
+                     window: _Window, saved_step: int | None) -> None:
+    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "noise_state": noise.get_state(), "config": config.to_dict(), "derived": derived,
+             "window": window.state()}
+    try:
+        run.save_checkpoint(state)
+    except OSError as error:
+        kept = f"the checkpoint of step {saved_step} is kept" if saved_step is not None else "no checkpoint was written"
+        raise CheckpointNotWritten(
+            f"cannot write the checkpoint of step {step} in {run.path}: {error.strerror or error}; {kept}; "
+            f"free space or make the folder writable, then continue with: betavae train --out {run.path} --resume"
+        ) from None
 
 
 def _no_bar(progress: bool | None) -> bool | None:

@@ -1,8 +1,10 @@
 """Where training curves go: a JSON-lines file and TensorBoard, with the same scalars.
 
 The JSON-lines file is for scripts (one object per logged step); TensorBoard is for
-people. On resume, entries past the checkpoint's step are dropped from both, so a
-resumed run's curves are exactly those of a run that was never interrupted.
+people. On resume, entries past the checkpoint's step are dropped from both, and the
+training loop keeps the partial sums of the window in flight in its checkpoints, so a
+resumed run's curves are those of a run that was never interrupted (all but images/s,
+a timing).
 """
 
 from __future__ import annotations
@@ -27,16 +29,17 @@ class TrainingLog:
             self._writer = SummaryWriter(str(tensorboard_dir), purge_step=resume_step if resume_step else None)
 
     def _drop_entries_after(self, step: int) -> None:
-        """Keep the entries up to ``step``; a line torn by a kill mid-write is dropped too."""
+        """Keep the entries up to ``step``; a line torn by a kill mid-write, or not UTF-8, is dropped too."""
         if not self.jsonl_path.exists():
             return
         kept = []
-        for line in self.jsonl_path.read_text(encoding="utf-8").splitlines():
+        for raw in self.jsonl_path.read_bytes().splitlines():
             try:
+                line = raw.decode("utf-8")
                 entry = json.loads(line)
-            except json.JSONDecodeError:
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 continue
-            if entry.get("step", 0) <= step:
+            if isinstance(entry, dict) and isinstance(entry.get("step", 0), int) and entry.get("step", 0) <= step:
                 kept.append(line)
         atomic_write_text(self.jsonl_path, "".join(line + "\n" for line in kept))
 

@@ -29,7 +29,7 @@ from betavae.data.base import FactorSplit, ImageDataset, ImageSplit
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError, unknown_choice
 from betavae.metrics.representation import ENCODE_CHUNK, Representation, model_representation
-from betavae.runs import RunDir, atomic_write_text, common_parent, load_model, shared_dataset
+from betavae.runs import RunDir, atomic_write_text, common_parent, load_model, make_folder, shared_dataset
 
 CSV_FILE = "transfer.csv"
 PLOT_FILE = "transfer.svg"
@@ -189,16 +189,25 @@ def run_transfer(run_dirs: Sequence[str | Path], labels: Sequence[int] = (10, 30
     from ``np.random.default_rng([seed, repeat])``. ``task``: ``digit`` (MNIST, the
     default there) or ``factor:NAME`` (datasets with known factors). ``out``: where
     ``transfer.csv``, ``transfer.svg`` and ``transfer.txt`` go, by default the runs'
-    common parent folder. ``max_test``: score on a seeded subset of this many test images
-    (default: the whole test set).
+    common parent folder; an ``out`` that cannot be a folder is refused before any work,
+    and a run folder's lock is held until the files are written. ``max_test``: score on a
+    seeded subset of this many test images (default: the whole test set).
     """
-    from betavae.viz.transfer import transfer_figure
-
     if not run_dirs:
         raise BetaVAEError("give at least one RUN_DIR to transfer from")
     if repeats < 1:
         raise BetaVAEError(f"--repeats must be at least 1, got {repeats}")
     runs = [RunDir(path) for path in run_dirs]
+    folder = make_folder(out, "output folder") if out is not None else common_parent([run.path for run in runs])
+    target = RunDir(folder)
+    with target.lock_if_run_folder("betavae transfer"):
+        return _transfer(runs, labels, repeats, task, folder, seed, baselines, device, max_test)
+
+
+def _transfer(runs: Sequence[RunDir], labels: Sequence[int], repeats: int, task: str | None, folder: Path,
+              seed: int, baselines: Sequence[str], device: str, max_test: int | None) -> TransferResult:
+    from betavae.viz.transfer import transfer_figure
+
     dataset = shared_dataset(runs, "transfer")
     task, train_labels, test_labels = task_labels(dataset, task)
     classes = np.unique(train_labels)
@@ -230,8 +239,6 @@ def run_transfer(run_dirs: Sequence[str | Path], labels: Sequence[int] = (10, 30
                          "latent_dim": series.latent_dim, "n": n, "repeat": repeat, "loss": loss,
                          "accuracy": accuracy})
 
-    folder = Path(out) if out is not None else common_parent([run.path for run in runs])
-    folder.mkdir(parents=True, exist_ok=True)
     csv_path = folder / CSV_FILE
     atomic_write_text(csv_path, to_csv(rows))
     title = f"{dataset.name}, task {task}, {repeats} repeat{'s' if repeats > 1 else ''}"

@@ -45,6 +45,7 @@ def factor_tracking_figure(run_dir: str | Path, num_points: int = 10_000, seed: 
                            device: str = "cpu") -> Path:
     """Write ``factors.svg`` into a run folder: rows = active dimensions (most informative first),
     columns = factors, each panel the mean μ of that dimension against the factor's value.
+    The folder's lock is held meanwhile.
 
     Args:
         run_dir: a trained run folder whose dataset has known factors (shapes, dsprites).
@@ -53,22 +54,23 @@ def factor_tracking_figure(run_dir: str | Path, num_points: int = 10_000, seed: 
         seed: seeds the sampled points.
     """
     run = RunDir(run_dir)
-    config = run.read_config()
-    if not data.has_factors(config.dataset):
-        raise BetaVAEError(f"{run.path} was trained on {config.dataset}, which has no known generative factors; "
-                           f"factor plots need one of: {', '.join(data.WITH_FACTORS)}")
     if num_points < 1:
-        raise BetaVAEError(f"num_points must be a positive integer, got {num_points}")
-    kl = held_out_kl(run, config.latent_dim)
-    dims = active_dims(kl)
-    dataset = config.load_dataset()
-    assert isinstance(dataset, FactorDataset)
-    represent = model_representation(load_model(run, device))
-    codes, factors = sample_codes(dataset, represent, num_points, np.random.default_rng(seed))
-    means = mean_code_by_factor(codes, factors, dataset.factor_sizes)
-    svg = _plot(dataset, dims, [kl[d] for d in dims], means)
-    path = run.path / FILE_NAME
-    atomic_write_bytes(path, svg)
+        raise BetaVAEError(f"--points {num_points} encodes no image; give --points 1 or more")
+    with run.lock("betavae show"):
+        config = run.read_config()
+        if not data.has_factors(config.dataset):
+            raise BetaVAEError(f"{run.path} was trained on {config.dataset}, which has no known generative "
+                               f"factors; factor plots need one of: {', '.join(data.WITH_FACTORS)}")
+        kl = held_out_kl(run, config.latent_dim)
+        dims = active_dims(kl)
+        dataset = config.load_dataset()
+        assert isinstance(dataset, FactorDataset)
+        represent = model_representation(load_model(run, device))
+        codes, factors = sample_codes(dataset, represent, num_points, np.random.default_rng(seed))
+        means = mean_code_by_factor(codes, factors, dataset.factor_sizes)
+        svg = _plot(dataset, dims, [kl[d] for d in dims], means)
+        path = run.path / FILE_NAME
+        atomic_write_bytes(path, svg)
     return path
 
 

@@ -16,16 +16,30 @@ FILE_NAME = "kl.svg"
 
 
 def kl_figure(run_dir: str | Path, active_threshold: float | None = None) -> Path:
-    """A bar chart of KL (nats) per dimension, with the active-dimension threshold drawn in."""
+    """A bar chart of KL (nats) per dimension, with the active-dimension threshold drawn in.
+
+    Written into the run folder while holding its lock, from the held-out KL of the
+    weights in the checkpoint (a stale one is refused).
+    """
+    from betavae.viz.traversals import held_out_kl
+
+    run = RunDir(run_dir)
+    with run.lock("betavae show"):
+        values = held_out_kl(run, run.read_config().latent_dim)
+        path = run.path / FILE_NAME
+        atomic_write_bytes(path, _bar_chart(run.path.name, values, active_threshold))
+    return path
+
+
+def _bar_chart(title: str, values: list[float], active_threshold: float | None) -> bytes:
+    """The chart as SVG bytes, bars above the active threshold in colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from betavae.viz.traversals import ACTIVE_KL, held_out_kl
+    from betavae.viz.traversals import ACTIVE_KL
 
-    run = RunDir(run_dir)
-    values = held_out_kl(run, run.read_config().latent_dim)
     threshold = ACTIVE_KL if active_threshold is None else active_threshold
     figure, axes = plt.subplots(figsize=(max(4.0, 0.35 * len(values) + 1.5), 3.2))
     colours = ["tab:blue" if value > threshold else "tab:gray" for value in values]
@@ -36,13 +50,11 @@ def kl_figure(run_dir: str | Path, active_threshold: float | None = None) -> Pat
     axes.set_xlabel("latent dimension")
     axes.set_ylabel("KL (nats), held-out mean")
     active = sum(value > threshold for value in values)
-    axes.set_title(f"{run.path.name}: {active} of {len(values)} dimensions active")
+    axes.set_title(f"{title}: {active} of {len(values)} dimensions active")
     axes.legend(loc="upper right", frameon=False)
     figure.tight_layout()
     buffer = io.BytesIO()
     with plt.rc_context({"svg.fonttype": "none"}):  # text stays text: searchable and selectable
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     plt.close(figure)
-    path = run.path / FILE_NAME
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return buffer.getvalue()

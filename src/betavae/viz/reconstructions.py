@@ -11,10 +11,13 @@ import torch
 from betavae.data.base import ImageSplit
 from betavae.errors import BetaVAEError
 from betavae.models import BetaVAE
-from betavae.runs import RunDir, common_parent, load_model, shared_dataset
+from betavae.runs import RunDir, common_parent, load_model, make_folder, shared_dataset
 from betavae.viz.grid import column_grid, save_png
 
+# The figure training writes into its run folder.
 FILE_NAME = "reconstructions.png"
+# The figure ``betavae show recon`` writes without --out: another name, so that it never replaces training's.
+SHOW_FILE_NAME = "show-recon.png"
 
 
 def run_title(derived: dict[str, Any], latent_dim: int) -> str:
@@ -44,17 +47,26 @@ def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str
                             device: str | torch.device = "cpu") -> Path:
     """Held-out inputs and their reconstructions by each run, columns labelled with β, β_norm and M.
 
-    The runs must share a dataset; the figure goes to ``out``, else into the run folder
-    (one run) or the folder that holds the runs (several: a sweep's folder).
+    The runs must share a dataset; the figure goes to ``out``, else to
+    :data:`SHOW_FILE_NAME` in the run folder (one run) or in the folder that holds the
+    runs (several: a sweep's folder), never over training's own :data:`FILE_NAME`. When
+    that folder is a run folder, its lock is held while the figure is made and written.
     """
     if not run_dirs:
         raise BetaVAEError("give at least one run folder")
+    if n < 1:
+        raise BetaVAEError(f"--n {n} draws no image; give --n 1 or more")
     runs = [RunDir(path) for path in run_dirs]
-    dataset = shared_dataset(runs, "a reconstruction figure")
-    configs = [run.read_config() for run in runs]
-    models = [load_model(run, device) for run in runs]
-    titles = [run_title(run.read_derived(), config.latent_dim) for run, config in zip(runs, configs)]
     if out is None:
         folder = runs[0].path if len(runs) == 1 else common_parent([run.path for run in runs])
-        out = folder / FILE_NAME
-    return reconstruction_figure(dataset.test, models, titles, Path(out), n=n)
+        out = folder / SHOW_FILE_NAME
+    else:
+        out = Path(out) / SHOW_FILE_NAME if Path(out).is_dir() else Path(out)
+        make_folder(out.parent, "output folder")
+    target = RunDir(out.parent)
+    with target.lock_if_run_folder("betavae show"):
+        dataset = shared_dataset(runs, "a reconstruction figure")
+        configs = [run.read_config() for run in runs]
+        models = [load_model(run, device) for run in runs]
+        titles = [run_title(run.read_derived(), config.latent_dim) for run, config in zip(runs, configs)]
+        return reconstruction_figure(dataset.test, models, titles, out, n=n)

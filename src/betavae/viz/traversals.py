@@ -128,8 +128,17 @@ def row_label(dim: int, kl: float) -> str:
 
 
 def held_out_kl(run: RunDir, latent_dim: int) -> list[float]:
-    """The average KL of each latent dimension on the held-out set, from ``metrics.json``."""
-    kl = run.read_metrics().get("test", {}).get("kl_per_dim")
+    """The average KL of each latent dimension on the held-out set, from ``metrics.json``.
+
+    Only a KL of the weights in the checkpoint is used: one computed at an earlier step
+    (training went on) is refused as stale, since rows sorted by it would describe
+    another model. The advice depends on what the folder holds: ``--resume`` needs a
+    checkpoint, so a folder without one is to be trained first.
+    """
+    if not run.has_checkpoint():
+        raise BetaVAEError(f"{run.path} has no checkpoint, so no held-out KL per dimension; train it first: "
+                           f"betavae train --config {run.config_path} --out {run.path}")
+    kl = (run.current_result("test") or {}).get("kl_per_dim")
     if kl is None or len(kl) != latent_dim:
         raise BetaVAEError(f"{run.path} has no held-out KL per dimension in metrics.json (written when "
                            f"training finishes); finish it with: betavae train --out {run.path} --resume")
@@ -154,7 +163,7 @@ def base_code(run: RunDir, model: BetaVAE, test_image: int | None, seed: int) ->
 def traversal_figure(run_dir: str | Path, dims: str | Sequence[int] = "all",
                      value_range: tuple[float, float] = (-2.5, 2.5), steps: int = 11, around: str = "mean",
                      gif: bool = False, seed: int = 0, device: str | torch.device = "cpu") -> list[Path]:
-    """Write ``traversal.png`` (and with ``gif``, ``traversal.gif``) into a run folder.
+    """Write ``traversal.png`` (and with ``gif``, ``traversal.gif``) into a run folder, holding its lock.
 
     Args:
         run_dir: a trained run folder.
@@ -171,26 +180,27 @@ def traversal_figure(run_dir: str | Path, dims: str | Sequence[int] = "all",
         The paths written, the PNG first.
     """
     run = RunDir(run_dir)
-    config = run.read_config()
     test_image = parse_around(around)
     low, high = (float(v) for v in value_range)
     if not (np.isfinite(low) and np.isfinite(high) and low < high):
         raise BetaVAEError(f"the traversal range must go from a lower to a higher number, got {low} to {high}")
     if steps < 2:
         raise BetaVAEError(f"a traversal needs at least 2 steps, got {steps}")
-    kl = held_out_kl(run, config.latent_dim)
-    rows = parse_dims(dims, kl)
-    model = load_model(run, device)
-    values = np.linspace(low, high, steps)
-    with torch.no_grad():
-        codes = traversal_codes(model, base_code(run, model, test_image, seed), rows, values)
-        images = model.decode(codes).cpu().reshape(len(rows), steps, *model.image_shape)
-    labels = [row_label(dim, kl[dim]) for dim in rows]
-    titles = [f"{value:+.2f}" for value in values]
-    scale = cell_scale(model.image_shape[1])
-    written = [save_png(traversal_grid(images, labels, titles, scale), run.path / PNG_FILE)]
-    if gif:
-        written.append(save_gif(traversal_frames(images, labels, titles, scale), run.path / GIF_FILE))
+    with run.lock("betavae show"):
+        config = run.read_config()
+        kl = held_out_kl(run, config.latent_dim)
+        rows = parse_dims(dims, kl)
+        model = load_model(run, device)
+        values = np.linspace(low, high, steps)
+        with torch.no_grad():
+            codes = traversal_codes(model, base_code(run, model, test_image, seed), rows, values)
+            images = model.decode(codes).cpu().reshape(len(rows), steps, *model.image_shape)
+        labels = [row_label(dim, kl[dim]) for dim in rows]
+        titles = [f"{value:+.2f}" for value in values]
+        scale = cell_scale(model.image_shape[1])
+        written = [save_png(traversal_grid(images, labels, titles, scale), run.path / PNG_FILE)]
+        if gif:
+            written.append(save_gif(traversal_frames(images, labels, titles, scale), run.path / GIF_FILE))
     return written
 
 
