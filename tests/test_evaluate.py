@@ -258,8 +258,8 @@ def test_a_result_that_is_not_a_number_is_written_as_null_with_its_reason_and_pr
 @pytest.mark.parametrize("args, message", [
     (["--metrics", "mig", "--n-train", "1"], "--n-train 1 is too small for mig (it needs at least 2); "
                                              "give --n-train 2 or more"),
-    (["--metrics", "all", "--n-train", "1"], "--n-train 1 is too small for beta_vae (it needs at least 2)"),
-    (["--metrics", "sap", "--n-train", "1"], "--n-train 1 is too small for sap (it needs at least 2)"),
+    (["--metrics", "all", "--n-train", "1"], "--n-train 1 is too small for mig (it needs at least 2)"),
+    (["--metrics", "sap", "--n-train", "0"], "--n-train 0 is too small for sap (it needs at least 1)"),
     (["--metrics", "dci", "--n-train", "0"], "--n-train 0 is too small for dci (it needs at least 1); "
                                              "give --n-train 1 or more"),
     (["--metrics", "dci", "--n-eval", "-5"], "--n-eval -5 is too small for dci (it needs at least 1)"),

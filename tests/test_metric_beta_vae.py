@@ -150,3 +150,10 @@ def test_encodes_blocks_of_whole_points_not_one_point_at_a_time(dsprites):
     points_per_block = IMAGES_PER_BLOCK // (2 * 64)
     assert calls == [IMAGES_PER_BLOCK] * (1_000 // points_per_block) + [2 * 64 * (1_000 % points_per_block)] \
         + [IMAGES_PER_BLOCK] * (500 // points_per_block) + [2 * 64 * (500 % points_per_block)]
+
+
+def test_a_draw_whose_pairs_all_fixed_one_factor_predicts_that_factor_instead_of_failing(dsprites):
+    # One training point: one label, nothing for a logistic regression to separate.
+    result = score(dsprites, factor_code(dsprites, lambda v: v.astype(float)), num_train=1, num_eval=200)
+    assert result["train_accuracy"] == 1.0
+    assert result["eval_accuracy"] == pytest.approx(1 / 5, abs=0.08)  # the one factor's share of the labels

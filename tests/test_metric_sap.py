@@ -158,3 +158,16 @@ def test_the_same_seed_gives_the_same_numbers(dsprites):
 def test_a_single_code_dimension_is_refused_with_advice(dsprites):
     with pytest.raises(BetaVAEError, match="at least 2 latent dimensions"):
         sap(dsprites, standardised_code(dsprites, lambda v: v[:, :1]), np.random.default_rng(0), num_train=100, num_test=50)
+
+
+def test_a_factor_that_took_one_value_in_a_small_draw_scores_no_gap_instead_of_failing():
+    codes = np.array([[0.0, 1.0], [1.0, 0.0]])
+    factors = np.array([[3, 0], [3, 1]])  # factor 0 took one value: no dimension can learn it
+    test_factors = np.array([[3, 0], [2, 1], [3, 1]])
+    scores = _classification_scores(codes, factors, codes[[0, 1, 1]], test_factors)
+    np.testing.assert_allclose(scores[:, 0], [2 / 3, 2 / 3])  # each predicts 3, right on two of three
+
+
+def test_one_training_point_gives_a_number(dsprites):
+    result = sap(dsprites, Noise(0, dims=3), np.random.default_rng(0), num_train=1, num_test=5)
+    assert 0.0 <= result["sap"] <= 1.0

@@ -375,7 +375,7 @@ def test_killed_at_random_moments_and_resumed_ends_as_an_uninterrupted_run(tmp_p
             if rng.random() < 0.2:
                 process.wait(timeout=float(rng.uniform(0.2, 3.0)))  # during start-up
             else:
-                target = int(rng.integers(began_after + 1, steps))
+                target = int(rng.integers(min(began_after + 1, steps), steps + 1))  # at the end: in the evaluation
                 wait_until(process, lambda: process.poll() is not None or last_logged_step(run_dir) >= target,
                            f"training never reached step {target}")
                 process.wait(timeout=float(rng.uniform(0.0, 0.3)))

@@ -28,13 +28,12 @@ from betavae.runs import RunDir, load_model
 METRICS_SECTION = "disentanglement"
 # The size options users set once for every metric; each metric takes those it has.
 SIZE_ALIASES = {"n_train": ("num_train",), "n_eval": ("num_eval", "num_test")}
-# The smallest sizes each metric computes with (every size not listed: 1 point). Found by running
-# each metric on dSprites with a random projection of the pixels at sizes 1, 2, 3 … and 20 seeds: with
-# one training point MIG divides by the entropy of factors that took one value (0/0, NaN every time),
-# and the β-VAE score's logistic regression and SAP's SVMs refuse data of a single class (every time).
-# Above these sizes a small draw can still be degenerate by chance (at 2 points, half the MIGs are NaN,
-# written as null with NAN_REASON), rarely once the sizes reach tens of points.
-MIN_SIZES = {"beta_vae": {"num_train": 2}, "mig": {"num_train": 2}, "sap": {"num_train": 2}}
+# The smallest sizes each metric computes with (every size not listed: 1 point). With one training
+# point MIG divides by the entropy of factors that took one value (0/0, NaN every time), found by
+# running each metric on dSprites with a random projection of the pixels at sizes 1, 2, 3 … Above it a
+# small draw can still be degenerate by chance (at 2 points, half the MIGs are NaN, written as null with
+# NAN_REASON), rarely once the sizes reach tens of points.
+MIN_SIZES = {"mig": {"num_train": 2}}
 # Why a result is null in metrics.json: NaN is not JSON, and a missing key would look like a bug.
 NAN_REASON = ("not a number: undefined on the points drawn (such as a factor that took one value in all of "
               "them); a larger --n-train usually gives a number")

@@ -16,6 +16,7 @@ its default settings on the raw difference vectors.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 
 from betavae.data.base import FactorDataset
@@ -48,6 +49,8 @@ def beta_vae_score(
                          f"got {batch_size}, {num_train}, {num_eval}")
     train_points, train_labels = _difference_points(dataset, represent, rng, batch_size, num_train)
     model = LogisticRegression(random_state=int(rng.integers(2**31)))
+    if len(np.unique(train_labels)) == 1:  # a small draw fixed one factor in every pair: nothing to separate,
+        model = DummyClassifier(strategy="most_frequent")  # and the best a classifier can do is that factor
     model.fit(train_points, train_labels)
     eval_points, eval_labels = _difference_points(dataset, represent, rng, batch_size, num_eval)
     return {

@@ -32,6 +32,7 @@ which is chance, as the reference does; only the continuous variant gives it 0.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.dummy import DummyClassifier
 from sklearn.svm import LinearSVC
 
 from betavae.data.base import FactorDataset
@@ -79,11 +80,17 @@ def sap(
 
 def _classification_scores(codes: np.ndarray, factors: np.ndarray, test_codes: np.ndarray,
                            test_factors: np.ndarray) -> np.ndarray:
-    """``(D, K)`` test accuracies of a linear SVM predicting factor ``k`` from code dimension ``d`` alone."""
+    """``(D, K)`` test accuracies of a linear SVM predicting factor ``k`` from code dimension ``d`` alone.
+
+    A factor that took one value in every training point (a small draw) cannot be learned from
+    any dimension: each predicts that value, as the best classifier would, and ties the others.
+    """
     scores = np.zeros((codes.shape[1], factors.shape[1]))
     for d in range(codes.shape[1]):
         for k in range(factors.shape[1]):
             classifier = LinearSVC(C=0.01, class_weight="balanced", dual=False)
+            if len(np.unique(factors[:, k])) == 1:
+                classifier = DummyClassifier(strategy="most_frequent")
             classifier.fit(codes[:, d:d + 1], factors[:, k])
             scores[d, k] = np.mean(classifier.predict(test_codes[:, d:d + 1]) == test_factors[:, k])
     return scores
