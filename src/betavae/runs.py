@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from betavae.config import TrainConfig, load_config, to_toml
+from betavae.config import DERIVED_TABLE, TrainConfig, load_config, read_toml, to_toml
 from betavae.errors import BetaVAEError
 
 CONFIG_FILE = "config.toml"
@@ -245,8 +245,6 @@ class RunDir:
                 path.unlink(missing_ok=True)
 
     def _is_betavae_config(self) -> bool:
-        from betavae.config import DERIVED_TABLE, read_toml
-
         try:
             values = read_toml(self.config_path)
             values.pop(DERIVED_TABLE)
@@ -270,8 +268,6 @@ class RunDir:
 
     def read_derived(self) -> dict[str, Any]:
         """The values the run derived from its config (β and β_norm, arch, image shape …)."""
-        from betavae.config import DERIVED_TABLE, read_toml
-
         if not self.config_path.exists():
             raise BetaVAEError(f"{self.path} is not a run folder (no {CONFIG_FILE})")
         try:
@@ -309,11 +305,12 @@ class RunDir:
         torch.save(state, buffer)
         atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
 
-    def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    def load_checkpoint(self, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+        """The checkpoint, checked to be betavae's; ``mmap`` maps its tensors instead of reading them."""
         if not self.has_checkpoint():
             raise BetaVAEError(f"{self.path} has no checkpoint ({CHECKPOINT_FILE}); train it first")
         try:
-            checkpoint = torch.load(self.checkpoint_path, map_location=map_location, weights_only=False)
+            checkpoint = torch.load(self.checkpoint_path, map_location=map_location, weights_only=False, mmap=mmap)
         except Exception as error:  # a truncated or foreign file: say which and what to do
             reason = " ".join(str(error).split())[:200]
             raise BetaVAEError(f"checkpoint {self.checkpoint_path} cannot be read ({reason}); "
@@ -325,8 +322,12 @@ class RunDir:
         return checkpoint
 
     def checkpoint_step(self) -> int:
-        """The step the weights in ``checkpoint.pt`` were saved at."""
-        return int(self.load_checkpoint()["step"])
+        """The step the weights in ``checkpoint.pt`` were saved at.
+
+        Read with the tensors memory-mapped, not loaded: readers ask for the step and then
+        load the model (:func:`load_model`), which would otherwise read the file twice.
+        """
+        return int(self.load_checkpoint(mmap=True)["step"])
 
     # -- results ---------------------------------------------------------------------------
 
