@@ -7,15 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from betavae.cli import main
 from betavae.runs import RunDir
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
+from commands import run_cli
 
 
 def test_train_command_writes_a_complete_run_folder(tmp_path):

@@ -6,7 +6,6 @@ import shutil
 import numpy as np
 import pytest
 
-from betavae.cli import main
 from betavae.config import TrainConfig
 from betavae.evaluation import evaluate_baseline, metric_params, parse_metric_names
 from betavae.errors import BetaVAEError
@@ -14,6 +13,7 @@ from betavae.metrics.baselines import BASELINES, baseline
 from betavae.runs import RunDir
 from betavae.train import train
 from betavae import data
+from commands import run_cli
 from processes import locked_by_another_process
 
 SMALL = ["--n-train", "300", "--n-eval", "100"]
@@ -25,13 +25,6 @@ def dsprites_run(tmp_path_factory):
     train(TrainConfig(dataset="dsprites", arch="conv64", latent_dim=4, steps=5, batch_size=16, test_size=100,
                       out=str(out), device="cpu"), progress=False)
     return out
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_evaluate_writes_every_metric_into_the_runs_metrics_and_keeps_the_test_loss(dsprites_run, capsys):

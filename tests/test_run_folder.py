@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from betavae.cli import main
 from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir
 from betavae.train import CheckpointNotWritten, TrainingDiverged, TrainingInterrupted, train
+from commands import run_cli
 from processes import locked_by_another_process, wait_until
 
 
@@ -26,13 +26,6 @@ def tiny_config(out, **changes) -> TrainConfig:
                     checkpoint_every=2, log_every=2, test_size=100, seed=0, out=str(out), device="cpu")
     settings.update(changes)
     return TrainConfig(**settings)
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(arg) for arg in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def one_line_error(capsys, args, code=1) -> str:

@@ -10,6 +10,7 @@ from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.train import train
 from betavae.transfer import COLUMNS, balanced_sample, run_transfer
+from commands import run_cli
 from processes import locked_by_another_process
 
 LABELS = (10, 100, 1000)
@@ -167,15 +168,6 @@ def test_bad_transfer_options_are_one_line_errors(shapes_run, tmp_path, capsys, 
         main(["transfer", str(shapes_run), "--task", "factor:pos_x", "--out", str(tmp_path), *args])
     _, err = capsys.readouterr()
     assert exit_info.value.code == 1 and len(err.strip().splitlines()) == 1 and message in err
-
-
-def run_cli(args, capsys):
-    from betavae.cli import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.mark.parametrize("where", ["file", "file/sub"])

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from betavae.cli import main
 from betavae.config import TrainConfig
 from betavae.runs import RunDir
 from betavae.train import train
+from commands import run_cli
 from processes import locked_by_another_process
 
 CELL = 28 * 4 + 2  # a 28×28 image upscaled 4× and its gap
@@ -26,10 +26,8 @@ def two_runs(tmp_path_factory):
 
 
 def show(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["show", *args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out.strip(), captured.err.strip()
+    code, out, err = run_cli(["show", *args], capsys)
+    return code, out.strip(), err.strip()
 
 
 def test_recon_of_several_runs_has_an_input_column_and_one_column_per_run(two_runs, capsys):
