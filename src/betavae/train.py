@@ -150,13 +150,15 @@ def _call_in_eval_mode(hook: Callable[[int, models.BetaVAE], None], step: int, m
 
 def _diverged(what: str, since: int, step: int, saved_step: int | None) -> TrainingDiverged:
     """The message of a run whose ``what`` became non-finite after step ``since``: true about what is kept."""
-    if saved_step is None:
-        kept, again = "no checkpoint was written", "train again with a lower --lr"
-    else:
-        kept = f"the checkpoint of step {saved_step} is kept"
-        again = "train a new run (another --out: a resumed run keeps its learning rate) with a lower --lr"
+    again = ("train again with a lower --lr" if saved_step is None else
+             "train a new run (another --out: a resumed run keeps its learning rate) with a lower --lr")
     return TrainingDiverged(f"training diverged: the {what} became NaN or infinite between steps {since} and "
-                            f"{step}; {kept}; {again}, or check the data")
+                            f"{step}; {_kept(saved_step)}; {again}, or check the data")
+
+
+def _kept(saved_step: int | None) -> str:
+    """What a run that stops on a fault leaves: the checkpoint on disk, if it wrote one."""
+    return "no checkpoint was written" if saved_step is None else f"the checkpoint of step {saved_step} is kept"
 
 
 def _check_weights_finite(model: torch.nn.Module, saved_step: int | None, step: int) -> None:
@@ -336,7 +338,6 @@ def _start_fresh(run: RunDir) -> None:
     if run.has_checkpoint():
         raise BetaVAEError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
     run.clear_unfinished_attempt()
-    return None
 
 
 def _checkpoint_to_resume(run: RunDir, config: TrainConfig, names: Mapping[str, str] | None) -> dict[str, Any]:
@@ -385,9 +386,8 @@ def _save_checkpoint(run: RunDir, config: TrainConfig, derived: dict[str, Any], 
     try:
         run.save_checkpoint(state)
     except OSError as error:
-        kept = f"the checkpoint of step {saved_step} is kept" if saved_step is not None else "no checkpoint was written"
         raise CheckpointNotWritten(
-            f"cannot write the checkpoint of step {step} in {run.path}: {error.strerror or error}; {kept}; "
+            f"cannot write the checkpoint of step {step} in {run.path}: {error.strerror or error}; {_kept(saved_step)}; "
             f"free space or make the folder writable, then continue with: betavae train --out {run.path} --resume"
         ) from None
 
