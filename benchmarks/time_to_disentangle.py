@@ -5,9 +5,9 @@ fast a run gets somewhere. Each variant trains conv64 with β = 4 and 10 latent
 dimensions on dSprites, and every ``--eval-every`` steps measures its Mutual Information
 Gap (Chen et al. 2018) on one fixed sample of ``--mig-points`` factor vectors: the same
 points at every evaluation, in every variant and for every seed, so the curves differ by
-the model alone. The clock is training's: seconds since the run's ``train()`` call
-began, less the seconds spent evaluating. It includes setup and checkpoint writing,
-which every real run pays too.
+the model alone. Training measures it (``TrainConfig.eval``, :mod:`betavae.tracking`), and
+the clock is training's: seconds since the run's ``train()`` call began, less the seconds
+spent evaluating. It includes setup and checkpoint writing, which every real run pays too.
 
 The variants change one training setting (learning rate, batch size, precision) from
 ``TrainConfig``'s defaults; runs of one seed share the initial weights. One seed decides
@@ -27,16 +27,18 @@ variants are compared here.
         [--steps 30000] [--eval-every 2000] [--mig-points 10000] [--device auto]
         [--out runs/time-to-disentangle] [--resume | --overwrite]
 
-Each run trains into its own run folder inside ``--out``, ``<variant>-s<seed>``, and
-keeps its clock and evaluations there (``time_to_disentangle.json``, rewritten at every
-evaluation). A folder that already holds a run is refused unless ``--resume`` (continue
-it from its checkpoint: after Ctrl-C or a kill, or to more ``--steps``; its clock goes
-on from the training seconds it had reached, and an evaluation the kill cut short is
-made first) or ``--overwrite`` (delete it and start again) is given. Beside the runs go
-``results.json`` (with the sums over seeds), ``results.csv`` (one row per evaluation)
-and ``time_to_disentangle.svg`` (MIG against wall time), describing the runs of this
-invocation; they are rewritten after each run, so an interrupted benchmark keeps what
-it finished.
+The runs are a sweep (:mod:`betavae.studies.sweep`) whose points are the variants × the
+seeds, run one at a time with every core: ``--out`` is a sweep folder (``betavae
+results`` and ``betavae plot`` read it), each run an ordinary run folder in it,
+``<variant>-s<seed>``, which keeps its evaluations (the ``during_training`` section of
+its ``metrics.json``) and its clock (in its checkpoint). A folder that already holds a
+run is refused unless ``--resume`` (continue it from its checkpoint: after Ctrl-C or a
+kill, or to more ``--steps``; its clock goes on from the training seconds it had
+reached, and an evaluation the kill cut short is made first) or ``--overwrite`` (delete
+it and start again) is given. Beside the runs go ``time_to_disentangle.json`` (with the
+sums over seeds), ``time_to_disentangle.csv`` (one row per evaluation) and
+``time_to_disentangle.svg`` (MIG against wall time), describing the runs of this
+invocation, also when it was interrupted.
 """
 
 from __future__ import annotations
@@ -48,29 +50,27 @@ import io
 import json
 import shutil
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from betavae import metrics
 from betavae.config import TrainConfig
-from betavae.data.base import FactorDataset
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
 from betavae.models import learning_rate
 from betavae.performance import bf16_supported
-from betavae.runs import RunDir, atomic_write_bytes, atomic_write_text, load_model
-from betavae.train import TrainingDiverged, TrainingInterrupted, train
+from betavae.runs import DURING_TRAINING_SECTION, RunDir, atomic_write_bytes, atomic_write_text
+from betavae.studies.grid import GridPoint, GridSpec
+from betavae.studies.state import STATE_FILE, SweepState
+from betavae.studies.sweep import BackendOptions, SweepInterrupted, run_sweep
 
 THRESHOLDS = (0.1, 0.2)
-MIG_SAMPLE_SEED = 0  # the factor vectors MIG is measured on: one sample for every run
+MIG_SAMPLE_SEED = 0  # the eval_seed of every run: MIG measured on one sample of factor vectors
 FIGURE_FILE = "time_to_disentangle.svg"
-RECORD_FILE = "time_to_disentangle.json"  # in each run folder: its clock and evaluations
+# Not results.json/.csv: those are the sweep's own table of the same folder (betavae results).
+RESULTS_JSON, RESULTS_CSV = "time_to_disentangle.json", "time_to_disentangle.csv"
 # Overrides of TrainConfig, one setting family each; everything else is shared (see base_config).
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},  # conv64's learning rate, 1e-4 (models.ARCHITECTURES)
@@ -85,10 +85,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def base_config(args: argparse.Namespace, device: torch.device) -> TrainConfig:
-    """The settings every run shares: dSprites, conv64, β, latent size, steps, evaluation interval."""
+    """The settings every run shares: dSprites, conv64, β, latent size, steps, MIG on the fixed sample."""
     return TrainConfig(dataset="dsprites", arch="conv64", latent_dim=args.latent, beta=args.beta, steps=args.steps,
                        device=str(device), checkpoint_every=args.eval_every,
-                       log_every=min(100, args.eval_every))
+                       log_every=min(100, args.eval_every), eval=["mig"], eval_every=args.eval_every,
+                       eval_n_train=args.mig_points, eval_seed=MIG_SAMPLE_SEED)
 
 
 def describe_device(device: torch.device) -> str:
@@ -97,111 +98,36 @@ def describe_device(device: torch.device) -> str:
     return f"{device.type}, {torch.get_num_threads()} threads"
 
 
-class MIGClock:
-    """The ``on_checkpoint`` hook: MIG on a fixed sample, timed on a clock that excludes evaluating.
+def evaluations(run: RunDir) -> list[dict[str, Any]]:
+    """The MIG evaluations training recorded in ``run`` (``during_training``), one row of the CSV each.
 
-    ``record`` (see :func:`new_record`) holds the clock and the evaluations and is written
-    to ``record_path`` in the run folder twice per checkpoint, before evaluating (the
-    clock, marked as evaluating) and after (with the evaluation), so a run continued with
-    ``--resume`` goes on from the training seconds it had reached and knows whether a
-    kill cut an evaluation short. Call :meth:`start` just before ``train()``; each
-    evaluation is appended to :attr:`evaluations` and passed to ``report``.
+    ``wall_s`` is the training clock's seconds, ``eval_s`` the evaluation's; ``mig`` and
+    ``mig_<factor>`` come from the metric.
     """
-
-    def __init__(self, dataset: FactorDataset, num_points: int, seed: int, batch_size: int,
-                 device: torch.device, report: Callable[[dict[str, Any]], None],
-                 record: dict[str, Any], record_path: Path) -> None:
-        self.dataset, self.num_points, self.seed = dataset, num_points, seed
-        self.batch_size, self.device, self.report = batch_size, device, report
-        self.record, self.record_path = record, record_path
-        self.evaluations: list[dict[str, Any]] = record["evaluations"]
-        self.started = time.perf_counter()
-        self.evaluating_seconds = 0.0
-
-    def start(self) -> None:
-        """Start counting, from the training seconds the record's clock had reached."""
-        self.started = time.perf_counter() - self.record["clock"]["wall_s"]
-        self.evaluating_seconds = 0.0
-
-    def wall(self) -> float:
-        """Seconds of training so far (in every invocation that trained this run)."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)  # training's queued work belongs to training's time
-        return time.perf_counter() - self.started - self.evaluating_seconds
-
-    def __call__(self, step: int, model: torch.nn.Module) -> None:
-        self.set_clock(step, self.wall(), evaluating=True)
-        self.evaluate(step, model)
-
-    def evaluate(self, step: int, model: torch.nn.Module) -> None:
-        """MIG of ``model`` after ``step`` steps, at the clock's time, appended and saved."""
-        began = time.perf_counter()
-        rng = np.random.default_rng(self.seed)  # a fresh generator: the same factor vectors every time
-        scores = metrics.mig(self.dataset, metrics.model_representation(model), rng, num_train=self.num_points)
-        seconds = time.perf_counter() - began
-        self.evaluating_seconds += seconds
-        evaluation = {"step": step, "wall_s": self.record["clock"]["wall_s"], "images": step * self.batch_size,
-                      "eval_s": seconds, **scores}
-        self.evaluations.append(evaluation)
-        self.set_clock(step, evaluation["wall_s"], evaluating=False)
-        self.report(evaluation)
-
-    def set_clock(self, step: int, wall_s: float, evaluating: bool) -> None:
-        """Record that ``step`` steps took ``wall_s`` seconds of training, and save the record."""
-        self.record["clock"] = {"step": step, "wall_s": wall_s, "evaluating": evaluating}
-        atomic_write_text(self.record_path, json.dumps(self.record, indent=2) + "\n")
+    section = run.read_metrics().get(DURING_TRAINING_SECTION, {})
+    return [{"step": entry["step"], "wall_s": entry["train_seconds"], "images": entry["images"],
+             "eval_s": entry["eval_seconds"], **entry["mig"]} for entry in section.get("entries", [])]
 
 
-def new_record(settings: dict[str, Any]) -> dict[str, Any]:
-    """A run's record before its first step: what its MIG is measured on, a clock at zero, no evaluations."""
-    return {"mig_points": settings["mig_points"], "mig_sample_seed": settings["mig_sample_seed"],
-            "devices": [settings["device"]], "clock": {"step": 0, "wall_s": 0.0, "evaluating": False},
-            "evaluations": []}
-
-
-def read_record(run: RunDir, settings: dict[str, Any]) -> dict[str, Any]:
-    """The record of a run to resume; a clear error if it has none or measured MIG on other points."""
-    path = run.path / RECORD_FILE
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BetaVAEError(f"{run.path} holds a run without this benchmark's {RECORD_FILE}; "
-                           f"pass --overwrite to replace it, or choose another --out") from None
-    except (OSError, ValueError) as error:
-        raise BetaVAEError(f"{path} cannot be read ({error}); pass --overwrite to start the run again") from None
-    for key in ("mig_points", "mig_sample_seed"):
-        if record.get(key) != settings[key]:
-            raise BetaVAEError(f"{run.path} measured MIG with {key} {record.get(key)}, not {settings[key]}; "
-                               f"resume it with the same setting, or pass --overwrite")
-    if settings["device"] not in record["devices"]:
-        record["devices"].append(settings["device"])
-    return record
-
-
-def resume_clock(clock: MIGClock, run: RunDir, eval_every: int) -> int:
-    """Ready ``clock`` to continue ``run``; return the step its checkpoint had reached.
-
-    The evaluation of the checkpoint is made here if it is due and missing (a kill during
-    the evaluation, or an interruption that saved the checkpoint at an evaluation step).
-    """
-    saved = run.read_config()
-    checkpoint_step = int(run.load_checkpoint()["step"])
-    clock_step = clock.record["clock"]["step"]
-    if clock_step != checkpoint_step:  # killed between writing the checkpoint and the record
-        tqdm.write(f"{run.path.name}: steps {clock_step}-{checkpoint_step} were not timed; "
-                   f"its times from here on are short by their seconds")
-        clock.record["clock"]["step"] = checkpoint_step
-    evaluated = {evaluation["step"] for evaluation in clock.evaluations}
-    due = checkpoint_step % eval_every == 0 or checkpoint_step == saved.steps
-    if checkpoint_step and due and checkpoint_step not in evaluated:
-        clock.evaluate(checkpoint_step, load_model(run, clock.device))
-    return checkpoint_step
+def resume_problem(run: RunDir, config: TrainConfig) -> str | None:
+    """Why ``run`` cannot be continued as ``config``'s run of this benchmark, or None."""
+    saved = run.resume_config()
+    if saved.eval != config.eval:
+        return (f"{run.path} holds a run that does not measure MIG while training (made by an older version of "
+                f"this benchmark, or by hand); pass --overwrite to replace it, or choose another --out")
+    for key, name in (("eval_n_train", "mig_points"), ("eval_seed", "mig_sample_seed")):
+        if getattr(saved, key) != getattr(config, key):
+            return (f"{run.path} measured MIG with {name} {getattr(saved, key)}, not {getattr(config, key)}; "
+                    f"resume it with the same setting, or pass --overwrite")
+    if saved.steps > config.steps:
+        return f"{run.path} was trained for {saved.steps:,} steps, more than --steps {config.steps:,}"
+    return None
 
 
 def first_reached(evaluations: list[dict[str, Any]], threshold: float) -> dict[str, Any] | None:
     """The first evaluation whose MIG is at least ``threshold`` (its step and wall time), or None."""
     for record in evaluations:
-        if record["mig"] >= threshold:
+        if record["mig"] is not None and record["mig"] >= threshold:
             return {"step": record["step"], "wall_s": record["wall_s"]}
     return None
 
@@ -209,42 +135,43 @@ def first_reached(evaluations: list[dict[str, Any]], threshold: float) -> dict[s
 def summarise(result: dict[str, Any]) -> None:
     """Add the thresholds' first crossings and the final and best MIG to a variant's result."""
     evaluations = result["evaluations"]
+    scored = [record["mig"] for record in evaluations if record["mig"] is not None]  # None: MIG was NaN
     result["reached"] = {f"{threshold:g}": first_reached(evaluations, threshold) for threshold in THRESHOLDS}
     result["final_mig"] = evaluations[-1]["mig"] if evaluations else None
-    result["best_mig"] = max(record["mig"] for record in evaluations) if evaluations else None
+    result["best_mig"] = max(scored) if scored else None
 
 
-def run_variant(name: str, config: TrainConfig, clock: MIGClock, resume: bool) -> dict[str, Any]:
-    """Train (or continue) one variant with the clock as its checkpoint hook.
+def variant_result(name: str, config: TrainConfig, row: dict[str, Any] | None, device_name: str) -> dict[str, Any]:
+    """One run's line of the results: its settings, what the sweep's state says of it, its evaluations.
 
-    A diverged run is a result, not a crash; an interrupted one saves its clock at its
-    last checkpoint, so ``--resume`` goes on from there.
+    A diverged run is a result, not a crash; an interrupted one keeps its clock and
+    evaluations up to its last checkpoint, so ``--resume`` goes on from there.
     """
+    run = RunDir(config.out)
     result = {"variant": name, "seed": config.seed, "overrides": VARIANTS[name], "batch_size": config.batch_size,
               "lr": learning_rate(config.arch, config.lr), "precision": config.precision, "run": config.out,
-              "device": " + ".join(clock.record["devices"]), "status": "done", "note": "",
-              "evaluations": clock.evaluations, "test": None}
-    clock.start()
-    try:
-        trained = train(config, resume=resume, on_checkpoint=clock)
-        result["test"] = {key: value for key, value in trained.test.items() if key != "kl_per_dim"}
-    except TrainingDiverged as error:
-        result["status"], result["note"] = "diverged", str(error)
-    except TrainingInterrupted:
-        checkpoint_step = int(RunDir(config.out).load_checkpoint()["step"])
-        clock.set_clock(checkpoint_step, clock.wall(), evaluating=False)
-        # Not train's advice (betavae train --resume), which would go on without the evaluations.
+              "device": device_name, "status": "done", "note": "", "evaluations": [], "test": None}
+    status = row["status"] if row else "queued"
+    if status == "done":
+        test = run.read_metrics()["test"]
+        result["test"] = {key: test[key] for key in ("loss", "recon", "kl")}
+    elif status == "failed":
+        diverged = "training diverged" in (row["error"] or "")
+        result["status"], result["note"] = ("diverged" if diverged else "failed"), row["error"]
+    else:  # stopped by Ctrl-C before it finished (or before it began)
+        step = run.checkpoint_step() if run.has_checkpoint() else 0
         result["status"] = "interrupted"
-        result["note"] = (f"interrupted at step {checkpoint_step:,}/{config.steps:,}; continue with the same "
-                          f"command and --resume")
+        result["note"] = f"interrupted at step {step:,}/{config.steps:,}; continue with the same command and --resume"
+    if run.metrics_path.exists():
+        result["evaluations"] = evaluations(run)
     summarise(result)
     return result
 
 
 def evaluation_line(name: str, seed: int, record: dict[str, Any], factor_names: tuple[str, ...]) -> str:
-    factors = ", ".join(f"{factor} {record[f'mig_{factor}']:.2f}" for factor in factor_names)
+    factors = ", ".join(f"{factor} {number(record[f'mig_{factor}'], 0, 2)}" for factor in factor_names)
     return (f"{name:<9} s{seed:<3} step {record['step']:>6}  {record['wall_s']:>8.1f} s  {record['images']:>10,} "
-            f"images  MIG {record['mig']:.3f}  ({factors})  eval {record['eval_s']:.1f} s")
+            f"images  MIG {number(record['mig'], 0, 3)}  ({factors})  eval {record['eval_s']:.1f} s")
 
 
 def number(value: float | None, width: int, places: int) -> str:
@@ -297,7 +224,7 @@ def runs_by_variant(results: list[dict[str, Any]]) -> dict[str, list[dict[str, A
 
 def over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """A variant's runs added up: seeds reaching each threshold and their median time, mean MIG and loss."""
-    scored = [run for run in runs if run["evaluations"]]
+    scored = [run for run in runs if run["final_mig"] is not None]
     tested = [run["test"]["loss"] for run in runs if run["test"]]
     summary: dict[str, Any] = {"seeds": len(runs)}
     for threshold in THRESHOLDS:
@@ -305,7 +232,8 @@ def over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
         summary[f"reached_{threshold:g}"] = len(times)
         summary[f"median_s_{threshold:g}"] = float(np.median(times)) if times else None
     summary["mean_final_mig"] = float(np.mean([run["final_mig"] for run in scored])) if scored else None
-    summary["mean_best_mig"] = float(np.mean([run["best_mig"] for run in scored])) if scored else None
+    best = [run["best_mig"] for run in runs if run["best_mig"] is not None]
+    summary["mean_best_mig"] = float(np.mean(best)) if best else None
     summary["mean_test_loss"] = float(np.mean(tested)) if tested else None
     return summary
 
@@ -326,9 +254,9 @@ def print_over_seeds(results: list[dict[str, Any]]) -> None:
 
 def write_results(out: Path, settings: dict[str, Any], results: list[dict[str, Any]],
                   factor_names: tuple[str, ...]) -> None:
-    """``results.json`` (everything), ``results.csv`` (one row per evaluation) and the figure, each atomically."""
+    """The JSON (everything), the CSV (one row per evaluation) and the figure, each written atomically."""
     seeds = {name: over_seeds(runs) for name, runs in runs_by_variant(results).items()}
-    atomic_write_text(out / "results.json",
+    atomic_write_text(out / RESULTS_JSON,
                       json.dumps({"settings": settings, "variants": results, "over_seeds": seeds}, indent=2) + "\n")
     columns = ["variant", "seed", "batch_size", "lr", "precision", "step", "wall_s", "images", "eval_s", "mig",
                *(f"mig_{factor}" for factor in factor_names)]
@@ -338,7 +266,7 @@ def write_results(out: Path, settings: dict[str, Any], results: list[dict[str, A
     for result in results:
         for record in result["evaluations"]:
             writer.writerow({**{key: result[key] for key in columns[:5]}, **record})
-    atomic_write_text(out / "results.csv", buffer.getvalue())
+    atomic_write_text(out / RESULTS_CSV, buffer.getvalue())
     atomic_write_bytes(out / FIGURE_FILE, figure_svg(settings, results))
 
 
@@ -355,7 +283,8 @@ def figure_svg(settings: dict[str, Any], results: list[dict[str, Any]]) -> bytes
     for result in results:
         evaluations, name = result["evaluations"], result["variant"]
         if evaluations:
-            axes.plot([r["wall_s"] for r in evaluations], [r["mig"] for r in evaluations], marker="o",
+            migs = [np.nan if r["mig"] is None else r["mig"] for r in evaluations]  # None: MIG was NaN
+            axes.plot([r["wall_s"] for r in evaluations], migs, marker="o",
                       markersize=3, linewidth=1.2, color=colours[name], label=None if name in labelled else name)
             labelled.add(name)
     for threshold in THRESHOLDS:
@@ -427,24 +356,27 @@ def main() -> None:
     settings = {"steps": args.steps, "eval_every": args.eval_every, "mig_points": args.mig_points,
                 "seeds": args.seeds, "mig_sample_seed": MIG_SAMPLE_SEED, "latent": args.latent, "beta": args.beta,
                 "arch": base.arch, "dataset": base.dataset, "device": device_name, "torch_version": torch.__version__}
-    records: dict[str, dict[str, Any]] = {}  # the runs to continue, by run folder
+    to_resume: set[str] = set()  # the run folders to continue
     for name, config in runs:
         run = RunDir(config.out)
         if not run.has_checkpoint():
             continue
         if args.overwrite:
             shutil.rmtree(run.path)
+            if (out / STATE_FILE).exists():
+                with SweepState(out) as state:
+                    state.forget([run.path.name])  # a new run, not a finished one the sweep would skip
         elif not args.resume:
             parser.error(f"{run.path} already holds a run; pass --resume to continue it, --overwrite to replace it, "
                          f"or choose another --out")
         else:
             try:
-                records[config.out] = read_record(run, settings)
-                trained_steps = run.read_config().steps
+                problem = resume_problem(run, config)
             except BetaVAEError as error:
-                parser.error(str(error))
-            if trained_steps > args.steps:
-                parser.error(f"{run.path} was trained for {trained_steps:,} steps, more than --steps {args.steps:,}")
+                problem = str(error)
+            if problem is not None:
+                parser.error(problem)
+            to_resume.add(config.out)
 
     dataset = base.load_dataset()
     factor_names = tuple(dataset.factor_names)
@@ -452,46 +384,42 @@ def main() -> None:
           f"{args.steps:,} steps, MIG on {args.mig_points:,} fixed points every {args.eval_every:,} steps; "
           f"seeds {', '.join(map(str, args.seeds))}", flush=True)
 
+    skipped = {config.out: f"no bfloat16 arithmetic on this {device.type}" for _, config in runs
+               if config.precision == "bf16" and not bf16_supported(device)}
+    points = [GridPoint(Path(config.out).name, {"variant": name, "seed": config.seed}, config)
+              for name, config in runs if config.out not in skipped]
+    for name, config in runs:
+        if config.out in to_resume:
+            checkpoint = RunDir(config.out).load_checkpoint(mmap=True)
+            print(f"{name:<9} s{config.seed:<3} resumed at step {int(checkpoint['step']):,}, "
+                  f"{checkpoint.get('train_seconds', 0.0):.1f} s of training", flush=True)
+    interrupted = False
+    try:  # one run at a time, each with every core: the times compare runs, not how they shared the machine
+        run_sweep(GridSpec(), out, BackendOptions(workers=1), points=points)
+    except SweepInterrupted:
+        interrupted = True
+    except BetaVAEError as error:
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
+    with SweepState(out) as state:
+        rows = {row["name"]: row for row in state.rows()}
     results: list[dict[str, Any]] = []
     for name, config in runs:
-        if config.precision == "bf16" and not bf16_supported(device):
-            note = f"no bfloat16 arithmetic on this {device.type}"
-            print(f"{name:<9} skipped: {note}", flush=True)
+        if config.out in skipped:
+            print(f"{name:<9} skipped: {skipped[config.out]}", flush=True)
             results.append({"variant": name, "seed": config.seed, "overrides": VARIANTS[name],
                             "batch_size": config.batch_size, "lr": learning_rate(config.arch, config.lr),
-                            "precision": config.precision, "device": device_name, "status": "skipped", "note": note,
-                            "evaluations": []})
-            write_results(out, settings, results, factor_names)
+                            "precision": config.precision, "device": device_name, "status": "skipped",
+                            "note": skipped[config.out], "evaluations": []})
             continue
-
-        def report(record: dict[str, Any], name: str = name, seed: int = config.seed) -> None:
-            tqdm.write(evaluation_line(name, seed, record, factor_names))
-            sys.stdout.flush()
-
-        resume = config.out in records
-        record = records[config.out] if resume else new_record(settings)
-        clock = MIGClock(dataset, args.mig_points, MIG_SAMPLE_SEED, config.batch_size, device, report,
-                         record, Path(config.out) / RECORD_FILE)
-        try:
-            if resume:
-                step = resume_clock(clock, RunDir(config.out), args.eval_every)
-                tqdm.write(f"{name:<9} s{config.seed:<3} resumed at step {step:,}, "
-                           f"{clock.record['clock']['wall_s']:.1f} s of training")
-            else:
-                Path(config.out).mkdir(parents=True, exist_ok=True)
-            result = run_variant(name, config, clock, resume)
-        except BetaVAEError as error:
-            parser.exit(1, f"{parser.prog}: error: variant {name}: {error}\n")
+        result = variant_result(name, config, rows.get(Path(config.out).name), device_name)
         results.append(result)
         if result["status"] != "done":
             print(f"{name:<9} {result['status']}: {result['note']}", flush=True)
-        write_results(out, settings, results, factor_names)
-        if result["status"] == "interrupted":
-            break
+    write_results(out, settings, results, factor_names)
 
     print_summary(results)
-    print(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / FIGURE_FILE}")
-    if results and results[-1]["status"] == "interrupted":
+    print(f"results: {out / RESULTS_JSON}, {out / RESULTS_CSV}, {out / FIGURE_FILE}")
+    if interrupted:
         sys.exit(130)
 
 

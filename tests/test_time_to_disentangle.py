@@ -16,7 +16,6 @@ from betavae.runs import RunDir
 from processes import wait_until
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_disentangle.py"
-RECORD_FILE = "time_to_disentangle.json"
 
 
 def command(out: Path, *flags: str) -> list[str]:
@@ -28,20 +27,19 @@ def benchmark(out: Path, *flags: str) -> subprocess.CompletedProcess:
 
 
 def evaluations(out: Path) -> list[dict]:
-    return json.loads((out / "results.json").read_text())["variants"][0]["evaluations"]
+    return json.loads((out / "time_to_disentangle.json").read_text())["variants"][0]["evaluations"]
 
 
 def test_resumed_benchmark_run_scores_as_one_that_never_stopped(tmp_path):
     first = benchmark(tmp_path / "resumed", "--steps", "4")
     assert first.returncode == 0, first.stderr
-    record_path = tmp_path / "resumed" / "default-s0" / RECORD_FILE
-    record = json.loads(record_path.read_text())
-    assert [e["step"] for e in record["evaluations"]] == [2, 4]
-    wall_at_4 = record["evaluations"][-1]["wall_s"]
-    # As if killed while evaluating step 4: the clock marked evaluating, the evaluation missing.
-    record["evaluations"].pop()
-    record["clock"]["evaluating"] = True
-    record_path.write_text(json.dumps(record))
+    run = RunDir(tmp_path / "resumed" / "default-s0")
+    section = run.read_metrics()["during_training"]
+    assert [e["step"] for e in section["entries"]] == [2, 4]
+    wall_at_4 = section["entries"][-1]["train_seconds"]
+    # As if killed while evaluating step 4: its checkpoint written, its evaluation missing.
+    section["entries"].pop()
+    run.update_metrics("during_training", section, step=2)
 
     again = benchmark(tmp_path / "resumed", "--steps", "8")
     assert again.returncode != 0 and "--resume" in again.stderr
@@ -58,7 +56,7 @@ def test_resumed_benchmark_run_scores_as_one_that_never_stopped(tmp_path):
     walls = [e["wall_s"] for e in got]
     assert walls[1] == pytest.approx(wall_at_4)  # the cut-short evaluation keeps the time it was due at
     assert walls == sorted(walls) and walls[2] > wall_at_4  # the clock went on from where it stopped
-    assert json.loads(record_path.read_text())["clock"]["step"] == 8
+    assert run.load_checkpoint()["train_seconds"] == walls[-1]
 
 
 def test_resume_refuses_runs_scored_on_another_sample(tmp_path):
@@ -73,13 +71,13 @@ def test_resume_refuses_runs_scored_on_another_sample(tmp_path):
 def test_ctrl_c_saves_the_clock_at_the_checkpoint_and_says_how_to_go_on(tmp_path):
     process = subprocess.Popen(command(tmp_path, "--steps", "100000"), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    record_path = tmp_path / "default-s0" / RECORD_FILE
-    wait_until(process, lambda: record_path.exists() and json.loads(record_path.read_text())["evaluations"],
+    run = RunDir(tmp_path / "default-s0")
+    wait_until(process, lambda: run.metrics_path.exists() and "during_training" in run.read_metrics(),
                "no evaluation was recorded")
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "continue with the same command and --resume" in stdout
-    clock = json.loads(record_path.read_text())["clock"]
-    checkpoint = RunDir(tmp_path / "default-s0").load_checkpoint()
-    assert clock["step"] == checkpoint["step"] and not clock["evaluating"] and clock["wall_s"] > 0
+    checkpoint = run.load_checkpoint()
+    assert checkpoint["train_seconds"] > 0
+    assert evaluations(tmp_path)[-1]["step"] <= checkpoint["step"]  # time_to_disentangle.json holds what the run recorded

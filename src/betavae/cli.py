@@ -63,6 +63,12 @@ def app() -> None:
 @click.option("--log-every", type=int, help="steps between log entries  [default: 50]")
 @click.option("--data-dir", help="where dataset files are (MNIST); also $BETAVAE_DATA_DIR")
 @click.option("--test-size", type=int, help="held-out images of a synthetic set")
+@click.option("--eval", help="metrics measured during training, comma-separated: beta_vae, factor_vae, mig, dci, sap, "
+                             "or all  [default: none]")
+@click.option("--eval-every", type=int, help="steps between those evaluations  [default: --checkpoint-every]")
+@click.option("--eval-seed", type=SEED, help="seed of the one sample every evaluation measures on  [default: 0]")
+@click.option("--eval-n-train", type=int, help="training points of every metric  [default: each metric's own]")
+@click.option("--eval-n-eval", type=int, help="evaluation points of every metric  [default: each metric's own]")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file with the same keys; flags override it")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
 @click.option("--progress/--no-progress", default=None, help="progress bar  [default: on a terminal]")
@@ -70,10 +76,16 @@ def train(config_file: str | None, resume: bool, progress: bool | None, **flags:
     """Train a β-VAE and write a run folder: config, checkpoint, logs, metrics, reconstructions."""
     from betavae.config import TrainConfig, load_config, typed_names
     from betavae.data import has_factors
+    from betavae.evaluation import parse_metric_names
     from betavae.runs import RunDir
     from betavae.train import train as run_training
 
     names = typed_names(key for key, value in flags.items() if value is not None)
+    if flags["eval"] is not None:
+        try:
+            flags["eval"] = parse_metric_names(str(flags["eval"]))
+        except BetaVAEError as error:
+            raise BetaVAEError(f"{error} (--eval)") from None
     if config_file is not None:
         base = load_config(config_file)
     elif resume:
@@ -92,6 +104,8 @@ def train(config_file: str | None, resume: bool, progress: bool | None, **flags:
     click.echo(f"checkpoint:      {result.run.checkpoint_path}")
     click.echo(f"reconstructions: {result.run.path / 'reconstructions.png'}")
     click.echo(f"curves:          tensorboard --logdir {result.run.tensorboard_dir}")
+    if result.evaluations:
+        click.echo(f"evaluations:     {len(result.evaluations)} in {result.run.metrics_path} (during_training)")
     click.echo(f"next:            betavae show traverse {result.run.path} --gif"
                + (f"; betavae evaluate {result.run.path}" if has_factors(result.run.read_config().dataset) else ""))
 
@@ -169,6 +183,97 @@ def transfer(run_dirs: tuple[str, ...], labels: str, repeats: int, task: str | N
     click.echo(result.summary.rstrip())
     for path in (result.csv_path, result.plot_path, result.summary_path):
         click.echo(f"written: {path}")
+
+
+def _sweep_flags(command):
+    """One option per training key a sweep can take, from ``config.FLAGS``: a value, or commas to sweep."""
+    from betavae.config import FLAGS
+
+    for key, flag in reversed(list(FLAGS.items())):
+        if key in ("out", "seed", "cuda_graph"):
+            continue
+        command = click.option(flag, key, help="a value, or comma-separated values to sweep")(command)
+    return command
+
+
+@app.command()
+@click.argument("grid_file", required=False, type=click.Path(dir_okay=False))
+@_sweep_flags
+@click.option("--seeds", help="how many seeds (3: seeds 0, 1, 2) or a list (0,4,7)  [default: 1]")
+@click.option("--metrics", "metric_names", help="metrics measured at the end of each run: mig,factor_vae,… or all")
+@click.option("--n-train", type=int, help="training points of every metric  [default: each metric's own]")
+@click.option("--n-eval", type=int, help="evaluation points of every metric  [default: each metric's own]")
+@click.option("--metric-seed", type=SEED, help="seed of the metrics' samples  [default: 0]")
+@click.option("--out", help="sweep folder  [default: sweeps/<grid file name>; needed without a grid file]")
+@click.option("--workers", type=int, help="runs at once  [default: one per GPU, else one per core]")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--ray-address", help="a Ray cluster to join (ray://host:10001 or auto)  [default: start one here]")
+@click.option("--cpus-per-run", type=float, help="Ray: CPUs each run reserves  [default: 1]")
+@click.option("--gpus-per-run", type=float, help="Ray: GPUs each run reserves  [default: 1 when the cluster has GPUs]")
+@click.option("--retry-failed", is_flag=True, help="run the failed runs again")
+@click.option("--progress/--no-progress", default=None, help="progress bar  [default: on a terminal]")
+def sweep(grid_file: str | None, seeds: str | None, metric_names: str | None, n_train: int | None,
+          n_eval: int | None, metric_seed: int | None, out: str | None, workers: int | None, backend: str,
+          ray_address: str | None, cpus_per_run: float | None, gpus_per_run: float | None, retry_failed: bool,
+          progress: bool | None, **training: str | None) -> None:
+    """Train every point of a grid (β × latent size × seeds × …) into run folders in --out; resumable.
+
+    The grid comes from GRID_FILE (TOML: training keys, a list sweeps a key; options in a
+    [sweep] table) and/or the flags, which override it. Without either, the grid the sweep
+    folder was last run with is continued.
+    """
+    from betavae.studies.sweep import BackendOptions, run_sweep
+    from betavae.studies.grid import spec_from_command_line
+
+    if out is None:
+        if grid_file is None:
+            raise BetaVAEError("give --out (the sweep folder), or a GRID_FILE whose name names it")
+        out = str(Path("sweeps") / Path(grid_file).stem)
+    options = {"seeds": seeds, "metrics": metric_names, "n_train": n_train, "n_eval": n_eval,
+               "metric_seed": metric_seed}
+    spec, names = spec_from_command_line(grid_file, training, options, out)
+    summary = run_sweep(spec, out, BackendOptions(backend, workers, ray_address, cpus_per_run, gpus_per_run),
+                        retry_failed=retry_failed, progress=progress, names=names)
+    counts = summary.counts
+    left = counts["queued"] + counts["running"]
+    click.echo(f"sweep {summary.out}: {counts['done']} done, {counts['failed']} failed"
+               + (f", {left} not run" if left else "")
+               + (" (betavae sweep --retry-failed to run the failed again)" if counts["failed"] else ""))
+    click.echo(f"next: betavae results {summary.out}; betavae plot {summary.out}")
+    if counts["failed"]:
+        raise SystemExit(1)
+
+
+@app.command()
+@click.argument("sweep_dir")
+@click.option("--json", "as_json", is_flag=True, help="print the rows as JSON instead of a table")
+def results(sweep_dir: str, as_json: bool) -> None:
+    """The table of a sweep: grid keys, seed, held-out loss terms, each metric; writes results.csv and .json."""
+    import json
+
+    from betavae.studies.results import format_table, result_rows, write_results
+
+    csv_path, json_path = write_results(sweep_dir)
+    rows, spec = result_rows(sweep_dir)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(format_table(rows, spec))
+    click.echo(f"written: {csv_path}, {json_path}")
+
+
+@app.command()
+@click.argument("sweep_dir")
+@click.option("--out", help="folder of the figures  [default: SWEEP_DIR/figures]")
+@click.option("--no-recon", is_flag=True, help="skip the reconstructions (they load every run's model)")
+def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
+    """The report's figures of a sweep: held-out loss against β_norm, metric heatmaps, reconstructions."""
+    from betavae.studies.results import result_rows
+    from betavae.viz.sweep import plot_sweep
+
+    rows, spec = result_rows(sweep_dir)
+    for path in plot_sweep(Path(sweep_dir), rows, spec.varied(), out=Path(out) if out else None, recon=not no_recon):
+        click.echo(path)
 
 
 @app.group()

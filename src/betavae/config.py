@@ -38,7 +38,8 @@ FLAGS: dict[str, str] = {
     "beta_norm": "--beta-norm", "recon": "--recon", "steps": "--steps", "batch_size": "--batch-size",
     "lr": "--lr", "precision": "--precision", "cuda_graph": "--cuda-graph", "seed": "--seed", "out": "--out",
     "device": "--device", "checkpoint_every": "--checkpoint-every", "log_every": "--log-every",
-    "data_dir": "--data-dir", "test_size": "--test-size",
+    "data_dir": "--data-dir", "test_size": "--test-size", "eval": "--eval", "eval_every": "--eval-every",
+    "eval_seed": "--eval-seed", "eval_n_train": "--eval-n-train", "eval_n_eval": "--eval-n-eval",
 }
 """The ``betavae train`` flag of each field that has one, so errors can name what the user typed."""
 
@@ -81,6 +82,14 @@ class TrainConfig:
     log_every: int = 50
     data_dir: str | None = None
     test_size: int | None = None
+    # Disentanglement measured while training (betavae.tracking): the metrics, every how many steps
+    # (None: at each checkpoint), the seed of the one sample every evaluation measures on, and the
+    # metrics' n_train / n_eval (None: each metric's own).
+    eval: list[str] = field(default_factory=list)
+    eval_every: int | None = None
+    eval_seed: int = 0
+    eval_n_train: int | None = None
+    eval_n_eval: int | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, names: Mapping[str, str] | None = None) -> None:
@@ -124,6 +133,32 @@ class TrainConfig:
         if self.lr is not None and not 0 < self.lr <= FLOAT32_MAX:
             raise BetaVAEError(f"{called['lr']} must be a positive number no larger than 3.4e38 (float32), "
                                f"got {self.lr!r}")
+        self._validate_eval(called)
+
+    def _validate_eval(self, called: Mapping[str, str]) -> None:
+        """The settings of evaluation during training: known metrics, sizes they take, a dataset with factors."""
+        from betavae import metrics
+        from betavae.data import has_factors
+        from betavae.evaluation import check_sizes
+
+        for name in self.eval:
+            if name not in metrics.METRICS:
+                raise BetaVAEError(f"{unknown_choice('metric', name, metrics.METRICS)} ({called['eval']})")
+        repeated = sorted({name for name in self.eval if self.eval.count(name) > 1})
+        if repeated:
+            raise BetaVAEError(f"{called['eval']} names {', '.join(repeated)} more than once; name each metric once")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise BetaVAEError(f"{called['eval_every']} must be a positive integer, got {self.eval_every!r}")
+        check_seed(self.eval_seed, called["eval_seed"])
+        check_sizes(self.eval, self.eval_sizes(), {"n_train": called["eval_n_train"], "n_eval": called["eval_n_eval"]})
+        if self.eval and not has_factors(self.dataset):
+            raise BetaVAEError(f"dataset {self.dataset!r} has no known generative factors, so {called['eval']} "
+                               f"cannot measure disentanglement on it; train on shapes or dsprites, or leave out "
+                               f"{called['eval']}")
+
+    def eval_sizes(self) -> dict[str, int | None]:
+        """The sizes of the evaluations during training, as :func:`betavae.evaluation.score` takes them."""
+        return {"n_train": self.eval_n_train, "n_eval": self.eval_n_eval}
 
     def dataset_kwargs(self) -> dict[str, Any]:
         """Keyword options for :func:`betavae.data.load`."""
@@ -170,20 +205,29 @@ class TrainConfig:
         return dataclasses.replace(self, **given)
 
 
-_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table",
+               list[str]: "an array of strings"}
 
 
 @functools.cache
-def _field_types() -> dict[str, tuple[type, ...]]:
-    """The types each field of :class:`TrainConfig` takes, from its annotation: ``str | None`` → (str, NoneType)."""
+def _field_types() -> dict[str, tuple[Any, ...]]:
+    """The types each field of :class:`TrainConfig` takes, from its annotation: ``str | None`` → (str, NoneType).
+
+    A list keeps its item type (``list[str]``), which :func:`_has_type` checks item by item;
+    a table is any ``dict``.
+    """
     declared = {}
     for key, hint in typing.get_type_hints(TrainConfig).items():
         options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-        declared[key] = tuple(typing.get_origin(option) or option for option in options)
+        declared[key] = tuple(option if typing.get_origin(option) is list else typing.get_origin(option) or option
+                              for option in options)
     return declared
 
 
-def _has_type(value: Any, kind: type) -> bool:
+def _has_type(value: Any, kind: Any) -> bool:
+    if typing.get_origin(kind) is list:
+        (item_kind,) = typing.get_args(kind)
+        return isinstance(value, list) and all(_has_type(item, item_kind) for item in value)
     if isinstance(value, bool):  # a bool is an int to Python, but true is no β and no step count
         return kind is bool
     if kind is float:
@@ -197,6 +241,10 @@ def _type_problem(key: str, value: Any) -> str | None:
     if any(_has_type(value, kind) for kind in kinds):
         return None
     wanted = " or ".join(_TYPE_WORDS[kind] for kind in kinds if kind is not type(None))
+    item_kinds = [typing.get_args(kind)[0] for kind in kinds if typing.get_origin(kind) is list]
+    if isinstance(value, list) and item_kinds:  # the right container: say which item is wrong
+        wrong = next(item for item in value if not any(_has_type(item, kind) for kind in item_kinds))
+        return f"must be {wanted}, got an array holding {_describe(wrong)}"
     return f"must be {wanted}, got {_describe(value)}"
 
 
@@ -283,3 +331,11 @@ def to_toml(values: dict[str, Any]) -> str:
         else:
             lines.append(f"{key} = {_toml_value(value)}\n")
     return "".join(lines) + "".join(tables)
+
+
+def type_problem(key: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for field ``key`` (``must be a number, got …``), or None if it fits.
+
+    For callers that name the setting their own way (a sweep's ``--latent`` or grid key).
+    """
+    return _type_problem(key, value)

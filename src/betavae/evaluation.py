@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,26 +69,31 @@ def metric_settings(name: str, sizes: dict[str, int | None]) -> dict[str, Any]:
     return {**settings, **metric_params(name, sizes)}
 
 
-def check_sizes(names: Sequence[str], sizes: dict[str, int | None] | None) -> None:
+def check_sizes(names: Sequence[str], sizes: dict[str, int | None] | None,
+                called: Mapping[str, str] | None = None) -> None:
     """Refuse sizes too small for a metric in ``names`` (see :data:`MIN_SIZES`), before any work.
 
     A metric given too few points either crashes deep in scikit-learn or returns NaN after
     the model was loaded and the dataset encoded; saying so first, with the size that
-    works, costs nothing.
+    works, costs nothing. ``called`` maps a size option to what the user typed for it
+    (``betavae train``'s ``--eval-n-train``); by default ``betavae evaluate``'s flags.
     """
     sizes = sizes or {}
     option_of = {param: option for option, params in SIZE_ALIASES.items() for param in params}
+
+    def flag(option: str) -> str:
+        return (called or {}).get(option, "--" + option.replace("_", "-"))
+
     for name in names:
         for param, value in metric_params(name, sizes).items():
             least = MIN_SIZES.get(name, {}).get(param, 1)
             if value < least:
-                flag = "--" + option_of[param].replace("_", "-")
-                raise BetaVAEError(f"{flag} {value} is too small for {name} (it needs at least {least}); "
-                                   f"give {flag} {least} or more")
+                typed = flag(option_of[param])
+                raise BetaVAEError(f"{typed} {value} is too small for {name} (it needs at least {least}); "
+                                   f"give {typed} {least} or more")
     for option, value in sizes.items():
         if value is not None and value < 1:  # an option none of the chosen metrics takes
-            flag = "--" + option.replace("_", "-")
-            raise BetaVAEError(f"{flag} {value} is too small (it counts points); give {flag} 1 or more")
+            raise BetaVAEError(f"{flag(option)} {value} is too small (it counts points); give {flag(option)} 1 or more")
 
 
 # The largest table of codes of a whole dataset worth keeping in memory (float32).

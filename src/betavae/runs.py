@@ -46,6 +46,10 @@ TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".lock"
 # What metrics.json keeps of results computed from earlier weights.
 HISTORY_SECTION = "history"
+# The metrics measured while training (betavae.tracking): one entry per evaluated step, each naming its step.
+DURING_TRAINING_SECTION = "during_training"
+# Sections that are histories themselves: never moved to history when training goes on.
+HISTORIES = (HISTORY_SECTION, DURING_TRAINING_SECTION)
 # What every checkpoint written by betavae.train holds.
 CHECKPOINT_KEYS = ("step", "model", "optimizer", "noise_state", "config", "derived")
 # TensorBoard names its files events.out.tfevents.<time>.<host>...: the only ones of tensorboard/ that are ours.
@@ -362,12 +366,13 @@ class RunDir:
 
         Called when training writes the checkpoint of ``step``: results of earlier weights
         no longer describe the run, but are kept, each with the step it was computed at.
+        The sections of :data:`HISTORIES` stay: each of their entries names its own step.
         """
         if not self.metrics_path.exists():
             return []
         metrics = self.read_metrics()
         moved = [name for name, values in metrics.items()
-                 if name != HISTORY_SECTION and not (isinstance(values, dict) and values.get("step") == step)]
+                 if name not in HISTORIES and not (isinstance(values, dict) and values.get("step") == step)]
         if moved:
             history = metrics.setdefault(HISTORY_SECTION, [])
             for name in moved:

@@ -8,15 +8,21 @@ Determinism: the batch at step ``s`` depends only on ``(seed, s)`` (:class:`~bet
 and the noise generator's state travels in the checkpoint, so a run interrupted and
 resumed ends with the same weights as one that never stopped (on the same machine; on a
 GPU, only with ``torch.backends.cudnn.deterministic`` on, see the README).
+
+Time: a training clock (:class:`_TrainingClock`) counts the seconds of training since the
+run began, carried across resumes in the checkpoint; evaluations during training
+(:mod:`betavae.tracking`) and the ``on_checkpoint`` hook count neither on it nor in images/s.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +40,7 @@ from betavae.interrupt import StopRequest
 from betavae.objectives import BetaVAELoss, beta_from_norm, norm_from_beta
 from betavae.runs import RunDir, make_folder
 from betavae.steps import make_step, uses_cuda_graph
+from betavae.tracking import EvaluationHistory
 from betavae.traininglog import TrainingLog
 from betavae.viz.reconstructions import FILE_NAME as RECONSTRUCTIONS_FILE
 from betavae.viz.reconstructions import reconstruction_figure, run_title
@@ -41,7 +48,8 @@ from betavae.viz.reconstructions import reconstruction_figure, run_title
 DEFAULT_BETA = 4.0
 # Settings that may change when a run is resumed; any other difference would make the
 # resumed run a different experiment.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "device", "cuda_graph", "out", "data_dir"}
+# The evaluation settings other than eval_every define what the history of evaluations measures.
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "device", "cuda_graph", "out", "data_dir", "eval_every"}
 
 
 class TrainingInterrupted(BetaVAEError):
@@ -63,6 +71,8 @@ class TrainResult:
     run: RunDir
     steps: int
     test: dict[str, Any]
+    # The evaluations during training: the entries of metrics.json's during_training section.
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool | None = None,
@@ -72,12 +82,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
 
     The run folder is locked for the whole call (:meth:`RunDir.lock`), so a second
     process training, evaluating or drawing into it gets a one-line error instead of
-    interleaving its writes. ``on_checkpoint(step, model)`` is called after each
-    checkpoint is written, with the model in eval mode (it is put back into training mode
-    after): the hook for intermediate evaluations (``benchmarks/time_to_disentangle.py``)
-    and for reporting progress to a scheduler. Time spent in it is not training time.
-    ``names`` maps config fields to what the user typed for them (``--latent``), for messages.
+    interleaving its writes. With ``config.eval``, the metrics are measured every
+    ``eval_every`` steps and at the end, right after that step's checkpoint
+    (:mod:`betavae.tracking`); a resumed run first evaluates its checkpoint if a stop or a
+    kill cut that evaluation short. ``on_checkpoint(step, model)`` is called after each
+    checkpoint is written (and evaluated), with the model in eval mode (it is put back into
+    training mode after): the hook for reporting progress to a scheduler. Neither counts as
+    training time. ``names`` maps config fields to what the user typed for them
+    (``--latent``), for messages.
     """
+    began = time.perf_counter()  # the training clock counts from here: every run pays its set-up
     config.validate(names)
     config, dataset = _with_run_folder(config, resume)
     run = RunDir(config.out)
@@ -94,6 +108,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
         noise = torch.Generator(device=device).manual_seed(config.seed)
         start = _restore(checkpoint, model, optimizer, noise) if checkpoint is not None else 0
         saved_step = start if checkpoint is not None else None  # the step of the checkpoint on disk
+        earlier_seconds = float(checkpoint.get("train_seconds", 0.0)) if checkpoint is not None else 0.0  # older: 0
+        clock = _TrainingClock(device, began, earlier_seconds)
         window = _Window(device, first_step=start)
         if checkpoint is not None and "window" in checkpoint:  # older checkpoints lack it: a shorter first entry
             window.restore(checkpoint["window"])
@@ -102,7 +118,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
 
         bar = tqdm(total=config.steps, initial=start, unit="step", desc=run.path.name, disable=_no_bar(progress))
         batches = BatchStream(setup.dataset.train, config.batch_size, config.seed, start, device)
+        report = None if bar.disable else (lambda line: tqdm.write(line, file=sys.stderr))  # above the bar
         with StopRequest() as stop, TrainingLog(run.log_path, run.tensorboard_dir, start) as log, batches:
+            history = EvaluationHistory(run, config, setup.dataset, log, start, report)
+            if history.missing(start):  # a stop or a kill cut the evaluation of the checkpoint short
+                with _not_training(model, window, clock):
+                    history.evaluate(start, model, earlier_seconds)
             model.train()
             for step in range(start, config.steps):
                 x = batches.next()
@@ -116,14 +137,20 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
                     bar.set_postfix(loss=f"{values['loss']:.2f}", kl=f"{values['kl']:.2f}",
                                     img_s=f"{values['images_per_s']:.0f}")
                 bar.update(1)
-                if done % config.checkpoint_every == 0 or done == config.steps or stop.requested:
+                if done % config.checkpoint_every == 0 or done == config.steps or stop.requested or history.due(done):
                     window.check_finite(done, saved_step)
                     _check_weights_finite(model, saved_step, done)
-                    _save_checkpoint(run, config, setup.derived, done, model, optimizer, noise, window, saved_step)
+                    trained_seconds = clock.seconds()
+                    _save_checkpoint(run, config, setup.derived, done, model, optimizer, noise, window,
+                                     trained_seconds, saved_step)
                     saved_step = done
                     run.archive_results_before(done)
-                    if on_checkpoint is not None and not stop.requested:
-                        window.pause(lambda: _call_in_eval_mode(on_checkpoint, done, model))
+                    if not stop.requested:  # a stop leaves this step's evaluation to the resumed run
+                        with _not_training(model, window, clock):
+                            if history.due(done):
+                                history.evaluate(done, model, trained_seconds)
+                            if on_checkpoint is not None:
+                                on_checkpoint(done, model)
                 if stop.requested:
                     bar.close()
                     raise TrainingInterrupted(
@@ -137,15 +164,47 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
                                      "beta_norm": setup.derived["beta_norm"]}, step=config.steps)
         reconstruction_figure(setup.dataset.test, [model], [run_title(setup.derived, config.latent_dim)],
                               run.path / RECONSTRUCTIONS_FILE)
-    return TrainResult(run, config.steps, test)
+    return TrainResult(run, config.steps, test, history.entries)
 
 
-def _call_in_eval_mode(hook: Callable[[int, models.BetaVAE], None], step: int, model: models.BetaVAE) -> None:
+@contextmanager
+def _not_training(model: models.BetaVAE, window: _Window, clock: _TrainingClock) -> Iterator[None]:
+    """Evaluations and hooks: the model in eval mode, their time counted neither as training time nor in images/s."""
     model.eval()
     try:
-        hook(step, model)
+        with clock.paused(), window.paused():
+            yield
     finally:
         model.train()
+
+
+class _TrainingClock:
+    """Seconds of training since the run began, in every call that trained it; time paused is left out.
+
+    It counts from the start of :func:`train` (set-up and checkpoint writes are part of
+    every run) and goes on from the ``train_seconds`` of the checkpoint a run resumes from.
+    On CUDA it waits for the queued kernels before reading: their time is training's.
+    """
+
+    def __init__(self, device: torch.device, began: float, earlier_seconds: float) -> None:
+        self.device = device
+        self.began = began
+        self.earlier_seconds = earlier_seconds
+        self.paused_seconds = 0.0
+
+    def seconds(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return self.earlier_seconds + time.perf_counter() - self.began - self.paused_seconds
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        self.seconds()  # the training queued so far finishes on training's time
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused_seconds += time.perf_counter() - started
 
 
 def _diverged(what: str, since: int, step: int, saved_step: int | None) -> TrainingDiverged:
@@ -213,11 +272,14 @@ class _Window:
         self.steps, self.images, self.first_step = state["steps"], state["images"], state["first_step"]
         self.started = time.perf_counter() - state["seconds"]
 
-    def pause(self, work: Callable[[], None]) -> None:
-        """Run ``work`` without counting its time towards images/s."""
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the time of the ``with`` block out of images/s."""
         started = time.perf_counter()
-        work()
-        self.started += time.perf_counter() - started
+        try:
+            yield
+        finally:
+            self.started += time.perf_counter() - started
 
     def check_finite(self, step: int, saved_step: int | None) -> list[float]:
         values = self.sums.tolist()
@@ -379,10 +441,10 @@ def _restore(checkpoint: dict[str, Any], model: torch.nn.Module, optimizer: torc
 
 def _save_checkpoint(run: RunDir, config: TrainConfig, derived: dict[str, Any], step: int,
                      model: torch.nn.Module, optimizer: torch.optim.Optimizer, noise: torch.Generator,
-                     window: _Window, saved_step: int | None) -> None:
+                     window: _Window, train_seconds: float, saved_step: int | None) -> None:
     state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "noise_state": noise.get_state(), "config": config.to_dict(), "derived": derived,
-             "window": window.state()}
+             "window": window.state(), "train_seconds": train_seconds}
     try:
         run.save_checkpoint(state)
     except OSError as error:

@@ -4,7 +4,8 @@ The JSON-lines file is for scripts (one object per logged step); TensorBoard is 
 people. On resume, entries past the checkpoint's step are dropped from both, and the
 training loop keeps the partial sums of the window in flight in its checkpoints, so a
 resumed run's curves are those of a run that was never interrupted (all but images/s,
-a timing).
+a timing). TensorBoard also draws the scores of the evaluations made during training
+(:meth:`TrainingLog.log_evaluation`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class TrainingLog:
         if tensorboard_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(tensorboard_dir), purge_step=resume_step if resume_step else None)
+            # TensorBoard hides the events from purge_step on; those of the checkpoint's step are kept.
+            self._writer = SummaryWriter(str(tensorboard_dir), purge_step=resume_step + 1 if resume_step else None)
 
     def _drop_entries_after(self, step: int) -> None:
         """Keep the entries up to ``step``; a line torn by a kill mid-write, or not UTF-8, is dropped too."""
@@ -53,6 +55,20 @@ class TrainingLog:
                 elif isinstance(value, list):  # one curve per entry: KL of each latent dimension
                     for index, item in enumerate(value):
                         self._writer.add_scalar(f"{name}/{index}", item, step)
+
+    def log_evaluation(self, step: int, results: dict[str, dict[str, float | None]]) -> None:
+        """The metrics' scores at ``step`` as TensorBoard scalars ``eval/<metric>.<key>``; None (NaN) is left out.
+
+        Only TensorBoard: the JSON-lines file holds the training curves, one kind of entry
+        a line, and the scores' own history is in ``metrics.json`` (:mod:`betavae.tracking`).
+        """
+        if self._writer is None:
+            return
+        for name, values in results.items():
+            for key, value in values.items():
+                if value is not None:
+                    self._writer.add_scalar(f"eval/{name}.{key}", value, step)
+        self._writer.flush()
 
     def close(self) -> None:
         self._jsonl.close()

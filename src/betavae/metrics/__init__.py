@@ -27,6 +27,15 @@ METRICS: dict[str, Callable[..., dict[str, float]]] = {
     "sap": sap,
 }
 
+# The main score of each metric: the one value progress lines, tables and heatmaps show.
+HEADLINE: dict[str, str] = {
+    "beta_vae": "eval_accuracy",
+    "factor_vae": "eval_accuracy",
+    "mig": "mig",
+    "dci": "disentanglement",
+    "sap": "sap",
+}
+
 
 def get(name: str) -> Callable[..., dict[str, float]]:
     """The metric function called ``name``."""
@@ -35,5 +44,5 @@ def get(name: str) -> Callable[..., dict[str, float]]:
     return METRICS[name]
 
 
-__all__ = ["METRICS", "FactorRepresentation", "Representation", "beta_vae_score", "dci", "encode_factors",
+__all__ = ["HEADLINE", "METRICS", "FactorRepresentation", "Representation", "beta_vae_score", "dci", "encode_factors",
            "factor_vae_score", "get", "mig", "model_representation", "sample_codes", "sap"]

@@ -1,0 +1,112 @@
+"""A sweep's results as a table: one row per run, from the sweep's state (``betavae results``).
+
+Each row has the grid's keys (β always in both forms, raw and normalised, whichever was
+swept), the seed, the run's status, its held-out loss terms and every value of every
+metric, flattened as ``<metric>.<value>`` (``mig.mig``, ``dci.completeness``). Written as
+``results.csv`` (for spreadsheets and pandas) and ``results.json`` (with the grid) in the
+sweep folder, each atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from betavae.errors import BetaVAEError
+from betavae.metrics import HEADLINE
+from betavae.runs import atomic_write_text
+from betavae.studies.grid import GridSpec
+from betavae.studies.state import STATE_FILE, SweepState
+
+CSV_FILE = "results.csv"
+JSON_FILE = "results.json"
+# The columns every row starts with, before the swept keys' and the results'.
+LEADING = ("run", "status", "dataset", "arch", "steps", "latent_dim", "beta", "beta_norm", "seed")
+
+
+def open_state(sweep_dir: str | Path) -> SweepState:
+    """The state of an existing sweep folder; a one-line error for a folder that holds no sweep."""
+    path = Path(sweep_dir)
+    if not (path / STATE_FILE).is_file():
+        raise BetaVAEError(f"{path} is not a sweep folder (it has no {STATE_FILE}); "
+                           f"make one with betavae sweep --out {path} …")
+    return SweepState(path)
+
+
+def result_rows(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], GridSpec]:
+    """Every run of the sweep in ``sweep_dir`` as a flat row, and the grid it was last started with."""
+    with open_state(sweep_dir) as state:
+        spec = state.spec() or GridSpec()
+        rows = [_flatten(row, spec) for row in state.rows()]
+    return rows, spec
+
+
+def _flatten(row: dict[str, Any], spec: GridSpec) -> dict[str, Any]:
+    config, result = row["config"], row["result"] or {}
+    derived = result.get("derived", {})
+    flat: dict[str, Any] = {
+        "run": row["name"], "status": row["status"], "dataset": config["dataset"],
+        "arch": derived.get("arch") or config.get("arch"), "steps": config["steps"],
+        "latent_dim": config["latent_dim"], "beta": derived.get("beta", config.get("beta")),
+        "beta_norm": derived.get("beta_norm", config.get("beta_norm")), "seed": config["seed"],
+    }
+    for key in spec.swept:
+        flat.setdefault(key, config.get(key))
+    for key, value in result.get("test", {}).items():
+        flat[f"test.{key}"] = value
+    for metric, values in result.get("metrics", {}).items():
+        for key, value in values.items():
+            flat[f"{metric}.{key}"] = value
+    flat["images_per_s"] = result.get("images_per_s")
+    flat["attempts"] = row["attempts"]
+    flat["error"] = row["error"]
+    return flat
+
+
+def headline_column(metric: str) -> str:
+    """The row key of ``metric``'s main score: ``mig.mig``, ``factor_vae.eval_accuracy``."""
+    return f"{metric}.{HEADLINE[metric]}"
+
+
+def write_results(sweep_dir: str | Path) -> tuple[Path, Path]:
+    """``results.csv`` and ``results.json`` of the sweep in ``sweep_dir``; returns their paths."""
+    rows, spec = result_rows(sweep_dir)
+    out = Path(sweep_dir)
+    columns = list(dict.fromkeys([*LEADING, *spec.swept, *(key for row in rows for key in row)]))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: "" if row.get(key) is None else row.get(key) for key in columns})
+    atomic_write_text(out / CSV_FILE, buffer.getvalue())
+    atomic_write_text(out / JSON_FILE, json.dumps({"grid": spec.to_dict(), "runs": rows}, indent=2,
+                                                  allow_nan=False) + "\n")
+    return out / CSV_FILE, out / JSON_FILE
+
+
+def format_table(rows: list[dict[str, Any]], spec: GridSpec) -> str:
+    """The table ``betavae results`` prints: grid keys, seed, status, held-out loss terms, each metric's score."""
+    keys = [key for key in spec.varied() if key != "seed"] or ["beta_norm"]
+    if "beta" in keys and "beta_norm" not in keys:
+        keys.append("beta_norm")  # β raw swept: show its normalised value too
+    metrics = [metric for metric in HEADLINE if any(row.get(headline_column(metric)) is not None for row in rows)]
+    columns = [*keys, "seed", "status", "test.loss", "test.recon", "test.kl", *map(headline_column, metrics)]
+    headers = [column.removesuffix(".eval_accuracy").removesuffix(".mig").removesuffix(".sap")
+               .replace("test.", "") for column in columns]
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max(len(header), *(len(line[index]) for line in cells)) if cells else len(header)
+              for index, header in enumerate(headers)]
+    lines = ["  ".join(header.rjust(width) for header, width in zip(headers, widths))]
+    lines += ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

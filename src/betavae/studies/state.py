@@ -1,0 +1,215 @@
+"""What a sweep has done: one SQLite file in the sweep folder, one row per run.
+
+SQLite because the state must survive any stop (Ctrl-C, ``kill -9``, a reboot) whole:
+every change is one transaction, so the file always says either the old thing or the new.
+Only the sweep's driver writes it (it holds the sweep folder's lock); workers, local or on
+a Ray cluster, return their results to it. A run's status moves
+
+    queued → running → done | failed      (an interrupted run goes back to queued)
+
+and a run found ``running`` when a sweep starts was cut off (its driver is gone, or it
+would still hold the lock), so it is queued again: its worker resumes it from its last
+checkpoint, not from step 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from betavae.errors import BetaVAEError
+from betavae.studies.grid import GridPoint, GridSpec
+
+STATE_FILE = "sweep.db"
+STATUSES = ("queued", "running", "done", "failed")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    name TEXT PRIMARY KEY,           -- the run folder, inside the sweep folder
+    position INTEGER NOT NULL,       -- the order runs are started in
+    config TEXT NOT NULL,            -- TrainConfig.to_dict() as JSON
+    config_hash TEXT NOT NULL,       -- grid.config_hash: what makes the run the experiment it is
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    worker TEXT,                     -- host:pid of the sweep that started the last attempt
+    started REAL,                    -- Unix times of the last attempt
+    ended REAL,
+    error TEXT,                      -- why the last attempt failed
+    result TEXT                      -- JSON: held-out loss, metrics, derived values (see studies.worker)
+);
+"""
+
+
+class SweepState:
+    """The SQLite state of one sweep folder; a context manager that closes the connection."""
+
+    def __init__(self, sweep_dir: str | Path) -> None:
+        self.path = Path(sweep_dir) / STATE_FILE
+        try:
+            # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE) in _transaction.
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise BetaVAEError(f"{self.path} is not a readable sweep state ({error}); "
+                               f"move it away to start the sweep's bookkeeping again (run folders are kept)") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SweepState:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- the grid --------------------------------------------------------------------------
+
+    def sync(self, points: Sequence[GridPoint], spec: GridSpec, grid: bool = True) -> None:
+        """Add the grid's new points as queued; queue again the done runs this grid asks more of.
+
+        ``grid``: the points are ``spec``'s grid, kept as the one to continue the sweep with
+        (other points, a benchmark's variants, leave no grid to continue).
+
+        A point whose name exists with another config hash means the folder holds a
+        different experiment under that name: refused, since its run folder would be
+        resumed as if it were this one. A finished run is queued again when the grid asks
+        for more steps or for metrics (or a metric seed or sizes) its result lacks; its
+        worker then trains on from the checkpoint or only evaluates.
+        """
+        with self._transaction() as db:
+            known = {row["name"]: row for row in db.execute("SELECT * FROM runs")}
+            next_position = max((row["position"] for row in known.values()), default=-1) + 1
+            for point in points:
+                config = json.dumps(point.config.to_dict())
+                row = known.get(point.name)
+                if row is None:
+                    db.execute("INSERT INTO runs (name, position, config, config_hash, status) VALUES (?, ?, ?, ?, ?)",
+                               (point.name, next_position, config, point.config_hash(), "queued"))
+                    next_position += 1
+                    continue
+                if row["config_hash"] != point.config_hash():
+                    differing = _differing_keys(json.loads(row["config"]), point.config.to_dict())
+                    raise BetaVAEError(
+                        f"{self.path.parent} already holds run {point.name} made with another {', '.join(differing)}; "
+                        f"a grid that changes what its runs are needs another --out")
+                status = row["status"]
+                if status == "done" and _asks_more(row, point, spec):
+                    status = "queued"
+                db.execute("UPDATE runs SET config = ?, status = ? WHERE name = ?", (config, status, point.name))
+            if grid:
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('spec', ?)", (json.dumps(spec.to_dict()),))
+
+    def spec(self) -> GridSpec | None:
+        """The grid this sweep was last started with, or None for a new sweep folder."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'spec'").fetchone()
+        return GridSpec.from_dict(json.loads(row["value"])) if row else None
+
+    def forget(self, names: Sequence[str]) -> None:
+        """Drop the rows of ``names`` (their run folders were deleted: they start again as new points)."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM runs WHERE name = ?", [(name,) for name in names])
+
+    def requeue(self, status: str) -> int:
+        """Queue every run of ``status`` again (``running``: cut off by a stop; ``failed``: retried)."""
+        with self._transaction() as db:
+            return db.execute("UPDATE runs SET status = 'queued' WHERE status = ?", (status,)).rowcount
+
+    # -- one run's life ---------------------------------------------------------------------
+
+    def queued(self, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` that are queued, in the order runs start."""
+        wanted = set(names)
+        rows = self._db.execute("SELECT name FROM runs WHERE status = 'queued' ORDER BY position")
+        return [row["name"] for row in rows if row["name"] in wanted]
+
+    def config(self, name: str) -> dict[str, Any]:
+        return json.loads(self._row(name)["config"])
+
+    def attempts(self, name: str) -> int:
+        """How many times the run was started."""
+        return int(self._row(name)["attempts"])
+
+    def mark_running(self, name: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET status = 'running', attempts = attempts + 1, worker = ?, started = ?, "
+                       "ended = NULL, error = NULL WHERE name = ?",
+                       (f"{socket.gethostname()}:{os.getpid()}", time.time(), name))
+
+    def mark_done(self, name: str, result: dict[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET status = 'done', ended = ?, error = NULL, result = ? WHERE name = ?",
+                       (time.time(), json.dumps(result), name))
+
+    def mark_failed(self, name: str, error: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET status = 'failed', ended = ?, error = ? WHERE name = ?",
+                       (time.time(), error, name))
+
+    def mark_queued(self, name: str) -> None:
+        """An interrupted run: it goes back to the queue and resumes from its checkpoint next time."""
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET status = 'queued', ended = ? WHERE name = ?", (time.time(), name))
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every run, in start order, with its config and result decoded."""
+        rows = []
+        for row in self._db.execute("SELECT * FROM runs ORDER BY position"):
+            values = dict(row)
+            values["config"] = json.loads(values["config"])
+            values["result"] = json.loads(values["result"]) if values["result"] else None
+            rows.append(values)
+        return rows
+
+    def counts(self, names: Sequence[str] | None = None) -> dict[str, int]:
+        """How many runs (of ``names``, or all) are in each status."""
+        wanted = None if names is None else set(names)
+        counts = dict.fromkeys(STATUSES, 0)
+        for row in self._db.execute("SELECT name, status FROM runs"):
+            if wanted is None or row["name"] in wanted:
+                counts[row["status"]] += 1
+        return counts
+
+    def _row(self, name: str) -> sqlite3.Row:
+        row = self._db.execute("SELECT * FROM runs WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise KeyError(name)
+        return row
+
+
+def _differing_keys(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    from betavae.studies.grid import resumable_keys
+
+    keys = sorted(key for key in set(saved) | set(wanted)
+                  if key not in resumable_keys() and saved.get(key) != wanted.get(key))
+    return keys or ["config"]
+
+
+def _asks_more(row: sqlite3.Row, point: GridPoint, spec: GridSpec) -> bool:
+    """Whether a finished run must run again for this grid: more steps, or metrics it has not measured."""
+    result = json.loads(row["result"]) if row["result"] else {}
+    if result.get("step", 0) < point.config.steps:
+        return True
+    measured = result.get("metric_settings", {})
+    wanted = {"seed": spec.metric_seed, **spec.sizes}
+    return any(name not in result.get("metrics", {}) for name in spec.metrics) or (
+        bool(spec.metrics) and measured != wanted)

@@ -1,0 +1,280 @@
+"""``betavae sweep``: train every point of a grid into its own run folder, resumably, locally or on Ray.
+
+The sweep folder holds one ordinary run folder per grid point (so ``evaluate``, ``show``
+and ``transfer`` work on each unchanged), the SQLite state (:mod:`~betavae.studies.state`)
+and, at the end, ``results.csv`` and ``results.json``. The driver, this module, is the
+state's only writer and holds the sweep folder's lock while it runs, so a second sweep on
+the same folder is refused with the holder's pid instead of running a point twice.
+Workers (:mod:`~betavae.studies.local`, :mod:`~betavae.studies.ray_backend`) do the runs
+and return results.
+
+Started again after any stop, a sweep runs only what is not done: runs the state found
+``running`` were cut off and resume from their checkpoints; failed runs stay failed
+(with their error) unless ``retry_failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from betavae.errors import BetaVAEError
+from betavae.runs import RunDir, make_folder
+from betavae.studies.grid import GridPoint, GridSpec, expand_grid
+from betavae.studies.results import write_results
+from betavae.studies.state import SweepState
+from betavae.studies.worker import task_for
+
+BACKENDS = ("local", "ray")
+POLL_SECONDS = 1.0  # how often the display reads the running runs' logs
+MAX_ATTEMPTS = 3  # starts of a run whose worker keeps dying before it is marked failed
+
+
+class Backend(Protocol):
+    """Where runs happen: ``capacity`` at once, each a task dict in, an outcome dict out."""
+
+    capacity: int
+
+    @property
+    def running(self) -> list[str]: ...
+
+    def submit(self, task: dict[str, Any]) -> None: ...
+
+    def wait(self, timeout: float) -> list[dict[str, Any]]: ...
+
+    def interrupt(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class BackendOptions:
+    """How to run the runs: ``backend`` local or ray, ``workers`` at once (None: chosen from the machine)."""
+
+    backend: str = "local"
+    workers: int | None = None
+    ray_address: str | None = None
+    cpus_per_run: float | None = None  # ray: CPUs each run reserves (None: 1 on a CPU, else 0 ... see ray_backend)
+    gpus_per_run: float | None = None
+
+
+class SweepInterrupted(BetaVAEError):
+    """Ctrl-C: running runs saved their checkpoints; the same command continues the sweep."""
+
+    exit_code = 130
+
+
+@dataclass
+class SweepSummary:
+    out: Path
+    counts: dict[str, int]
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run, error)
+
+
+def run_sweep(spec: GridSpec, out: str | Path, options: BackendOptions | None = None,
+              retry_failed: bool = False, progress: bool | None = None,
+              names: dict[str, str] | None = None, points: Sequence[GridPoint] | None = None) -> SweepSummary:
+    """Run every point of ``spec`` not yet done into ``out``; return what the sweep folder then holds.
+
+    The grid is expanded and checked (every point's config validated) before anything
+    runs; ``names`` maps keys to the flags the user typed, for messages. A caller whose
+    runs are not a product of lists (a benchmark's variants) passes its own ``points``,
+    each with its run folder inside ``out``; ``spec`` then gives only the metrics.
+    """
+    options = options or BackendOptions()
+    if options.backend not in BACKENDS:
+        raise BetaVAEError(f"unknown backend {options.backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if options.workers is not None and options.workers < 1:
+        raise BetaVAEError(f"--workers must be a positive integer, got {options.workers}")
+    out = Path(out)
+    if options.backend == "ray":
+        out = out.resolve()  # the workers may run elsewhere: they need the path the cluster shares
+    grid = points is None
+    points = expand_grid(spec, out, names) if grid else list(points)
+    make_folder(out, "sweep folder")
+    with RunDir(out).lock("betavae sweep"), SweepState(out) as state:
+        state.sync(points, spec, grid)
+        state.requeue("running")  # cut off by the stop of an earlier sweep: they resume from their checkpoints
+        if retry_failed:
+            state.requeue("failed")
+        todo = state.queued([point.name for point in points])
+        try:
+            if todo:
+                _run_all(state, _make_backend(options, todo, points), todo, spec,
+                         _Display(out, points, state, progress))
+        finally:  # an interrupted sweep's table too: what is done is worth reading
+            write_results(out)
+        counts = state.counts([point.name for point in points])
+        failed = [(row["name"], row["error"] or "") for row in state.rows()
+                  if row["status"] == "failed" and row["name"] in {point.name for point in points}]
+    return SweepSummary(out, counts, failed)
+
+
+def _run_all(state: SweepState, backend: Backend, todo: Sequence[str], spec: GridSpec, display: _Display) -> None:
+    """Run ``todo`` on ``backend``; on Ctrl-C, let the running runs save their checkpoints and say how to go on."""
+    try:
+        _drive(state, backend, todo, spec, display)
+    except KeyboardInterrupt:
+        backend.interrupt()
+        _drain(state, backend, display)
+        counts = state.counts(display.names)
+        raise SweepInterrupted(f"interrupted: {counts['done']} of {len(display.names)} runs done, the running ones "
+                               f"saved their checkpoints; continue with the same command") from None
+    finally:
+        backend.close()
+        display.close()
+
+
+def _drive(state: SweepState, backend: Backend, todo: Sequence[str], spec: GridSpec, display: _Display) -> None:
+    """Keep ``backend`` full until every run of ``todo`` has ended, recording each outcome as it comes."""
+    queue = list(todo)
+    while queue or backend.running:
+        while queue and len(backend.running) < backend.capacity:
+            name = queue.pop(0)
+            state.mark_running(name)
+            backend.submit(task_for(name, state.config(name), spec.metrics, spec.metric_seed, spec.sizes))
+            display.started(name)
+        for outcome in backend.wait(POLL_SECONDS):
+            if _record(state, outcome, display):
+                queue.append(outcome["name"])
+        display.refresh(backend.running)
+
+
+def _drain(state: SweepState, backend: Backend, display: _Display) -> None:
+    """After Ctrl-C: wait for the running runs to save their checkpoints and report; a second Ctrl-C stops now."""
+    try:
+        while backend.running:
+            for outcome in backend.wait(POLL_SECONDS):
+                _record(state, outcome, display)
+    except KeyboardInterrupt:
+        pass  # the runs still running stay 'running' in the state: the next sweep resumes them
+
+
+def _record(state: SweepState, outcome: dict[str, Any], display: _Display) -> bool:
+    """Write a run's outcome into the state; True when the run should be started again now.
+
+    A run whose worker vanished (``lost``: killed, out of memory, a node gone) is cut off,
+    not wrong: it goes back to the queue and resumes from its checkpoint, up to
+    :data:`MAX_ATTEMPTS` starts, so a run that kills its worker every time ends as failed.
+    """
+    name, status = outcome["name"], outcome["status"]
+    again = False
+    if status == "done":
+        state.mark_done(name, outcome["result"])
+    elif status == "interrupted":
+        state.mark_queued(name)
+    elif status == "lost" and state.attempts(name) < MAX_ATTEMPTS:
+        state.mark_queued(name)
+        again = True
+    else:
+        state.mark_failed(name, outcome["error"] or "unknown error")
+    display.ended(name, outcome, again)
+    return again
+
+
+def _make_backend(options: BackendOptions, todo: Sequence[str], points: Sequence[GridPoint]) -> Backend:
+    if options.backend == "ray":
+        from betavae.studies.ray_backend import RayBackend
+
+        return RayBackend(options)
+    import torch
+
+    from betavae.studies.local import LocalBackend, available_cores, default_workers, threads_per_worker
+
+    cores = available_cores()
+    wants_cuda = any(point.config.device in ("auto", "cuda") for point in points)
+    gpus = torch.cuda.device_count() if wants_cuda and torch.cuda.is_available() else 0
+    workers = options.workers or default_workers(gpus, cores)
+    workers = max(1, min(workers, len(todo) or 1))
+    devices: list[str | None] = [f"cuda:{slot % gpus}" for slot in range(workers)] if gpus else [None]
+    return LocalBackend(workers, threads_per_worker(workers, cores), devices)
+
+
+class _Display:
+    """The sweep's progress: a bar over all the grid's training steps, and a line per run that ends.
+
+    The bar's position comes from the running runs' ``log.jsonl`` (the last entry's step
+    and images/s), so it needs nothing from the workers but the files they write anyway,
+    locally or on a cluster's shared folder.
+    """
+
+    def __init__(self, out: Path, points: Sequence[GridPoint], state: SweepState, progress: bool | None) -> None:
+        self.out = out
+        self.steps = {point.name: point.config.steps for point in points}
+        self.state = state
+        self.names = list(self.steps)
+        self.finished_steps = sum(self.steps[row["name"]] for row in state.rows()
+                                  if row["status"] == "done" and row["name"] in self.steps)
+        self.bar = tqdm(total=sum(self.steps.values()), initial=self.finished_steps, unit="step", desc="sweep",
+                        disable=None if progress is None else not progress, dynamic_ncols=True)
+        self.started_at: dict[str, float] = {}
+        self.rates: dict[str, float] = {}
+
+    def started(self, name: str) -> None:
+        self.started_at[name] = time.perf_counter()
+
+    def refresh(self, running: Sequence[str]) -> None:
+        position = self.finished_steps
+        self.rates = {}
+        for name in running:
+            step, rate = _last_log_entry(self.out / name)
+            position += step
+            if rate is not None:
+                self.rates[name] = rate
+        self.bar.n = min(position, self.bar.total)
+        counts = self.state.counts(self.names)
+        self.bar.set_postfix_str(f"done {counts['done']}/{len(self.names)}, running {len(running)}, "
+                                 f"failed {counts['failed']}, {sum(self.rates.values()):,.0f} img/s", refresh=True)
+
+    def ended(self, name: str, outcome: dict[str, Any], again: bool = False) -> None:
+        seconds = time.perf_counter() - self.started_at.pop(name, time.perf_counter())
+        if outcome["status"] == "done":
+            self.finished_steps += self.steps[name]
+            result = outcome["result"]
+            scores = "".join(f", {_headline(metric, values)}" for metric, values in result["metrics"].items())
+            line = f"done    {name}: held-out loss {result['test']['loss']:.2f}{scores} ({seconds:.0f} s)"
+        elif outcome["status"] == "interrupted":
+            line = f"stopped {name}: checkpoint saved, resumes next time"
+        elif again:
+            line = f"lost    {name}: {outcome['error']}; resuming it from its last checkpoint"
+        else:
+            line = f"failed  {name}: {outcome['error']}"
+        tqdm.write(line)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _headline(metric: str, values: dict[str, Any]) -> str:
+    """``mig 0.123``: a metric's main score (:data:`betavae.metrics.HEADLINE`) for a progress line."""
+    from betavae.metrics import HEADLINE
+
+    value = values.get(HEADLINE.get(metric, ""))
+    return f"{metric} {value:.3f}" if isinstance(value, float) else f"{metric} n/a"
+
+
+def _last_log_entry(run_path: Path) -> tuple[int, float | None]:
+    """The step and images/s of a run's last log entry (0, None before its first)."""
+    path = run_path / "log.jsonl"
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - 4096))
+            lines = handle.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return 0, None
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("step"), int):
+            return entry["step"], entry.get("images_per_s")
+    return 0, None

@@ -1,0 +1,132 @@
+"""One grid point's work, wherever it runs: train (or continue) the run, evaluate it, return its result.
+
+:func:`run_point` is what a local worker process and a Ray task both call. It brings the
+run folder to what the grid asks, doing only what is missing: a new run trains from step
+0; a run cut off (or asked for more steps) resumes from its checkpoint; a finished run
+whose held-out loss or metrics are missing gets only those. It never raises for a run's
+own failure (an exception, NaN): the failure is the result, so one bad point does not
+stop a sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import traceback
+from typing import Any
+
+from betavae.errors import BetaVAEError
+
+DISENTANGLEMENT = "disentanglement"  # the metrics.json section betavae evaluate writes (evaluation.METRICS_SECTION)
+
+
+def task_for(name: str, config: dict[str, Any], metrics: list[str], metric_seed: int,
+             sizes: dict[str, int | None], threads: int | None = None, device: str | None = None) -> dict[str, Any]:
+    """The plain-data description of one run's work, which crosses process and machine boundaries."""
+    return {"name": name, "config": config, "metrics": list(metrics), "metric_seed": metric_seed,
+            "sizes": dict(sizes), "threads": threads, "device": device}
+
+
+def run_point(task: dict[str, Any]) -> dict[str, Any]:
+    """Do ``task`` (see :func:`task_for`); return ``{"name", "status", "error", "result"}``.
+
+    ``status`` is ``done`` (with ``result``), ``interrupted`` (Ctrl-C or SIGTERM: the
+    checkpoint is saved, the run resumes next time) or ``failed`` (with a one-line ``error``;
+    a bug's trace-back is printed on this process's stderr too). A backend whose worker
+    died without returning (killed, out of memory) reports ``lost``.
+    """
+    import torch
+
+    from betavae.config import TrainConfig
+    from betavae.train import TrainingInterrupted
+
+    outcome: dict[str, Any] = {"name": task["name"], "status": "done", "error": None, "result": None}
+    try:
+        if task.get("threads"):
+            torch.set_num_threads(int(task["threads"]))
+        config = TrainConfig.from_dict(task["config"], source=f"run {task['name']}")
+        if task.get("device"):
+            config.device = task["device"]
+        outcome["result"] = _bring_up_to_date(config, task)
+    except (TrainingInterrupted, KeyboardInterrupt):
+        outcome["status"] = "interrupted"
+    except BetaVAEError as error:
+        outcome["status"], outcome["error"] = "failed", str(error)
+    except Exception as error:  # a bug, or the machine's fault: recorded, and the sweep goes on
+        traceback.print_exc()
+        outcome["status"] = "failed"
+        outcome["error"] = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    return outcome
+
+
+def _bring_up_to_date(config, task: dict[str, Any]) -> dict[str, Any]:
+    from betavae.evaluation import evaluate_run
+    from betavae.runs import RunDir
+    from betavae.train import train
+
+    run = RunDir(config.out)
+    started_from = run.checkpoint_step() if run.has_checkpoint() else 0
+    if not run.has_checkpoint():
+        train(config, progress=False)
+    elif not _finished(run, config.steps):
+        train(config, resume=True, progress=False)
+    missing = _metrics_to_measure(run, task)
+    if missing:
+        evaluate_run(run.path, missing, seed=task["metric_seed"], sizes=task["sizes"], device=config.device)
+    return {**collect_result(run, task), "started_from": started_from}
+
+
+def _finished(run, steps: int) -> bool:
+    """Whether the run's checkpoint holds all ``steps`` and its held-out loss was computed from it."""
+    test = run.read_metrics().get("test")
+    return run.checkpoint_step() == steps and isinstance(test, dict) and test.get("step") == steps
+
+
+def _metrics_to_measure(run, task: dict[str, Any]) -> list[str]:
+    """The task's metrics that the run's ``metrics.json`` lacks for its current weights and settings."""
+    from betavae.evaluation import metric_settings
+
+    section = run.read_metrics().get(DISENTANGLEMENT)
+    if not isinstance(section, dict) or section.get("step") != run.checkpoint_step():
+        return list(task["metrics"])
+    settings = section.get("settings", {})
+    missing = []
+    for name in task["metrics"]:
+        wanted = {"seed": task["metric_seed"], **metric_settings(name, task["sizes"])}
+        have = {key: value for key, value in settings.get(name, {}).items() if key != "null"}
+        if name not in section or have != wanted:
+            missing.append(name)
+    return missing
+
+
+def collect_result(run, task: dict[str, Any]) -> dict[str, Any]:
+    """What the sweep's state keeps of a finished run: derived β values, held-out loss, metrics, speed."""
+    metrics = run.read_metrics()
+    derived = run.read_derived()
+    test = metrics.get("test", {})
+    section = metrics.get(DISENTANGLEMENT, {})
+    return {
+        "step": int(test.get("step", 0)),
+        "derived": {key: derived.get(key) for key in ("arch", "beta", "beta_norm", "num_pixels", "lr", "device")},
+        "test": {key: test.get(key) for key in ("loss", "recon", "kl")},
+        "metrics": {name: {key: value for key, value in section.get(name, {}).items()} for name in task["metrics"]},
+        "metric_settings": {"seed": task["metric_seed"], **task["sizes"]},
+        "images_per_s": _typical_rate(run),
+    }
+
+
+def _typical_rate(run) -> float | None:
+    """The median images/s of the run's log entries (the last attempt's speed dominates a resumed run)."""
+    rates = []
+    try:
+        lines = run.log_path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            rate = json.loads(line).get("images_per_s")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(rate, (int, float)):
+            rates.append(rate)
+    return statistics.median(rates) if rates else None

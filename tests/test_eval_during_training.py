@@ -1,0 +1,188 @@
+"""Evaluation during training: scores on one fixed sample every N steps, a resumable history, off the clock."""
+
+import json
+import os
+import re
+import signal
+import time
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from betavae import data, evaluation
+from betavae.errors import BetaVAEError
+from betavae.metrics import model_representation
+from betavae.runs import RunDir, load_model
+from betavae.train import TrainingInterrupted, train
+from commands import run_cli
+from test_train import assert_same_weights, small_config, weights
+
+MIG_KEYS = {"mig", "mig_shape", "mig_scale", "mig_rotation", "mig_pos_x", "mig_pos_y"}
+
+
+def eval_config(out, **changes):
+    """A tiny run measuring MIG on 200 points every 2 steps; checkpoints only where evaluations put them."""
+    settings = dict(steps=4, checkpoint_every=100, log_every=2, eval=["mig"], eval_every=2, eval_n_train=200)
+    settings.update(changes)
+    return small_config(out, **settings)
+
+
+def history(run_dir) -> dict:
+    return RunDir(run_dir).read_metrics()["during_training"]
+
+
+def scores(run_dir) -> list[dict]:
+    """The entries without their timings, which no two runs share."""
+    timings = ("train_seconds", "eval_seconds")
+    return [{key: value for key, value in entry.items() if key not in timings} for entry in history(run_dir)["entries"]]
+
+
+def test_history_holds_real_scores_at_every_eval_every_steps_and_the_last(tmp_path, capsys):
+    config = eval_config(tmp_path / "run", steps=5, eval=["mig", "sap"], eval_n_train=100, eval_n_eval=50)
+    checkpoints = []
+
+    def hook(step, model):  # called after the evaluation of its step, which describes the checkpoint
+        checkpoints.append((step, RunDir(config.out).checkpoint_step(), history(config.out)["entries"][-1]["step"]))
+
+    result = train(config, progress=True, on_checkpoint=hook)
+    section = history(config.out)
+    assert [entry["step"] for entry in section["entries"]] == [2, 4, 5]
+    assert checkpoints == [(2, 2, 2), (4, 4, 4), (5, 5, 5)]
+    assert section["step"] == 5 and section["metrics"] == ["mig", "sap"] and section["seed"] == 0
+    assert section["settings"]["mig"]["num_train"] == 100
+    assert section["settings"]["sap"]["num_test"] == 50
+    for entry in section["entries"]:
+        assert entry["images"] == entry["step"] * 16
+        assert set(entry["mig"]) == MIG_KEYS and 0 <= entry["mig"]["mig"] <= 1
+        assert 0 <= entry["sap"]["sap"] <= 1
+        assert entry["eval_seconds"] > 0
+    clock = [entry["train_seconds"] for entry in section["entries"]]
+    assert clock == sorted(clock) and clock[0] > 0
+    assert result.evaluations == section["entries"]
+    assert RunDir(config.out).read_config() == config  # config.toml repeats the run, evaluations included
+    assert "history" not in RunDir(config.out).read_metrics()  # a history itself: never moved to history
+    lines = re.findall(r"step (\d+): mig \d\.\d{3}, sap \d\.\d{3} \(eval \d+\.\d s\)", capsys.readouterr().err)
+    assert lines == ["2", "4", "5"]
+
+
+def test_the_same_weights_score_the_same_on_the_fixed_sample(tmp_path):
+    every_two = train(eval_config(tmp_path / "every-two"), progress=False)
+    at_the_end = train(eval_config(tmp_path / "at-the-end", eval_every=4), progress=False)
+    other_sample = train(eval_config(tmp_path / "other-sample", eval_every=4, eval_seed=1), progress=False)
+    # Evaluating changes nothing in training: the weights after step 4 are the same in every run.
+    assert_same_weights(weights(tmp_path / "every-two"), weights(tmp_path / "at-the-end"))
+    assert at_the_end.evaluations[-1]["mig"] == every_two.evaluations[-1]["mig"]  # a second evaluation, same points
+    assert other_sample.evaluations[-1]["mig"] != every_two.evaluations[-1]["mig"]
+    model = load_model(tmp_path / "every-two")
+    again = evaluation.score(data.load("shapes", test_size=200), model_representation(model), ["mig"], seed=0,
+                             sizes={"n_train": 200, "n_eval": None})
+    assert again["mig"] == every_two.evaluations[-1]["mig"]
+
+
+def interrupt_at(step_to_stop):
+    def hook(step, model):
+        if step == step_to_stop:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: the loop stops at this step with a checkpoint
+    return hook
+
+
+def test_an_interrupted_and_resumed_run_has_the_history_and_curves_of_an_uninterrupted_one(tmp_path):
+    config = eval_config(tmp_path / "cut", steps=8, checkpoint_every=3)
+    train(eval_config(tmp_path / "whole", steps=8, checkpoint_every=3), progress=False)
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 4/8"):
+        train(config, progress=False, on_checkpoint=interrupt_at(4))  # after the evaluation of step 4
+    assert [entry["step"] for entry in history(config.out)["entries"]] == [2, 4]
+    train(config, resume=True, progress=False)
+    assert scores(config.out) == scores(tmp_path / "whole")
+    assert [entry["step"] for entry in scores(config.out)] == [2, 4, 6, 8]
+
+    curves = EventAccumulator(str(RunDir(config.out).tensorboard_dir))
+    curves.Reload()
+    for key in ("mig", "mig_scale"):
+        drawn = [(event.step, event.value) for event in curves.Scalars(f"eval/mig.{key}")]
+        assert drawn == [(e["step"], pytest.approx(e["mig"][key], rel=1e-6)) for e in scores(config.out)]
+
+
+def test_resume_evaluates_a_checkpoint_whose_evaluation_a_kill_cut_short(tmp_path):
+    train(eval_config(tmp_path / "whole", steps=6), progress=False)
+    run = RunDir(tmp_path / "killed")
+    train(eval_config(run.path, steps=4), progress=False)
+    # As if killed while evaluating step 4 (its checkpoint written, its entry not), with an entry
+    # of weights past the checkpoint that the resumed run trains again.
+    section = history(run.path)
+    cut_short = section["entries"].pop()
+    section["entries"].append({**cut_short, "step": 5, "mig": {"mig": 0.5}})
+    run.update_metrics("during_training", section, step=5)
+
+    train(eval_config(run.path, steps=6), resume=True, progress=False)
+    entries = history(run.path)["entries"]
+    assert [entry["step"] for entry in entries] == [2, 4, 6]
+    assert entries[1]["mig"] == cut_short["mig"]  # made from the checkpoint's weights, before training went on
+    assert entries[1]["train_seconds"] == cut_short["train_seconds"]  # the seconds those 4 steps took
+    assert scores(run.path) == scores(tmp_path / "whole")
+
+
+def test_evaluations_count_neither_as_training_time_nor_in_images_per_second(tmp_path, monkeypatch):
+    # Each evaluation stands for one taking 1000 s: it moves the clock training reads instead of sleeping.
+    offset = [0.0]
+    real_clock, real_score = time.perf_counter, evaluation.score
+    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + offset[0])
+
+    def slow_score(*args, **kwargs):
+        offset[0] += 1000.0
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "score", slow_score)
+    result = train(eval_config(tmp_path / "run", steps=6), progress=False)
+    assert [entry["eval_seconds"] >= 1000 for entry in result.evaluations] == [True, True, True]
+    # Counted, the evaluations of steps 2 and 4 would put step 6 past 2000 s.
+    assert all(entry["train_seconds"] < 1000 for entry in result.evaluations)
+    assert RunDir(tmp_path / "run").load_checkpoint()["train_seconds"] == result.evaluations[-1]["train_seconds"]
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert min(entry["images_per_s"] for entry in log) > 1  # 32 images a window: < 0.04 images/s if counted
+
+
+def test_the_training_clock_goes_on_from_the_checkpoint_on_resume(tmp_path):
+    run = RunDir(tmp_path / "run")
+    train(eval_config(run.path, steps=2), progress=False)
+    checkpoint = run.load_checkpoint()
+    checkpoint["train_seconds"] = 5000.0  # as if the first 2 steps had taken 5000 s
+    run.save_checkpoint(checkpoint)
+    result = train(eval_config(run.path, steps=4), resume=True, progress=False)
+    assert 5000 < result.evaluations[-1]["train_seconds"] < 5600
+    del checkpoint["train_seconds"]  # a checkpoint written before the clock existed: it starts at 0
+    run.save_checkpoint(checkpoint)
+    result = train(eval_config(run.path, steps=4), resume=True, progress=False)
+    assert result.evaluations[-1]["train_seconds"] < 600
+
+
+def test_resume_takes_a_new_eval_every_but_no_other_evaluation_change(tmp_path):
+    run_dir = tmp_path / "run"
+    train(eval_config(run_dir, steps=2), progress=False)
+    for change, name in [({"eval_n_train": 300}, "eval_n_train"), ({"eval_seed": 1}, "eval_seed"),
+                         ({"eval": ["mig", "sap"]}, "eval"), ({"eval_n_eval": 50}, "eval_n_eval")]:
+        with pytest.raises(BetaVAEError, match=f"cannot resume .* with a different {name}: that would be another"):
+            train(eval_config(run_dir, steps=6, **change), resume=True, progress=False)
+    train(eval_config(run_dir, steps=6, eval_every=3), resume=True, progress=False)
+    assert [entry["step"] for entry in history(run_dir)["entries"]] == [2, 3, 6]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--eval", "nope"], "unknown metric 'nope'; choose one of: beta_vae, dci, factor_vae, mig, sap (--eval)"),
+    (["--dataset", "mnist", "--eval", "mig"],
+     "dataset 'mnist' has no known generative factors, so --eval cannot measure disentanglement on it; "
+     "train on shapes or dsprites, or leave out --eval"),
+    (["--eval", "mig", "--eval-every", "0"], "--eval-every must be a positive integer, got 0"),
+    (["--eval", "mig", "--eval-n-train", "1"], "--eval-n-train 1 is too small for mig (it needs at least 2); "
+                                               "give --eval-n-train 2 or more"),
+    (["--config", "{config}"], "config file {config}: eval must be an array of strings, got an array holding "
+                               "the integer 1"),
+])
+def test_bad_evaluation_settings_are_one_line_errors_before_any_work(tmp_path, capsys, flags, message):
+    config = tmp_path / "run.toml"
+    config.write_text('eval = ["mig", 1]\n')
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", *[flag.format(config=config) for flag in flags], "--out", out], capsys)
+    assert code == 1
+    assert err.splitlines() == [f"betavae: error: {message.format(config=config)}"]
+    assert not out.exists()
