@@ -45,6 +45,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/metrics_speed.py
+	$(BIN)/python benchmarks/sweep_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -21,7 +21,11 @@ does not count (process start, imports, scheduling, the result's return, and the
 held-out loss and figure on both backends), so Ray's minus the local backend's is the
 overhead, free of the noise in the training itself. Ray's start-up is paid once per sweep.
 
-    python benchmarks/sweep_throughput.py [--steps 300] [--batch-size 64] [--seeds 1] [--no-ray]
+    python benchmarks/sweep_throughput.py [--steps 1500] [--batch-size 64] [--seeds 1] [--no-ray]
+
+The default length is that of short real runs: at a few hundred steps a run's fixed costs
+(rendering the dataset, the held-out loss) are a large part of its time and hide the gain
+(docs/sweep-throughput.md).
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ def swept(spec, out: Path, options: BackendOptions) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=300, help="training steps of each run")
+    parser.add_argument("--steps", type=int, default=1500, help="training steps of each run")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=1, help="seeds per grid point (runs: 4 × seeds)")
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray backend")

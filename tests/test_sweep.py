@@ -255,13 +255,13 @@ def test_killed_workers_ctrl_c_and_a_killed_sweep_lose_nothing_and_change_no_res
     rows = state_rows(out)
     done_before = {name for name, row in rows.items() if row["status"] == "done"}
     attempts = {name: rows[name]["attempts"] for name in done_before}
-    cut_off = {name: checkpoint_step(out / name) for name, row in rows.items() if row["status"] == "running"}
-    assert done_before and cut_off
     # Its workers die with it (no orphan trains on into a folder the next sweep resumes).
     deadline = time.monotonic() + 30
     while any(holder_pid(out / name) and _alive(holder_pid(out / name)) for name in NAMES):
         assert time.monotonic() < deadline, "the killed sweep's workers exited"
         time.sleep(0.1)
+    cut_off = {name: checkpoint_step(out / name) for name, row in rows.items() if row["status"] == "running"}
+    assert done_before and cut_off
 
     code, stdout, err = run_cli(["sweep", *FLAGS, "--out", out, "--no-progress"], capsys)
     assert code == 0, stdout + err

@@ -47,7 +47,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from betavae.errors import BetaVAEError
-from betavae.studies.sweep import BackendOptions
+from betavae.studies.backend import BackendOptions
 from betavae.studies.worker import run_point
 
 INSTALL_HINT = "pip install 'betavae[ray]'"

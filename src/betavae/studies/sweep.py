@@ -20,48 +20,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from betavae.errors import BetaVAEError
+from betavae.studies.backend import BACKENDS, Backend, BackendOptions
 from betavae.runs import RunDir, make_folder
 from betavae.studies.grid import GridPoint, GridSpec, expand_grid
 from betavae.studies.results import write_results
 from betavae.studies.state import SweepState
 from betavae.studies.worker import task_for
 
-BACKENDS = ("local", "ray")
 POLL_SECONDS = 1.0  # how often the display reads the running runs' logs
 MAX_ATTEMPTS = 3  # starts of a run whose worker keeps dying before it is marked failed
-
-
-class Backend(Protocol):
-    """Where runs happen: ``capacity`` at once, each a task dict in, an outcome dict out."""
-
-    capacity: int
-
-    @property
-    def running(self) -> list[str]: ...
-
-    def submit(self, task: dict[str, Any]) -> None: ...
-
-    def wait(self, timeout: float) -> list[dict[str, Any]]: ...
-
-    def interrupt(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass
-class BackendOptions:
-    """How to run the runs: ``backend`` local or ray, ``workers`` at once (None: chosen from the machine)."""
-
-    backend: str = "local"
-    workers: int | None = None
-    ray_address: str | None = None
-    cpus_per_run: float | None = None  # ray: CPUs each run reserves (None: 1 on a CPU, else 0 ... see ray_backend)
-    gpus_per_run: float | None = None
 
 
 class SweepInterrupted(BetaVAEError):

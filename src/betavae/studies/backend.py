@@ -1,0 +1,42 @@
+"""Where a sweep's runs happen: the interface every backend implements, and the options that pick one.
+
+A backend takes plain-data tasks (:func:`betavae.studies.worker.task_for`) and returns
+outcome dicts (:func:`betavae.studies.worker.run_point`); the sweep's driver
+(:mod:`betavae.studies.sweep`) does all the bookkeeping, so a backend only starts, waits
+and stops. Implementations: :mod:`~betavae.studies.local` and :mod:`~betavae.studies.ray_backend`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+BACKENDS = ("local", "ray")
+
+
+class Backend(Protocol):
+    """Where runs happen: ``capacity`` at once, each a task dict in, an outcome dict out."""
+
+    capacity: int
+
+    @property
+    def running(self) -> list[str]: ...
+
+    def submit(self, task: dict[str, Any]) -> None: ...
+
+    def wait(self, timeout: float) -> list[dict[str, Any]]: ...
+
+    def interrupt(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class BackendOptions:
+    """How to run the runs: ``backend`` local or ray, ``workers`` at once (None: chosen from the machine)."""
+
+    backend: str = "local"
+    workers: int | None = None
+    ray_address: str | None = None
+    cpus_per_run: float | None = None  # ray: CPUs each run reserves (None: 1)
+    gpus_per_run: float | None = None  # ray: GPUs each run reserves (None: 1 where the cluster has GPUs, else 0)
