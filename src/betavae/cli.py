@@ -187,12 +187,17 @@ def transfer(run_dirs: tuple[str, ...], labels: str, repeats: int, task: str | N
 
 def _sweep_flags(command):
     """One option per training key a sweep can take, from ``config.FLAGS``: a value, or commas to sweep."""
-    from betavae.config import FLAGS
+    from betavae.config import FLAGS, TrainConfig
 
+    listed = {key for key, value in TrainConfig().to_dict().items() if isinstance(value, list)}
     for key, flag in reversed(list(FLAGS.items())):
         if key in ("out", "seed", "cuda_graph"):
             continue
-        command = click.option(flag, key, help="a value, or comma-separated values to sweep")(command)
+        if key in listed:  # its value is a list: the commas give that list, the same for every run
+            command = click.option(flag, key, metavar="A,B", help="comma-separated, one list for every run")(command)
+        else:
+            command = click.option(flag, key, metavar="V[,V…]",
+                                   help="a value, or comma-separated values to sweep")(command)
     return command
 
 
