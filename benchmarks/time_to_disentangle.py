@@ -65,6 +65,7 @@ from betavae.runs import DURING_TRAINING_SECTION, RunDir, atomic_write_bytes, at
 from betavae.studies.grid import GridPoint, GridSpec
 from betavae.studies.state import STATE_FILE, SweepState
 from betavae.studies.sweep import BackendOptions, SweepInterrupted, run_sweep
+from betavae.viz import SVG_SETTINGS
 
 THRESHOLDS = (0.1, 0.2)
 MIG_SAMPLE_SEED = 0  # the eval_seed of every run: MIG measured on one sample of factor vectors
@@ -300,7 +301,7 @@ def figure_svg(settings: dict[str, Any], results: list[dict[str, Any]]) -> bytes
     axes.legend(frameon=False, fontsize=9)
     figure.tight_layout()
     buffer = io.BytesIO()
-    with plt.rc_context({"svg.fonttype": "none"}):  # text stays text: searchable and selectable
+    with plt.rc_context(SVG_SETTINGS):
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     plt.close(figure)
     return buffer.getvalue()

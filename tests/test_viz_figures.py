@@ -75,6 +75,14 @@ def test_kl_chart_has_one_bar_per_dimension_and_counts_the_active_ones(two_runs,
     assert len(bars) >= 4
 
 
+def test_the_kl_chart_is_the_same_bytes_each_time(two_runs, capsys):
+    # matplotlib names SVG clip paths with random ids unless given a salt (viz.SVG_SETTINGS).
+    _, path, _ = show(["kl", str(two_runs / "b8")], capsys)
+    first = open(path, "rb").read()
+    show(["kl", str(two_runs / "b8")], capsys)
+    assert open(path, "rb").read() == first
+
+
 def test_kl_of_an_unfinished_run_says_how_to_finish_it(tmp_path, capsys):
     from betavae.runs import RunDir
 

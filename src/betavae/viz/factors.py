@@ -21,6 +21,7 @@ from betavae.data.base import FactorDataset
 from betavae.errors import BetaVAEError
 from betavae.metrics.representation import model_representation, sample_codes
 from betavae.runs import RunDir, atomic_write_bytes, load_model
+from betavae.viz import SVG_SETTINGS
 from betavae.viz.traversals import active_dims, held_out_kl
 
 FILE_NAME = "factors.svg"
@@ -76,6 +77,7 @@ def factor_tracking_figure(run_dir: str | Path, num_points: int = 10_000, seed: 
 
 def _plot(dataset: FactorDataset, dims: list[int], kls: list[float], means: list[np.ndarray]) -> bytes:
     """The grid of panels as SVG bytes (an ``Figure`` of its own: no pyplot global state)."""
+    from matplotlib import rc_context
     from matplotlib.figure import Figure
 
     rows, cols = len(dims), dataset.num_factors
@@ -96,5 +98,6 @@ def _plot(dataset: FactorDataset, dims: list[int], kls: list[float], means: list
         axes[i, 0].set_ylabel(f"mean μ of z{dim}\nKL {kl:.2f}", fontsize=8)
     figure.suptitle("mean code per factor value (rows: active dimensions by KL)", fontsize=10)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None})
+    with rc_context(SVG_SETTINGS):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     return buffer.getvalue()

@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 
 from betavae.runs import RunDir, atomic_write_bytes
+from betavae.viz import SVG_SETTINGS
 
 FILE_NAME = "kl.svg"
 
@@ -54,7 +55,7 @@ def _bar_chart(title: str, values: list[float], active_threshold: float | None) 
     axes.legend(loc="upper right", frameon=False)
     figure.tight_layout()
     buffer = io.BytesIO()
-    with plt.rc_context({"svg.fonttype": "none"}):  # text stays text: searchable and selectable
+    with plt.rc_context(SVG_SETTINGS):
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     plt.close(figure)
     return buffer.getvalue()

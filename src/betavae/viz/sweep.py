@@ -35,6 +35,7 @@ from betavae.errors import BetaVAEError
 from betavae.runs import RunDir, atomic_write_bytes, make_folder
 from betavae.metrics import HEADLINE
 from betavae.studies.results import headline_column
+from betavae.viz import SVG_SETTINGS
 
 # The row key of each metric's headline score (betavae.metrics.HEADLINE): the value its heatmap shows.
 HEADLINE_METRICS = {metric: headline_column(metric) for metric in HEADLINE}
@@ -46,8 +47,6 @@ FOLDER = "figures"
 GRID_KEYS = ("beta", "beta_norm", "latent_dim", "seed")
 RECON_IMAGES = 8
 
-# Without a fixed salt matplotlib names SVG clip paths and markers with random ids.
-_SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "betavae"}
 
 
 def plot_sweep(sweep_dir: str | Path, rows: Sequence[dict[str, Any]], swept: Sequence[str],
@@ -236,7 +235,7 @@ def _save(figure: Figure, stem: Path) -> list[Path]:
     paths = []
     for suffix in (".png", ".svg"):
         buffer = io.BytesIO()
-        with rc_context(_SVG_RC):
+        with rc_context(SVG_SETTINGS):
             figure.savefig(buffer, format=suffix[1:], dpi=150,
                            metadata={"Date": None} if suffix == ".svg" else None)
         path = stem.with_name(stem.name + suffix)

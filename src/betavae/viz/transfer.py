@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from betavae.runs import atomic_write_bytes
+from betavae.viz import SVG_SETTINGS
 
 BASELINE_STYLES = {"baseline:pixels": ("black", ":"), "baseline:pca": ("tab:gray", "--"),
                    "baseline:untrained": ("tab:brown", "-.")}
@@ -58,7 +59,7 @@ def transfer_figure(rows: Sequence[dict[str, Any]], path: str | Path, title: str
     figure.tight_layout()
     path = Path(path)
     buffer = io.BytesIO()
-    with plt.rc_context({"svg.fonttype": "none"}):  # text stays text: searchable and selectable
+    with plt.rc_context(SVG_SETTINGS):
         figure.savefig(buffer, format=path.suffix.lstrip(".") or "svg",
                        metadata={"Date": None} if path.suffix == ".svg" else None)
     plt.close(figure)
