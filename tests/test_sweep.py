@@ -285,10 +285,14 @@ def _alive(pid: int) -> bool:
 
 def test_a_failing_run_is_recorded_with_its_message_and_the_others_finish(tmp_path, capsys):
     out = tmp_path / "failing"
-    spec = build_spec({**TRAINING, "steps": 20, "latent_dim": 2, "beta_norm": 0.1, "lr": [5e-4, 1e30]},
-                      {"seeds": 1})
+    spec = build_spec({**TRAINING, "steps": 20, "latent_dim": 2, "beta_norm": 0.1, "lr": [5e-4, 1e30],
+                       "eval": ["mig"], "eval_every": 10, "eval_n_train": 200}, {"seeds": 1})
     summary = run_sweep(spec, out, BackendOptions(workers=2), progress=False)
     assert summary.counts["done"] == 1 and summary.counts["failed"] == 1
+    # The evaluations during training are shown as they come, one line each.
+    shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("eval ")]
+    assert [line.split(":")[0].split() for line in shown] == [["eval", "lr0.0005-s0", "step", "10"],
+                                                            ["eval", "lr0.0005-s0", "step", "20"]]
     rows = state_rows(out)
     assert rows["lr0.0005-s0"]["status"] == "done"
     failed = rows["lr1e+30-s0"]

@@ -26,11 +26,12 @@ from tqdm.auto import tqdm
 
 from betavae.errors import BetaVAEError
 from betavae.studies.backend import BACKENDS, Backend, BackendOptions
-from betavae.runs import RunDir, make_folder
+from betavae.runs import DURING_TRAINING_SECTION, METRICS_FILE, RunDir, make_folder
 from betavae.studies.grid import GridPoint, GridSpec, expand_grid
 from betavae.studies.results import write_results
 from betavae.studies.state import SweepState
 from betavae.studies.worker import task_for
+from betavae.tracking import progress_line
 
 POLL_SECONDS = 1.0  # how often the display reads the running runs' logs
 MAX_ATTEMPTS = 3  # starts of a run whose worker keeps dying before it is marked failed
@@ -187,9 +188,11 @@ class _Display:
                         disable=None if progress is None else not progress, dynamic_ncols=True)
         self.started_at: dict[str, float] = {}
         self.rates: dict[str, float] = {}
+        self.evaluated: dict[str, int] = {}  # per run: the last evaluation during training shown
 
     def started(self, name: str) -> None:
         self.started_at[name] = time.perf_counter()
+        self.evaluated[name] = _last_evaluated_step(self.out / name)  # earlier attempts' were shown then
 
     def refresh(self, running: Sequence[str]) -> None:
         position = self.finished_steps
@@ -199,12 +202,22 @@ class _Display:
             position += step
             if rate is not None:
                 self.rates[name] = rate
+            self._show_evaluations(name)
         self.bar.n = min(position, self.bar.total)
         counts = self.state.counts(self.names)
         self.bar.set_postfix_str(f"done {counts['done']}/{len(self.names)}, running {len(running)}, "
                                  f"failed {counts['failed']}, {sum(self.rates.values()):,.0f} img/s", refresh=True)
 
+    def _show_evaluations(self, name: str) -> None:
+        """A line for each evaluation during training (``--eval``) the run made since the last look."""
+        section = _during_training(self.out / name)
+        for entry in section.get("entries", []):
+            if entry["step"] > self.evaluated.get(name, 0):
+                tqdm.write(f"eval    {name} {progress_line(entry, section['metrics'])}")
+                self.evaluated[name] = entry["step"]
+
     def ended(self, name: str, outcome: dict[str, Any], again: bool = False) -> None:
+        self._show_evaluations(name)
         seconds = time.perf_counter() - self.started_at.pop(name, time.perf_counter())
         if outcome["status"] == "done":
             self.finished_steps += self.steps[name]
@@ -229,6 +242,20 @@ def _headline(metric: str, values: dict[str, Any]) -> str:
 
     value = values.get(HEADLINE.get(metric, ""))
     return f"{metric} {value:.3f}" if isinstance(value, float) else f"{metric} n/a"
+
+
+def _during_training(run_path: Path) -> dict[str, Any]:
+    """The ``during_training`` section of a run's ``metrics.json`` ({} when it has none, or it cannot be read now)."""
+    try:
+        section = json.loads((run_path / METRICS_FILE).read_bytes()).get(DURING_TRAINING_SECTION, {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return section if isinstance(section, dict) else {}
+
+
+def _last_evaluated_step(run_path: Path) -> int:
+    entries = _during_training(run_path).get("entries") or [{"step": 0}]
+    return int(entries[-1]["step"])
 
 
 def _last_log_entry(run_path: Path) -> tuple[int, float | None]:
