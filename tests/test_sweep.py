@@ -90,6 +90,9 @@ def test_any_training_key_can_be_swept_and_a_list_valued_key_by_a_list_of_lists(
         ("gaussian", ["mig", "sap"], 3)]
     fixed = build_spec({"eval": ["mig", "sap"]}, {})
     assert fixed.fixed == {"eval": ["mig", "sap"]} and not fixed.swept
+    # On the command line, --eval reads as betavae train's does: one list for every run, "all" included.
+    every, _ = spec_from_command_line(None, {"eval": "all", "beta_norm": "0.1,1"}, {}, tmp_path)
+    assert every.fixed == {"eval": ["beta_vae", "factor_vae", "mig", "dci", "sap"]}
 
 
 def test_flags_give_the_same_grid_as_a_grid_file(tmp_path):

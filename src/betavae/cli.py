@@ -187,13 +187,12 @@ def transfer(run_dirs: tuple[str, ...], labels: str, repeats: int, task: str | N
 
 def _sweep_flags(command):
     """One option per training key a sweep can take, from ``config.FLAGS``: a value, or commas to sweep."""
-    from betavae.config import FLAGS, TrainConfig
+    from betavae.config import FLAGS, takes_list
 
-    listed = {key for key, value in TrainConfig().to_dict().items() if isinstance(value, list)}
     for key, flag in reversed(list(FLAGS.items())):
         if key in ("out", "seed", "cuda_graph"):
             continue
-        if key in listed:  # its value is a list: the commas give that list, the same for every run
+        if takes_list(key):  # its value is a list: the commas give that list, the same for every run
             command = click.option(flag, key, metavar="A,B", help="comma-separated, one list for every run")(command)
         else:
             command = click.option(flag, key, metavar="V[,V…]",
@@ -258,8 +257,8 @@ def results(sweep_dir: str, as_json: bool) -> None:
 
     from betavae.studies.results import format_table, result_rows, write_results
 
-    csv_path, json_path = write_results(sweep_dir)
     rows, spec = result_rows(sweep_dir)
+    csv_path, json_path = write_results(sweep_dir, rows, spec)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

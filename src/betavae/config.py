@@ -108,7 +108,7 @@ class TrainConfig:
 
         called = {**{key: key for key in self.keys()}, **(names or {})}
         for key in self.keys():
-            problem = _type_problem(key, getattr(self, key))
+            problem = type_problem(key, getattr(self, key))
             if problem is not None:
                 raise BetaVAEError(f"{called[key]} {problem}")
         for key, kind, value, choices in (
@@ -194,10 +194,10 @@ class TrainConfig:
         if unknown:
             raise BetaVAEError(f"{source}: unknown key {', '.join(unknown)}; valid keys: {', '.join(cls.keys())}")
         for key, value in values.items():
-            problem = _type_problem(key, value)
+            problem = type_problem(key, value)
             if problem is not None:
                 raise BetaVAEError(f"{source}: {key} {problem}")
-        return cls(**{key: _as_declared(key, value) for key, value in values.items()})
+        return cls(**{key: as_declared(key, value) for key, value in values.items()})
 
     def merged(self, overrides: dict[str, Any]) -> TrainConfig:
         """A copy with the non-``None`` ``overrides`` applied (the flags a user gave)."""
@@ -235,8 +235,16 @@ def _has_type(value: Any, kind: Any) -> bool:
     return isinstance(value, kind)
 
 
-def _type_problem(key: str, value: Any) -> str | None:
-    """``must be a number, got the string 'x'`` when ``value`` does not fit field ``key``'s annotation."""
+def takes_list(key: str) -> bool:
+    """Whether field ``key``'s value is a list (``eval``): a sweep's list of it is a list of lists."""
+    return any(typing.get_origin(kind) is list for kind in _field_types()[key])
+
+
+def type_problem(key: str, value: Any) -> str | None:
+    """``must be a number, got the string 'x'`` when ``value`` does not fit field ``key``'s annotation.
+
+    Public for callers that name the setting their own way (a sweep's ``--latent`` or grid key).
+    """
     kinds = _field_types()[key]
     if any(_has_type(value, kind) for kind in kinds):
         return None
@@ -267,7 +275,7 @@ def _describe(value: Any) -> str:
     return f"the {type(value).__name__} {value}"
 
 
-def _as_declared(key: str, value: Any) -> Any:
+def as_declared(key: str, value: Any) -> Any:
     """``value`` as field ``key`` stores it: a whole number given for a float setting becomes a float."""
     if type(value) is int and float in _field_types()[key]:
         try:
@@ -331,11 +339,3 @@ def to_toml(values: dict[str, Any]) -> str:
         else:
             lines.append(f"{key} = {_toml_value(value)}\n")
     return "".join(lines) + "".join(tables)
-
-
-def type_problem(key: str, value: Any) -> str | None:
-    """What is wrong with ``value`` for field ``key`` (``must be a number, got …``), or None if it fits.
-
-    For callers that name the setting their own way (a sweep's ``--latent`` or grid key).
-    """
-    return _type_problem(key, value)

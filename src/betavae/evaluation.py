@@ -69,6 +69,11 @@ def metric_settings(name: str, sizes: dict[str, int | None]) -> dict[str, Any]:
     return {**settings, **metric_params(name, sizes)}
 
 
+def recorded_settings(name: str, seed: int, sizes: dict[str, int | None] | None) -> dict[str, Any]:
+    """What ``metrics.json`` records of how metric ``name`` was run: its seed and every parameter."""
+    return {"seed": seed, **metric_settings(name, sizes or {})}
+
+
 def check_sizes(names: Sequence[str], sizes: dict[str, int | None] | None,
                 called: Mapping[str, str] | None = None) -> None:
     """Refuse sizes too small for a metric in ``names`` (see :data:`MIN_SIZES`), before any work.
@@ -187,7 +192,7 @@ def evaluate_run(run_dir: str | Path, names: Sequence[str], seed: int = 0, sizes
         settings = dict(section.get("settings", {}))
         for name, values in results.items():
             section[name] = values
-            settings[name] = {"seed": seed, **metric_settings(name, sizes or {})}
+            settings[name] = recorded_settings(name, seed, sizes)
             nulls = {key: NAN_REASON for key, value in values.items() if value is None}
             if nulls:
                 settings[name]["null"] = nulls

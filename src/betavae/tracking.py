@@ -99,9 +99,11 @@ class EvaluationHistory:
 
 def progress_line(entry: dict[str, Any], names: list[str]) -> str:
     """``step 2000: mig 0.123, factor_vae 0.710 (eval 3.2 s)``: each metric's headline value."""
-    scores = ", ".join(f"{name} {_shown(entry[name].get(HEADLINE[name]))}" for name in names)
+    scores = ", ".join(headline(name, entry[name]) for name in names)
     return f"step {entry['step']}: {scores} (eval {entry['eval_seconds']:.1f} s)"
 
 
-def _shown(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def headline(metric: str, values: dict[str, Any]) -> str:
+    """``mig 0.123``: a metric's main score (:data:`betavae.metrics.HEADLINE`), ``n/a`` where it was NaN."""
+    value = values.get(HEADLINE[metric])
+    return f"{metric} {'n/a' if value is None else f'{value:.3f}'}"

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from betavae.config import TrainConfig, check_seed, read_toml, type_problem
+from betavae.config import TrainConfig, as_declared, check_seed, read_toml, takes_list, type_problem
 from betavae.errors import BetaVAEError
 
 # Keys a grid cannot set: each point's run folder is chosen by the sweep.
@@ -238,7 +238,7 @@ def _checked(key: str, value: Any, source: str, called: Mapping[str, str]) -> An
     problem = type_problem(key, value)
     if problem is not None:
         raise BetaVAEError(f"{source}: {called[key]} {problem}")
-    return getattr(TrainConfig.from_dict({key: value}), key)
+    return as_declared(key, value)
 
 
 def _as_list(key: str, value: Any) -> list[Any] | None:
@@ -248,7 +248,7 @@ def _as_list(key: str, value: Any) -> list[Any] | None:
     """
     if not isinstance(value, (list, tuple)):
         return None
-    if isinstance(getattr(TrainConfig(), key, None), list) and not all(isinstance(v, (list, tuple)) for v in value):
+    if takes_list(key) and not all(isinstance(v, (list, tuple)) for v in value):
         return None
     return [list(item) if isinstance(item, tuple) else item for item in value]
 
@@ -271,6 +271,15 @@ def _seeds(training: Mapping[str, Any], options: Mapping[str, Any], source: str,
     if isinstance(given, bool) or not isinstance(given, int) or given < 1:
         raise BetaVAEError(f"{source}: seeds must be {SWEEP_OPTIONS['seeds']}, got {given!r}")
     return list(range(given))
+
+
+def _metric_names(text: str, flag: str) -> list[str]:
+    from betavae.evaluation import parse_metric_names
+
+    try:
+        return parse_metric_names(text)
+    except BetaVAEError as error:
+        raise BetaVAEError(f"{error} ({flag})") from None
 
 
 def _metrics(given: Any, source: str) -> list[str]:
@@ -339,13 +348,10 @@ def spec_from_command_line(grid_file: str | None, training_flags: Mapping[str, s
         training.pop("beta", None)
         training.pop("beta_norm", None)  # a β flag replaces whichever form the file gave
     for key, text in given.items():
-        values = parse_flag_values(text)
-        as_list = isinstance(getattr(TrainConfig(), key, None), list)
-        training[key] = values if as_list or len(values) > 1 else values[0]
-    if "seeds" in options_given:
-        seeds = parse_flag_values(str(options_given.pop("seeds")))
-        options["seeds"] = seeds if len(seeds) > 1 else seeds[0]
-    options.update(options_given)
+        # --eval reads as betavae train reads it ("all" included); other flags as numbers, booleans or names.
+        values = _metric_names(text, "--eval") if key == "eval" else parse_flag_values(text)
+        training[key] = values if takes_list(key) or len(values) > 1 else values[0]
+    options.update(_parsed_seeds(options_given))
     names = {key: FLAGS[key] for key in given if key in FLAGS}
     return build_spec(training, options, source=source, names=names), names
 
@@ -356,8 +362,13 @@ def _with_options(spec: GridSpec, options: Mapping[str, Any]) -> GridSpec:
         return spec
     values = {"seeds": spec.seeds, "metrics": spec.metrics, "metric_seed": spec.metric_seed,
               **{key: value for key, value in spec.sizes.items() if value is not None}}
-    if "seeds" in options:
-        seeds = parse_flag_values(str(options["seeds"]))
-        options = {**options, "seeds": seeds if len(seeds) > 1 else seeds[0]}
-    values.update(options)
+    values.update(_parsed_seeds(options))
     return build_spec({**spec.fixed, **spec.swept}, values, source="sweep flags")
+
+
+def _parsed_seeds(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with ``--seeds`` text read: ``3`` → 3 (a count), ``0,4,7`` → [0, 4, 7]."""
+    if "seeds" not in options:
+        return dict(options)
+    seeds = parse_flag_values(str(options["seeds"]))
+    return {**options, "seeds": seeds if len(seeds) > 1 else seeds[0]}

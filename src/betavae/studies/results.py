@@ -71,9 +71,8 @@ def headline_column(metric: str) -> str:
     return f"{metric}.{HEADLINE[metric]}"
 
 
-def write_results(sweep_dir: str | Path) -> tuple[Path, Path]:
-    """``results.csv`` and ``results.json`` of the sweep in ``sweep_dir``; returns their paths."""
-    rows, spec = result_rows(sweep_dir)
+def write_results(sweep_dir: str | Path, rows: list[dict[str, Any]], spec: GridSpec) -> tuple[Path, Path]:
+    """``results.csv`` and ``results.json`` of the sweep in ``sweep_dir`` (its :func:`result_rows`); their paths."""
     out = Path(sweep_dir)
     columns = list(dict.fromkeys([*LEADING, *spec.swept, *(key for row in rows for key in row)]))
     buffer = io.StringIO()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from betavae.errors import BetaVAEError
-from betavae.studies.grid import GridPoint, GridSpec
+from betavae.studies.grid import GridPoint, GridSpec, resumable_keys
 
 STATE_FILE = "sweep.db"
 STATUSES = ("queued", "running", "done", "failed")
@@ -197,8 +197,6 @@ class SweepState:
 
 
 def _differing_keys(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    from betavae.studies.grid import resumable_keys
-
     keys = sorted(key for key in set(saved) | set(wanted)
                   if key not in resumable_keys() and saved.get(key) != wanted.get(key))
     return keys or ["config"]

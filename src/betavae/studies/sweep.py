@@ -28,10 +28,10 @@ from betavae.errors import BetaVAEError
 from betavae.studies.backend import BACKENDS, Backend, BackendOptions
 from betavae.runs import DURING_TRAINING_SECTION, METRICS_FILE, RunDir, make_folder
 from betavae.studies.grid import GridPoint, GridSpec, expand_grid
-from betavae.studies.results import write_results
+from betavae.studies.results import result_rows, write_results
 from betavae.studies.state import SweepState
 from betavae.studies.worker import task_for
-from betavae.tracking import progress_line
+from betavae.tracking import headline, progress_line
 
 POLL_SECONDS = 1.0  # how often the display reads the running runs' logs
 MAX_ATTEMPTS = 3  # starts of a run whose worker keeps dying before it is marked failed
@@ -76,16 +76,18 @@ def run_sweep(spec: GridSpec, out: str | Path, options: BackendOptions | None = 
         state.requeue("running")  # cut off by the stop of an earlier sweep: they resume from their checkpoints
         if retry_failed:
             state.requeue("failed")
-        todo = state.queued([point.name for point in points])
+        point_names = [point.name for point in points]
+        counted = set(point_names)
+        todo = state.queued(point_names)
         try:
             if todo:
                 _run_all(state, _make_backend(options, todo, points), todo, spec,
                          _Display(out, points, state, progress))
         finally:  # an interrupted sweep's table too: what is done is worth reading
-            write_results(out)
-        counts = state.counts([point.name for point in points])
+            write_results(out, *result_rows(out))
+        counts = state.counts(point_names)
         failed = [(row["name"], row["error"] or "") for row in state.rows()
-                  if row["status"] == "failed" and row["name"] in {point.name for point in points}]
+                  if row["status"] == "failed" and row["name"] in counted]
     return SweepSummary(out, counts, failed)
 
 
@@ -222,7 +224,7 @@ class _Display:
         if outcome["status"] == "done":
             self.finished_steps += self.steps[name]
             result = outcome["result"]
-            scores = "".join(f", {_headline(metric, values)}" for metric, values in result["metrics"].items())
+            scores = "".join(f", {headline(metric, values)}" for metric, values in result["metrics"].items())
             line = f"done    {name}: held-out loss {result['test']['loss']:.2f}{scores} ({seconds:.0f} s)"
         elif outcome["status"] == "interrupted":
             line = f"stopped {name}: checkpoint saved, resumes next time"
@@ -234,14 +236,6 @@ class _Display:
 
     def close(self) -> None:
         self.bar.close()
-
-
-def _headline(metric: str, values: dict[str, Any]) -> str:
-    """``mig 0.123``: a metric's main score (:data:`betavae.metrics.HEADLINE`) for a progress line."""
-    from betavae.metrics import HEADLINE
-
-    value = values.get(HEADLINE.get(metric, ""))
-    return f"{metric} {value:.3f}" if isinstance(value, float) else f"{metric} n/a"
 
 
 def _during_training(run_path: Path) -> dict[str, Any]:

@@ -17,8 +17,6 @@ from typing import Any
 
 from betavae.errors import BetaVAEError
 
-DISENTANGLEMENT = "disentanglement"  # the metrics.json section betavae evaluate writes (evaluation.METRICS_SECTION)
-
 
 def task_for(name: str, config: dict[str, Any], metrics: list[str], metric_seed: int,
              sizes: dict[str, int | None], threads: int | None = None, device: str | None = None) -> dict[str, Any]:
@@ -70,7 +68,7 @@ def _bring_up_to_date(config, task: dict[str, Any]) -> dict[str, Any]:
         train(config, progress=False)
     elif not _finished(run, config.steps):
         train(config, resume=True, progress=False)
-    missing = _metrics_to_measure(run, task)
+    missing = _metrics_to_measure(run, task, step=config.steps)  # the checkpoint's step, now trained
     if missing:
         evaluate_run(run.path, missing, seed=task["metric_seed"], sizes=task["sizes"], device=config.device)
     return {**collect_result(run, task), "started_from": started_from}
@@ -82,17 +80,17 @@ def _finished(run, steps: int) -> bool:
     return run.checkpoint_step() == steps and isinstance(test, dict) and test.get("step") == steps
 
 
-def _metrics_to_measure(run, task: dict[str, Any]) -> list[str]:
-    """The task's metrics that the run's ``metrics.json`` lacks for its current weights and settings."""
-    from betavae.evaluation import metric_settings
+def _metrics_to_measure(run, task: dict[str, Any], step: int) -> list[str]:
+    """The task's metrics that the run's ``metrics.json`` lacks for the weights of ``step`` and its settings."""
+    from betavae.evaluation import METRICS_SECTION, recorded_settings
 
-    section = run.read_metrics().get(DISENTANGLEMENT)
-    if not isinstance(section, dict) or section.get("step") != run.checkpoint_step():
+    section = run.read_metrics().get(METRICS_SECTION)
+    if not isinstance(section, dict) or section.get("step") != step:
         return list(task["metrics"])
     settings = section.get("settings", {})
     missing = []
     for name in task["metrics"]:
-        wanted = {"seed": task["metric_seed"], **metric_settings(name, task["sizes"])}
+        wanted = recorded_settings(name, task["metric_seed"], task["sizes"])
         have = {key: value for key, value in settings.get(name, {}).items() if key != "null"}
         if name not in section or have != wanted:
             missing.append(name)
@@ -101,10 +99,12 @@ def _metrics_to_measure(run, task: dict[str, Any]) -> list[str]:
 
 def collect_result(run, task: dict[str, Any]) -> dict[str, Any]:
     """What the sweep's state keeps of a finished run: derived β values, held-out loss, metrics, speed."""
+    from betavae.evaluation import METRICS_SECTION
+
     metrics = run.read_metrics()
     derived = run.read_derived()
     test = metrics.get("test", {})
-    section = metrics.get(DISENTANGLEMENT, {})
+    section = metrics.get(METRICS_SECTION, {})
     return {
         "step": int(test.get("step", 0)),
         "derived": {key: derived.get(key) for key in ("arch", "beta", "beta_norm", "num_pixels", "lr", "device")},
