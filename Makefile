@@ -1,4 +1,5 @@
-# Two entry points: `make run` (the main job) and `make test` (the whole suite).
+# Two entry points: `make run` (the main job) and `make test` (the whole suite, as CI runs it);
+# `make test-fast` is the edit–test loop's subset: no training, no processes (under a minute).
 # Both create .venv and install what they need on a fresh machine.
 
 PYTHON ?= python3
@@ -16,7 +17,7 @@ export BETAVAE_MNIST_DIR ?= $(abspath ../shared/data/mnist)
 RUN_DIR ?= runs/quickstart-shapes
 RUN_FLAGS ?= --dataset shapes --arch conv28 --latent 10 --beta 4 --steps 2000 --checkpoint-every 500
 
-.PHONY: run test install bench clean
+.PHONY: run test test-fast install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +30,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# The main job. Until the reproduction study exists: a short β-VAE run on the Shapes set.
+# The main job: a short β-VAE run on the Shapes set (conv28, 10 latents, β = 4, 2,000 steps)
+# into $(RUN_DIR), which gets a checkpoint, logs and held-out reconstructions.
 # Run again, it resumes (or, if finished, re-evaluates) the same run folder instead of failing.
 run: $(STAMP)
 	@if [ -f $(RUN_DIR)/checkpoint.pt ]; then \
@@ -38,10 +40,17 @@ run: $(STAMP)
 		$(BIN)/betavae train $(RUN_FLAGS) --out $(RUN_DIR); \
 	fi
 
+# The linter first (seconds): rules in pyproject.toml, [tool.ruff].
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-# time_to_disentangle.py is not here: it trains for hours on a CPU (see README, Performance).
+# The tests marked slow (they train, sweep, start processes or Ray) are left out; see tests/conftest.py.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# time_to_disentangle.py is not here: it trains for hours on a CPU (see docs/time-to-disentangle.md).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/metrics_speed.py

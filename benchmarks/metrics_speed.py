@@ -14,14 +14,13 @@ trained one, so the same time.
 from __future__ import annotations
 
 import argparse
-import inspect
 import time
 
 import numpy as np
 import torch
 
 from betavae import data, metrics, models
-from betavae.evaluation import cheapest_representation, images_encoded, metric_params, parse_metric_names
+from betavae.evaluation import cheapest_representation, images_encoded, parse_metric_names
 from betavae.metrics.representation import model_representation
 from betavae.runs import load_model
 
@@ -46,11 +45,17 @@ class Stopwatch:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--run", help="a trained dSprites run folder (default: untrained conv64)")
     parser.add_argument("--metrics", default="all")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply the default sizes (for a quick look)")
-    parser.add_argument("--no-table", action="store_true", help="encode per metric, never a table of all codes")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply the default sizes (for a quick look)"
+    )
+    parser.add_argument(
+        "--no-table", action="store_true", help="encode per metric, never a table of all codes"
+    )
     args = parser.parse_args()
 
     dataset = data.load("dsprites")
@@ -59,7 +64,9 @@ def main() -> None:
     else:
         torch.manual_seed(0)
         model = models.build("conv64", 10, dataset.image_shape).eval()
-        with torch.no_grad():  # spread the untrained codes like a trained model's, or FactorVAE prunes them all
+        with (
+            torch.no_grad()
+        ):  # spread the untrained codes like a trained model's, or FactorVAE prunes them all
             model.encoder[-1].weight.mul_(100)
     render = Stopwatch(dataset.render)
     dataset.render = render  # the metrics render through the dataset: time it there
@@ -67,33 +74,41 @@ def main() -> None:
     names = parse_metric_names(args.metrics)
     sizes = {}
     for name in names:
-        defaults = {p.name: p.default for p in inspect.signature(metrics.get(name)).parameters.values()}
-        sizes[name] = {"n_train": int(defaults["num_train"] * args.scale),
-                       "n_eval": int(defaults.get("num_eval", defaults.get("num_test", 0)) * args.scale) or None}
-    needed = sum(images_encoded(name, metric_params(name, sizes[name])) for name in names)
+        defaults = metrics.get(name).defaults
+        sizes[name] = {size: int(defaults[size] * args.scale) for size in metrics.get(name).sizes}
+    needed = sum(images_encoded(name, sizes[name]) for name in names)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; dSprites ({len(dataset):,} images), "
-          f"conv64, sizes × {args.scale}; the metrics ask for {needed:,} images")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; dSprites ({len(dataset):,} images), "
+        f"conv64, sizes × {args.scale}; the metrics ask for {needed:,} images"
+    )
     start = time.perf_counter()
     represent = encode if args.no_table else cheapest_representation(dataset, encode, needed)
     table_seconds = time.perf_counter() - start
     if represent is not encode:
-        print(f"table of every code: {table_seconds:.1f} s, {encode.items:,} images, "
-              f"{encode.items / encode.seconds:,.0f} img/s encoding, render {render.seconds:.1f} s")
-    print(f"{'metric':<11} {'seconds':>8} {'render':>7} {'encode':>7} {'rest':>6} {'images':>10} {'img/s enc':>10}")
+        print(
+            f"table of every code: {table_seconds:.1f} s, {encode.items:,} images, "
+            f"{encode.items / encode.seconds:,.0f} img/s encoding, render {render.seconds:.1f} s"
+        )
+    print(
+        f"{'metric':<11} {'seconds':>8} {'render':>7} {'encode':>7} {'rest':>6} {'images':>10} "
+        f"{'img/s enc':>10}"
+    )
     total = table_seconds
     for name in names:
         render.reset()
         encode.reset()
         start = time.perf_counter()
-        result = metrics.get(name)(dataset, represent, np.random.default_rng(0), **metric_params(name, sizes[name]))
+        result = metrics.get(name).compute(dataset, represent, np.random.default_rng(0), **sizes[name])
         seconds = time.perf_counter() - start
         total += seconds
         rest = seconds - render.seconds - encode.seconds
         rate = f"{encode.items / encode.seconds:>10,.0f}" if encode.seconds else f"{'-':>10}"
-        print(f"{name:<11} {seconds:>8.1f} {render.seconds / seconds:>7.0%} {encode.seconds / seconds:>7.0%} "
-              f"{rest / seconds:>6.0%} {encode.items:>10,} {rate}   "
-              + ", ".join(f"{key} {value:.3g}" for key, value in list(result.items())[:3]))
+        print(
+            f"{name:<11} {seconds:>8.1f} {render.seconds / seconds:>7.0%} {encode.seconds / seconds:>7.0%} "
+            f"{rest / seconds:>6.0%} {encode.items:>10,} {rate}   "
+            + ", ".join(f"{key} {value:.3g}" for key, value in list(result.items())[:3])
+        )
     print(f"{'all':<11} {total:>8.1f} s in all, the table included (target: under 300 s at scale 1)")
 
 

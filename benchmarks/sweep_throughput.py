@@ -1,4 +1,5 @@
-"""Images/s of a small sweep: one run after another with all threads, against K runs at once, locally and on Ray.
+"""Images/s of a small sweep: one run after another with all threads, against K runs at once,
+locally and on Ray.
 
 One grid (2 β_norm × 2 latent sizes × ``--seeds``, conv28 on Shapes, no metrics) is trained
 three times, side by side in one run of this script:
@@ -50,9 +51,18 @@ RAY_OVERHEAD_TARGET_S = 5.0  # Ray's seconds per run beyond the local backend's
 
 
 def grid(steps: int, batch_size: int, seeds: int):
-    training = {"dataset": "shapes", "arch": "conv28", "steps": steps, "batch_size": batch_size, "test_size": 256,
-                "checkpoint_every": steps, "log_every": max(1, steps // 5), "device": "cpu",
-                "beta_norm": [0.01, 1.0], "latent_dim": [5, 10]}
+    training = {
+        "dataset": "shapes",
+        "arch": "conv28",
+        "steps": steps,
+        "batch_size": batch_size,
+        "test_size": 256,
+        "checkpoint_every": steps,
+        "log_every": max(1, steps // 5),
+        "device": "cpu",
+        "beta_norm": [0.01, 1.0],
+        "latent_dim": [5, 10],
+    }
     return build_spec(training, {"seeds": seeds})
 
 
@@ -77,12 +87,17 @@ def swept(spec, out: Path, options: BackendOptions) -> tuple[float, dict]:
     runs = [row["ended"] - row["started"] for row in rows]
     trained = [RunDir(out / row["name"]).load_checkpoint()["train_seconds"] for row in rows]
     first_start = min(row["started"] for row in rows) - began
-    return seconds, {"run": statistics.mean(runs), "outside": statistics.mean(r - t for r, t in zip(runs, trained)),
-                     "first_start": first_start}
+    return seconds, {
+        "run": statistics.mean(runs),
+        "outside": statistics.mean(r - t for r, t in zip(runs, trained, strict=True)),
+        "first_start": first_start,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=1500, help="training steps of each run")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=1, help="seeds per grid point (runs: 4 × seeds)")
@@ -95,8 +110,11 @@ def main() -> None:
     cores = available_cores()
     workers = min(default_workers(0, cores), runs)
     threads = threads_per_worker(workers, cores)
-    print(f"torch {torch.__version__}, {cores} cores; {runs} runs of conv28 on Shapes, {args.steps} steps of "
-          f"{args.batch_size} images each ({images:,} images); default K = {workers}, {threads} thread(s) per run")
+    print(
+        f"torch {torch.__version__}, {cores} cores; {runs} runs of conv28 on Shapes, {args.steps} steps of "
+        f"{args.batch_size} images each ({images:,} images); default K = {workers}, "
+        f"{threads} thread(s) per run"
+    )
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="sweep-throughput-") as folder:
@@ -111,22 +129,32 @@ def main() -> None:
             seconds, ray = swept(spec, folder / "ray", options)
             rows.append((f"ray K={workers}", seconds, ray))
 
-    print(f"{'':<24} {'wall s':>7} {'img/s':>7} {'vs seq':>7} {'s/run':>7} {'outside train()':>16} {'1st start s':>12}")
+    print(
+        f"{'':<24} {'wall s':>7} {'img/s':>7} {'vs seq':>7} {'s/run':>7} {'outside train()':>16} "
+        f"{'1st start s':>12}"
+    )
     base = images / rows[0][1]
     for label, seconds, times in rows:
         rate = images / seconds
-        extra = (f"{times['run']:>7.1f} {times['outside']:>16.1f} {times['first_start']:>12.1f}"
-                 if times else f"{'-':>7} {'-':>16} {'-':>12}")
+        extra = (
+            f"{times['run']:>7.1f} {times['outside']:>16.1f} {times['first_start']:>12.1f}"
+            if times
+            else f"{'-':>7} {'-':>16} {'-':>12}"
+        )
         print(f"{label:<24} {seconds:>7.1f} {rate:>7.0f} {rate / base:>6.2f}× {extra}")
     ratio = (images / rows[1][1]) / base
-    print(f"local K={workers} over sequential: {ratio:.2f}× (target ≥ {LOCAL_TARGET}×: "
-          f"{'met' if ratio >= LOCAL_TARGET else 'MISSED'})")
+    print(
+        f"local K={workers} over sequential: {ratio:.2f}× (target ≥ {LOCAL_TARGET}×: "
+        f"{'met' if ratio >= LOCAL_TARGET else 'MISSED'})"
+    )
     if ray is not None:
         overhead = ray["outside"] - local["outside"]
-        print(f"ray overhead per run against local (outside train()): {overhead:+.1f} s (target ≤ "
-              f"{RAY_OVERHEAD_TARGET_S:g} s: {'met' if overhead <= RAY_OVERHEAD_TARGET_S else 'MISSED'}); "
-              f"s/run {ray['run'] - local['run']:+.1f} s; Ray's start-up, once per sweep: "
-              f"{ray['first_start'] - local['first_start']:+.1f} s")
+        print(
+            f"ray overhead per run against local (outside train()): {overhead:+.1f} s (target ≤ "
+            f"{RAY_OVERHEAD_TARGET_S:g} s: {'met' if overhead <= RAY_OVERHEAD_TARGET_S else 'MISSED'}); "
+            f"s/run {ray['run'] - local['run']:+.1f} s; Ray's start-up, once per sweep: "
+            f"{ray['first_start'] - local['first_start']:+.1f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -55,17 +55,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from betavae.config import TrainConfig
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
 from betavae.models import learning_rate
 from betavae.performance import bf16_supported
-from betavae.runs import DURING_TRAINING_SECTION, RunDir, atomic_write_bytes, atomic_write_text
+from betavae.runs import DURING_TRAINING_SECTION, RunDir, atomic_write_text
 from betavae.studies.grid import GridPoint, GridSpec
 from betavae.studies.state import STATE_FILE, SweepState
 from betavae.studies.sweep import BackendOptions, SweepInterrupted, run_sweep
-from betavae.viz import SVG_SETTINGS
+from betavae.viz import save_figure
 
 THRESHOLDS = (0.1, 0.2)
 MIG_SAMPLE_SEED = 0  # the eval_seed of every run: MIG measured on one sample of factor vectors
@@ -87,10 +88,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def base_config(args: argparse.Namespace, device: torch.device) -> TrainConfig:
     """The settings every run shares: dSprites, conv64, β, latent size, steps, MIG on the fixed sample."""
-    return TrainConfig(dataset="dsprites", arch="conv64", latent_dim=args.latent, beta=args.beta, steps=args.steps,
-                       device=str(device), checkpoint_every=args.eval_every,
-                       log_every=min(100, args.eval_every), eval=["mig"], eval_every=args.eval_every,
-                       eval_n_train=args.mig_points, eval_seed=MIG_SAMPLE_SEED)
+    return TrainConfig(
+        dataset="dsprites",
+        arch="conv64",
+        latent_dim=args.latent,
+        beta=args.beta,
+        steps=args.steps,
+        device=str(device),
+        checkpoint_every=args.eval_every,
+        log_every=min(100, args.eval_every),
+        eval=["mig"],
+        eval_every=args.eval_every,
+        eval_n_train=args.mig_points,
+        eval_seed=MIG_SAMPLE_SEED,
+    )
 
 
 def describe_device(device: torch.device) -> str:
@@ -106,20 +117,32 @@ def evaluations(run: RunDir) -> list[dict[str, Any]]:
     ``mig_<factor>`` come from the metric.
     """
     section = run.read_metrics().get(DURING_TRAINING_SECTION, {})
-    return [{"step": entry["step"], "wall_s": entry["train_seconds"], "images": entry["images"],
-             "eval_s": entry["eval_seconds"], **entry["mig"]} for entry in section.get("entries", [])]
+    return [
+        {
+            "step": entry["step"],
+            "wall_s": entry["train_seconds"],
+            "images": entry["images"],
+            "eval_s": entry["eval_seconds"],
+            **entry["mig"],
+        }
+        for entry in section.get("entries", [])
+    ]
 
 
 def resume_problem(run: RunDir, config: TrainConfig) -> str | None:
     """Why ``run`` cannot be continued as ``config``'s run of this benchmark, or None."""
     saved = run.resume_config()
     if saved.eval != config.eval:
-        return (f"{run.path} holds a run that does not measure MIG while training (made by an older version of "
-                f"this benchmark, or by hand); pass --overwrite to replace it, or choose another --out")
+        return (
+            f"{run.path} holds a run that does not measure MIG while training (made by an older version of "
+            f"this benchmark, or by hand); pass --overwrite to replace it, or choose another --out"
+        )
     for key, name in (("eval_n_train", "mig_points"), ("eval_seed", "mig_sample_seed")):
         if getattr(saved, key) != getattr(config, key):
-            return (f"{run.path} measured MIG with {name} {getattr(saved, key)}, not {getattr(config, key)}; "
-                    f"resume it with the same setting, or pass --overwrite")
+            return (
+                f"{run.path} measured MIG with {name} {getattr(saved, key)}, not {getattr(config, key)}; "
+                f"resume it with the same setting, or pass --overwrite"
+            )
     if saved.steps > config.steps:
         return f"{run.path} was trained for {saved.steps:,} steps, more than --steps {config.steps:,}"
     return None
@@ -142,16 +165,29 @@ def summarise(result: dict[str, Any]) -> None:
     result["best_mig"] = max(scored) if scored else None
 
 
-def variant_result(name: str, config: TrainConfig, row: dict[str, Any] | None, device_name: str) -> dict[str, Any]:
+def variant_result(
+    name: str, config: TrainConfig, row: dict[str, Any] | None, device_name: str
+) -> dict[str, Any]:
     """One run's line of the results: its settings, what the sweep's state says of it, its evaluations.
 
     A diverged run is a result, not a crash; an interrupted one keeps its clock and
     evaluations up to its last checkpoint, so ``--resume`` goes on from there.
     """
     run = RunDir(config.out)
-    result = {"variant": name, "seed": config.seed, "overrides": VARIANTS[name], "batch_size": config.batch_size,
-              "lr": learning_rate(config.arch, config.lr), "precision": config.precision, "run": config.out,
-              "device": device_name, "status": "done", "note": "", "evaluations": [], "test": None}
+    result = {
+        "variant": name,
+        "seed": config.seed,
+        "overrides": VARIANTS[name],
+        "batch_size": config.batch_size,
+        "lr": learning_rate(config.arch, config.lr),
+        "precision": config.precision,
+        "run": config.out,
+        "device": device_name,
+        "status": "done",
+        "note": "",
+        "evaluations": [],
+        "test": None,
+    }
     status = row["status"] if row else "queued"
     if status == "done":
         test = run.read_metrics()["test"]
@@ -162,7 +198,9 @@ def variant_result(name: str, config: TrainConfig, row: dict[str, Any] | None, d
     else:  # stopped by Ctrl-C before it finished (or before it began)
         step = run.checkpoint_step() if run.has_checkpoint() else 0
         result["status"] = "interrupted"
-        result["note"] = f"interrupted at step {step:,}/{config.steps:,}; continue with the same command and --resume"
+        result["note"] = (
+            f"interrupted at step {step:,}/{config.steps:,}; continue with the same command and --resume"
+        )
     if run.metrics_path.exists():
         result["evaluations"] = evaluations(run)
     summarise(result)
@@ -171,8 +209,10 @@ def variant_result(name: str, config: TrainConfig, row: dict[str, Any] | None, d
 
 def evaluation_line(name: str, seed: int, record: dict[str, Any], factor_names: tuple[str, ...]) -> str:
     factors = ", ".join(f"{factor} {number(record[f'mig_{factor}'], 0, 2)}" for factor in factor_names)
-    return (f"{name:<9} s{seed:<3} step {record['step']:>6}  {record['wall_s']:>8.1f} s  {record['images']:>10,} "
-            f"images  MIG {number(record['mig'], 0, 3)}  ({factors})  eval {record['eval_s']:.1f} s")
+    return (
+        f"{name:<9} s{seed:<3} step {record['step']:>6}  {record['wall_s']:>8.1f} s  {record['images']:>10,} "
+        f"images  MIG {number(record['mig'], 0, 3)}  ({factors})  eval {record['eval_s']:.1f} s"
+    )
 
 
 def number(value: float | None, width: int, places: int) -> str:
@@ -184,31 +224,43 @@ def print_summary(results: list[dict[str, Any]]) -> None:
     """One row per run, then (with several seeds) one row per variant over its seeds."""
     last = f"{THRESHOLDS[-1]:g}"
     crossings = "".join(f" {f'MIG≥{t:g} s':>11} {'step':>6}" for t in THRESHOLDS)
-    print(f"\n{'variant':<9} {'seed':>4} {'batch':>5} {'lr':>7} {'prec':>4}{crossings} {'× first':>7} "
-          f"{'final MIG':>9} {'best MIG':>8} {'test loss':>9} {'img/s':>6}  device")
+    print(
+        f"\n{'variant':<9} {'seed':>4} {'batch':>5} {'lr':>7} {'prec':>4}{crossings} {'× first':>7} "
+        f"{'final MIG':>9} {'best MIG':>8} {'test loss':>9} {'img/s':>6}  device"
+    )
     for result in results:
-        head = (f"{result['variant']:<9} {result['seed']:>4} {result['batch_size']:>5} {result['lr']:>7g} "
-                f"{result['precision']:>4}")
+        head = (
+            f"{result['variant']:<9} {result['seed']:>4} {result['batch_size']:>5} {result['lr']:>7g} "
+            f"{result['precision']:>4}"
+        )
         if result["status"] == "skipped":
             print(f"{head}  skipped: {result['note']}")
             continue
-        reference = next(r["reached"][last] for r in results
-                         if r["seed"] == result["seed"] and r["status"] != "skipped")
+        reference = next(
+            r["reached"][last] for r in results if r["seed"] == result["seed"] and r["status"] != "skipped"
+        )
         cells = ""
         for threshold in THRESHOLDS:
             reached = result["reached"][f"{threshold:g}"]
-            cells += (f" {reached['wall_s']:>11.1f} {reached['step']:>6}" if reached
-                      else f" {'not reached':>11} {'-':>6}")
+            cells += (
+                f" {reached['wall_s']:>11.1f} {reached['step']:>6}"
+                if reached
+                else f" {'not reached':>11} {'-':>6}"
+            )
         reached = result["reached"][last]
         ratio = f"{reached['wall_s'] / reference['wall_s']:>7.2f}" if reached and reference else f"{'-':>7}"
         evaluations = result["evaluations"]
         final_mig, best_mig = number(result["final_mig"], 9, 3), number(result["best_mig"], 8, 3)
         loss = number(result["test"]["loss"] if result["test"] else None, 9, 2)
-        rate = f"{evaluations[-1]['images'] / evaluations[-1]['wall_s']:>6.0f}" if evaluations else f"{'-':>6}"
+        rate = (
+            f"{evaluations[-1]['images'] / evaluations[-1]['wall_s']:>6.0f}" if evaluations else f"{'-':>6}"
+        )
         status = "" if result["status"] == "done" else f"  ({result['status']})"
         print(f"{head}{cells} {ratio} {final_mig} {best_mig} {loss} {rate}  {result['device']}{status}")
-    print(f"times: seconds of training (evaluations excluded); × first: time to MIG {last} over that of the "
-          f"first variant with the same seed, measured in this run")
+    print(
+        f"times: seconds of training (evaluations excluded); × first: time to MIG {last} over that of the "
+        f"first variant with the same seed, measured in this run"
+    )
     if len({result["seed"] for result in results}) > 1:
         print_over_seeds(results)
 
@@ -229,7 +281,9 @@ def over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     tested = [run["test"]["loss"] for run in runs if run["test"]]
     summary: dict[str, Any] = {"seeds": len(runs)}
     for threshold in THRESHOLDS:
-        times = [run["reached"][f"{threshold:g}"]["wall_s"] for run in runs if run["reached"][f"{threshold:g}"]]
+        times = [
+            run["reached"][f"{threshold:g}"]["wall_s"] for run in runs if run["reached"][f"{threshold:g}"]
+        ]
         summary[f"reached_{threshold:g}"] = len(times)
         summary[f"median_s_{threshold:g}"] = float(np.median(times)) if times else None
     summary["mean_final_mig"] = float(np.mean([run["final_mig"] for run in scored])) if scored else None
@@ -241,26 +295,37 @@ def over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def print_over_seeds(results: list[dict[str, Any]]) -> None:
     crossings = "".join(f" {f'MIG≥{t:g}':>8} {'median s':>8}" for t in THRESHOLDS)
-    print(f"\nover seeds\n{'variant':<9} {'seeds':>5} {'lr':>7}{crossings} {'final MIG':>9} {'best MIG':>8} "
-          f"{'test loss':>9}   (mean over seeds)")
+    print(
+        f"\nover seeds\n{'variant':<9} {'seeds':>5} {'lr':>7}{crossings} {'final MIG':>9} {'best MIG':>8} "
+        f"{'test loss':>9}   (mean over seeds)"
+    )
     for name, runs in runs_by_variant(results).items():
         if not runs:
             continue
         summary = over_seeds(runs)
-        cells = "".join(f" {summary[f'reached_{t:g}']:>4}/{len(runs):<3} {number(summary[f'median_s_{t:g}'], 8, 1)}"
-                        for t in THRESHOLDS)
-        print(f"{name:<9} {len(runs):>5} {runs[0]['lr']:>7g}{cells} {number(summary['mean_final_mig'], 9, 3)} "
-              f"{number(summary['mean_best_mig'], 8, 3)} {number(summary['mean_test_loss'], 9, 2)}")
+        cells = "".join(
+            f" {summary[f'reached_{t:g}']:>4}/{len(runs):<3} {number(summary[f'median_s_{t:g}'], 8, 1)}"
+            for t in THRESHOLDS
+        )
+        print(
+            f"{name:<9} {len(runs):>5} {runs[0]['lr']:>7g}{cells} {number(summary['mean_final_mig'], 9, 3)} "
+            f"{number(summary['mean_best_mig'], 8, 3)} {number(summary['mean_test_loss'], 9, 2)}"
+        )
 
 
-def write_results(out: Path, settings: dict[str, Any], results: list[dict[str, Any]],
-                  factor_names: tuple[str, ...]) -> None:
+def write_results(
+    out: Path, settings: dict[str, Any], results: list[dict[str, Any]], factor_names: tuple[str, ...]
+) -> None:
     """The JSON (everything), the CSV (one row per evaluation) and the figure, each written atomically."""
     seeds = {name: over_seeds(runs) for name, runs in runs_by_variant(results).items()}
-    atomic_write_text(out / RESULTS_JSON,
-                      json.dumps({"settings": settings, "variants": results, "over_seeds": seeds}, indent=2) + "\n")
-    columns = ["variant", "seed", "batch_size", "lr", "precision", "step", "wall_s", "images", "eval_s", "mig",
-               *(f"mig_{factor}" for factor in factor_names)]
+    atomic_write_text(
+        out / RESULTS_JSON,
+        json.dumps({"settings": settings, "variants": results, "over_seeds": seeds}, indent=2) + "\n",
+    )
+    columns = [
+        "variant", "seed", "batch_size", "lr", "precision", "step", "wall_s", "images", "eval_s", "mig",
+        *(f"mig_{factor}" for factor in factor_names),
+    ]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -268,43 +333,52 @@ def write_results(out: Path, settings: dict[str, Any], results: list[dict[str, A
         for record in result["evaluations"]:
             writer.writerow({**{key: result[key] for key in columns[:5]}, **record})
     atomic_write_text(out / RESULTS_CSV, buffer.getvalue())
-    atomic_write_bytes(out / FIGURE_FILE, figure_svg(settings, results))
+    save_figure(mig_figure(settings, results), out / FIGURE_FILE)
 
 
-def figure_svg(settings: dict[str, Any], results: list[dict[str, Any]]) -> bytes:
+def mig_figure(settings: dict[str, Any], results: list[dict[str, Any]]) -> Figure:
     """MIG against training wall time, one colour per variant and one line per seed, the thresholds dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7.0, 4.2))
+    figure = Figure(figsize=(7.0, 4.2))
+    axes = figure.subplots()
     colours = {name: f"C{index}" for index, name in enumerate(dict.fromkeys(r["variant"] for r in results))}
     labelled: set[str] = set()
     for result in results:
         evaluations, name = result["evaluations"], result["variant"]
         if evaluations:
             migs = [np.nan if r["mig"] is None else r["mig"] for r in evaluations]  # None: MIG was NaN
-            axes.plot([r["wall_s"] for r in evaluations], migs, marker="o",
-                      markersize=3, linewidth=1.2, color=colours[name], label=None if name in labelled else name)
+            axes.plot(
+                [r["wall_s"] for r in evaluations],
+                migs,
+                marker="o",
+                markersize=3,
+                linewidth=1.2,
+                color=colours[name],
+                label=None if name in labelled else name,
+            )
             labelled.add(name)
     for threshold in THRESHOLDS:
         axes.axhline(threshold, color="gray", linestyle="--", linewidth=0.8)
-        axes.annotate(f"MIG {threshold:g}", (0, threshold), xycoords=("axes fraction", "data"),
-                      xytext=(3, 2), textcoords="offset points", fontsize=8, color="gray")
+        axes.annotate(
+            f"MIG {threshold:g}",
+            (0, threshold),
+            xycoords=("axes fraction", "data"),
+            xytext=(3, 2),
+            textcoords="offset points",
+            fontsize=8,
+            color="gray",
+        )
     axes.set_xlabel("training wall time (s, evaluations excluded)")
     axes.set_ylabel(f"MIG ({settings['mig_points']:,} fixed points)")
     axes.set_ylim(bottom=0)
     axes.set_xlim(left=0)
-    axes.set_title(f"Time to disentangle: conv64 on dSprites, β = {settings['beta']:g}, "
-                   f"{settings['latent']} latents\n{settings['device']}", fontsize=10)
+    axes.set_title(
+        f"Time to disentangle: conv64 on dSprites, β = {settings['beta']:g}, "
+        f"{settings['latent']} latents\n{settings['device']}",
+        fontsize=10,
+    )
     axes.legend(frameon=False, fontsize=9)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    with plt.rc_context(SVG_SETTINGS):
-        figure.savefig(buffer, format="svg", metadata={"Date": None})
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure
 
 
 def seed_list(text: str) -> list[int]:
@@ -325,17 +399,28 @@ def positive_int(text: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=positive_int, default=30_000, help="training steps per variant")
     parser.add_argument("--eval-every", type=positive_int, default=2000, help="steps between MIG evaluations")
-    parser.add_argument("--mig-points", type=positive_int, default=10_000, help="factor vectors in the fixed sample")
+    parser.add_argument(
+        "--mig-points", type=positive_int, default=10_000, help="factor vectors in the fixed sample"
+    )
     parser.add_argument("--variants", default="default", help=f"comma-separated, of: {', '.join(VARIANTS)}")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default="runs/time-to-disentangle", help="folder of the variants' run folders")
+    parser.add_argument(
+        "--out", default="runs/time-to-disentangle", help="folder of the variants' run folders"
+    )
     again = parser.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true",
-                       help="continue runs that already exist (after an interruption, or to more --steps)")
-    again.add_argument("--overwrite", action="store_true", help="delete variant run folders that already hold a run")
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue runs that already exist (after an interruption, or to more --steps)",
+    )
+    again.add_argument(
+        "--overwrite", action="store_true", help="delete variant run folders that already hold a run"
+    )
     parser.add_argument("--seeds", type=seed_list, default=[0], help="comma-separated training seeds (0)")
     parser.add_argument("--latent", type=positive_int, default=10)
     parser.add_argument("--beta", type=float, default=4.0)
@@ -344,21 +429,36 @@ def main() -> None:
     names = list(dict.fromkeys(name.strip() for name in args.variants.split(",") if name.strip()))
     unknown = [name for name in names if name not in VARIANTS]
     if unknown or not names:
-        parser.error(f"unknown variant {', '.join(unknown) or '(none given)'}; choose from: {', '.join(VARIANTS)}")
+        parser.error(
+            f"unknown variant {', '.join(unknown) or '(none given)'}; choose from: {', '.join(VARIANTS)}"
+        )
     try:
         device = resolve_device(args.device)
     except BetaVAEError as error:
         parser.error(str(error))
     out = Path(args.out)
     base = base_config(args, device)
-    runs = [(name, dataclasses.replace(base, seed=seed, out=str(out / f"{name}-s{seed}"), **VARIANTS[name]))
-            for seed in args.seeds for name in names]
+    runs = [
+        (name, dataclasses.replace(base, seed=seed, out=str(out / f"{name}-s{seed}"), **VARIANTS[name]))
+        for seed in args.seeds
+        for name in names
+    ]
     device_name = describe_device(device)
-    settings = {"steps": args.steps, "eval_every": args.eval_every, "mig_points": args.mig_points,
-                "seeds": args.seeds, "mig_sample_seed": MIG_SAMPLE_SEED, "latent": args.latent, "beta": args.beta,
-                "arch": base.arch, "dataset": base.dataset, "device": device_name, "torch_version": torch.__version__}
+    settings = {
+        "steps": args.steps,
+        "eval_every": args.eval_every,
+        "mig_points": args.mig_points,
+        "seeds": args.seeds,
+        "mig_sample_seed": MIG_SAMPLE_SEED,
+        "latent": args.latent,
+        "beta": args.beta,
+        "arch": base.arch,
+        "dataset": base.dataset,
+        "device": device_name,
+        "torch_version": torch.__version__,
+    }
     to_resume: set[str] = set()  # the run folders to continue
-    for name, config in runs:
+    for _name, config in runs:
         run = RunDir(config.out)
         if not run.has_checkpoint():
             continue
@@ -368,8 +468,10 @@ def main() -> None:
                 with SweepState(out) as state:
                     state.forget([run.path.name])  # a new run, not a finished one the sweep would skip
         elif not args.resume:
-            parser.error(f"{run.path} already holds a run; pass --resume to continue it, --overwrite to replace it, "
-                         f"or choose another --out")
+            parser.error(
+                f"{run.path} already holds a run; pass --resume to continue it, --overwrite to replace it, "
+                f"or choose another --out"
+            )
         else:
             try:
                 problem = resume_problem(run, config)
@@ -381,19 +483,32 @@ def main() -> None:
 
     dataset = base.load_dataset()
     factor_names = tuple(dataset.factor_names)
-    print(f"torch {torch.__version__}, {device_name}; conv64 on dSprites, β = {args.beta:g}, {args.latent} latents, "
-          f"{args.steps:,} steps, MIG on {args.mig_points:,} fixed points every {args.eval_every:,} steps; "
-          f"seeds {', '.join(map(str, args.seeds))}", flush=True)
+    print(
+        f"torch {torch.__version__}, {device_name}; conv64 on dSprites, β = {args.beta:g}, "
+        f"{args.latent} latents, "
+        f"{args.steps:,} steps, MIG on {args.mig_points:,} fixed points every {args.eval_every:,} steps; "
+        f"seeds {', '.join(map(str, args.seeds))}",
+        flush=True,
+    )
 
-    skipped = {config.out: f"no bfloat16 arithmetic on this {device.type}" for _, config in runs
-               if config.precision == "bf16" and not bf16_supported(device)}
-    points = [GridPoint(Path(config.out).name, {"variant": name, "seed": config.seed}, config)
-              for name, config in runs if config.out not in skipped]
+    skipped = {
+        config.out: f"no bfloat16 arithmetic on this {device.type}"
+        for _, config in runs
+        if config.precision == "bf16" and not bf16_supported(device)
+    }
+    points = [
+        GridPoint(Path(config.out).name, {"variant": name, "seed": config.seed}, config)
+        for name, config in runs
+        if config.out not in skipped
+    ]
     for name, config in runs:
         if config.out in to_resume:
             checkpoint = RunDir(config.out).load_checkpoint(mmap=True)
-            print(f"{name:<9} s{config.seed:<3} resumed at step {int(checkpoint['step']):,}, "
-                  f"{checkpoint.get('train_seconds', 0.0):.1f} s of training", flush=True)
+            print(
+                f"{name:<9} s{config.seed:<3} resumed at step {int(checkpoint['step']):,}, "
+                f"{checkpoint.get('train_seconds', 0.0):.1f} s of training",
+                flush=True,
+            )
     interrupted = False
     try:  # one run at a time, each with every core: the times compare runs, not how they shared the machine
         run_sweep(GridSpec(), out, BackendOptions(workers=1), points=points)
@@ -407,10 +522,20 @@ def main() -> None:
     for name, config in runs:
         if config.out in skipped:
             print(f"{name:<9} skipped: {skipped[config.out]}", flush=True)
-            results.append({"variant": name, "seed": config.seed, "overrides": VARIANTS[name],
-                            "batch_size": config.batch_size, "lr": learning_rate(config.arch, config.lr),
-                            "precision": config.precision, "device": device_name, "status": "skipped",
-                            "note": skipped[config.out], "evaluations": []})
+            results.append(
+                {
+                    "variant": name,
+                    "seed": config.seed,
+                    "overrides": VARIANTS[name],
+                    "batch_size": config.batch_size,
+                    "lr": learning_rate(config.arch, config.lr),
+                    "precision": config.precision,
+                    "device": device_name,
+                    "status": "skipped",
+                    "note": skipped[config.out],
+                    "evaluations": [],
+                }
+            )
             continue
         result = variant_result(name, config, rows.get(Path(config.out).name), device_name)
         results.append(result)

@@ -108,11 +108,20 @@ def stock_modules(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def betavae_step(arch: str, images: torch.Tensor, batch_size: int, device: torch.device,
-                 precision: str = "fp32", split=None, read_ahead: bool | None = None) -> tuple[Step, Callable[[], None]]:
+def betavae_step(
+    arch: str,
+    images: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+    split=None,
+    read_ahead: bool | None = None,
+) -> tuple[Step, Callable[[], None]]:
     """The step as ``betavae train`` runs it (on CUDA, replayed from a CUDA graph); returns (step, close)."""
     model = _model(arch, device).to(memory_format=performance.MEMORY_FORMAT)
-    optimizer = performance.make_optimizer(model.parameters(), 1e-4, device, capturable=uses_cuda_graph(device, True))
+    optimizer = performance.make_optimizer(
+        model.parameters(), 1e-4, device, capturable=uses_cuda_graph(device, True)
+    )
     loss_fn = BetaVAELoss(4.0, "bernoulli")
     noise = torch.Generator(device=device).manual_seed(0)
     take_step = make_step(model, loss_fn, optimizer, noise, precision, cuda_graph=True)
@@ -130,7 +139,9 @@ def reference_step(arch: str, images: torch.Tensor, batch_size: int, device: tor
     model = stock_modules(_model(arch, device))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = BetaVAELoss(4.0, "bernoulli")
-    loader = DataLoader(TensorDataset(images.float() / 255), batch_size=batch_size, shuffle=True, drop_last=True)
+    loader = DataLoader(
+        TensorDataset(images.float() / 255), batch_size=batch_size, shuffle=True, drop_last=True
+    )
     batches = iter(loader)
 
     def step() -> None:
@@ -155,8 +166,10 @@ def textbook_rate(arch: str, batch_size: int, seconds: float, device: torch.devi
     A child process, because betavae's settings (the allocator's above all) hold for the
     rest of a process once switched on, and the textbook loop must run without them.
     """
-    command = [sys.executable, __file__, "--textbook", f"{arch},{batch_size}", "--seconds", str(seconds),
-               "--device", str(device)]
+    command = [
+        sys.executable, __file__, "--textbook", f"{arch},{batch_size}", "--seconds", str(seconds), "--device",
+        str(device),
+    ]
     return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()[-1])
 
 
@@ -203,33 +216,45 @@ def train_section(args, device: torch.device) -> None:
     peak = max(args.peak, matmul_peak_gflops(device))
 
     print(f"\n## training step, fp32 (freed memory kept: {memory_kept}; peak {peak:.0f} GFLOP/s)")
-    header = f"{'arch':<10} {'batch':>5} {'textbook':>9} {'betavae':>9} {'speed-up':>8} {'MFLOP/img':>10} {'GFLOP/s':>8} {'of peak':>7}"
+    header = (
+        f"{'arch':<10} {'batch':>5} {'textbook':>9} {'betavae':>9} {'speed-up':>8} {'MFLOP/img':>10} "
+        f"{'GFLOP/s':>8} {'of peak':>7}"
+    )
     print(header + (f" {'bf16':>8} {'bf16 ×':>7} {'bf16/peak':>9}" if bf16 else "  (no bf16 on this device)"))
     for arch, batch_size, textbook, ours, flops_per_image, half in rows:
         achieved = ours * flops_per_image / 1e9
-        line = (f"{arch:<10} {batch_size:>5} {textbook:>9.0f} {ours:>9.0f} {ours / textbook:>8.2f} "
-                f"{flops_per_image / 1e6:>10.1f} {achieved:>8.1f} {achieved / peak:>7.2f}")
+        line = (
+            f"{arch:<10} {batch_size:>5} {textbook:>9.0f} {ours:>9.0f} {ours / textbook:>8.2f} "
+            f"{flops_per_image / 1e6:>10.1f} {achieved:>8.1f} {achieved / peak:>7.2f}"
+        )
         if half is not None:
             line += f" {half:>8.0f} {half / ours:>7.2f} {half * flops_per_image / 1e9 / peak:>9.2f}"
         print(line)
-    print("images/s; GFLOP/s and 'of peak' for betavae's fp32 step; bf16/peak: bf16 GFLOP/s against the fp32 peak")
+    print(
+        "images/s; GFLOP/s and 'of peak' for betavae's fp32 step; bf16/peak: bf16 GFLOP/s against "
+        "the fp32 peak"
+    )
 
 
 def render_section(args, device: torch.device) -> None:
     performance.keep_freed_memory()
     dataset = data.load("dsprites")
     train = dataset.train
-    held = TensorSplit(torch.from_numpy(dataset.images_at(train.indices[:args.render_images])))
-    on_the_fly = type(train)(dataset, train.indices[:args.render_images])
+    held = TensorSplit(torch.from_numpy(dataset.images_at(train.indices[: args.render_images])))
+    on_the_fly = type(train)(dataset, train.indices[: args.render_images])
 
     def training_rate(split, read_ahead: bool | None) -> float:
-        step, close = betavae_step("conv64", None, args.render_batch, device, split=split, read_ahead=read_ahead)
+        step, close = betavae_step(
+            "conv64", None, args.render_batch, device, split=split, read_ahead=read_ahead
+        )
         rate = args.render_batch * calls_per_second(step, args.seconds, device)
         close()
         return rate
 
-    print_feeds(f"dSprites training, conv64, batch {args.render_batch}: rendered on the fly against held in memory",
-                compare_feeds(training_rate, held, on_the_fly, args.render_rounds))
+    print_feeds(
+        f"dSprites training, conv64, batch {args.render_batch}: rendered on the fly against held in memory",
+        compare_feeds(training_rate, held, on_the_fly, args.render_rounds),
+    )
     if device.type == "cpu":  # on a GPU the real launch-bound thread has just been measured
         launch_bound_section(held, on_the_fly, args.render_rounds)
 
@@ -237,8 +262,9 @@ def render_section(args, device: torch.device) -> None:
 FEEDS = ("host memory, read ahead", "rendered, read ahead", "rendered in the loop")
 
 
-def compare_feeds(rate: Callable[[object, bool | None], float], held: TensorSplit, on_the_fly,
-                  rounds: int) -> tuple[list[float], dict[str, list[float]]]:
+def compare_feeds(
+    rate: Callable[[object, bool | None], float], held: TensorSplit, on_the_fly, rounds: int
+) -> tuple[list[float], dict[str, list[float]]]:
     """In-memory images/s per round, and each feed's ratio to it per round.
 
     "In memory" gathers on the device; "host memory, read ahead" sends the same held images
@@ -252,7 +278,9 @@ def compare_feeds(rate: Callable[[object, bool | None], float], held: TensorSpli
     ratios: dict[str, list[float]] = {name: [] for name in FEEDS}
     for _ in range(rounds):
         first = rate(held, None)
-        rates = dict(zip(FEEDS, (rate(held, True), rate(on_the_fly, True), rate(on_the_fly, False))))
+        rates = dict(
+            zip(FEEDS, (rate(held, True), rate(on_the_fly, True), rate(on_the_fly, False)), strict=True)
+        )
         in_memory.append(max(first, rate(held, None)))
         for name in FEEDS:
             ratios[name].append(rates[name] / in_memory[-1])
@@ -264,7 +292,9 @@ def print_feeds(title: str, results: tuple[list[float], dict[str, list[float]]])
     baseline = float(np.median(in_memory))
     print(f"\n## {title}")
     print(f"{'feed':<24} {'images/s':>9}  of in memory (median over rounds, range)")
-    print(f"{'in memory':<24} {baseline:>9.0f}  {1:>4.2f}  ({min(in_memory):.0f}–{max(in_memory):.0f} images/s)")
+    print(
+        f"{'in memory':<24} {baseline:>9.0f}  {1:>4.2f}  ({min(in_memory):.0f}–{max(in_memory):.0f} images/s)"
+    )
     for name, values in ratios.items():
         median = float(np.median(values))
         print(f"{name:<24} {median * baseline:>9.0f}  {median:>4.2f}  ({min(values):.2f}–{max(values):.2f})")
@@ -273,7 +303,9 @@ def print_feeds(title: str, results: tuple[list[float], dict[str, list[float]]])
 LAUNCHES_PER_STEP = 1900  # ~5 ms of tiny CPU ops: the Python side of a conv64 step at batch 256 on an H100
 
 
-def launch_bound_section(held: TensorSplit, on_the_fly, rounds: int, batch_size: int = 256, seconds: float = 3.0) -> None:
+def launch_bound_section(
+    held: TensorSplit, on_the_fly, rounds: int, batch_size: int = 256, seconds: float = 3.0
+) -> None:
     """Does the reader thread slow a training thread that is bound by launching kernels?
 
     On a GPU the training thread spends a step launching ~100 kernels; each launch
@@ -289,7 +321,9 @@ def launch_bound_section(held: TensorSplit, on_the_fly, rounds: int, batch_size:
     counter = torch.zeros(16)
 
     def launching_rate(split, read_ahead: bool | None) -> float:
-        with BatchStream(split, batch_size, seed=0, start=0, device=torch.device("cpu"), read_ahead=read_ahead) as stream:
+        with BatchStream(
+            split, batch_size, seed=0, start=0, device=torch.device("cpu"), read_ahead=read_ahead
+        ) as stream:
             steps, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds:
                 for _ in range(LAUNCHES_PER_STEP):
@@ -304,8 +338,11 @@ def launch_bound_section(held: TensorSplit, on_the_fly, rounds: int, batch_size:
         rates = compare_feeds(launching_rate, held, on_the_fly, rounds)
     finally:
         torch.set_num_threads(threads)
-    print_feeds(f"the same with a launch-bound training thread ({LAUNCHES_PER_STEP} tiny ops a step, batch {batch_size})",
-                rates)
+    print_feeds(
+        f"the same with a launch-bound training thread ({LAUNCHES_PER_STEP} tiny ops a step, "
+        f"batch {batch_size})",
+        rates,
+    )
 
 
 def encode_section(args, device: torch.device) -> None:
@@ -319,11 +356,16 @@ def encode_section(args, device: torch.device) -> None:
         represent = model_representation(model)
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
             model.encode(torch.from_numpy(images[:1]).to(device).float())
-        rate = len(images) * calls_per_second(lambda: represent(images), args.seconds, device, warmup=1)
+        rate = len(images) * calls_per_second(
+            lambda represent=represent, images=images: represent(images), args.seconds, device, warmup=1
+        )
         rows.append((arch, rate, counter.get_total_flops()))
     peak = max(args.peak, matmul_peak_gflops(device))
     for arch, rate, flops in rows:
-        print(f"{arch:<10} {rate:>9.0f} {flops / 1e6:>10.2f} {rate * flops / 1e9:>8.1f} {rate * flops / 1e9 / peak:>7.2f}")
+        print(
+            f"{arch:<10} {rate:>9.0f} {flops / 1e6:>10.2f} {rate * flops / 1e9:>8.1f} "
+            f"{rate * flops / 1e9 / peak:>7.2f}"
+        )
 
 
 def profile_section(args, device: torch.device) -> None:
@@ -331,11 +373,16 @@ def profile_section(args, device: torch.device) -> None:
     performance.keep_freed_memory()
     arch, batch_size = args.profile_arch, args.profile_batch
     model = _model(arch, device).to(memory_format=performance.MEMORY_FORMAT)
-    layers = [(f"encoder[{i}]", layer) for i, layer in enumerate(model.encoder)] + \
-             [(f"decoder[{i}]", layer) for i, layer in enumerate(model.decoder)]
+    layers = [(f"encoder[{i}]", layer) for i, layer in enumerate(model.encoder)] + [
+        (f"decoder[{i}]", layer) for i, layer in enumerate(model.decoder)
+    ]
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    hooks = [layer.register_forward_hook(lambda _, inputs, output, name=name: seen.__setitem__(name, (inputs[0], output)))
-             for name, layer in layers]
+    hooks = [
+        layer.register_forward_hook(
+            lambda _, inputs, output, name=name: seen.__setitem__(name, (inputs[0], output))
+        )
+        for name, layer in layers
+    ]
     x = performance.fast_layout(sprite_like_images(arch, batch_size).to(device).float() / 255)
     with torch.no_grad():
         model(x)
@@ -370,35 +417,53 @@ def profile_section(args, device: torch.device) -> None:
     close()
     for name, shape, ms, flops in rows:
         rate = flops / ms / 1e6
-        print(f"{name:<28} {str(shape):<18} {ms:>6.2f} {ms / total_ms:>6.1%} {flops / 1e6:>8.1f} "
-              f"{rate:>8.1f} {rate / peak:>7.2f}")
+        print(
+            f"{name:<28} {str(shape):<18} {ms:>6.2f} {ms / total_ms:>6.1%} {flops / 1e6:>8.1f} "
+            f"{rate:>8.1f} {rate / peak:>7.2f}"
+        )
     layer_flops = sum(row[3] for row in rows)
-    print(f"{'all layers alone':<47} {total_ms:>6.2f} {'':>6} {layer_flops / 1e6:>8.1f} "
-          f"{layer_flops / total_ms / 1e6:>8.1f} {layer_flops / total_ms / 1e6 / peak:>7.2f}")
-    print(f"{'the whole step (loss, Adam, data)':<47} {step_ms:>6.2f} {'':>6} {step_flops / 1e6:>8.1f} "
-          f"{step_flops / step_ms / 1e6:>8.1f} {step_flops / step_ms / 1e6 / peak:>7.2f}")
+    print(
+        f"{'all layers alone':<47} {total_ms:>6.2f} {'':>6} {layer_flops / 1e6:>8.1f} "
+        f"{layer_flops / total_ms / 1e6:>8.1f} {layer_flops / total_ms / 1e6 / peak:>7.2f}"
+    )
+    print(
+        f"{'the whole step (loss, Adam, data)':<47} {step_ms:>6.2f} {'':>6} {step_flops / 1e6:>8.1f} "
+        f"{step_flops / step_ms / 1e6:>8.1f} {step_flops / step_ms / 1e6 / peak:>7.2f}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sections", default=",".join(SECTIONS), help="train,render,encode,profile")
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per configuration")
     parser.add_argument("--batch-sizes", default="16,64,256,512")
-    parser.add_argument("--repeats", type=int, default=2, help="timings of each training step, alternating; the best counts")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timings of each training step, alternating; the best counts"
+    )
     parser.add_argument("--archs", default=",".join(ARCHITECTURES))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--render-batch", type=int, default=64)
-    parser.add_argument("--render-images", type=int, default=20_000, help="images the render comparison cycles over")
-    parser.add_argument("--render-rounds", type=int, default=3, help="interleaved rounds of the render comparison")
+    parser.add_argument(
+        "--render-images", type=int, default=20_000, help="images the render comparison cycles over"
+    )
+    parser.add_argument(
+        "--render-rounds", type=int, default=3, help="interleaved rounds of the render comparison"
+    )
     parser.add_argument("--encode-images", type=int, default=4096)
     parser.add_argument("--profile-arch", default="conv64")
     parser.add_argument("--profile-batch", type=int, default=64)
-    parser.add_argument("--textbook", metavar="ARCH,BATCH", help=argparse.SUPPRESS)  # the child of textbook_rate
+    parser.add_argument(
+        "--textbook", metavar="ARCH,BATCH", help=argparse.SUPPRESS
+    )  # the child of textbook_rate
     args = parser.parse_args()
     if args.textbook:
         arch, batch_size = args.textbook.split(",")
         device = resolve_device(args.device)
-        step = reference_step(arch, sprite_like_images(arch, max(4096, 4 * int(batch_size))), int(batch_size), device)
+        step = reference_step(
+            arch, sprite_like_images(arch, max(4096, 4 * int(batch_size))), int(batch_size), device
+        )
         print(int(batch_size) * calls_per_second(step, args.seconds, device))
         return
     sections = args.sections.split(",")
@@ -407,7 +472,11 @@ def main() -> None:
         parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
 
     device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{torch.get_num_threads()} CPU threads"
+    )
     print(f"torch {torch.__version__}, {name}")
     # The larger of the peaks timed before and after each section: a ratio against a peak
     # slowed by a noisy neighbour would flatter us.

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -24,3 +27,54 @@ def mnist_dir() -> Path:
         pytest.skip(f"real MNIST files not found ({', '.join(absent)} missing in {folder}); "
                     f"set BETAVAE_MNIST_DIR to a folder holding the four .gz files")
     return folder
+
+
+# Fixtures that train a model, sweep, or start Ray: every test using one is marked ``slow``
+# (see pytest_collection_modifyitems), so ``make test-fast`` never sets one up.
+TRAINING_FIXTURES = frozenset({"trained", "two_runs", "run_dir", "dsprites_run", "finished", "ray_instance",
+                               "mnist_runs", "shapes_run", "mnist_result"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that uses a fixture of :data:`TRAINING_FIXTURES`."""
+    for item in items:
+        if TRAINING_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_tests_neither_train_nor_start_processes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In a run leaving out ``slow`` tests (``make test-fast``), a test that trains or starts Python fails.
+
+    So a test that trains without the mark is found the first time the fast set runs,
+    instead of making the edit–test loop slow unnoticed.
+    """
+    if "not slow" not in (request.config.option.markexpr or ""):
+        yield
+        return
+    import multiprocessing.process
+    import subprocess
+
+    import betavae.steps
+
+    def refuse(what: str) -> Callable[..., NoReturn]:
+        def refused(*args: object, **kwargs: object) -> NoReturn:
+            pytest.fail(f"a test outside the slow set {what}: mark it @pytest.mark.slow, or add the fixture "
+                        f"that does it to TRAINING_FIXTURES in tests/conftest.py", pytrace=False)
+        return refused
+
+    class Popen(subprocess.Popen):
+        """Refuses Python and this environment's scripts (betavae), seconds to start; ldconfig passes."""
+
+        def __init__(self, args: Any, *more: Any, **kwargs: Any) -> None:
+            program = args[0] if isinstance(args, (list, tuple)) else args
+            if Path(str(program)).parent == Path(sys.executable).parent:
+                refuse("starts a Python process")()
+            super().__init__(args, *more, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        # The first optimiser step, not train(): a test of what train() refuses before any work is fast.
+        patch.setattr(betavae.steps, "training_step", refuse("trains a model"))
+        patch.setattr(subprocess, "Popen", Popen)
+        patch.setattr(multiprocessing.process.BaseProcess, "start", refuse("starts a process"))
+        yield

@@ -9,7 +9,7 @@ import numpy as np
 
 def factor_grid(names: Sequence[str], sizes: Sequence[int], **fixed: int) -> np.ndarray:
     """Every factor vector with the named factors fixed and the others free."""
-    axes = [np.array([fixed[n]]) if n in fixed else np.arange(s) for n, s in zip(names, sizes)]
+    axes = [np.array([fixed[n]]) if n in fixed else np.arange(s) for n, s in zip(names, sizes, strict=True)]
     return np.stack([a.ravel() for a in np.meshgrid(*axes, indexing="ij")], axis=1)
 
 
@@ -18,4 +18,6 @@ def centroid(images: np.ndarray) -> np.ndarray:
     weights = images[:, 0].astype(np.float64)
     rows, cols = np.indices(weights.shape[1:])
     total = weights.sum(axis=(1, 2))
-    return np.stack([(weights * cols).sum(axis=(1, 2)) / total, (weights * rows).sum(axis=(1, 2)) / total], axis=1)
+    return np.stack(
+        [(weights * cols).sum(axis=(1, 2)) / total, (weights * rows).sum(axis=(1, 2)) / total], axis=1
+    )

@@ -30,7 +30,9 @@ def factor_code(dataset: FactorDataset, transform: Callable[[np.ndarray], np.nda
     return represent
 
 
-def standardised_code(dataset: FactorDataset, transform: Callable[[np.ndarray], np.ndarray] = lambda codes: codes):
+def standardised_code(
+    dataset: FactorDataset, transform: Callable[[np.ndarray], np.ndarray] = lambda codes: codes
+):
     """The standardised true factor values through ``transform``."""
     return factor_code(dataset, transform, standardise=True)
 
@@ -63,3 +65,20 @@ def centroid_and_size(images: np.ndarray, unit: float = 1.0) -> np.ndarray:
     """Centroid (column, row) and √area of the sprite in units of ``unit`` pixels: position and size."""
     area = (images[:, 0] > 0).sum(axis=(1, 2))
     return np.column_stack([centroid(images), np.sqrt(area)]) / unit
+
+
+def in_units_of_its_spread(
+    dataset: FactorDataset, represent: Callable[[np.ndarray], np.ndarray], points: int = 2_000, seed: int = 0
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``represent`` with each code dimension divided by its standard deviation over ``points`` images.
+
+    The codes are then of order 1 whatever unit the encoder reports in: the scale that the
+    default penalty of a classifier fitted on them (scikit-learn's C = 1) assumes.
+    """
+    images = dataset.render(dataset.sample_factors(points, np.random.default_rng(seed)))
+    spread = np.asarray(represent(images), dtype=np.float64).std(axis=0)
+
+    def standardised(images: np.ndarray) -> np.ndarray:
+        return np.asarray(represent(images), dtype=np.float64) / spread
+
+    return standardised

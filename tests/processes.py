@@ -16,8 +16,11 @@ HOLD = ("from betavae.runs import RunDir; import sys, time; "
         "print('locked', flush=True); time.sleep(120)")
 
 
-def wait_until(process: subprocess.Popen, reached: Callable[[], bool], what: str, timeout: float = 120) -> None:
-    """Poll ``reached()`` until it is true; fail with the child's output if it exits first, or after ``timeout``."""
+def wait_until(
+    process: subprocess.Popen, reached: Callable[[], bool], what: str, timeout: float = 120
+) -> None:
+    """Poll ``reached()`` until it is true; fail with the child's output if it exits first, or
+    after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not reached():
         assert process.poll() is None, process.communicate()
@@ -31,8 +34,9 @@ def locked_by_another_process(folder: Path) -> Iterator[int]:
 
     The child is killed with SIGKILL at the end: the kernel, not the child, releases the lock.
     """
-    child = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         line = child.stdout.readline()  # blocks until the lock is held, or the child dies
         assert line.strip() == "locked", child.communicate()

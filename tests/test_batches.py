@@ -1,7 +1,7 @@
 """Training batches: a fixed order, and reading ahead that changes nothing but the timing."""
 
+import queue
 import threading
-import time
 
 import pytest
 import torch
@@ -40,7 +40,7 @@ def test_rendered_batches_read_ahead_equal_those_read_in_the_loop_from_any_step(
     ahead = read(BatchStream(shapes.train, 16, seed=5, start=37, device=CPU), 12)
     inline = read(BatchStream(shapes.train, 16, seed=5, start=37, device=CPU, read_ahead=False), 12)
     order = BatchOrder(len(shapes.train), 16, seed=5)
-    for step, (a, b) in enumerate(zip(ahead, inline), start=37):
+    for step, (a, b) in enumerate(zip(ahead, inline, strict=True), start=37):
         assert torch.equal(a, b)
         expected = shapes.train.images(order.positions(step)).float() / 255
         assert torch.equal(a, expected)
@@ -60,7 +60,8 @@ def test_in_memory_batches_are_gathered_without_a_reader_thread(shapes):
 
 
 def test_a_held_split_on_the_host_gathers_what_torch_indexing_gives():
-    """The host gather is numpy's (so a reader thread does not wake torch's thread pool); same images, same errors."""
+    """The host gather is numpy's (so a reader thread does not wake torch's thread pool); same
+    images, same errors."""
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (50, 3, 5, 4), dtype=torch.uint8, generator=generator)
     positions = torch.tensor([7, 0, 49, 7, 12, -1])
@@ -98,23 +99,46 @@ def test_an_error_in_the_reader_reaches_the_step_that_needed_the_batch(shapes):
             stream.next()
 
 
+class WatchedQueue(queue.Queue):
+    """The stream's queue, with an event set once the reader has found it full and waited on it."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.blocked = threading.Event()
+
+    def put(self, item, block=True, timeout=None):
+        try:
+            super().put(item, block, timeout)
+        except queue.Full:
+            self.blocked.set()
+            raise
+
+
+def watched(stream: BatchStream) -> BatchStream:
+    """``stream`` with a :class:`WatchedQueue` of the same size, before its reader starts."""
+    stream._queue = WatchedQueue(stream._queue.maxsize)
+    return stream
+
+
 def test_leaving_the_stream_stops_its_reader_even_with_a_full_queue(shapes):
-    stream = BatchStream(shapes.train, 8, seed=0, start=0, device=CPU)
+    stream = watched(BatchStream(shapes.train, 8, seed=0, start=0, device=CPU))
     with stream:
         stream.next()
         thread = stream._thread
-        deadline = time.monotonic() + 10
-        while not stream._queue.full() and time.monotonic() < deadline:  # the reader now blocks
-            time.sleep(0.01)
-        assert stream._queue.full()
+        assert stream._queue.blocked.wait(timeout=60), "the reader never waited on a full queue"
     assert not thread.is_alive()
 
 
 def test_reading_ahead_is_bounded(shapes):
     """The reader renders at most a full queue and one read beyond what the steps took."""
     split = FailingSplit(shapes, shapes.train.indices, fail_at_call=-1)
-    with BatchStream(split, 8, seed=0, start=0, device=CPU) as stream:
+    with watched(BatchStream(split, 8, seed=0, start=0, device=CPU)) as stream:
         for _ in range(3):
             stream.next()
-        time.sleep(0.3)
-        assert 3 * 8 <= split.images_read <= 3 * 8 + 8 * stream._queue.maxsize + IMAGES_PER_READ
+        # Blocked on the full queue, the reader has read all it will read until a step takes a batch.
+        assert stream._queue.blocked.wait(timeout=60), "the reader never waited on a full queue"
+        assert (
+            3 * 8 + 8 * stream._queue.maxsize
+            <= split.images_read
+            <= 3 * 8 + 8 * stream._queue.maxsize + IMAGES_PER_READ
+        )

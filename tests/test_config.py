@@ -15,7 +15,12 @@ def test_flags_override_file_which_overrides_defaults(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('dataset = "dsprites"\nsteps = 20\nlr = 0.001\n')
     config = load_config(path).merged({"steps": 7, "lr": None})
-    assert (config.dataset, config.steps, config.lr, config.batch_size) == ("dsprites", 7, 0.001, TrainConfig().batch_size)
+    assert (config.dataset, config.steps, config.lr, config.batch_size) == (
+        "dsprites",
+        7,
+        0.001,
+        TrainConfig().batch_size,
+    )
 
 
 def test_unknown_config_key_lists_the_valid_ones(tmp_path):
@@ -34,9 +39,16 @@ def test_malformed_or_missing_toml_is_a_user_error(tmp_path):
         read_toml(tmp_path / "absent.toml")
 
 
-@given(steps=st.integers(1, 10**9), lr=st.floats(1e-8, 1.0), out=st.text(min_size=1, max_size=30),
-       beta=st.one_of(st.none(), st.floats(0, 1e3)), options=st.dictionaries(
-           st.sampled_from(["in_memory", "seed", "path"]), st.one_of(st.booleans(), st.integers(0, 99), st.text(max_size=10))))
+@given(
+    steps=st.integers(1, 10**9),
+    lr=st.floats(1e-8, 1.0),
+    out=st.text(min_size=1, max_size=30),
+    beta=st.one_of(st.none(), st.floats(0, 1e3)),
+    options=st.dictionaries(
+        st.sampled_from(["in_memory", "seed", "path"]),
+        st.one_of(st.booleans(), st.integers(0, 99), st.text(max_size=10)),
+    ),
+)
 @settings(max_examples=60, deadline=None)
 def test_config_survives_a_toml_round_trip(tmp_path_factory, steps, lr, out, beta, options):
     config = TrainConfig(steps=steps, lr=lr, out=out, beta=beta, dataset_options=options)
@@ -45,36 +57,45 @@ def test_config_survives_a_toml_round_trip(tmp_path_factory, steps, lr, out, bet
     assert load_config(path) == config
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"beta": 1.0, "beta_norm": 0.1}, "not both"),
-    ({"steps": 0}, "steps must be a positive integer"),
-    ({"lr": -1.0}, "lr must be a positive number"),
-    ({"beta_norm": float("nan")}, "beta_norm must be a finite"),
-    ({"dataset": "cifar"}, "unknown dataset 'cifar'; choose one of: dsprites, mnist, shapes"),
-    ({"recon": "l1"}, "choose one of: bernoulli, gaussian"),
-    ({"device": "tpu"}, "unknown device 'tpu'"),
-    ({"cuda_graph": "yes"}, "cuda_graph must be true or false, got the string 'yes'"),
-    ({"beta": True}, "beta must be a number, got the boolean true"),
-    ({"device": 3}, "device must be a string, got the integer 3"),
-    ({"seed": -1}, "seed must be a whole number from 0 to 9223372036854775807, got -1"),
-    ({"seed": 2**63}, "seed must be a whole number from 0 to 9223372036854775807, got 9223372036854775808"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"beta": 1.0, "beta_norm": 0.1}, "not both"),
+        ({"steps": 0}, "steps must be a positive integer"),
+        ({"lr": -1.0}, "lr must be a positive number"),
+        ({"beta_norm": float("nan")}, "beta_norm must be a finite"),
+        ({"dataset": "cifar"}, "unknown dataset 'cifar'; choose one of: dsprites, mnist, shapes"),
+        ({"recon": "l1"}, "choose one of: bernoulli, gaussian"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
+        ({"cuda_graph": "yes"}, "cuda_graph must be true or false, got the string 'yes'"),
+        ({"beta": True}, "beta must be a number, got the boolean true"),
+        ({"device": 3}, "device must be a string, got the integer 3"),
+        ({"seed": -1}, "seed must be a whole number from 0 to 9223372036854775807, got -1"),
+        (
+            {"seed": 2**63},
+            "seed must be a whole number from 0 to 9223372036854775807, got 9223372036854775808",
+        ),
+    ],
+)
 def test_invalid_settings_fail_before_any_work(change, message):
     with pytest.raises(BetaVAEError, match=message):
         TrainConfig(**change).validate()
 
 
-@pytest.mark.parametrize("line, message", [
-    ('beta = "x"', "beta must be a number, got the string 'x'"),
-    ('seed = "1"', "seed must be an integer, got the string '1'"),
-    ("device = 3", "device must be a string, got the integer 3"),
-    ("beta = true", "beta must be a number, got the boolean true"),
-    ("steps = true", "steps must be an integer, got the boolean true"),
-    ("steps = 1.5", "steps must be an integer, got the number 1.5"),
-    ("cuda_graph = 1", "cuda_graph must be true or false, got the integer 1"),
-    ("dataset_options = 3", "dataset_options must be a table, got the integer 3"),
-    ("arch = [1, 2]", "arch must be a string, got an array"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('beta = "x"', "beta must be a number, got the string 'x'"),
+        ('seed = "1"', "seed must be an integer, got the string '1'"),
+        ("device = 3", "device must be a string, got the integer 3"),
+        ("beta = true", "beta must be a number, got the boolean true"),
+        ("steps = true", "steps must be an integer, got the boolean true"),
+        ("steps = 1.5", "steps must be an integer, got the number 1.5"),
+        ("cuda_graph = 1", "cuda_graph must be true or false, got the integer 1"),
+        ("dataset_options = 3", "dataset_options must be a table, got the integer 3"),
+        ("arch = [1, 2]", "arch must be a string, got an array"),
+    ],
+)
 def test_a_config_value_of_the_wrong_type_is_one_line_naming_key_and_types(tmp_path, line, message):
     path = tmp_path / "run.toml"
     path.write_text(f"{line}\n")
@@ -90,19 +111,26 @@ def test_a_whole_number_is_taken_for_a_float_setting(tmp_path):
     assert (config.lr, config.beta) == (1.0, 4.0) and type(config.lr) is type(config.beta) is float
 
 
-@pytest.mark.parametrize("args", [
-    ["train", "--dataset", "shapes", "--steps", "2", "--out", "{out}"], ["evaluate"],
-    ["transfer", "runs/a", "--out", "{out}"], ["show", "traverse", "runs/a"], ["show", "factors", "runs/a"],
-    ["show", "samples", "runs/a"]])
-@pytest.mark.parametrize("seed, shown", [("-1", "-1"), ("99999999999999999999", "99999999999999999999"),
-                                         ("1.5", "'1.5'")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--dataset", "shapes", "--steps", "2", "--out", "{out}"], ["evaluate"],
+        ["transfer", "runs/a", "--out", "{out}"], ["show", "traverse", "runs/a"],
+        ["show", "factors", "runs/a"], ["show", "samples", "runs/a"],
+    ],
+)
+@pytest.mark.parametrize(
+    "seed, shown", [("-1", "-1"), ("99999999999999999999", "99999999999999999999"), ("1.5", "'1.5'")]
+)
 def test_seed_out_of_range_is_refused_by_every_command(tmp_path, capsys, args, seed, shown):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
         main([arg.format(out=out) for arg in args] + ["--seed", seed])
     err = capsys.readouterr().err
     assert exit_info.value.code != 0
-    assert err.splitlines() == [f"betavae: error: --seed must be a whole number from 0 to 9223372036854775807, got {shown}"]
+    assert err.splitlines() == [
+        f"betavae: error: --seed must be a whole number from 0 to 9223372036854775807, got {shown}"
+    ]
     assert not out.exists()  # refused before any work
 
 
@@ -120,7 +148,9 @@ def test_validation_names_the_flag_the_user_typed():
         with pytest.raises(BetaVAEError) as error:
             TrainConfig(**change).validate(every_flag)
         assert str(error.value) == message
-    with pytest.raises(BetaVAEError, match="^latent_dim must be a positive integer, got 0$"):  # a field not typed as a flag
+    with pytest.raises(
+        BetaVAEError, match="^latent_dim must be a positive integer, got 0$"
+    ):  # a field not typed as a flag
         TrainConfig(latent_dim=0).validate(typed_names(["batch_size"]))
 
 
@@ -130,11 +160,17 @@ def test_flags_names_the_train_command_flag_of_each_field():
     assert all(FLAGS[name] in opts for name, opts in options.items())
 
 
-@pytest.mark.parametrize("name, message", [
-    ("lr", "lr must be a positive number no larger than 3.4e38 (float32), got 1e+39"),
-    ("beta", "beta must be a finite non-negative number no larger than 3.4e38 (float32), got 1e+39"),
-    ("beta_norm", "beta_norm must be a finite non-negative number no larger than 3.4e38 (float32), got 1e+39"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("lr", "lr must be a positive number no larger than 3.4e38 (float32), got 1e+39"),
+        ("beta", "beta must be a finite non-negative number no larger than 3.4e38 (float32), got 1e+39"),
+        (
+            "beta_norm",
+            "beta_norm must be a finite non-negative number no larger than 3.4e38 (float32), got 1e+39",
+        ),
+    ],
+)
 def test_learning_rate_overflowing_float32_is_refused(name, message):
     assert FLOAT32_MAX == torch.finfo(torch.float32).max
     TrainConfig(**{name: FLOAT32_MAX}).validate()
@@ -162,4 +198,7 @@ def test_metrics_sections_merge_instead_of_overwriting(tmp_path):
     run.update_metrics("test", {"loss": 1.0}, step=5)
     run.update_metrics("beta_vae", {"eval_accuracy": 0.9}, step=5)
     run.update_metrics("test", {"loss": 2.0}, step=5)
-    assert run.read_metrics() == {"test": {"loss": 2.0, "step": 5}, "beta_vae": {"eval_accuracy": 0.9, "step": 5}}
+    assert run.read_metrics() == {
+        "test": {"loss": 2.0, "step": 5},
+        "beta_vae": {"eval_accuracy": 0.9, "step": 5},
+    }

@@ -77,7 +77,9 @@ def test_steps_replayed_from_a_cuda_graph_train_as_launched_steps_do(dsprites):
     for cuda_graph in (False, True):
         model, take_step = make_model_step(cuda_graph)
         with BatchStream(held, 64, seed=0, start=0, device=CUDA) as batches:
-            losses[cuda_graph] = torch.stack([take_step(batches.next()).loss.detach().clone() for _ in range(40)]).cpu()
+            losses[cuda_graph] = torch.stack(
+                [take_step(batches.next()).loss.detach().clone() for _ in range(40)]
+            ).cpu()
         assert isinstance(take_step, GraphedStep) == cuda_graph
     difference = ((losses[True] - losses[False]).abs() / losses[False]).max().item()
     print(f"largest relative loss difference over 40 steps: {difference:.2e}")
@@ -90,7 +92,9 @@ def test_a_cuda_graph_step_refuses_a_batch_of_another_shape():
     x = torch.rand(16, 1, 64, 64, device=CUDA)
     for _ in range(WARMUP_STEPS + 1):
         take_step(x)
-    with pytest.raises(ValueError, match=r"captured for batches of shape \(16, 1, 64, 64\), got \(8, 1, 64, 64\)"):
+    with pytest.raises(
+        ValueError, match=r"captured for batches of shape \(16, 1, 64, 64\), got \(8, 1, 64, 64\)"
+    ):
         take_step(x[:8])
 
 
@@ -98,13 +102,22 @@ def test_a_cuda_graph_run_resumed_ends_with_the_weights_of_an_uninterrupted_one(
     """The noise generator's state advances with each replay and travels in the checkpoint."""
     # Without it, GPU runs of one seed differ (README, time to disentangle); with it this matched bit for bit.
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
-    config = TrainConfig(dataset="dsprites", arch="conv64", latent_dim=4, steps=40, checkpoint_every=20,
-                         log_every=10, test_size=200, device="cuda", out=str(tmp_path / "whole"))
+    config = TrainConfig(
+        dataset="dsprites",
+        arch="conv64",
+        latent_dim=4,
+        steps=40,
+        checkpoint_every=20,
+        log_every=10,
+        test_size=200,
+        device="cuda",
+        out=str(tmp_path / "whole"),
+    )
     train(config, progress=False)
     halves = TrainConfig(**{**config.to_dict(), "steps": 20, "out": str(tmp_path / "halves")})
     train(halves, progress=False)
     train(TrainConfig(**{**halves.to_dict(), "steps": 40}), resume=True, progress=False)
-    assert RunDir(tmp_path / "halves").read_derived()["step"] == "cuda graph"
+    assert RunDir(tmp_path / "halves").read_derived().step == "cuda graph"
     whole, resumed = (RunDir(tmp_path / name).load_checkpoint()["model"] for name in ("whole", "halves"))
     largest = max((whole[key].float() - resumed[key].float()).abs().max().item() for key in whole)
     print(f"largest weight difference, resumed against uninterrupted: {largest:.2e}")
@@ -112,11 +125,20 @@ def test_a_cuda_graph_run_resumed_ends_with_the_weights_of_an_uninterrupted_one(
 
 
 def test_a_run_trained_on_cuda_resumes_there_and_loads_anywhere(tmp_path):
-    config = TrainConfig(dataset="shapes", arch="conv28", latent_dim=4, steps=40, checkpoint_every=20,
-                         log_every=10, test_size=200, device="cuda", out=str(tmp_path / "run"))
+    config = TrainConfig(
+        dataset="shapes",
+        arch="conv28",
+        latent_dim=4,
+        steps=40,
+        checkpoint_every=20,
+        log_every=10,
+        test_size=200,
+        device="cuda",
+        out=str(tmp_path / "run"),
+    )
     train(config, progress=False)
     train(TrainConfig(**{**config.to_dict(), "steps": 60}), resume=True, progress=False)
-    assert RunDir(tmp_path / "run").read_derived()["device"] == "cuda"
+    assert RunDir(tmp_path / "run").read_derived().device == "cuda"
     model = load_model(tmp_path / "run", device="cpu")
     assert next(model.parameters()).device.type == "cpu"
     assert torch.isfinite(model.encode(torch.rand(2, 1, 28, 28))[0]).all()

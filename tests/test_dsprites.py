@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from betavae.data import FactorSplit, load
 from betavae.data.dsprites import DSpritesDataset, load_dsprites, procedural_values, read_npz
 from betavae.errors import BetaVAEError
-
 from imagestats import centroid, factor_grid
 
 COUNT = 3 * 6 * 40 * 32 * 32
@@ -166,7 +165,7 @@ def test_heart_is_upright_with_two_lobes_above_its_point(dsprites):
 
 
 def test_in_memory_lookup_matches_rendering_on_the_fly():
-    small = tuple(v[::step] for v, step in zip(procedural_values(), (1, 3, 10, 8, 8)))
+    small = tuple(v[::step] for v, step in zip(procedural_values(), (1, 3, 10, 8, 8), strict=True))
     on_the_fly = DSpritesDataset(small, test_size=10, seed=0)
     cached = DSpritesDataset(small, test_size=10, seed=0, in_memory=True)
     assert cached.in_memory and not on_the_fly.in_memory
@@ -237,7 +236,7 @@ def test_reads_the_original_file_format(tmp_path):
     images, values = read_npz(path, factor_sizes=sizes)
     np.testing.assert_array_equal(images[:, 0], arrays["imgs"] * 255)
     dataset = DSpritesDataset(values, test_size=5, seed=0, images=images, path=str(path))
-    assert dataset.factor_sizes == sizes and dataset.describe()["source"] == str(path)
+    assert dataset.factor_sizes == sizes and dataset.path == str(path)
     # Values are the file's, including its orientation that ends at 2π.
     np.testing.assert_array_equal(dataset.factor_values("orientation"), np.linspace(0, 2 * math.pi, 4))
     np.testing.assert_array_equal(dataset.factor_values("shape"), [1, 2, 3])
@@ -249,7 +248,9 @@ def test_reads_the_original_file_format(tmp_path):
 def test_a_file_without_the_full_dsprites_layout_is_a_clear_error(tmp_path):
     path = tmp_path / "small.npz"
     fake_npz(path, (3, 2, 4, 2, 2), np.random.default_rng(0))
-    with pytest.raises(BetaVAEError, match=r"small\.npz has imgs of shape \(96, 64, 64\), expected \(737280, 64, 64\)"):
+    with pytest.raises(
+        BetaVAEError, match=r"small\.npz has imgs of shape \(96, 64, 64\), expected \(737280, 64, 64\)"
+    ):
         load_dsprites(path=str(path))
 
 

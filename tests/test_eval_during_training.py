@@ -1,10 +1,10 @@
-"""Evaluation during training: scores on one fixed sample every N steps, a resumable history, off the clock."""
+"""Evaluation during training: scores on one fixed sample every N steps, a resumable history,
+off the clock."""
 
 import json
 import os
 import re
 import signal
-import time
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -14,8 +14,10 @@ from betavae.errors import BetaVAEError
 from betavae.metrics import model_representation
 from betavae.runs import RunDir, load_model
 from betavae.train import TrainingInterrupted, train
+from clocks import steps_take
 from commands import run_cli
-from test_train import assert_same_weights, small_config, weights
+from runfolders import assert_same_weights
+from test_train import small_config, weights
 
 MIG_KEYS = {"mig", "mig_shape", "mig_scale", "mig_rotation", "mig_pos_x", "mig_pos_y"}
 
@@ -34,48 +36,73 @@ def history(run_dir) -> dict:
 def scores(run_dir) -> list[dict]:
     """The entries without their timings, which no two runs share."""
     timings = ("train_seconds", "eval_seconds")
-    return [{key: value for key, value in entry.items() if key not in timings} for entry in history(run_dir)["entries"]]
+    return [
+        {key: value for key, value in entry.items() if key not in timings}
+        for entry in history(run_dir)["entries"]
+    ]
 
 
+@pytest.mark.slow
 def test_history_holds_real_scores_at_every_eval_every_steps_and_the_last(tmp_path, capsys):
     config = eval_config(tmp_path / "run", steps=5, eval=["mig", "sap"], eval_n_train=100, eval_n_eval=50)
-    checkpoints = []
+    checkpoints, rescored = [], []
+    dataset = data.load("shapes", test_size=200)
 
     def hook(step, model):  # called after the evaluation of its step, which describes the checkpoint
-        checkpoints.append((step, RunDir(config.out).checkpoint_step(), history(config.out)["entries"][-1]["step"]))
+        checkpoints.append(
+            (step, RunDir(config.out).checkpoint_step(), history(config.out)["entries"][-1]["step"])
+        )
+        rescored.append(
+            evaluation.score(
+                dataset,
+                model_representation(model),
+                ["mig", "sap"],
+                seed=0,
+                sizes={"n_train": 100, "n_eval": 50},
+            )
+        )
 
     result = train(config, progress=True, on_checkpoint=hook)
     section = history(config.out)
     assert [entry["step"] for entry in section["entries"]] == [2, 4, 5]
     assert checkpoints == [(2, 2, 2), (4, 4, 4), (5, 5, 5)]
     assert section["step"] == 5 and section["metrics"] == ["mig", "sap"] and section["seed"] == 0
-    assert section["settings"]["mig"]["num_train"] == 100
-    assert section["settings"]["sap"]["num_test"] == 50
-    for entry in section["entries"]:
-        assert entry["images"] == entry["step"] * 16
-        assert set(entry["mig"]) == MIG_KEYS and 0 <= entry["mig"]["mig"] <= 1
-        assert 0 <= entry["sap"]["sap"] <= 1
-        assert entry["eval_seconds"] > 0
+    assert section["settings"]["mig"]["n_train"] == 100
+    assert section["settings"]["sap"]["n_eval"] == 50
+    # Each entry holds the scores of the weights it names on the fixed sample: scored again, the same.
+    assert [{"mig": entry["mig"], "sap": entry["sap"]} for entry in section["entries"]] == rescored
+    assert all(set(entry["mig"]) == MIG_KEYS for entry in section["entries"])
+    assert [entry["images"] for entry in section["entries"]] == [2 * 16, 4 * 16, 5 * 16]
     clock = [entry["train_seconds"] for entry in section["entries"]]
     assert clock == sorted(clock) and clock[0] > 0
     assert result.evaluations == section["entries"]
     assert RunDir(config.out).read_config() == config  # config.toml repeats the run, evaluations included
     assert "history" not in RunDir(config.out).read_metrics()  # a history itself: never moved to history
-    lines = re.findall(r"step (\d+): mig \d\.\d{3}, sap \d\.\d{3} \(eval \d+\.\d s\)", capsys.readouterr().err)
+    lines = re.findall(
+        r"step (\d+): mig \d\.\d{3}, sap \d\.\d{3} \(eval \d+\.\d s\)", capsys.readouterr().err
+    )
     assert lines == ["2", "4", "5"]
 
 
+@pytest.mark.slow
 def test_the_same_weights_score_the_same_on_the_fixed_sample(tmp_path):
     every_two = train(eval_config(tmp_path / "every-two"), progress=False)
     at_the_end = train(eval_config(tmp_path / "at-the-end", eval_every=4), progress=False)
     other_sample = train(eval_config(tmp_path / "other-sample", eval_every=4, eval_seed=1), progress=False)
     # Evaluating changes nothing in training: the weights after step 4 are the same in every run.
     assert_same_weights(weights(tmp_path / "every-two"), weights(tmp_path / "at-the-end"))
-    assert at_the_end.evaluations[-1]["mig"] == every_two.evaluations[-1]["mig"]  # a second evaluation, same points
+    assert (
+        at_the_end.evaluations[-1]["mig"] == every_two.evaluations[-1]["mig"]
+    )  # a second evaluation, same points
     assert other_sample.evaluations[-1]["mig"] != every_two.evaluations[-1]["mig"]
     model = load_model(tmp_path / "every-two")
-    again = evaluation.score(data.load("shapes", test_size=200), model_representation(model), ["mig"], seed=0,
-                             sizes={"n_train": 200, "n_eval": None})
+    again = evaluation.score(
+        data.load("shapes", test_size=200),
+        model_representation(model),
+        ["mig"],
+        seed=0,
+        sizes={"n_train": 200, "n_eval": None},
+    )
     assert again["mig"] == every_two.evaluations[-1]["mig"]
 
 
@@ -83,9 +110,11 @@ def interrupt_at(step_to_stop):
     def hook(step, model):
         if step == step_to_stop:
             os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: the loop stops at this step with a checkpoint
+
     return hook
 
 
+@pytest.mark.slow
 def test_an_interrupted_and_resumed_run_has_the_history_and_curves_of_an_uninterrupted_one(tmp_path):
     config = eval_config(tmp_path / "cut", steps=8, checkpoint_every=3)
     train(eval_config(tmp_path / "whole", steps=8, checkpoint_every=3), progress=False)
@@ -103,6 +132,7 @@ def test_an_interrupted_and_resumed_run_has_the_history_and_curves_of_an_uninter
         assert drawn == [(e["step"], pytest.approx(e["mig"][key], rel=1e-6)) for e in scores(config.out)]
 
 
+@pytest.mark.slow
 def test_resume_evaluates_a_checkpoint_whose_evaluation_a_kill_cut_short(tmp_path):
     train(eval_config(tmp_path / "whole", steps=6), progress=False)
     run = RunDir(tmp_path / "killed")
@@ -117,31 +147,34 @@ def test_resume_evaluates_a_checkpoint_whose_evaluation_a_kill_cut_short(tmp_pat
     train(eval_config(run.path, steps=6), resume=True, progress=False)
     entries = history(run.path)["entries"]
     assert [entry["step"] for entry in entries] == [2, 4, 6]
-    assert entries[1]["mig"] == cut_short["mig"]  # made from the checkpoint's weights, before training went on
+    assert (
+        entries[1]["mig"] == cut_short["mig"]
+    )  # made from the checkpoint's weights, before training went on
     assert entries[1]["train_seconds"] == cut_short["train_seconds"]  # the seconds those 4 steps took
     assert scores(run.path) == scores(tmp_path / "whole")
 
 
+@pytest.mark.slow
 def test_evaluations_count_neither_as_training_time_nor_in_images_per_second(tmp_path, monkeypatch):
-    # Each evaluation stands for one taking 1000 s: it moves the clock training reads instead of sleeping.
-    offset = [0.0]
-    real_clock, real_score = time.perf_counter, evaluation.score
-    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + offset[0])
+    # Each step takes 0.25 s and each evaluation 1000 s on a clock only they move: exact timings.
+    clock = steps_take(monkeypatch, seconds=0.25)
+    real_score = evaluation.score
 
     def slow_score(*args, **kwargs):
-        offset[0] += 1000.0
+        clock.advance(1000.0)
         return real_score(*args, **kwargs)
 
     monkeypatch.setattr(evaluation, "score", slow_score)
     result = train(eval_config(tmp_path / "run", steps=6), progress=False)
-    assert [entry["eval_seconds"] >= 1000 for entry in result.evaluations] == [True, True, True]
-    # Counted, the evaluations of steps 2 and 4 would put step 6 past 2000 s.
-    assert all(entry["train_seconds"] < 1000 for entry in result.evaluations)
-    assert RunDir(tmp_path / "run").load_checkpoint()["train_seconds"] == result.evaluations[-1]["train_seconds"]
+    assert [entry["eval_seconds"] for entry in result.evaluations] == [1000.0, 1000.0, 1000.0]
+    assert [entry["train_seconds"] for entry in result.evaluations] == [0.5, 1.0, 1.5]  # 2, 4, 6 steps
+    assert RunDir(tmp_path / "run").load_checkpoint()["train_seconds"] == 1.5
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert min(entry["images_per_s"] for entry in log) > 1  # 32 images a window: < 0.04 images/s if counted
+    # 2 steps × 16 images in 0.5 s a window; counting an evaluation would make it 0.03 images/s.
+    assert [entry["images_per_s"] for entry in log] == [64.0, 64.0, 64.0]
 
 
+@pytest.mark.slow
 def test_the_training_clock_goes_on_from_the_checkpoint_on_resume(tmp_path):
     run = RunDir(tmp_path / "run")
     train(eval_config(run.path, steps=2), progress=False)
@@ -156,28 +189,47 @@ def test_the_training_clock_goes_on_from_the_checkpoint_on_resume(tmp_path):
     assert result.evaluations[-1]["train_seconds"] < 600
 
 
+@pytest.mark.slow
 def test_resume_takes_a_new_eval_every_but_no_other_evaluation_change(tmp_path):
     run_dir = tmp_path / "run"
     train(eval_config(run_dir, steps=2), progress=False)
-    for change, name in [({"eval_n_train": 300}, "eval_n_train"), ({"eval_seed": 1}, "eval_seed"),
-                         ({"eval": ["mig", "sap"]}, "eval"), ({"eval_n_eval": 50}, "eval_n_eval")]:
-        with pytest.raises(BetaVAEError, match=f"cannot resume .* with a different {name}: that would be another"):
+    for change, name in [
+        ({"eval_n_train": 300}, "eval_n_train"),
+        ({"eval_seed": 1}, "eval_seed"),
+        ({"eval": ["mig", "sap"]}, "eval"),
+        ({"eval_n_eval": 50}, "eval_n_eval"),
+    ]:
+        with pytest.raises(
+            BetaVAEError, match=f"cannot resume .* with a different {name}: that would be another"
+        ):
             train(eval_config(run_dir, steps=6, **change), resume=True, progress=False)
     train(eval_config(run_dir, steps=6, eval_every=3), resume=True, progress=False)
     assert [entry["step"] for entry in history(run_dir)["entries"]] == [2, 3, 6]
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--eval", "nope"], "unknown metric 'nope'; choose one of: beta_vae, dci, factor_vae, mig, sap (--eval)"),
-    (["--dataset", "mnist", "--eval", "mig"],
-     "dataset 'mnist' has no known generative factors, so --eval cannot measure disentanglement on it; "
-     "train on shapes or dsprites, or leave out --eval"),
-    (["--eval", "mig", "--eval-every", "0"], "--eval-every must be a positive integer, got 0"),
-    (["--eval", "mig", "--eval-n-train", "1"], "--eval-n-train 1 is too small for mig (it needs at least 2); "
-                                               "give --eval-n-train 2 or more"),
-    (["--config", "{config}"], "config file {config}: eval must be an array of strings, got an array holding "
-                               "the integer 1"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--eval", "nope"],
+            "unknown metric 'nope'; choose one of: beta_vae, dci, factor_vae, mig, sap (--eval)",
+        ),
+        (
+            ["--dataset", "mnist", "--eval", "mig"],
+            "dataset 'mnist' has no known generative factors, so --eval cannot measure disentanglement "
+            "on it; train on shapes or dsprites, or leave out --eval",
+        ),
+        (["--eval", "mig", "--eval-every", "0"], "--eval-every must be a positive integer, got 0"),
+        (
+            ["--eval", "mig", "--eval-n-train", "1"],
+            "--eval-n-train 1 is too small for mig (it needs at least 2); give --eval-n-train 2 or more",
+        ),
+        (
+            ["--config", "{config}"],
+            "config file {config}: eval must be an array of strings, got an array holding the integer 1",
+        ),
+    ],
+)
 def test_bad_evaluation_settings_are_one_line_errors_before_any_work(tmp_path, capsys, flags, message):
     config = tmp_path / "run.toml"
     config.write_text('eval = ["mig", 1]\n')

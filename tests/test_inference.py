@@ -30,10 +30,18 @@ def test_fused_encoder_gives_the_eager_codes(arch, size):
 
 def test_layers_it_cannot_fuse_run_eagerly_in_their_place():
     torch.manual_seed(0)
-    encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, padding_mode="reflect"), nn.ReLU(),
-                            nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 6)).eval()
+    encoder = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, padding_mode="reflect"),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 6 * 6, 6),
+    ).eval()
     fused = FusedEncoder(encoder, (1, 6, 6))
-    assert fused.fused_layers == (1 if torch.backends.mkldnn.is_available() else 0)  # not the reflect-padded one
+    assert fused.fused_layers == (
+        1 if torch.backends.mkldnn.is_available() else 0
+    )  # not the reflect-padded one
     x = torch.rand(3, 1, 6, 6).contiguous(memory_format=CHANNELS_LAST)
     with torch.inference_mode():
         torch.testing.assert_close(fused(x), encoder(x), rtol=1e-4, atol=1e-5)
@@ -49,8 +57,15 @@ def test_pooling_and_flatten_rewrites_give_the_eager_layers_results(layout):
     if not torch.backends.mkldnn.is_available():
         pytest.skip("this PyTorch has no oneDNN: the eager encoder runs")
     torch.manual_seed(0)
-    encoder = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                            nn.Flatten(), nn.Linear(8 * 7 * 7, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+    encoder = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 7 * 7, 16),
+        nn.ReLU(),
+        nn.Linear(16, 4),
+    ).eval()
     fused = FusedEncoder(encoder, (1, 15, 15))
     assert fused.fused_layers == 2
     x = torch.rand(6, 1, 15, 15).contiguous(memory_format=layout)
@@ -75,7 +90,9 @@ def test_a_model_with_non_finite_weights_is_encoded_eagerly_so_its_codes_show_it
     """oneDNN's fused ReLU turns NaN into 0, which would hide a diverged model behind finite codes;
     the probe batch's comparison with the eager layers catches it (NaN equals nothing)."""
     torch.manual_seed(0)
-    encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    encoder = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)
+    ).eval()
     with torch.no_grad():
         encoder[0].weight[0, 0, 1, 1] = float("nan")
     fused = FusedEncoder(encoder, (1, 6, 6))
@@ -84,12 +101,17 @@ def test_a_model_with_non_finite_weights_is_encoded_eagerly_so_its_codes_show_it
         assert fused(torch.rand(2, 1, 6, 6)).isnan().all()
 
 
-@pytest.mark.parametrize("pool", [nn.MaxPool2d(3), nn.MaxPool2d(2, stride=1), nn.MaxPool2d(2, ceil_mode=True),
-                                  nn.MaxPool2d(2, padding=1)], ids=["3x3", "stride 1", "ceil", "padded"])
+@pytest.mark.parametrize(
+    "pool",
+    [nn.MaxPool2d(3), nn.MaxPool2d(2, stride=1), nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d(2, padding=1)],
+    ids=["3x3", "stride 1", "ceil", "padded"],
+)
 def test_other_poolings_run_as_the_layer(pool):
     torch.manual_seed(0)
     features = 4 * pool(torch.zeros(1, 1, 9, 9)).numel()
-    encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), pool, nn.Flatten(), nn.Linear(features, 3)).eval()
+    encoder = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), pool, nn.Flatten(), nn.Linear(features, 3)
+    ).eval()
     fused = FusedEncoder(encoder, (1, 9, 9))
     assert fused.fused_layers == (1 if torch.backends.mkldnn.is_available() else 0)  # not refused as a whole
     assert fused.eager == (not torch.backends.mkldnn.is_available())

@@ -12,21 +12,38 @@ from betavae.models import build
 from betavae.models.layers import ImageTransposedConv, _TapProductTransposedConv, transposed_conv_by_taps
 
 
-def _pair(in_channels: int, out_channels: int, kernel: int, stride: int, padding: int,
-          output_padding: int = 0, dtype: torch.dtype = torch.float32) -> tuple[nn.ConvTranspose2d, ImageTransposedConv]:
+def _pair(
+    in_channels: int,
+    out_channels: int,
+    kernel: int,
+    stride: int,
+    padding: int,
+    output_padding: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[nn.ConvTranspose2d, ImageTransposedConv]:
     torch.manual_seed(0)
-    reference = nn.ConvTranspose2d(in_channels, out_channels, kernel, stride, padding, output_padding).to(dtype)
+    reference = nn.ConvTranspose2d(in_channels, out_channels, kernel, stride, padding, output_padding).to(
+        dtype
+    )
     ours = ImageTransposedConv(in_channels, out_channels, kernel, stride, padding, output_padding).to(dtype)
     ours.load_state_dict(reference.state_dict())
     return reference, ours
 
 
 @settings(max_examples=40, deadline=None)
-@given(in_channels=st.integers(1, 5), kernel=st.integers(1, 5), stride=st.integers(1, 3),
-       padding=st.integers(0, 2), output_padding=st.integers(0, 2), size=st.integers(1, 7),
-       channels_last=st.booleans(), bias=st.booleans())
-def test_tap_product_equals_conv_transpose2d(in_channels, kernel, stride, padding, output_padding, size,
-                                             channels_last, bias):
+@given(
+    in_channels=st.integers(1, 5),
+    kernel=st.integers(1, 5),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    output_padding=st.integers(0, 2),
+    size=st.integers(1, 7),
+    channels_last=st.booleans(),
+    bias=st.booleans(),
+)
+def test_tap_product_equals_conv_transpose2d(
+    in_channels, kernel, stride, padding, output_padding, size, channels_last, bias
+):
     output_padding = min(output_padding, stride - 1)  # PyTorch's own rule
     out_size = (size - 1) * stride - 2 * padding + kernel + output_padding
     if out_size < 1:
@@ -38,13 +55,18 @@ def test_tap_product_equals_conv_transpose2d(in_channels, kernel, stride, paddin
     weight = torch.randn(in_channels, 1, kernel, kernel, generator=generator, dtype=torch.float64)
     b = torch.randn(1, generator=generator, dtype=torch.float64) if bias else None
     expected = nn.functional.conv_transpose2d(x, weight, b, stride, padding, output_padding)
-    got = transposed_conv_by_taps(x, weight, b, (stride, stride), (padding, padding), (output_padding, output_padding))
+    got = transposed_conv_by_taps(
+        x, weight, b, (stride, stride), (padding, padding), (output_padding, output_padding)
+    )
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected)
 
 
-@pytest.mark.parametrize("geometry", [(32, 1, 4, 2, 1), (32, 1, 3, 1, 1), (8, 1, 4, 2, 1, 1)],
-                         ids=["conv64-last", "conv28-last", "output-padding"])
+@pytest.mark.parametrize(
+    "geometry",
+    [(32, 1, 4, 2, 1), (32, 1, 3, 1, 1), (8, 1, 4, 2, 1, 1)],
+    ids=["conv64-last", "conv28-last", "output-padding"],
+)
 def test_forward_and_gradients_match_conv_transpose2d(geometry):
     reference, ours = _pair(*geometry)
     x = torch.randn(4, geometry[0], 9, 9).contiguous(memory_format=torch.channels_last).requires_grad_()
@@ -53,16 +75,18 @@ def test_forward_and_gradients_match_conv_transpose2d(geometry):
     grad = torch.randn_like(expected)
     expected_grads = torch.autograd.grad(expected, [x, reference.weight, reference.bias], grad)
     got_grads = torch.autograd.grad(got, [x, ours.weight, ours.bias], grad)
-    for name, want, have in zip(["input", "weight", "bias"], expected_grads, got_grads):
+    for name, want, have in zip(["input", "weight", "bias"], expected_grads, got_grads, strict=True):
         torch.testing.assert_close(have, want, rtol=1e-5, atol=1e-5, msg=f"gradient of {name} differs")
 
 
+@pytest.mark.slow
 def test_gradients_pass_gradcheck():
     _, ours = _pair(3, 1, 4, 2, 1, dtype=torch.float64)
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
     geometry = ((2, 2), (1, 1), (0, 0))
-    assert torch.autograd.gradcheck(lambda *tensors: _TapProductTransposedConv.apply(*tensors, *geometry),
-                                    (x, ours.weight, ours.bias))
+    assert torch.autograd.gradcheck(
+        lambda *tensors: _TapProductTransposedConv.apply(*tensors, *geometry), (x, ours.weight, ours.bias)
+    )
 
 
 def test_without_bias_and_frozen_weights_only_the_input_gets_a_gradient():
@@ -98,8 +122,12 @@ def test_models_keep_the_checkpoint_layout_of_conv_transpose2d():
         model = build(arch, 6, (1, size, size))
         last = [module for module in model.decoder.modules() if isinstance(module, nn.ConvTranspose2d)][-1]
         assert isinstance(last, ImageTransposedConv)
-        plain = nn.ConvTranspose2d(last.in_channels, last.out_channels, last.kernel_size, last.stride, last.padding)
-        assert {k: v.shape for k, v in last.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
+        plain = nn.ConvTranspose2d(
+            last.in_channels, last.out_channels, last.kernel_size, last.stride, last.padding
+        )
+        assert {k: v.shape for k, v in last.state_dict().items()} == {
+            k: v.shape for k, v in plain.state_dict().items()
+        }
 
 
 def test_export_records_the_stock_operator():

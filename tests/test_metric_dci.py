@@ -21,10 +21,9 @@ from betavae.errors import BetaVAEError
 from betavae.metrics.dci import completeness, dci, disentanglement, importance_matrix
 from betavae.metrics.information import normalised_entropy
 from betavae.metrics.representation import FactorRepresentation, sample_codes
-
 from known_codes import Noise, centroid_and_area, rotation, standardised_code
 
-SIZES = {"num_train": 2_000, "num_test": 1_000}
+SIZES = {"n_train": 2_000, "n_eval": 1_000}
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +42,18 @@ def dsprites() -> FactorDataset:
 @given(hnp.arrays(np.float64, st.tuples(st.integers(2, 8), st.integers(2, 6)), elements=st.floats(0, 10)))
 def test_normalised_entropy_is_scipys_entropy_in_the_base_of_the_outcomes(weights):
     """The reference calls ``scipy.stats.entropy(importance + 1e-11, base=…)`` on rows and columns."""
-    np.testing.assert_allclose(normalised_entropy(weights, axis=0), entropy(weights + 1e-11, base=weights.shape[0]),
-                               rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(normalised_entropy(weights, axis=1), entropy(weights.T + 1e-11, base=weights.shape[1]),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        normalised_entropy(weights, axis=0),
+        entropy(weights + 1e-11, base=weights.shape[0]),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        normalised_entropy(weights, axis=1),
+        entropy(weights.T + 1e-11, base=weights.shape[1]),
+        rtol=1e-9,
+        atol=1e-12,
+    )
 
 
 def test_one_dimension_per_factor_scores_one_and_spread_importance_scores_zero():
@@ -78,22 +85,29 @@ def mixed_codes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarra
     dim 3, then 2; dims 4 and 5 are noise."""
     factors = rng.integers(0, [3, 6, 4], size=(n, 3))
     z = (factors - factors.mean(axis=0)) / factors.std(axis=0)
-    codes = np.stack([z[:, 0] + 0.5 * z[:, 1], z[:, 1] - 0.3 * z[:, 0], 0.5 * z[:, 1] + z[:, 2],
-                      z[:, 2], np.zeros(n), np.zeros(n)], axis=1)
+    codes = np.stack(
+        [
+            z[:, 0] + 0.5 * z[:, 1], z[:, 1] - 0.3 * z[:, 0], 0.5 * z[:, 1] + z[:, 2], z[:, 2], np.zeros(n),
+            np.zeros(n),
+        ],
+        axis=1,
+    )
     return codes + 0.2 * rng.standard_normal(codes.shape) * [1, 1, 1, 1, 5, 5], factors
 
 
+@pytest.mark.slow
 def test_extra_trees_rank_dimensions_as_the_reference_boosted_trees_do():
     rng = np.random.default_rng(0)
     codes, factors = mixed_codes(rng, 1_000)
     test_codes, test_factors = mixed_codes(rng, 500)
     expected = [[0, 1], [1, 0, 2], [3, 2]]
     for regressor in ("extra_trees", "gbt"):
-        importance, _, accuracy = importance_matrix(codes, factors, test_codes, test_factors,
-                                                    np.random.default_rng(1), regressor)
+        importance, _, accuracy = importance_matrix(
+            codes, factors, test_codes, test_factors, np.random.default_rng(1), regressor
+        )
         for k, order in enumerate(expected):
             ranked = np.argsort(-importance[:, k])
-            assert ranked[:len(order)].tolist() == order, (regressor, k, importance[:, k])
+            assert ranked[: len(order)].tolist() == order, (regressor, k, importance[:, k])
         assert importance[4:].max() < 0.03, regressor  # noise dimensions
         assert accuracy.min() > 0.7, regressor
 
@@ -103,8 +117,15 @@ def test_extra_trees_rank_dimensions_as_the_reference_boosted_trees_do():
 
 def test_true_factors_score_the_maximum(dsprites):
     scores = dci(dsprites, FactorRepresentation(dsprites), np.random.default_rng(0), **SIZES)
-    assert scores == pytest.approx({"disentanglement": 1.0, "completeness": 1.0,
-                                    "informativeness_train": 1.0, "informativeness_test": 1.0}, abs=1e-6)
+    assert scores == pytest.approx(
+        {
+            "disentanglement": 1.0,
+            "completeness": 1.0,
+            "informativeness_train": 1.0,
+            "informativeness_test": 1.0,
+        },
+        abs=1e-6,
+    )
 
 
 def test_independent_noise_is_neither_disentangled_nor_informative(dsprites):
@@ -115,7 +136,9 @@ def test_independent_noise_is_neither_disentangled_nor_informative(dsprites):
 
 
 def test_rotating_the_factors_lowers_disentanglement(dsprites):
-    rotated = dci(dsprites, standardised_code(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0), **SIZES)
+    rotated = dci(
+        dsprites, standardised_code(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0), **SIZES
+    )
     assert rotated["disentanglement"] < 0.5 and rotated["completeness"] < 0.5
     assert rotated["informativeness_test"] < 0.9  # trees cut along axes: a rotated code is harder to read
 
@@ -123,30 +146,45 @@ def test_rotating_the_factors_lowers_disentanglement(dsprites):
 def test_duplicated_dimensions_cost_completeness_only(dsprites):
     """Each factor's importance is shared by its two copies: completeness falls to about
     1 − log 2 / log 10 (0.70) when shared evenly, and no dimension serves two factors."""
-    twice = dci(dsprites, standardised_code(dsprites, lambda v: np.concatenate([v, v], axis=1)), np.random.default_rng(0),
-                **SIZES)
+    twice = dci(
+        dsprites,
+        standardised_code(dsprites, lambda v: np.concatenate([v, v], axis=1)),
+        np.random.default_rng(0),
+        **SIZES,
+    )
     assert twice["disentanglement"] == pytest.approx(1.0, abs=1e-6)
     assert 1 - np.log(2) / np.log(10) - 0.01 < twice["completeness"] < 0.8
     assert twice["informativeness_test"] == pytest.approx(1.0)
 
 
 def test_permuted_dimensions_change_nothing(dsprites):
-    plain = dci(dsprites, standardised_code(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0), **SIZES)
-    permuted = dci(dsprites, standardised_code(dsprites, lambda v: (v @ rotation(3))[:, [3, 0, 4, 2, 1]]),
-                   np.random.default_rng(0), **SIZES)
+    plain = dci(
+        dsprites, standardised_code(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0), **SIZES
+    )
+    permuted = dci(
+        dsprites,
+        standardised_code(dsprites, lambda v: (v @ rotation(3))[:, [3, 0, 4, 2, 1]]),
+        np.random.default_rng(0),
+        **SIZES,
+    )
     # The trees' random thresholds meet the columns in another order, so not bit for bit.
     assert permuted == pytest.approx(plain, abs=0.02)
 
 
+@pytest.mark.slow
 def test_collapsed_dimensions_get_no_importance(dsprites):
-    collapsed = standardised_code(dsprites, lambda v: np.concatenate([np.full((len(v), 3), 0.7), v @ rotation(3)], axis=1))
+    collapsed = standardised_code(
+        dsprites, lambda v: np.concatenate([np.full((len(v), 3), 0.7), v @ rotation(3)], axis=1)
+    )
     rng = np.random.default_rng(0)
     codes, factors = sample_codes(dsprites, collapsed, 2_000, rng)
     test_codes, test_factors = sample_codes(dsprites, collapsed, 1_000, rng)
     importance, _, _ = importance_matrix(codes, factors, test_codes, test_factors, rng)
     np.testing.assert_array_equal(importance[:3], 0.0)
     np.testing.assert_allclose(importance.sum(axis=0), 1.0)
-    plain = dci(dsprites, standardised_code(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0), **SIZES)
+    plain = dci(
+        dsprites, standardised_code(dsprites, lambda v: v @ rotation(3)), np.random.default_rng(0), **SIZES
+    )
     padded = dci(dsprites, collapsed, np.random.default_rng(0), **SIZES)
     assert padded["disentanglement"] == pytest.approx(plain["disentanglement"], abs=0.02)
 
@@ -170,8 +208,8 @@ def test_the_same_seed_gives_the_same_numbers(dsprites):
     def projection(images: np.ndarray) -> np.ndarray:
         return images.reshape(len(images), -1) @ np.random.default_rng(5).standard_normal((64 * 64, 4))
 
-    first = dci(dsprites, projection, np.random.default_rng(11), num_train=400, num_test=200)
-    assert first == dci(dsprites, projection, np.random.default_rng(11), num_train=400, num_test=200)
+    first = dci(dsprites, projection, np.random.default_rng(11), n_train=400, n_eval=200)
+    assert first == dci(dsprites, projection, np.random.default_rng(11), n_train=400, n_eval=200)
     assert set(first) == {"disentanglement", "completeness", "informativeness_train", "informativeness_test"}
 
 
@@ -182,4 +220,10 @@ def test_an_unknown_regressor_is_refused_with_the_choices(dsprites):
 
 def test_a_single_code_dimension_is_refused_with_advice(dsprites):
     with pytest.raises(BetaVAEError, match="at least 2 latent dimensions"):
-        dci(dsprites, standardised_code(dsprites, lambda v: v[:, :1]), np.random.default_rng(0), num_train=100, num_test=50)
+        dci(
+            dsprites,
+            standardised_code(dsprites, lambda v: v[:, :1]),
+            np.random.default_rng(0),
+            n_train=100,
+            n_eval=50,
+        )

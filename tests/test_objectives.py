@@ -18,7 +18,9 @@ def test_kl_matches_torch_distributions():
     generator = torch.Generator().manual_seed(0)
     mu = torch.randn(16, 6, generator=generator) * 2
     logvar = torch.randn(16, 6, generator=generator)
-    expected = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(torch.zeros_like(mu), torch.ones_like(mu)))
+    expected = kl_divergence(
+        Normal(mu, torch.exp(0.5 * logvar)), Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    )
     assert torch.allclose(kl_per_dim(mu, logvar), expected, atol=1e-5)
 
 
@@ -55,8 +57,12 @@ def test_gaussian_reconstruction_is_squared_error_of_the_mean_image():
 def test_loss_is_reconstruction_plus_beta_times_kl():
     generator = torch.Generator().manual_seed(1)
     x = torch.rand(8, 1, 4, 4, generator=generator)
-    out = VAEOutput(torch.randn(8, 1, 4, 4, generator=generator), torch.randn(8, 3, generator=generator),
-                    torch.randn(8, 3, generator=generator), torch.zeros(8, 3))
+    out = VAEOutput(
+        torch.randn(8, 1, 4, 4, generator=generator),
+        torch.randn(8, 3, generator=generator),
+        torch.randn(8, 3, generator=generator),
+        torch.zeros(8, 3),
+    )
     plain, weighted = BetaVAELoss(1.0)(out, x), BetaVAELoss(4.0)(out, x)
     assert torch.allclose(weighted.loss, plain.recon + 4.0 * plain.kl)
     assert torch.allclose(plain.kl, plain.kl_per_dim.sum())

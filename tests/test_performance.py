@@ -3,9 +3,9 @@
 import subprocess
 import sys
 import textwrap
-import tomllib
 
 import pytest
+import tomllib
 import torch
 
 from betavae import performance
@@ -26,22 +26,41 @@ needs_bf16 = pytest.mark.skipif(not performance.bf16_supported(torch.device("cpu
 
 
 def config(out, **changes) -> TrainConfig:
-    settings = dict(dataset="shapes", arch="conv28", latent_dim=6, beta=4.0, steps=300, batch_size=32, lr=1e-3,
-                    checkpoint_every=1000, log_every=50, test_size=500, seed=0, out=str(out), device="cpu")
+    settings = dict(
+        dataset="shapes",
+        arch="conv28",
+        latent_dim=6,
+        beta=4.0,
+        steps=300,
+        batch_size=32,
+        lr=1e-3,
+        checkpoint_every=1000,
+        log_every=50,
+        test_size=500,
+        seed=0,
+        out=str(out),
+        device="cpu",
+    )
     return TrainConfig(**{**settings, **changes})
 
 
 @needs_bf16
 def test_bf16_training_ends_within_the_stated_tolerance_of_fp32(tmp_path):
-    full = [train(config(tmp_path / f"fp32-{seed}", seed=seed), progress=False).test["loss"] for seed in BF16_SEEDS]
-    half = [train(config(tmp_path / f"bf16-{seed}", seed=seed, precision="bf16"), progress=False).test["loss"]
-            for seed in BF16_SEEDS]
+    full = [
+        train(config(tmp_path / f"fp32-{seed}", seed=seed), progress=False).test["loss"]
+        for seed in BF16_SEEDS
+    ]
+    half = [
+        train(config(tmp_path / f"bf16-{seed}", seed=seed, precision="bf16"), progress=False).test["loss"]
+        for seed in BF16_SEEDS
+    ]
     assert sum(half) / len(half) == pytest.approx(sum(full) / len(full), rel=BF16_LOSS_TOLERANCE)
-    assert all(a != b for a, b in zip(half, full))  # they did run in another precision
+    assert all(a != b for a, b in zip(half, full, strict=True))  # they did run in another precision
     derived = tomllib.loads((tmp_path / "bf16-0" / "config.toml").read_text())
     assert derived["precision"] == "bf16"
 
 
+@pytest.mark.slow
 def test_a_run_records_the_settings_that_change_its_numbers(tmp_path):
     train(config(tmp_path / "run", steps=5), progress=False)
     saved = tomllib.loads(RunDir(tmp_path / "run").config_path.read_text())
@@ -70,9 +89,16 @@ def test_a_cuda_graph_step_refuses_an_optimizer_it_cannot_capture():
 
     model = torch.nn.Linear(2, 2)
     with pytest.raises(ValueError, match="capturable=True"):
-        GraphedStep(model, None, performance.make_optimizer(model.parameters(), 1e-3, torch.device("cpu")), None, "fp32")
+        GraphedStep(
+            model,
+            None,
+            performance.make_optimizer(model.parameters(), 1e-3, torch.device("cpu")),
+            None,
+            "fp32",
+        )
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_precision(tmp_path):
     train(config(tmp_path / "run", steps=5), progress=False)
     with pytest.raises(BetaVAEError, match="with a different precision"):
@@ -83,7 +109,9 @@ def test_unknown_or_unsupported_precision_is_a_clear_error(monkeypatch):
     with pytest.raises(BetaVAEError, match="unknown precision 'fp16'; choose one of: bf16, fp32"):
         TrainConfig(precision="fp16").validate()
     monkeypatch.setattr(performance, "bf16_supported", lambda device: False)
-    with pytest.raises(BetaVAEError, match="--precision bf16 needs bfloat16 arithmetic.*use --precision fp32"):
+    with pytest.raises(
+        BetaVAEError, match="--precision bf16 needs bfloat16 arithmetic.*use --precision fp32"
+    ):
         performance.check_precision("bf16", torch.device("cpu"))
 
 
@@ -108,10 +136,16 @@ PAGE_FAULTS = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator setting")
+@pytest.mark.slow
 def test_training_steps_reuse_freed_memory_instead_of_faulting_in_fresh_pages():
     def faults_per_step(setting: str) -> tuple[str, int]:
-        output = subprocess.run([sys.executable, "-c", PAGE_FAULTS], capture_output=True, text=True, check=True,
-                                env={"BETAVAE_KEEP_FREED_MEMORY": setting, "PATH": ""}).stdout.split()
+        output = subprocess.run(
+            [sys.executable, "-c", PAGE_FAULTS],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"BETAVAE_KEEP_FREED_MEMORY": setting, "PATH": ""},
+        ).stdout.split()
         return output[0], int(output[1])
 
     kept, faults_kept = faults_per_step("1")

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from betavae.config import TrainConfig
+from betavae.config import TrainConfig, read_toml, to_toml
 from betavae.errors import BetaVAEError
-from betavae.runs import RunDir
+from betavae.runs import RunDir, load_model
 from betavae.train import CheckpointNotWritten, TrainingDiverged, TrainingInterrupted, train
 from commands import run_cli
 from processes import locked_by_another_process, wait_until
+from runfolders import assert_same_weights
 
 
 def tiny_config(out, **changes) -> TrainConfig:
@@ -36,9 +37,11 @@ def one_line_error(capsys, args, code=1) -> str:
 
 
 def tiny_flags(out, steps=4):
-    return ["train", "--dataset", "shapes", "--arch", "conv28", "--latent", "3", "--beta", "1", "--steps", str(steps),
-            "--batch-size", "8", "--test-size", "100", "--checkpoint-every", "2", "--log-every", "2",
-            "--device", "cpu", "--no-progress", "--out", str(out)]
+    return [
+        "train", "--dataset", "shapes", "--arch", "conv28", "--latent", "3", "--beta", "1", "--steps",
+        str(steps), "--batch-size", "8", "--test-size", "100", "--checkpoint-every", "2", "--log-every", "2",
+        "--device", "cpu", "--no-progress", "--out", str(out),
+    ]
 
 
 def log_entries(run_dir) -> list[dict]:
@@ -47,12 +50,6 @@ def log_entries(run_dir) -> list[dict]:
 
 def without_timing(entries: list[dict]) -> list[dict]:
     return [{key: value for key, value in entry.items() if key != "images_per_s"} for entry in entries]
-
-
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
 
 
 def temporaries(folder) -> list[str]:
@@ -76,11 +73,16 @@ def copy_run(source: Path, target: Path) -> Path:
 
 @contextmanager
 def mounted_tmpfs(folder: Path, options: str):
-    """A small real filesystem (full or read-only faults are real ones); skipped where mounting is not allowed."""
+    """A small real filesystem (full or read-only faults are real ones); skipped where mounting is
+    not allowed."""
     folder.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True
+    )
     if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'not root'}); this fault needs one")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({result.stderr.strip() or 'not root'}); this fault needs one"
+        )
     try:
         yield folder
     finally:
@@ -88,6 +90,7 @@ def mounted_tmpfs(folder: Path, options: str):
 
 
 # -- data loss -------------------------------------------------------------------------------
+
 
 def test_a_new_run_refuses_a_folder_holding_run_files_that_are_not_its_own(tmp_path, capsys):
     (tmp_path / "u" / "tensorboard").mkdir(parents=True)
@@ -115,7 +118,9 @@ def test_a_new_run_clears_only_the_log_and_curves_an_unfinished_attempt_wrote(tm
     assert [entry["step"] for entry in log_entries(run_dir)] == [2, 4]
 
 
-def test_a_second_writer_gets_one_line_naming_the_holder_and_a_killed_holder_leaves_no_lock(tmp_path, trained, capsys):
+def test_a_second_writer_gets_one_line_naming_the_holder_and_a_killed_holder_leaves_no_lock(
+    tmp_path, trained, capsys
+):
     run_dir = copy_run(trained, tmp_path / "run")
     log_before = (run_dir / "log.jsonl").read_text()
     with locked_by_another_process(run_dir) as pid:
@@ -131,8 +136,10 @@ def test_a_second_writer_gets_one_line_naming_the_holder_and_a_killed_holder_lea
 
 def test_two_trainings_at_once_in_one_folder_one_is_refused(tmp_path, trained, capsys):
     run_dir = copy_run(trained, tmp_path / "run")
-    command = [sys.executable, "-m", "betavae.cli", "train", "--out", str(run_dir), "--resume", "--steps", "100000",
-               "--checkpoint-every", "1000", "--no-progress"]
+    command = [
+        sys.executable, "-m", "betavae.cli", "train", "--out", str(run_dir), "--resume", "--steps", "100000",
+        "--checkpoint-every", "1000", "--no-progress",
+    ]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(first, lambda: last_logged_step(run_dir) >= 12, "the first training never reached step 12")
@@ -144,16 +151,21 @@ def test_two_trainings_at_once_in_one_folder_one_is_refused(tmp_path, trained, c
     steps = RunDir(run_dir).checkpoint_step()
     assert steps >= 12
     assert RunDir(run_dir).read_config().steps == 100000  # the config of the run that holds the weights
-    assert [entry["step"] for entry in log_entries(run_dir)] == list(range(2, steps + 1, 2))  # whole, not cut at 8
+    assert [entry["step"] for entry in log_entries(run_dir)] == list(
+        range(2, steps + 1, 2)
+    )  # whole, not cut at 8
 
 
+@pytest.mark.slow
 def test_weights_made_non_finite_by_the_last_update_are_never_checkpointed(tmp_path):
     # Adam's first step moves every weight by ~10·lr: 1e38 overflows float32, yet the loss
     # of that step was computed before the update and is finite.
     with pytest.raises(TrainingDiverged) as error:
         train(tiny_config(tmp_path / "run", lr=1e38, checkpoint_every=1, log_every=1), progress=False)
-    assert str(error.value).startswith("training diverged: the weights became NaN or infinite between steps 0 and 1; "
-                                       "no checkpoint was written; train again with a lower --lr")
+    assert str(error.value).startswith(
+        "training diverged: the weights became NaN or infinite between steps 0 and 1; "
+        "no checkpoint was written; train again with a lower --lr"
+    )
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
@@ -174,6 +186,7 @@ def test_a_diverged_run_keeps_a_finite_checkpoint_and_says_which(tmp_path, train
 
 # -- wrong results ---------------------------------------------------------------------------
 
+
 def test_training_on_moves_results_of_earlier_weights_to_history(tmp_path, trained):
     run_dir = copy_run(trained, tmp_path / "run")
     run = RunDir(run_dir)
@@ -191,17 +204,22 @@ def test_training_on_moves_results_of_earlier_weights_to_history(tmp_path, train
 def test_a_result_of_other_weights_is_reported_stale(tmp_path, trained):
     run = RunDir(copy_run(trained, tmp_path / "run"))
     run.update_metrics("test", {"loss": 1.0}, step=2)
-    with pytest.raises(BetaVAEError, match="computed at step 2, but the checkpoint holds step 4: they are stale"):
+    with pytest.raises(
+        BetaVAEError, match="computed at step 2, but the checkpoint holds step 4: they are stale"
+    ):
         run.current_result("test")
 
 
 def test_resume_refuses_fewer_steps_than_the_checkpoint_holds(tmp_path, trained, capsys):
     run_dir = copy_run(trained, tmp_path / "run")
     err = one_line_error(capsys, ["train", "--out", run_dir, "--resume", "--steps", "2", "--no-progress"])
-    assert err == f"betavae: error: {run_dir} holds 4 trained steps, more than --steps 2; give --steps 4 or more"
+    assert (
+        err == f"betavae: error: {run_dir} holds 4 trained steps, more than --steps 2; give --steps 4 or more"
+    )
     assert RunDir(run_dir).read_config().steps == 4
 
 
+@pytest.mark.slow
 def test_the_log_entry_after_a_resume_covers_the_whole_window_cut_by_an_interruption(tmp_path):
     train(tiny_config(tmp_path / "whole", steps=12, log_every=4, checkpoint_every=5), progress=False)
 
@@ -217,6 +235,8 @@ def test_the_log_entry_after_a_resume_covers_the_whole_window_cut_by_an_interrup
 
 # -- faults that must be one line and lose nothing ---------------------------------------------
 
+
+@pytest.mark.slow
 def test_a_full_disk_at_checkpoint_time_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, capsys):
     # A checkpoint of this model is ~20 MB and is written beside the old one before replacing it:
     # the second checkpoint cannot fit in 32 MB.
@@ -225,9 +245,11 @@ def test_a_full_disk_at_checkpoint_time_is_one_line_and_keeps_the_previous_check
         code, _, err = run_cli(tiny_flags(run_dir, steps=2), capsys)
         assert code == 0, err
         err = one_line_error(capsys, ["train", "--out", run_dir, "--resume", "--steps", "4", "--no-progress"])
-        assert err == (f"betavae: error: cannot write the checkpoint of step 4 in {run_dir}: No space left on device; "
-                       f"the checkpoint of step 2 is kept; free space or make the folder writable, then continue "
-                       f"with: betavae train --out {run_dir} --resume")
+        assert err == (
+            f"betavae: error: cannot write the checkpoint of step 4 in {run_dir}: No space left on device; "
+            f"the checkpoint of step 2 is kept; free space or make the folder writable, then continue "
+            f"with: betavae train --out {run_dir} --resume"
+        )
         assert RunDir(run_dir).checkpoint_step() == 2
         assert temporaries(run_dir) == []
 
@@ -244,12 +266,15 @@ def test_an_unwritable_folder_at_checkpoint_time_is_one_line(tmp_path, trained, 
         return real_mkstemp(*args, prefix=prefix, **kwargs)
 
     monkeypatch.setattr("betavae.runs.tempfile.mkstemp", refused)
-    with pytest.raises(CheckpointNotWritten, match="step 6 in .*: Permission denied; the checkpoint of step 4 is kept"):
+    with pytest.raises(
+        CheckpointNotWritten, match="step 6 in .*: Permission denied; the checkpoint of step 4 is kept"
+    ):
         train(tiny_config(run_dir, steps=6), resume=True, progress=False)
     monkeypatch.undo()
     assert RunDir(run_dir).checkpoint_step() == 4
 
 
+@pytest.mark.slow
 def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert "is a file, not a folder" in one_line_error(capsys, tiny_flags(tmp_path / "file"))
@@ -265,7 +290,10 @@ def test_a_garbage_config_toml_offers_the_recovery_that_resume_performs(tmp_path
     (run_dir / "config.toml").write_bytes(bytes(range(256)) * 4)
     err = one_line_error(capsys, ["show", "kl", run_dir])
     assert "is not valid TOML" in err
-    assert f"the checkpoint holds the whole config: betavae train --out {run_dir} --resume rewrites config.toml" in err
+    assert (
+        f"the checkpoint holds the whole config: betavae train --out {run_dir} --resume rewrites config.toml"
+        in err
+    )
     code, out, err = run_cli(["train", "--out", run_dir, "--resume", "--no-progress"], capsys)
     assert code == 0, err
     config = RunDir(run_dir).read_config()
@@ -279,7 +307,54 @@ def test_a_foreign_checkpoint_is_one_line(tmp_path, trained, capsys):
     torch.save({"state_dict": {"w": torch.zeros(2)}}, run_dir / "checkpoint.pt")
     for args in (["train", "--out", run_dir, "--resume", "--no-progress"], ["show", "samples", run_dir]):
         err = one_line_error(capsys, args)
-        assert "is not a betavae checkpoint (it lacks step, model, optimizer, noise_state, config, derived)" in err
+        assert (
+            "is not a betavae checkpoint (it lacks step, model, optimizer, noise_state, config, derived)"
+            in err
+        )
+
+
+def test_config_toml_keeps_its_derived_table_key_for_key(trained):
+    table = read_toml(RunDir(trained).config_path)["derived"]
+    assert list(table) == [
+        "arch", "lr", "beta", "beta_norm", "num_pixels", "image_shape", "num_train", "num_test", "device",
+        "torch_version", "betavae_version", "num_threads", "memory_format", "optimizer", "step",
+    ]
+    assert (table["arch"], table["beta"], table["image_shape"], table["step"]) == (
+        "conv28",
+        1.0,
+        [1, 28, 28],
+        "eager",
+    )
+    derived = RunDir(trained).read_derived()
+    assert derived.to_dict() == table and derived.image_shape == (1, 28, 28)
+
+
+def test_a_run_folder_of_an_earlier_version_loads_and_resumes(tmp_path, trained):
+    """Folders written before lr, memory_format, optimizer and step were recorded: those read as None."""
+    run = RunDir(copy_run(trained, tmp_path / "run"))
+    later = ("lr", "memory_format", "optimizer", "step")
+    values = read_toml(run.config_path)
+    values["derived"] = {key: value for key, value in values["derived"].items() if key not in later}
+    run.config_path.write_text(to_toml(values))
+    checkpoint = run.load_checkpoint()
+    checkpoint["derived"] = {key: value for key, value in checkpoint["derived"].items() if key not in later}
+    run.save_checkpoint(checkpoint)
+    derived = run.read_derived()
+    assert (derived.arch, derived.lr, derived.optimizer, derived.step) == ("conv28", None, None, None)
+    assert load_model(run).latent_dim == 3
+    train(tiny_config(run.path, steps=6), resume=True, progress=False)
+    assert run.checkpoint_step() == 6
+    assert (run.read_derived().lr, run.read_derived().step) == (5e-4, "eager")
+
+
+def test_a_derived_table_without_the_architecture_is_one_line(tmp_path, trained, capsys):
+    run = RunDir(copy_run(trained, tmp_path / "run"))
+    values = read_toml(run.config_path)
+    del values["derived"]["arch"]
+    run.config_path.write_text(to_toml(values))
+    err = one_line_error(capsys, ["show", "recon", run.path])
+    assert f"the derived values of {run.config_path} lack arch" in err
+    assert "betavae train --out" in err and "--resume rewrites config.toml" in err
 
 
 def test_non_utf8_bytes_in_the_log_are_dropped_like_a_torn_line(tmp_path, trained):
@@ -291,6 +366,7 @@ def test_non_utf8_bytes_in_the_log_are_dropped_like_a_torn_line(tmp_path, traine
 
 
 # -- messages --------------------------------------------------------------------------------
+
 
 def test_nothing_to_resume_says_to_run_without_resume(tmp_path, capsys):
     err = one_line_error(capsys, ["train", "--out", tmp_path / "empty", "--resume", "--no-progress"])
@@ -304,7 +380,9 @@ def test_resume_compares_configs_before_loading_any_data(tmp_path, trained, caps
         raise AssertionError("data loaded before the configs were compared")
 
     monkeypatch.setattr("betavae.data.load", no_loading)
-    err = one_line_error(capsys, ["train", "--out", run_dir, "--resume", "--dataset", "mnist", "--latent", "5"])
+    err = one_line_error(
+        capsys, ["train", "--out", run_dir, "--resume", "--dataset", "mnist", "--latent", "5"]
+    )
     assert err.startswith(f"betavae: error: cannot resume {run_dir} with a different --dataset, --latent:")
 
 
@@ -326,6 +404,7 @@ def test_stale_temporaries_of_a_killed_write_are_removed_on_the_next_start(tmp_p
 
 # -- fault injection -------------------------------------------------------------------------
 
+
 def last_logged_step(run_dir: Path) -> int:
     """The last step in the log (0 without one), reading past a line torn by a kill."""
     steps = [0]
@@ -346,12 +425,18 @@ def test_killed_at_random_moments_and_resumed_ends_as_an_uninterrupted_run(tmp_p
     a random step: in a step, a log write or a checkpoint write); some land during start-up.
     """
     steps = 120
-    flags = ["--dataset", "shapes", "--arch", "conv28", "--latent", "3", "--beta", "1", "--steps", str(steps),
-             "--batch-size", "8", "--test-size", "100", "--checkpoint-every", "7", "--log-every", "3",
-             "--device", "cpu", "--no-progress"]
+    flags = [
+        "--dataset", "shapes", "--arch", "conv28", "--latent", "3", "--beta", "1", "--steps", str(steps),
+        "--batch-size", "8", "--test-size", "100", "--checkpoint-every", "7", "--log-every", "3", "--device",
+        "cpu", "--no-progress",
+    ]
     reference = tmp_path / "whole"
-    subprocess.run([sys.executable, "-m", "betavae.cli", "train", *flags, "--out", str(reference)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "betavae.cli", "train", *flags, "--out", str(reference)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
     run_dir = tmp_path / "killed"
     rng = np.random.default_rng(0)
@@ -368,9 +453,16 @@ def test_killed_at_random_moments_and_resumed_ends_as_an_uninterrupted_run(tmp_p
             if rng.random() < 0.2:
                 process.wait(timeout=float(rng.uniform(0.2, 3.0)))  # during start-up
             else:
-                target = int(rng.integers(min(began_after + 1, steps), steps + 1))  # at the end: in the evaluation
-                wait_until(process, lambda: process.poll() is not None or last_logged_step(run_dir) >= target,
-                           f"training never reached step {target}")
+                target = int(
+                    rng.integers(min(began_after + 1, steps), steps + 1)
+                )  # at the end: in the evaluation
+                wait_until(
+                    process,
+                    lambda process=process, target=target: (
+                        process.poll() is not None or last_logged_step(run_dir) >= target
+                    ),
+                    f"training never reached step {target}",
+                )
                 process.wait(timeout=float(rng.uniform(0.0, 0.3)))
         except subprocess.TimeoutExpired:
             process.kill()
@@ -381,7 +473,9 @@ def test_killed_at_random_moments_and_resumed_ends_as_an_uninterrupted_run(tmp_p
         assert process.returncode == 0, stderr
         break
     assert RunDir(run_dir).checkpoint_step() == steps
-    assert_same_weights(RunDir(reference).load_checkpoint()["model"], RunDir(run_dir).load_checkpoint()["model"])
+    assert_same_weights(
+        RunDir(reference).load_checkpoint()["model"], RunDir(run_dir).load_checkpoint()["model"]
+    )
     assert without_timing(log_entries(run_dir)) == without_timing(log_entries(reference))
     assert RunDir(run_dir).read_metrics()["test"] == RunDir(reference).read_metrics()["test"]
     assert temporaries(run_dir) == []

@@ -14,7 +14,6 @@ from betavae.data import load
 from betavae.data.render import SHAPES, SPRITE_RADIUS, rasterize
 from betavae.data.shapes import ShapesDataset, load_shapes
 from betavae.errors import BetaVAEError
-
 from imagestats import centroid, factor_grid
 
 SQUARE, ELLIPSE, TRIANGLE = 0, 1, 2
@@ -81,7 +80,9 @@ def test_smallest_sprites_are_several_pixels_wide(shapes):
 @pytest.mark.parametrize("shape", [SQUARE, ELLIPSE, TRIANGLE])
 def test_area_grows_with_scale_squared(shapes, shape):
     scales = shapes.factor_values("scale")
-    areas = np.array([area(shapes.render(pose_grid(shape=shape, scale=k, pos_x=5, pos_y=6))).mean() for k in range(5)])
+    areas = np.array(
+        [area(shapes.render(pose_grid(shape=shape, scale=k, pos_x=5, pos_y=6))).mean() for k in range(5)]
+    )
     np.testing.assert_allclose(areas / areas[0], (scales / scales[0]) ** 2, rtol=0.02)
     name = shapes.shape_names[shape]
     np.testing.assert_allclose(areas, LOCAL_AREA[name] * (scales * shapes.sprite_size * 28) ** 2, rtol=0.02)
@@ -101,7 +102,9 @@ def test_rotation_keeps_area_and_centroid_and_changes_the_image(shapes, shape):
 
 def test_rotation_turns_counter_clockwise_on_screen(shapes):
     # The ellipse lies along x; turned by 45° its right end is raised: rows fall as columns grow.
-    level, tilted = shapes.render(np.array([[ELLIPSE, 4, 0, 6, 6], [ELLIPSE, 4, 6, 6, 6]])).astype(float)[:, 0]
+    level, tilted = shapes.render(np.array([[ELLIPSE, 4, 0, 6, 6], [ELLIPSE, 4, 6, 6, 6]])).astype(float)[
+        :, 0
+    ]
     rows, cols = np.indices(tilted.shape)
 
     def covariance(image: np.ndarray) -> float:
@@ -171,13 +174,15 @@ def test_every_shape_lies_within_the_sprite_radius_about_its_centroid(name):
     assert abs(u[inside].mean()) < 0.01 and abs(v[inside].mean()) < 0.01
 
 
-sprite_batches = st.integers(1, 12).flatmap(lambda n: st.tuples(
-    arrays(np.int64, n, elements=st.integers(0, 3)),
-    arrays(np.float64, n, elements=st.floats(0.02, 0.25)),
-    arrays(np.float64, n, elements=st.floats(-7, 7)),
-    arrays(np.float64, n, elements=st.floats(-0.2, 1.2)),
-    arrays(np.float64, n, elements=st.floats(-0.2, 1.2)),
-))
+sprite_batches = st.integers(1, 12).flatmap(
+    lambda n: st.tuples(
+        arrays(np.int64, n, elements=st.integers(0, 3)),
+        arrays(np.float64, n, elements=st.floats(0.02, 0.25)),
+        arrays(np.float64, n, elements=st.floats(-7, 7)),
+        arrays(np.float64, n, elements=st.floats(-0.2, 1.2)),
+        arrays(np.float64, n, elements=st.floats(-0.2, 1.2)),
+    )
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -185,7 +190,9 @@ sprite_batches = st.integers(1, 12).flatmap(lambda n: st.tuples(
 def test_an_image_depends_only_on_its_own_parameters(batch, supersample):
     options = dict(shapes=("square", "ellipse", "triangle", "heart"), size=24, supersample=supersample)
     together = rasterize(*batch, **options)
-    alone = np.concatenate([rasterize(*(p[i:i + 1] for p in batch), **options) for i in range(len(batch[0]))])
+    alone = np.concatenate(
+        [rasterize(*(p[i : i + 1] for p in batch), **options) for i in range(len(batch[0]))]
+    )
     np.testing.assert_array_equal(together, alone)
     if supersample == 1:
         assert set(np.unique(together)) <= {0, 255}

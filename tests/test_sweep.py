@@ -14,38 +14,47 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.commands import run_cli
+from tests.processes import wait_until
+from tests.runfolders import state_rows
 
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir
 from betavae.studies.grid import GridSpec, build_spec, expand_grid, spec_from_command_line
-from betavae.studies.state import SweepState
 from betavae.studies.sweep import BackendOptions, run_sweep
-from tests.commands import run_cli
-from tests.processes import wait_until
 
 # A tiny study: 2 β_norm × 2 latent sizes × 1 seed, a few dozen steps on the Shapes set.
-TRAINING = {"dataset": "shapes", "arch": "conv28", "steps": 40, "batch_size": 16, "test_size": 64,
-            "checkpoint_every": 10, "log_every": 10, "device": "cpu", "beta_norm": [0.01, 1.0], "latent_dim": [2, 4]}
+TRAINING = {
+    "dataset": "shapes",
+    "arch": "conv28",
+    "steps": 40,
+    "batch_size": 16,
+    "test_size": 64,
+    "checkpoint_every": 10,
+    "log_every": 10,
+    "device": "cpu",
+    "beta_norm": [0.01, 1.0],
+    "latent_dim": [2, 4],
+}
 OPTIONS = {"seeds": 1, "metrics": ["mig"], "n_train": 200}
 NAMES = ["bn0.01-z2-s0", "bn0.01-z4-s0", "bn1-z2-s0", "bn1-z4-s0"]
 # The same grid as flags of `betavae sweep`.
-FLAGS = ["--dataset", "shapes", "--arch", "conv28", "--steps", "40", "--batch-size", "16", "--test-size", "64",
-         "--checkpoint-every", "10", "--log-every", "10", "--device", "cpu", "--beta-norm", "0.01,1",
-         "--latent", "2,4", "--seeds", "1", "--metrics", "mig", "--n-train", "200", "--workers", "2"]
+FLAGS = [
+    "--dataset", "shapes", "--arch", "conv28", "--steps", "40", "--batch-size", "16", "--test-size", "64",
+    "--checkpoint-every", "10", "--log-every", "10", "--device", "cpu", "--beta-norm", "0.01,1", "--latent",
+    "2,4", "--seeds", "1", "--metrics", "mig", "--n-train", "200", "--workers", "2",
+]
 
 
 def tiny_spec(**training) -> GridSpec:
     return build_spec({**TRAINING, **training}, OPTIONS)
 
 
-def state_rows(sweep_dir: Path) -> dict[str, dict]:
-    with SweepState(sweep_dir) as state:
-        return {row["name"]: row for row in state.rows()}
-
-
 def outcomes(sweep_dir: Path) -> dict[str, tuple]:
     """What must not depend on how the sweep got there: each run's held-out loss terms and MIG."""
-    return {name: (row["result"]["test"], row["result"]["metrics"]) for name, row in state_rows(sweep_dir).items()}
+    return {
+        name: (row["result"]["test"], row["result"]["metrics"]) for name, row in state_rows(sweep_dir).items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +70,15 @@ def finished(tmp_path_factory) -> Path:
 
 
 def test_the_grid_is_the_product_of_the_lists_with_every_first_seed_first(tmp_path):
-    spec = build_spec({"dataset": "shapes", "steps": 10, "beta_norm": [0.1, 2], "latent_dim": [3, 5], "lr": 1e-3},
-                      {"seeds": 2})
+    spec = build_spec(
+        {"dataset": "shapes", "steps": 10, "beta_norm": [0.1, 2], "latent_dim": [3, 5], "lr": 1e-3},
+        {"seeds": 2},
+    )
     points = expand_grid(spec, tmp_path)
     assert [point.name for point in points] == [
-        "bn0.1-z3-s0", "bn0.1-z5-s0", "bn2-z3-s0", "bn2-z5-s0", "bn0.1-z3-s1", "bn0.1-z5-s1", "bn2-z3-s1", "bn2-z5-s1"]
+        "bn0.1-z3-s0", "bn0.1-z5-s0", "bn2-z3-s0", "bn2-z5-s0", "bn0.1-z3-s1", "bn0.1-z5-s1", "bn2-z3-s1",
+        "bn2-z5-s1",
+    ]
     first = points[1].config
     assert (first.beta_norm, first.latent_dim, first.seed, first.lr, first.steps) == (0.1, 5, 0, 1e-3, 10)
     assert first.out == str(tmp_path / "bn0.1-z5-s0")
@@ -74,59 +87,90 @@ def test_the_grid_is_the_product_of_the_lists_with_every_first_seed_first(tmp_pa
     again = expand_grid(spec, tmp_path / "elsewhere")
     assert [point.config_hash() for point in again] == [point.config_hash() for point in points]
     assert len({point.config_hash() for point in points}) == 8
-    longer = expand_grid(build_spec({"dataset": "shapes", "steps": 99, "beta_norm": [0.1, 2], "latent_dim": [3, 5],
-                                     "lr": 1e-3}, {"seeds": 2}), tmp_path)
+    longer = expand_grid(
+        build_spec(
+            {"dataset": "shapes", "steps": 99, "beta_norm": [0.1, 2], "latent_dim": [3, 5], "lr": 1e-3},
+            {"seeds": 2},
+        ),
+        tmp_path,
+    )
     assert [point.config_hash() for point in longer] == [point.config_hash() for point in points]
 
 
 def test_any_training_key_can_be_swept_and_a_list_valued_key_by_a_list_of_lists(tmp_path):
-    spec = build_spec({"recon": ["bernoulli", "gaussian"], "arch": "conv28", "eval": [["mig"], ["mig", "sap"]]},
-                      {"seeds": [3]})
+    spec = build_spec(
+        {"recon": ["bernoulli", "gaussian"], "arch": "conv28", "eval": [["mig"], ["mig", "sap"]]},
+        {"seeds": [3]},
+    )
     points = expand_grid(spec, tmp_path)
-    assert [point.name for point in points] == ["bernoulli-evalmig-s3", "bernoulli-evalmig+sap-s3",
-                                                "gaussian-evalmig-s3", "gaussian-evalmig+sap-s3"]
+    assert [point.name for point in points] == [
+        "bernoulli-evalmig-s3",
+        "bernoulli-evalmig+sap-s3",
+        "gaussian-evalmig-s3",
+        "gaussian-evalmig+sap-s3",
+    ]
     assert [(p.config.recon, p.config.eval, p.config.seed) for p in points] == [
-        ("bernoulli", ["mig"], 3), ("bernoulli", ["mig", "sap"], 3), ("gaussian", ["mig"], 3),
-        ("gaussian", ["mig", "sap"], 3)]
+        ("bernoulli", ["mig"], 3),
+        ("bernoulli", ["mig", "sap"], 3),
+        ("gaussian", ["mig"], 3),
+        ("gaussian", ["mig", "sap"], 3),
+    ]
     fixed = build_spec({"eval": ["mig", "sap"]}, {})
     assert fixed.fixed == {"eval": ["mig", "sap"]} and not fixed.swept
     # On the command line, --eval reads as betavae train's does: one list for every run, "all" included.
-    every, _ = spec_from_command_line(None, {"eval": "all", "beta_norm": "0.1,1"}, {}, tmp_path)
+    every, _ = spec_from_command_line(None, {"eval": "all", "beta_norm": "0.1,1"}, {})
     assert every.fixed == {"eval": ["beta_vae", "factor_vae", "mig", "dci", "sap"]}
 
 
 def test_flags_give_the_same_grid_as_a_grid_file(tmp_path):
     grid_file = tmp_path / "grid.toml"
-    grid_file.write_text('dataset = "shapes"\narch = "conv28"\nsteps = 40\nbatch_size = 16\ntest_size = 64\n'
-                         'checkpoint_every = 10\nlog_every = 10\ndevice = "cpu"\nbeta_norm = [0.01, 1]\n'
-                         'latent_dim = [2, 4]\n[sweep]\nseeds = 1\nmetrics = ["mig"]\nn_train = 200\n')
-    from_file, _ = spec_from_command_line(str(grid_file), {}, {}, tmp_path / "a")
-    flags = dict(zip(FLAGS[0:-2:2], FLAGS[1:-2:2]))
-    training = {"dataset": "shapes", "arch": "conv28", "steps": "40", "batch_size": "16", "test_size": "64",
-                "checkpoint_every": "10", "log_every": "10", "device": "cpu", "beta_norm": "0.01,1",
-                "latent_dim": "2,4"}
-    from_flags, names = spec_from_command_line(None, training, {"seeds": flags["--seeds"], "metrics": "mig",
-                                                                "n_train": 200}, tmp_path / "b")
+    grid_file.write_text(
+        'dataset = "shapes"\narch = "conv28"\nsteps = 40\nbatch_size = 16\ntest_size = 64\n'
+        'checkpoint_every = 10\nlog_every = 10\ndevice = "cpu"\nbeta_norm = [0.01, 1]\n'
+        'latent_dim = [2, 4]\n[sweep]\nseeds = 1\nmetrics = ["mig"]\nn_train = 200\n'
+    )
+    from_file, _ = spec_from_command_line(str(grid_file), {}, {})
+    flags = dict(zip(FLAGS[0:-2:2], FLAGS[1:-2:2], strict=True))
+    training = {
+        "dataset": "shapes",
+        "arch": "conv28",
+        "steps": "40",
+        "batch_size": "16",
+        "test_size": "64",
+        "checkpoint_every": "10",
+        "log_every": "10",
+        "device": "cpu",
+        "beta_norm": "0.01,1",
+        "latent_dim": "2,4",
+    }
+    from_flags, names = spec_from_command_line(
+        None, training, {"seeds": flags["--seeds"], "metrics": "mig", "n_train": 200}
+    )
     assert names["latent_dim"] == "--latent"
-    assert [p.config for p in expand_grid(from_file, tmp_path)] == [p.config for p in expand_grid(from_flags, tmp_path)]
+    assert [p.config for p in expand_grid(from_file, tmp_path)] == [
+        p.config for p in expand_grid(from_flags, tmp_path)
+    ]
     # A flag overrides the file's key, here turning a swept key into a fixed one.
-    narrowed, _ = spec_from_command_line(str(grid_file), {"latent_dim": "4"}, {}, tmp_path / "c")
+    narrowed, _ = spec_from_command_line(str(grid_file), {"latent_dim": "4"}, {})
     assert [p.name for p in expand_grid(narrowed, tmp_path)] == ["bn0.01-s0", "bn1-s0"]
 
 
-@pytest.mark.parametrize(("grid", "message"), [
-    ("beta_norm = [0.1, 1]\nlatnet_dim = [2, 4]\n", "unknown training key latnet_dim"),
-    ("beta_norm = []\n", "beta_norm is an empty list"),
-    ('latent_dim = [2, "four"]\n', "latent_dim must be an integer, got the string 'four'"),
-    ("beta_norm = [0.1, 0.1]\n", "lists 0.1 twice"),
-    ('out = "x"\nbeta_norm = [0.1, 1]\n', "out cannot be set in a grid"),
-    ("latent_dim = [2, -1]\n", "grid point z_1-s0: latent_dim must be a positive integer"),
-    ('arch = ["conv28", "convnext"]\n', "unknown architecture 'convnext'"),
-    ("beta_norm = [0.1, 1]\n[sweep]\nseeds = 0\n", "seeds must be a positive integer"),
-    ('beta_norm = [0.1, 1]\n[sweep]\nmetrics = ["mig", "nope"]\n', "unknown metric 'nope'"),
-    ("beta_norm = [0.1, 1]\n[sweep]\nworkers = 2\n", "unknown sweep option workers"),
-    ("beta_norm = [0.1, 1]\nseeds = 2\n", "seeds is a sweep option; put it in the [sweep] table"),
-])
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ("beta_norm = [0.1, 1]\nlatnet_dim = [2, 4]\n", "unknown training key latnet_dim"),
+        ("beta_norm = []\n", "beta_norm is an empty list"),
+        ('latent_dim = [2, "four"]\n', "latent_dim must be an integer, got the string 'four'"),
+        ("beta_norm = [0.1, 0.1]\n", "lists 0.1 twice"),
+        ('out = "x"\nbeta_norm = [0.1, 1]\n', "out cannot be set in a grid"),
+        ("latent_dim = [2, -1]\n", "grid point z_1-s0: latent_dim must be a positive integer"),
+        ('arch = ["conv28", "convnext"]\n', "unknown architecture 'convnext'"),
+        ("beta_norm = [0.1, 1]\n[sweep]\nseeds = 0\n", "seeds must be a positive integer"),
+        ('beta_norm = [0.1, 1]\n[sweep]\nmetrics = ["mig", "nope"]\n', "unknown metric 'nope'"),
+        ("beta_norm = [0.1, 1]\n[sweep]\nworkers = 2\n", "unknown sweep option workers"),
+        ("beta_norm = [0.1, 1]\nseeds = 2\n", "seeds is a sweep option; put it in the [sweep] table"),
+    ],
+)
 def test_a_bad_grid_is_a_one_line_error_before_anything_runs(tmp_path, capsys, grid, message):
     grid_file = tmp_path / "grid.toml"
     grid_file.write_text(grid)
@@ -152,30 +196,40 @@ def test_every_point_becomes_a_complete_run_folder_and_a_row_of_results(finished
         assert (row["status"], row["attempts"], row["error"]) == ("done", 1, None)
         run = RunDir(finished / name)
         config = run.read_config()
-        assert (config.beta_norm, config.latent_dim) == (row["config"]["beta_norm"], row["config"]["latent_dim"])
+        assert (config.beta_norm, config.latent_dim) == (
+            row["config"]["beta_norm"],
+            row["config"]["latent_dim"],
+        )
         metrics = run.read_metrics()
         assert run.current_result("test")["loss"] == row["result"]["test"]["loss"]
         assert metrics["disentanglement"]["mig"] == row["result"]["metrics"]["mig"]
-        assert metrics["disentanglement"]["settings"]["mig"]["num_train"] == 200
+        assert metrics["disentanglement"]["settings"]["mig"]["n_train"] == 200
         assert row["result"]["derived"]["beta_norm"] == config.beta_norm
         assert row["result"]["started_from"] == 0
     with open(finished / "results.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
     assert [line["run"] for line in table] == NAMES
-    assert [float(line["test.loss"]) for line in table] == [rows[name]["result"]["test"]["loss"] for name in NAMES]
+    assert [float(line["test.loss"]) for line in table] == [
+        rows[name]["result"]["test"]["loss"] for name in NAMES
+    ]
     assert all(line["mig.mig"] for line in table)
 
     code, out, _ = run_cli(["results", finished], capsys)
     assert code == 0
     header, *lines = out.splitlines()[:5]
     assert header.split() == ["beta_norm", "latent_dim", "seed", "status", "loss", "recon", "kl", "mig"]
-    assert [line.split()[:4] for line in lines] == [["0.01", "2", "0", "done"], ["0.01", "4", "0", "done"],
-                                                    ["1", "2", "0", "done"], ["1", "4", "0", "done"]]
+    assert [line.split()[:4] for line in lines] == [
+        ["0.01", "2", "0", "done"],
+        ["0.01", "4", "0", "done"],
+        ["1", "2", "0", "done"],
+        ["1", "4", "0", "done"],
+    ]
     code, out, _ = run_cli(["results", finished, "--json"], capsys)
     assert [row["run"] for row in json.loads(out)] == NAMES
     # The run folders are ordinary ones: other commands work on them unchanged.
-    code, out, err = run_cli(["evaluate", finished / NAMES[0], "--metrics", "sap", "--n-train", "100",
-                              "--n-eval", "50"], capsys)
+    code, out, err = run_cli(
+        ["evaluate", finished / NAMES[0], "--metrics", "sap", "--n-train", "100", "--n-eval", "50"], capsys
+    )
     assert code == 0, err
 
 
@@ -192,14 +246,25 @@ def test_plot_writes_the_reports_figures(finished, capsys):
     code, out, err = run_cli(["plot", finished], capsys)
     assert code == 0, err
     written = {Path(line).name for line in out.splitlines()}
-    assert {"loss_vs_beta_norm.png", "loss_vs_beta_norm.svg", "heatmap_mig.png", "heatmap_mig.svg",
-            "recon_z2.png", "recon_z4.png"} <= written
+    assert {
+        "loss_vs_beta_norm.png",
+        "loss_vs_beta_norm.svg",
+        "heatmap_mig.png",
+        "heatmap_mig.svg",
+        "recon_z2.png",
+        "recon_z4.png",
+    } <= written
     assert all((finished / "figures" / name).stat().st_size > 1000 for name in written)
 
 
 def run_sweep_process(out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "betavae.cli", "sweep", *FLAGS, "--out", str(out), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "betavae.cli", "sweep", *FLAGS, "--out", str(out), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def checkpoint_step(run: Path) -> int:
@@ -224,31 +289,50 @@ def status_of(out: Path) -> dict[str, str]:
         return {}
 
 
-def test_killed_workers_ctrl_c_and_a_killed_sweep_lose_nothing_and_change_no_result(finished, tmp_path, capsys):
+def test_killed_workers_ctrl_c_and_a_killed_sweep_lose_nothing_and_change_no_result(
+    finished, tmp_path, capsys
+):
     out = tmp_path / "killed"
     sweep = run_sweep_process(out)
     try:
         # A worker killed with SIGKILL mid-run: the sweep resumes that run from its checkpoint.
         first = out / NAMES[0]
-        wait_until(sweep, lambda: 10 <= checkpoint_step(first) < 40 and holder_pid(first) is not None,
-                   "a first checkpoint of the first run")
+        wait_until(
+            sweep,
+            lambda: 10 <= checkpoint_step(first) < 40 and holder_pid(first) is not None,
+            "a first checkpoint of the first run",
+        )
         os.kill(holder_pid(first), signal.SIGKILL)
         # A second sweep on the same folder is refused, naming the first one's pid.
         code, _, err = run_cli(["sweep", *FLAGS, "--out", out], capsys)
         assert code == 1 and f"is in use by process {sweep.pid} (betavae sweep)" in err, err
         # Ctrl-C (the terminal signals the whole process group): the running runs save a checkpoint and the
         # sweep stops with a line saying how to go on.
-        wait_until(sweep, lambda: any(status_of(out).get(name) == "running" and checkpoint_step(out / name) >= 10
-                                      for name in NAMES[1:]), "a checkpoint of another run")
+        wait_until(
+            sweep,
+            lambda: any(
+                status_of(out).get(name) == "running" and checkpoint_step(out / name) >= 10
+                for name in NAMES[1:]
+            ),
+            "a checkpoint of another run",
+        )
         os.killpg(sweep.pid, signal.SIGINT)
         stdout, stderr = sweep.communicate(timeout=120)
         assert sweep.returncode == 130 and "continue with the same command" in stderr, stdout + stderr
         assert "running" not in status_of(out).values()
         # Started again, then killed with SIGKILL once a run is done and a later one is part-trained.
         sweep = run_sweep_process(out)
-        wait_until(sweep, lambda: "done" in status_of(out).values() and any(
-            status_of(out).get(name) == "running" and 10 <= checkpoint_step(out / name) < 40 for name in NAMES[1:]),
-            "one run done and another cut off")
+        wait_until(
+            sweep,
+            lambda: (
+                "done" in status_of(out).values()
+                and any(
+                    status_of(out).get(name) == "running" and 10 <= checkpoint_step(out / name) < 40
+                    for name in NAMES[1:]
+                )
+            ),
+            "one run done and another cut off",
+        )
         os.kill(sweep.pid, signal.SIGKILL)
         sweep.wait()
     finally:
@@ -270,7 +354,9 @@ def test_killed_workers_ctrl_c_and_a_killed_sweep_lose_nothing_and_change_no_res
     assert code == 0, stdout + err
     rows = state_rows(out)
     assert all(row["status"] == "done" for row in rows.values())
-    assert {name: rows[name]["attempts"] for name in done_before} == attempts  # finished runs are not run again
+    assert {
+        name: rows[name]["attempts"] for name in done_before
+    } == attempts  # finished runs are not run again
     assert rows[NAMES[0]]["attempts"] >= 2
     # A cut-off run continues from the checkpoint it had (one of them had one), not from step 0.
     assert {name: rows[name]["result"]["started_from"] for name in cut_off} == cut_off
@@ -286,16 +372,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_a_failing_run_is_recorded_with_its_message_and_the_others_finish(tmp_path, capsys):
     out = tmp_path / "failing"
-    spec = build_spec({**TRAINING, "steps": 20, "latent_dim": 2, "beta_norm": 0.1, "lr": [5e-4, 1e30],
-                       "eval": ["mig"], "eval_every": 10, "eval_n_train": 200}, {"seeds": 1})
+    spec = build_spec(
+        {
+            **TRAINING,
+            "steps": 20,
+            "latent_dim": 2,
+            "beta_norm": 0.1,
+            "lr": [5e-4, 1e30],
+            "eval": ["mig"],
+            "eval_every": 10,
+            "eval_n_train": 200,
+        },
+        {"seeds": 1},
+    )
     summary = run_sweep(spec, out, BackendOptions(workers=2), progress=False)
     assert summary.counts["done"] == 1 and summary.counts["failed"] == 1
     # The evaluations during training are shown as they come, one line each.
     shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("eval ")]
-    assert [line.split(":")[0].split() for line in shown] == [["eval", "lr0.0005-s0", "step", "10"],
-                                                            ["eval", "lr0.0005-s0", "step", "20"]]
+    assert [line.split(":")[0].split() for line in shown] == [
+        ["eval", "lr0.0005-s0", "step", "10"],
+        ["eval", "lr0.0005-s0", "step", "20"],
+    ]
     rows = state_rows(out)
     assert rows["lr0.0005-s0"]["status"] == "done"
     failed = rows["lr1e+30-s0"]

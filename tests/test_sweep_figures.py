@@ -49,6 +49,7 @@ def cell_values(key, beta_norm, latent_dim):
     return [r[key] for r in done_rows() if r["beta_norm"] == beta_norm and r["latent_dim"] == latent_dim]
 
 
+@pytest.mark.slow
 def test_sweep_writes_loss_figure_and_one_heatmap_per_metric_present(tmp_path):
     paths = plot_sweep(tmp_path, grid_rows(), ["beta_norm", "latent_dim", "seed"], recon=False)
     names = sorted(path.name for path in paths)
@@ -102,12 +103,14 @@ def test_loss_figure_has_one_line_of_seed_means_per_latent_size_and_marks_beta_o
     for m in LATENT_DIMS:
         line = lines[f"M = {m}"]
         assert list(line.get_xdata()) == list(BETA_NORMS)
-        assert list(line.get_ydata()) == pytest.approx([np.mean(cell_values("test.loss", bn, m)) for bn in BETA_NORMS])
+        assert list(line.get_ydata()) == pytest.approx(
+            [np.mean(cell_values("test.loss", bn, m)) for bn in BETA_NORMS]
+        )
     assert len(axes.collections) == len(LATENT_DIMS)  # error bars: two seeds per point
     assert axes.get_xscale() == "log"
     beta_one = lines["β = 1"]
     assert list(beta_one.get_xdata()) == pytest.approx([m / NUM_PIXELS for m in LATENT_DIMS])
-    for m, y in zip(LATENT_DIMS, beta_one.get_ydata()):
+    for m, y in zip(LATENT_DIMS, beta_one.get_ydata(), strict=True):
         means = [np.mean(cell_values("test.loss", bn, m)) for bn in BETA_NORMS]
         assert y == pytest.approx(np.interp(np.log(m / NUM_PIXELS), np.log(BETA_NORMS), means))
     assert "β = 1" in [text.get_text() for text in axes.get_legend().get_texts()]
@@ -119,19 +122,24 @@ def test_beta_one_outside_the_swept_range_is_not_marked():
     assert list(lines["β = 1"].get_xdata()) == pytest.approx([2 / NUM_PIXELS])  # 100/784 < 0.2
 
 
+@pytest.mark.slow
 def test_svg_is_the_same_bytes_when_written_twice(tmp_path):
     rows = [dict(r, **{"sap.sap": None}) for r in done_rows()]  # a loss figure and a heatmap are enough
     first = plot_sweep(tmp_path, rows, ["beta_norm", "latent_dim", "seed"], out=tmp_path / "a", recon=False)
     second = plot_sweep(tmp_path, rows, ["beta_norm", "latent_dim", "seed"], out=tmp_path / "b", recon=False)
     assert len(first) == 4
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         if a.suffix == ".svg":
             assert a.read_bytes() == b.read_bytes(), a.name
 
 
+@pytest.mark.slow
 def test_other_swept_keys_get_one_set_of_figures_per_combination(tmp_path):
-    rows = [dict(r, lr=lr, run=f"{r['run']}-lr{lr:g}", **{"sap.sap": None}) for r in done_rows()
-            for lr in (0.001, 0.0005)]
+    rows = [
+        dict(r, lr=lr, run=f"{r['run']}-lr{lr:g}", **{"sap.sap": None})
+        for r in done_rows()
+        for lr in (0.001, 0.0005)
+    ]
     paths = plot_sweep(tmp_path, rows, ["beta_norm", "latent_dim", "seed", "lr"], recon=False)
     names = {path.name for path in paths}
     assert {"heatmap_mig-lr0.001.png", "heatmap_mig-lr0.0005.svg", "loss_vs_beta_norm-lr0.001.svg"} <= names
@@ -142,7 +150,9 @@ def test_other_swept_keys_get_one_set_of_figures_per_combination(tmp_path):
 
 def test_no_finished_run_is_a_one_line_error(tmp_path):
     rows = [row(0.001, 2, 0, status="failed"), row(0.01, 2, 0, status="queued")]
-    with pytest.raises(BetaVAEError, match=r"nothing to plot in .*: no run has finished \(1 failed, 1 queued\)"):
+    with pytest.raises(
+        BetaVAEError, match=r"nothing to plot in .*: no run has finished \(1 failed, 1 queued\)"
+    ):
         plot_sweep(tmp_path, rows, ["beta_norm"])
     assert not (tmp_path / "figures").exists()
 
@@ -156,13 +166,27 @@ def test_row_without_beta_norm_or_latent_size_is_a_one_line_error(tmp_path, key)
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_reconstructions_per_latent_size_show_the_first_seed_runs_with_a_checkpoint(tmp_path):
     sweep = tmp_path / "sw"
     rows = []
     for beta_norm in (0.1, 1.0):
         name = f"bn{beta_norm:g}-z2-s0"
-        train(TrainConfig(dataset="shapes", steps=5, batch_size=8, test_size=64, checkpoint_every=5, log_every=5,
-                          out=str(sweep / name), latent_dim=2, beta_norm=beta_norm, device="cpu"), progress=False)
+        train(
+            TrainConfig(
+                dataset="shapes",
+                steps=5,
+                batch_size=8,
+                test_size=64,
+                checkpoint_every=5,
+                log_every=5,
+                out=str(sweep / name),
+                latent_dim=2,
+                beta_norm=beta_norm,
+                device="cpu",
+            ),
+            progress=False,
+        )
         loss = RunDir(sweep / name).read_metrics()["test"]["loss"]
         rows.append(row(beta_norm, 2, 0, run=name, **{"test.loss": loss}))
     shutil.copytree(sweep / "bn0.1-z2-s0", sweep / "bn0.1-z2-s1")  # a second seed: not in the figure
@@ -172,6 +196,8 @@ def test_reconstructions_per_latent_size_show_the_first_seed_runs_with_a_checkpo
     paths = plot_sweep(sweep, rows, ["beta_norm", "latent_dim", "seed"])
     recon = sweep / "figures" / "recon_z2.png"
     assert recon in paths
-    reference = compare_reconstructions([sweep / "bn0.1-z2-s0", sweep / "bn1-z2-s0"], n=8, out=tmp_path / "ref.png")
+    reference = compare_reconstructions(
+        [sweep / "bn0.1-z2-s0", sweep / "bn1-z2-s0"], n=8, out=tmp_path / "ref.png"
+    )
     assert Image.open(recon).size == Image.open(reference).size  # an input column and two runs
     assert np.array_equal(np.asarray(Image.open(recon)), np.asarray(Image.open(reference)))

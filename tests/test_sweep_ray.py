@@ -18,24 +18,34 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.commands import run_cli
+from tests.runfolders import state_rows
 
 from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir
 from betavae.studies import local
 from betavae.studies.grid import GridSpec, build_spec
-from betavae.studies.state import SweepState
 from betavae.studies.sweep import BackendOptions, SweepInterrupted, run_sweep
 from betavae.studies.worker import task_for
-from tests.commands import run_cli
 
 ray = pytest.importorskip("ray", reason="the ray backend's tests need Ray: pip install 'betavae[ray]'")
 
 from betavae.studies.ray_backend import RayBackend  # noqa: E402  (after the skip: it needs ray)
 
 # A tiny study: 2 β_norm × 2 latent sizes × 1 seed, a few dozen steps on the Shapes set, on the CPU.
-TRAINING = {"dataset": "shapes", "arch": "conv28", "steps": 20, "batch_size": 16, "test_size": 64,
-            "checkpoint_every": 10, "log_every": 10, "device": "cpu", "beta_norm": [0.01, 1.0], "latent_dim": [2, 4]}
+TRAINING = {
+    "dataset": "shapes",
+    "arch": "conv28",
+    "steps": 20,
+    "batch_size": 16,
+    "test_size": 64,
+    "checkpoint_every": 10,
+    "log_every": 10,
+    "device": "cpu",
+    "beta_norm": [0.01, 1.0],
+    "latent_dim": [2, 4],
+}
 OPTIONS = {"seeds": 1, "metrics": ["mig"], "n_train": 200}
 NAMES = ["bn0.01-z2-s0", "bn0.01-z4-s0", "bn1-z2-s0", "bn1-z4-s0"]
 RAY = BackendOptions(backend="ray", workers=2)
@@ -45,14 +55,10 @@ def spec() -> GridSpec:
     return build_spec(TRAINING, OPTIONS)
 
 
-def state_rows(sweep_dir: Path) -> dict[str, dict]:
-    with SweepState(sweep_dir) as state:
-        return {row["name"]: row for row in state.rows()}
-
-
 @pytest.fixture(scope="module")
 def ray_instance():
-    """A Ray instance started by the backend, as a sweep without --ray-address starts it; shut down at the end."""
+    """A Ray instance started by the backend, as a sweep without --ray-address starts it; shut down
+    at the end."""
     assert not ray.is_initialized()
     backend = RayBackend(BackendOptions(backend="ray", workers=2))
     try:
@@ -70,9 +76,13 @@ def free_port() -> int:
 
 def test_unreachable_ray_address_is_a_one_line_error(tmp_path, capsys):
     port = free_port()  # nothing listens there once the probe is closed
-    code, out, err = run_cli(["sweep", "--dataset", "shapes", "--steps", "10", "--beta-norm", "0.1,1",
-                              "--out", tmp_path / "sweep", "--backend", "ray", "--ray-address", f"127.0.0.1:{port}"],
-                             capsys)
+    code, out, err = run_cli(
+        [
+            "sweep", "--dataset", "shapes", "--steps", "10", "--beta-norm", "0.1,1", "--out",
+            tmp_path / "sweep", "--backend", "ray", "--ray-address", f"127.0.0.1:{port}",
+        ],
+        capsys,
+    )
     assert code != 0
     assert len(err.strip().splitlines()) == 1, err
     assert f"cannot reach the Ray cluster at --ray-address 127.0.0.1:{port}" in err
@@ -99,7 +109,11 @@ def test_ray_sweep_trains_every_point_like_the_local_backend(ray_instance, tmp_p
     with open(tmp_path / "ray" / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted((float(row["beta_norm"]), int(row["latent_dim"]), row["status"]) for row in rows) == [
-        (0.01, 2, "done"), (0.01, 4, "done"), (1.0, 2, "done"), (1.0, 4, "done")]
+        (0.01, 2, "done"),
+        (0.01, 4, "done"),
+        (1.0, 2, "done"),
+        (1.0, 4, "done"),
+    ]
 
     # The same grid on the local backend, with the same one thread per run as the Ray tasks.
     monkeypatch.setattr(local, "threads_per_worker", lambda workers, cores: 1)
@@ -116,7 +130,7 @@ def test_failing_point_is_recorded_with_its_message_and_the_others_finish(ray_in
     summary = run_sweep(grid, tmp_path, RAY, progress=False)
 
     assert summary.counts == {"queued": 0, "running": 0, "done": 1, "failed": 1}
-    (name, error), = summary.failed
+    ((name, error),) = summary.failed
     assert name == "test_size1e+09-s0"
     assert error.startswith("shapes: test_size must be between 1 and") and "\n" not in error
     assert RunDir(tmp_path / "test_size64-s0").checkpoint_step() == 20
@@ -124,8 +138,9 @@ def test_failing_point_is_recorded_with_its_message_and_the_others_finish(ray_in
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker's process through /proc")
 def test_killed_worker_is_a_lost_run_not_a_crash_of_the_sweep(ray_instance, tmp_path):
-    config = TrainConfig.from_dict({**TRAINING, "beta_norm": 1.0, "latent_dim": 2, "steps": 100_000,
-                                    "out": str(tmp_path / "killed")})
+    config = TrainConfig.from_dict(
+        {**TRAINING, "beta_norm": 1.0, "latent_dim": 2, "steps": 100_000, "out": str(tmp_path / "killed")}
+    )
     ray_instance.submit(task_for("killed", config.to_dict(), [], 0, {"n_train": None, "n_eval": None}))
     os.kill(wait_for_worker("betavae:killed"), signal.SIGKILL)
 
@@ -137,12 +152,14 @@ def test_killed_worker_is_a_lost_run_not_a_crash_of_the_sweep(ray_instance, tmp_
 
 
 def test_ctrl_c_stops_the_runs_at_a_checkpoint_and_the_sweep_resumes_them(ray_instance, tmp_path):
-    # 2,000 steps: long enough to be stopped early, short enough that a stop not taken fails instead of hanging.
+    # 2,000 steps: long enough to be stopped early, short enough that a stop not taken fails
+    # instead of hanging.
     one_point = {**TRAINING, "beta_norm": 1.0, "latent_dim": 2, "checkpoint_every": 2_000, "log_every": 5}
     log = tmp_path / "s0" / "log.jsonl"
     sweep_ended = threading.Event()
-    stopper = threading.Thread(target=interrupt_when, args=(lambda: log.is_file() and log.stat().st_size > 0,
-                                                            sweep_ended))
+    stopper = threading.Thread(
+        target=interrupt_when, args=(lambda: log.is_file() and log.stat().st_size > 0, sweep_ended)
+    )
     stopper.start()
     try:
         with pytest.raises(SweepInterrupted):
@@ -153,7 +170,9 @@ def test_ctrl_c_stops_the_runs_at_a_checkpoint_and_the_sweep_resumes_them(ray_in
 
     assert state_rows(tmp_path)["s0"]["status"] == "queued"
     stopped_at = RunDir(tmp_path / "s0").checkpoint_step()
-    assert 5 <= stopped_at < 2_000, "the stop saved a checkpoint at the step it reached, not at checkpoint_every"
+    assert 5 <= stopped_at < 2_000, (
+        "the stop saved a checkpoint at the step it reached, not at checkpoint_every"
+    )
 
     summary = run_sweep(build_spec({**one_point, "steps": stopped_at + 5}, {}), tmp_path, RAY, progress=False)
     assert summary.counts["done"] == 1
@@ -165,7 +184,8 @@ def test_ctrl_c_stops_the_runs_at_a_checkpoint_and_the_sweep_resumes_them(ray_in
 
 
 def interrupt_when(reached, sweep_ended: threading.Event, timeout: float = 120) -> None:
-    """Send this process SIGINT (a Ctrl-C at the terminal) once ``reached()``; never once the sweep has ended."""
+    """Send this process SIGINT (a Ctrl-C at the terminal) once ``reached()``; never once the sweep
+    has ended."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not sweep_ended.is_set():
         if reached():
@@ -180,7 +200,9 @@ def wait_for_worker(task_name: str, timeout: float = 60) -> int:
     while time.monotonic() < deadline:
         for entry in Path("/proc").iterdir():
             try:
-                if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(f"ray::{task_name}".encode()):
+                if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(
+                    f"ray::{task_name}".encode()
+                ):
                     return int(entry.name)
             except OSError:
                 continue

@@ -15,11 +15,15 @@ import pytest
 from betavae.runs import RunDir
 from processes import wait_until
 
+pytestmark = pytest.mark.slow  # every test runs the benchmark in a child process
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_disentangle.py"
 
 
 def command(out: Path, *flags: str) -> list[str]:
-    return [sys.executable, str(SCRIPT), "--eval-every", "2", "--mig-points", "300", "--out", str(out), *flags]
+    return [
+        sys.executable, str(SCRIPT), "--eval-every", "2", "--mig-points", "300", "--out", str(out), *flags,
+    ]
 
 
 def benchmark(out: Path, *flags: str) -> subprocess.CompletedProcess:
@@ -69,15 +73,21 @@ def test_resume_refuses_runs_scored_on_another_sample(tmp_path):
 
 
 def test_ctrl_c_saves_the_clock_at_the_checkpoint_and_says_how_to_go_on(tmp_path):
-    process = subprocess.Popen(command(tmp_path, "--steps", "100000"), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command(tmp_path, "--steps", "100000"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     run = RunDir(tmp_path / "default-s0")
-    wait_until(process, lambda: run.metrics_path.exists() and "during_training" in run.read_metrics(),
-               "no evaluation was recorded")
+    wait_until(
+        process,
+        lambda: run.metrics_path.exists() and "during_training" in run.read_metrics(),
+        "no evaluation was recorded",
+    )
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "continue with the same command and --resume" in stdout
     checkpoint = run.load_checkpoint()
     assert checkpoint["train_seconds"] > 0
-    assert evaluations(tmp_path)[-1]["step"] <= checkpoint["step"]  # time_to_disentangle.json holds what the run recorded
+    assert (
+        evaluations(tmp_path)[-1]["step"] <= checkpoint["step"]
+    )  # time_to_disentangle.json holds what the run recorded

@@ -4,7 +4,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -13,7 +12,11 @@ from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir, load_model
 from betavae.train import TrainingDiverged, train
+from clocks import steps_take
 from processes import wait_until
+from runfolders import assert_same_weights
+
+pytestmark = pytest.mark.slow  # every test trains
 
 
 def small_config(out, **changes) -> TrainConfig:
@@ -29,14 +32,10 @@ def weights(run_dir) -> dict[str, torch.Tensor]:
     return RunDir(run_dir).load_checkpoint()["model"]
 
 
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
-
-
 def test_loss_falls_when_training_on_shapes(tmp_path):
-    result = train(small_config(tmp_path / "run", steps=300, batch_size=32, log_every=25, lr=1e-3), progress=False)
+    result = train(
+        small_config(tmp_path / "run", steps=300, batch_size=32, log_every=25, lr=1e-3), progress=False
+    )
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log] == list(range(25, 301, 25))
     assert log[-1]["loss"] < 0.6 * log[0]["loss"]
@@ -64,17 +63,24 @@ def test_run_folder_holds_config_checkpoint_metrics_logs_and_figure(tmp_path):
     assert model.latent_dim == 4 and not model.training
 
 
-@pytest.mark.parametrize(("dataset", "arch", "given", "used"), [
-    ("shapes", "conv28", None, 5e-4),
-    ("dsprites", "conv64", None, 1e-4),
-    ("dsprites", "conv64", 3e-4, 3e-4),
-])
-def test_learning_rate_is_the_architectures_unless_given_and_is_recorded(tmp_path, dataset, arch, given, used):
-    train(small_config(tmp_path / "run", dataset=dataset, arch=arch, lr=given, steps=2, checkpoint_every=2),
-          progress=False)
+@pytest.mark.parametrize(
+    ("dataset", "arch", "given", "used"),
+    [
+        ("shapes", "conv28", None, 5e-4),
+        ("dsprites", "conv64", None, 1e-4),
+        ("dsprites", "conv64", 3e-4, 3e-4),
+    ],
+)
+def test_learning_rate_is_the_architectures_unless_given_and_is_recorded(
+    tmp_path, dataset, arch, given, used
+):
+    train(
+        small_config(tmp_path / "run", dataset=dataset, arch=arch, lr=given, steps=2, checkpoint_every=2),
+        progress=False,
+    )
     run = RunDir(tmp_path / "run")
     assert run.read_config().lr == given  # the config keeps what was asked for
-    assert run.read_derived()["lr"] == used
+    assert run.read_derived().lr == used
     checkpoint = run.load_checkpoint()
     assert [group["lr"] for group in checkpoint["optimizer"]["param_groups"]] == [used]
 
@@ -83,7 +89,7 @@ def test_resume_compares_the_learning_rate_used_not_how_it_was_given(tmp_path):
     train(small_config(tmp_path / "run", lr=5e-4, steps=2, checkpoint_every=2), progress=False)
     # conv28's own rate is 5e-4: leaving it to the architecture is the same run.
     train(small_config(tmp_path / "run", lr=None, steps=4, checkpoint_every=2), resume=True, progress=False)
-    assert RunDir(tmp_path / "run").read_derived()["lr"] == 5e-4
+    assert RunDir(tmp_path / "run").read_derived().lr == 5e-4
     with pytest.raises(BetaVAEError, match="a different lr"):
         train(small_config(tmp_path / "run", lr=1e-3, steps=6), resume=True, progress=False)
 
@@ -111,9 +117,12 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 def test_sigterm_saves_a_checkpoint_and_resume_ends_with_the_same_weights(tmp_path):
     steps = 400
     run_dir = tmp_path / "killed"
-    command = [sys.executable, "-m", "betavae.cli", "train", "--dataset", "shapes", "--arch", "conv28",
-               "--latent", "4", "--beta", "1", "--steps", str(steps), "--batch-size", "16", "--test-size", "200",
-               "--checkpoint-every", "1000", "--log-every", "5", "--device", "cpu", "--no-progress", "--out", str(run_dir)]
+    command = [
+        sys.executable, "-m", "betavae.cli", "train", "--dataset", "shapes", "--arch", "conv28", "--latent",
+        "4", "--beta", "1", "--steps", str(steps), "--batch-size", "16", "--test-size", "200",
+        "--checkpoint-every", "1000", "--log-every", "5", "--device", "cpu", "--no-progress", "--out",
+        str(run_dir),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = run_dir / "log.jsonl"
     wait_until(process, lambda: log.exists() and log.read_text().count("\n") >= 4, "training never started")
@@ -133,8 +142,13 @@ def test_sigterm_saves_a_checkpoint_and_resume_ends_with_the_same_weights(tmp_pa
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
-    config = small_config(tmp_path / "run", lr=1e4, recon="gaussian", steps=200, checkpoint_every=1, log_every=1)
-    with pytest.raises(TrainingDiverged, match=r"NaN or infinite between steps (\d+) and \d+; the checkpoint of step \1 is kept") as error:
+    config = small_config(
+        tmp_path / "run", lr=1e4, recon="gaussian", steps=200, checkpoint_every=1, log_every=1
+    )
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"NaN or infinite between steps (\d+) and \d+; the checkpoint of step \1 is kept",
+    ) as error:
         train(config, progress=False)
     checkpoint = RunDir(tmp_path / "run").load_checkpoint()
     assert 1 <= checkpoint["step"] < 200
@@ -153,28 +167,43 @@ def test_resume_refuses_a_changed_experiment(tmp_path):
 
 
 def test_training_on_real_mnist_evaluates_on_its_official_test_set(tmp_path, mnist_dir):
-    result = train(small_config(tmp_path / "mnist", dataset="mnist", data_dir=str(mnist_dir), test_size=None,
-                                steps=20, recon="gaussian"), progress=False)
+    result = train(
+        small_config(
+            tmp_path / "mnist",
+            dataset="mnist",
+            data_dir=str(mnist_dir),
+            test_size=None,
+            steps=20,
+            recon="gaussian",
+        ),
+        progress=False,
+    )
     assert result.test["num_images"] == 10_000
     derived = RunDir(tmp_path / "mnist").load_checkpoint()["derived"]
     assert (derived["num_train"], derived["num_pixels"]) == (60_000, 784)
 
 
-def test_on_checkpoint_sees_each_checkpoint_in_eval_mode_and_training_goes_on(tmp_path, monkeypatch):
+def test_on_checkpoint_sees_each_checkpoint_in_eval_mode_and_its_time_is_no_training_time(
+    tmp_path, monkeypatch
+):
+    # Each step takes 0.25 s and each call of the hook 1000 s on a clock only they move, so the
+    # timings training records are exact, whatever this machine's speed.
+    clock = steps_take(monkeypatch, seconds=0.25)
     seen = []
-    # The hook stands for an evaluation taking 1000 s: it moves the clock the training loop reads
-    # instead of sleeping, so the check does not depend on how busy this machine is.
-    hook_seconds = [0.0]
-    real_clock = time.perf_counter
-    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + hook_seconds[0])
 
     def hook(step, model):
         seen.append((step, model.training, RunDir(tmp_path / "run").load_checkpoint()["step"]))
-        hook_seconds[0] += 1000.0
+        clock.advance(1000.0)
 
-    train(small_config(tmp_path / "run", steps=30, checkpoint_every=10, log_every=10), progress=False,
-          on_checkpoint=hook)
+    train(
+        small_config(tmp_path / "run", steps=30, batch_size=16, checkpoint_every=10, log_every=10),
+        progress=False,
+        on_checkpoint=hook,
+    )
     assert seen == [(10, False, 10), (20, False, 20), (30, False, 30)]
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    # 160 images a window: counting the hook's 1000 s would make the rate < 0.16 images/s
-    assert min(entry["images_per_s"] for entry in log[1:]) > 1
+    # 10 steps × 16 images in 10 × 0.25 s a window; counting a hook's 1000 s would make it ~0.16 images/s.
+    assert [entry["images_per_s"] for entry in log] == [64.0, 64.0, 64.0]
+    train_seconds = RunDir(tmp_path / "run").load_checkpoint()["train_seconds"]
+    assert train_seconds == 30 * 0.25  # the steps' time, none of the hooks' 3000 s
+    assert 30 * 16 / train_seconds == 64.0  # images/s agree with the training clock

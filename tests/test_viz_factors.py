@@ -10,29 +10,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from betavae.config import TrainConfig
+from betavae import data
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir
-from betavae.train import train
 from betavae.viz.factors import factor_tracking_figure, mean_code_by_factor
+from runfolders import train_active_shapes_run
 
 NUM_FACTORS = 5  # shape, scale, rotation, pos_x, pos_y
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A tiny Shapes run; lr 3e-3 makes all four dimensions active (KL 0.6–2.4) within 60 steps."""
-    out = tmp_path_factory.mktemp("factors") / "run"
-    train(TrainConfig(dataset="shapes", arch="conv28", latent_dim=4, beta=1.0, steps=60, batch_size=32,
-                      test_size=100, out=str(out), device="cpu", lr=3e-3), progress=False)
-    return out
+    return train_active_shapes_run(tmp_path_factory.mktemp("factors") / "run")
 
 
 def axes_count(svg_path: Path) -> int:
     """The ``<g id="axes_N">`` groups matplotlib writes, one per panel, in a well-formed SVG."""
     root = ET.parse(svg_path).getroot()
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    return sum(1 for g in root.iter("{http://www.w3.org/2000/svg}g") if re.fullmatch(r"axes_\d+", g.get("id", "")))
+    return sum(
+        1 for g in root.iter("{http://www.w3.org/2000/svg}g") if re.fullmatch(r"axes_\d+", g.get("id", ""))
+    )
 
 
 def test_one_panel_per_active_dimension_and_factor(run_dir):
@@ -45,7 +43,9 @@ def test_inactive_dimensions_get_no_row(run_dir, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     metrics = RunDir(run).read_metrics()["test"]
-    RunDir(run).update_metrics("test", {**metrics, "kl_per_dim": [0.3, 2.0, 0.001, 1.0]}, step=metrics["step"])
+    RunDir(run).update_metrics(
+        "test", {**metrics, "kl_per_dim": [0.3, 2.0, 0.001, 1.0]}, step=metrics["step"]
+    )
     assert axes_count(factor_tracking_figure(run, num_points=500)) == 3 * NUM_FACTORS
 
 
@@ -55,7 +55,11 @@ def test_run_without_factors_is_refused_before_loading_anything(run_dir, tmp_pat
     config = (run / "config.toml").read_text()
     (run / "config.toml").write_text(config.replace('dataset = "shapes"', 'dataset = "mnist"'))
     (run / "checkpoint.pt").unlink()  # loading the model (or MNIST) would fail with another message
-    with pytest.raises(BetaVAEError, match="mnist, which has no known generative factors.*dsprites, shapes"):
+    with pytest.raises(
+        BetaVAEError,
+        match="mnist, which has no known generative factors; factor plots need one of: "
+        + ", ".join(data.with_factors()),
+    ):
         factor_tracking_figure(run)
 
 

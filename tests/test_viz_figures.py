@@ -1,5 +1,6 @@
 """``betavae show recon | samples | kl``: files, sizes and contents of the figures."""
 
+import re
 import shutil
 import xml.etree.ElementTree as ElementTree
 
@@ -14,6 +15,7 @@ from commands import run_cli
 from processes import locked_by_another_process
 
 CELL = 28 * 4 + 2  # a 28×28 image upscaled 4× and its gap
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,11 @@ def test_recon_refuses_runs_trained_on_different_data(two_runs, tmp_path, capsys
     train(TrainConfig(dataset="shapes", latent_dim=2, steps=2, batch_size=8, test_size=50, out=str(other),
                       device="cpu"), progress=False)
     code, _, err = show(["recon", str(two_runs / "b1"), str(other)], capsys)
-    assert code == 1 and "runs trained on different datasets or splits" in err and "a reconstruction figure" in err
+    assert (
+        code == 1
+        and "runs trained on different datasets or splits" in err
+        and "a reconstruction figure" in err
+    )
 
 
 def test_samples_are_a_grid_of_distinct_images(two_runs, capsys):
@@ -56,11 +62,15 @@ def test_samples_are_a_grid_of_distinct_images(two_runs, capsys):
     assert code == 0 and out.endswith("samples.png")
     image = np.asarray(Image.open(out).convert("L"))
     assert image.shape == (8 * CELL + 2, 8 * CELL + 2)  # no title band
-    cells = [image[2 + i * CELL: (i + 1) * CELL, 2 + j * CELL: (j + 1) * CELL] for i in range(8) for j in range(8)]
+    cells = [
+        image[2 + i * CELL : (i + 1) * CELL, 2 + j * CELL : (j + 1) * CELL]
+        for i in range(8)
+        for j in range(8)
+    ]
     assert len({cell.tobytes() for cell in cells}) == 64
 
 
-def test_kl_chart_has_one_bar_per_dimension_and_counts_the_active_ones(two_runs, capsys):
+def test_kl_chart_has_one_bar_per_dimension_as_tall_as_its_kl_and_counts_the_active_ones(two_runs, capsys):
     from betavae.runs import RunDir
     from betavae.viz.traversals import ACTIVE_KL
 
@@ -71,8 +81,28 @@ def test_kl_chart_has_one_bar_per_dimension_and_counts_the_active_ones(two_runs,
     kl = RunDir(two_runs / "b1").read_metrics()["test"]["kl_per_dim"]
     active = sum(value > ACTIVE_KL for value in kl)
     assert f"{active} of 4 dimensions active" in text
-    bars = [g for g in tree.iter("{http://www.w3.org/2000/svg}g") if g.get("id", "").startswith("patch_")]
-    assert len(bars) >= 4
+    bars = svg_bars(tree)
+    assert len(bars) == 4  # one per dimension: the figure's and the axes' background are no bars
+    colours = [fill for _, _, fill in sorted(bars)]  # left to right: z0, z1, …
+    assert colours == ["#1f77b4" if value > ACTIVE_KL else "#7f7f7f" for value in kl]
+    heights = np.array([height for _, height, _ in sorted(bars)])
+    tallest = int(np.argmax(kl))
+    np.testing.assert_allclose(heights / heights[tallest], np.array(kl) / kl[tallest], atol=1e-4)
+
+
+def svg_bars(tree: ElementTree.ElementTree) -> list[tuple[float, float, str]]:
+    """(left edge, height, fill colour) of each bar in a matplotlib SVG: filled shapes clipped to axes."""
+    bars = []
+    for group in tree.iter(f"{SVG}g"):
+        path = group.find(f"{SVG}path")
+        if not group.get("id", "").startswith("patch_") or path is None or path.get("clip-path") is None:
+            continue
+        fill = re.search(r"fill: (#[0-9a-f]{6})", path.get("style", ""))
+        if fill is not None:
+            numbers = [float(number) for number in re.findall(r"-?[0-9.]+", path.get("d"))]
+            xs, ys = numbers[0::2], numbers[1::2]
+            bars.append((min(xs), max(ys) - min(ys), fill.group(1)))
+    return bars
 
 
 def test_the_kl_chart_is_the_same_bytes_each_time(two_runs, capsys):
@@ -83,12 +113,17 @@ def test_the_kl_chart_is_the_same_bytes_each_time(two_runs, capsys):
     assert open(path, "rb").read() == first
 
 
+@pytest.mark.slow
 def test_kl_of_an_unfinished_run_says_how_to_finish_it(tmp_path, capsys):
     from betavae.runs import RunDir
 
     run = tmp_path / "run"
-    train(TrainConfig(dataset="shapes", latent_dim=2, steps=2, batch_size=8, test_size=50, out=str(run),
-                      device="cpu"), progress=False)
+    train(
+        TrainConfig(
+            dataset="shapes", latent_dim=2, steps=2, batch_size=8, test_size=50, out=str(run), device="cpu"
+        ),
+        progress=False,
+    )
     RunDir(run).metrics_path.unlink()
     code, _, err = show(["kl", str(run)], capsys)
     assert code == 1 and "--resume" in err

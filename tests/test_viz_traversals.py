@@ -11,13 +11,19 @@ import pytest
 import torch
 from PIL import Image
 
-from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir, load_model
-from betavae.train import train
 from betavae.viz.grid import to_uint8_images
-from betavae.viz.traversals import (GAP, LABEL_WIDTH, active_dims, parse_around, parse_dims, traversal_codes,
-                                    traversal_figure)
+from betavae.viz.traversals import (
+    GAP,
+    LABEL_WIDTH,
+    active_dims,
+    parse_around,
+    parse_dims,
+    traversal_codes,
+    traversal_figure,
+)
+from runfolders import train_active_shapes_run
 
 LATENT = 4
 SCALE = 4  # 28-pixel images are shown 4× (cell_scale)
@@ -27,11 +33,7 @@ HEADER = 4 + 14  # column_grid's band for one line of column titles
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A tiny Shapes run; lr 3e-3 makes all four dimensions active (KL 0.6–2.4) within 60 steps."""
-    out = tmp_path_factory.mktemp("traversals") / "run"
-    train(TrainConfig(dataset="shapes", arch="conv28", latent_dim=LATENT, beta=1.0, steps=60, batch_size=32,
-                      test_size=100, out=str(out), device="cpu", lr=3e-3), progress=False)
-    return out
+    return train_active_shapes_run(tmp_path_factory.mktemp("traversals") / "run")
 
 
 def copy_with_kl(run_dir: Path, destination: Path, kl_per_dim: list[float]) -> Path:
@@ -75,7 +77,9 @@ def test_rows_follow_the_kl_order_of_metrics_json(run_dir, tmp_path):
     values = np.linspace(-2.5, 2.5, steps)
     for row, dim in enumerate([1, 3, 0, 2]):
         with torch.no_grad():
-            expected = to_uint8_images(model.decode(traversal_codes(model, torch.zeros(LATENT), [dim], values)))
+            expected = to_uint8_images(
+                model.decode(traversal_codes(model, torch.zeros(LATENT), [dim], values))
+            )
         for column in range(steps):
             assert np.abs(cell(png, row, column) - expected[column, ..., 0].astype(int)).max() <= 2
 
@@ -92,7 +96,7 @@ def test_an_active_dimension_changes_the_image_along_its_row(run_dir):
     png = read_png(path)
     first_row = [cell(png, 0, column) for column in range(steps)]
     assert np.abs(first_row[0] - first_row[-1]).mean() > 5
-    assert all(np.abs(a - b).sum() > 0 for a, b in zip(first_row, first_row[1:]))
+    assert all(np.abs(a - b).sum() > 0 for a, b in zip(first_row, first_row[1:], strict=False))
 
 
 def test_dims_subset_gives_one_row_each(run_dir):
@@ -116,8 +120,12 @@ def test_traversal_codes_change_only_the_traversed_dimension():
     base = torch.tensor([0.5, -1.0, 2.0])
     values = np.array([-1.0, 0.0, 1.0])
     codes = traversal_codes(model, base, [2, 0], values)
-    expected = torch.tensor([[0.5, -1.0, -1.0], [0.5, -1.0, 0.0], [0.5, -1.0, 1.0],
-                             [-1.0, -1.0, 2.0], [0.0, -1.0, 2.0], [1.0, -1.0, 2.0]])
+    expected = torch.tensor(
+        [
+            [0.5, -1.0, -1.0], [0.5, -1.0, 0.0], [0.5, -1.0, 1.0], [-1.0, -1.0, 2.0], [0.0, -1.0, 2.0],
+            [1.0, -1.0, 2.0],
+        ]
+    )
     assert torch.equal(codes, expected)
 
 

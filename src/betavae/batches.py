@@ -7,8 +7,8 @@ alone, so a resumed run sees exactly the batches an uninterrupted one would.
 models' memory layout. A split held in memory is gathered on the device itself (no
 host round trip, no sync on CUDA). A split that is rendered or looked up on the host
 (dSprites, Shapes) is read a few steps ahead in a background thread, so the model never
-waits for the renderer: rendering costs about 3 ms per 1,024 dSprites images, which a
-GPU step at batch 64 would otherwise wait for every time.
+waits for the renderer: rendering is CPU time that a GPU step would otherwise wait for
+every time (how much: docs/performance.md).
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ class BatchStream:
 
     def __enter__(self) -> BatchStream:
         if self.read_ahead:
-            self._thread = threading.Thread(target=self._read, args=(self.step,), name="betavae-batches", daemon=True)
+            self._thread = threading.Thread(
+                target=self._read, args=(self.step,), name="betavae-batches", daemon=True
+            )
             self._thread.start()
         return self
 

@@ -7,8 +7,12 @@ with a non-zero exit code; anything else is a bug and keeps its trace-back.
 
 from __future__ import annotations
 
+import importlib
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -37,39 +41,164 @@ class SeedType(click.ParamType):
 SEED = SeedType()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class Command(click.Command):
+    """Every ``betavae`` command: an option that takes a value refuses one that looks like an option.
+
+    click takes whatever follows an option as its value, so ``betavae transfer RUN
+    --baselines --out DIR`` read ``--out`` as the baselines and then failed on DIR. A value
+    that starts with ``--``, or is ``-h``, is taken for a value left out: a one-line usage
+    error naming the option. A negative number (``--seed -1``) is a value, and reaches the
+    option's own check; a value that does start with ``--`` can be given as ``--option=--value``.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {name: param for param in self.get_params(ctx)
+                       if isinstance(param, click.Option) and not param.is_flag and not param.count
+                       for name in param.opts}
+        position = 0
+        while position < len(args) and args[position] != "--":  # after "--", every word is an argument
+            option = takes_value.get(args[position])
+            if option is None:
+                position += 1
+                continue
+            for value in args[position + 1:position + 1 + option.nargs]:
+                if value.startswith("--") or value in ctx.help_option_names:
+                    needed = f"{args[position]} needs a value ({_what_it_takes(option, ctx)})"
+                    raise click.UsageError(f"{needed}, got the option {value}", ctx)
+            position += 1 + option.nargs
+        return super().parse_args(ctx, args)
+
+
+def _what_it_takes(option: click.Option, ctx: click.Context) -> str:
+    """Its help without the default (``comma-separated: mig, dci, …``), else its type (``integer``)."""
+    record = option.get_help_record(ctx)
+    described = re.sub(r"\[default: [^\]]*\]", "", record[1] if record else "")
+    return " ".join(described.split()) or option.type.name
+
+
+class Group(click.Group):
+    """The ``betavae`` group: its commands are :class:`Command`; its sub-groups (``show``) are like it."""
+
+    command_class = Command
+    group_class = type
+
+
+class RegistryHelp(click.Option):
+    """An option whose help lists the names of a registry, written when the help is shown.
+
+    The registries import torch and scikit-learn, which a command loads only when it runs,
+    so ``--help`` reads them then. A name not in the registry is refused by the library, with
+    the registry's names in a one-line error; no ``click.Choice`` repeats the list.
+    """
+
+    def __init__(self, *args: Any, describe: Callable[[], str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.describe = describe
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self.help = self.describe()
+        return super().get_help_record(ctx)
+
+
+def _names(where: str, separator: str = " | ") -> str:
+    """``a | b | c``: the names held by ``where``, a ``module:ATTRIBUTE`` registry (a dict or tuple)."""
+    module, attribute = where.split(":")
+    return separator.join(getattr(importlib.import_module(module), attribute))
+
+
+def _datasets() -> str:
+    """``shapes (square, ellipse or triangle; 28×28, known factors) | …``: the dataset registry."""
+    from betavae.data import DATASETS
+
+    return " | ".join(f"{name} ({entry.summary}; {entry.image_shape[1]}×{entry.image_shape[2]}"
+                      f"{', known factors' if entry.has_factors else ''})"
+                      for name, entry in DATASETS.items())
+
+
+def _architectures() -> str:
+    """``conv28 (report's conv + max-pool net for 28×28) | …``: the architecture registry."""
+    from betavae.models import ARCHITECTURES
+
+    return " | ".join(f"{name} ({architecture.summary})" for name, architecture in ARCHITECTURES.items())
+
+
+def _with_factors(separator: str = " | ") -> str:
+    """The datasets with known generative factors, from the dataset registry."""
+    from betavae.data import with_factors
+
+    return separator.join(with_factors())
+
+
+DEVICES = "betavae.device:DEVICE_CHOICES"
+METRIC_NAMES = "betavae.metrics:METRICS"
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="betavae")
 def app() -> None:
     """Learn and measure disentangled representations with the β-VAE."""
 
 
 @app.command()
-@click.option("--dataset", help="shapes | dsprites | mnist  [default: shapes]")
-@click.option("--arch", help="conv28 | conv64 | burgess64  [default: by image size]")
+@click.option("--dataset", cls=RegistryHelp, describe=lambda: f"{_datasets()}  [default: shapes]")
+@click.option("--arch", cls=RegistryHelp, describe=lambda: f"{_architectures()}  [default: by image size]")
 @click.option("--latent", "latent_dim", type=int, help="latent size M  [default: 10]")
 @click.option("--beta", type=float, help="raw β  [default: 4]")
 @click.option("--beta-norm", type=float, help="normalised β = β·M/N (N pixels)")
-@click.option("--recon", help="bernoulli | gaussian  [default: bernoulli]")
+@click.option(
+    "--recon",
+    cls=RegistryHelp,
+    describe=lambda: f"{_names('betavae.objectives:RECONSTRUCTIONS')}  [default: bernoulli]",
+)
 @click.option("--steps", type=int, help="optimiser steps  [default: 5000]")
 @click.option("--batch-size", type=int, help="[default: 64]")
-@click.option("--lr", type=float, help="Adam learning rate  [default: the architecture's: 1e-4 for conv64, else 5e-4]")
-@click.option("--precision", help="fp32 | bf16 (autocast; CPUs with AVX-512 BF16 or AMX, Ampere+ GPUs)  [default: fp32]")
-@click.option("--cuda-graph/--no-cuda-graph", default=None,
-              help="on CUDA, replay each step from one captured graph instead of launching its kernels  [default: on]")
+@click.option(
+    "--lr", type=float, help="Adam learning rate  [default: the architecture's: 1e-4 for conv64, else 5e-4]"
+)
+@click.option(
+    "--precision",
+    cls=RegistryHelp,
+    describe=lambda: (
+        f"{_names('betavae.performance:PRECISIONS')} (bf16: autocast; CPUs with AVX-512 BF16 "
+        f"or AMX, Ampere+ GPUs)  [default: fp32]"
+    ),
+)
+@click.option(
+    "--cuda-graph/--no-cuda-graph",
+    default=None,
+    help="on CUDA, replay each step from one captured graph instead of launching its kernels  [default: on]",
+)
 @click.option("--seed", type=SEED, help="[default: 0]")
 @click.option("--out", help="run folder  [default: runs/<dataset>-<arch>-z<M>-b<β>-s<seed>]")
-@click.option("--device", help="auto | cpu | cuda | mps  [default: auto]")
+@click.option("--device", cls=RegistryHelp, describe=lambda: f"{_names(DEVICES)}  [default: auto]")
 @click.option("--checkpoint-every", type=int, help="steps between checkpoints  [default: 1000]")
 @click.option("--log-every", type=int, help="steps between log entries  [default: 50]")
 @click.option("--data-dir", help="where dataset files are (MNIST); also $BETAVAE_DATA_DIR")
 @click.option("--test-size", type=int, help="held-out images of a synthetic set")
-@click.option("--eval", help="metrics measured during training, comma-separated: beta_vae, factor_vae, mig, dci, sap, "
-                             "or all  [default: none]")
+@click.option(
+    "--eval",
+    cls=RegistryHelp,
+    describe=lambda: (
+        f"metrics measured during training, comma-separated: {_names(METRIC_NAMES, ', ')}, "
+        f"or all  [default: none]"
+    ),
+)
 @click.option("--eval-every", type=int, help="steps between those evaluations  [default: --checkpoint-every]")
-@click.option("--eval-seed", type=SEED, help="seed of the one sample every evaluation measures on  [default: 0]")
-@click.option("--eval-n-train", type=int, help="training points of every metric  [default: each metric's own]")
-@click.option("--eval-n-eval", type=int, help="evaluation points of every metric  [default: each metric's own]")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file with the same keys; flags override it")
+@click.option(
+    "--eval-seed", type=SEED, help="seed of the one sample every evaluation measures on  [default: 0]"
+)
+@click.option(
+    "--eval-n-train", type=int, help="training points of every metric  [default: each metric's own]"
+)
+@click.option(
+    "--eval-n-eval", type=int, help="evaluation points of every metric  [default: each metric's own]"
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML file with the same keys; flags override it",
+)
 @click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
 @click.option("--progress/--no-progress", default=None, help="progress bar  [default: on a terminal]")
 def train(config_file: str | None, resume: bool, progress: bool | None, **flags: object) -> None:
@@ -82,10 +211,7 @@ def train(config_file: str | None, resume: bool, progress: bool | None, **flags:
 
     names = typed_names(key for key, value in flags.items() if value is not None)
     if flags["eval"] is not None:
-        try:
-            flags["eval"] = parse_metric_names(str(flags["eval"]))
-        except BetaVAEError as error:
-            raise BetaVAEError(f"{error} (--eval)") from None
+        flags["eval"] = parse_metric_names(str(flags["eval"]), "--eval")
     if config_file is not None:
         base = load_config(config_file)
     elif resume:
@@ -98,32 +224,64 @@ def train(config_file: str | None, resume: bool, progress: bool | None, **flags:
         base.beta = base.beta_norm = None  # a β flag replaces whichever form the file gave
     result = run_training(base.merged(flags), resume=resume, progress=progress, names=names)
     test = result.test
-    click.echo(f"trained {result.steps} steps; held-out loss {test['loss']:.2f} "
-               f"(reconstruction {test['recon']:.2f}, KL {test['kl']:.2f})")
+    click.echo(
+        f"trained {result.steps} steps; held-out loss {test['loss']:.2f} "
+        f"(reconstruction {test['recon']:.2f}, KL {test['kl']:.2f})"
+    )
     click.echo(f"run folder:      {result.run.path}")
     click.echo(f"checkpoint:      {result.run.checkpoint_path}")
     click.echo(f"reconstructions: {result.run.path / 'reconstructions.png'}")
     click.echo(f"curves:          tensorboard --logdir {result.run.tensorboard_dir}")
     if result.evaluations:
-        click.echo(f"evaluations:     {len(result.evaluations)} in {result.run.metrics_path} (during_training)")
-    click.echo(f"next:            betavae show traverse {result.run.path} --gif"
-               + (f"; betavae evaluate {result.run.path}" if has_factors(result.run.read_config().dataset) else ""))
+        click.echo(
+            f"evaluations:     {len(result.evaluations)} in {result.run.metrics_path} (during_training)"
+        )
+    click.echo(
+        f"next:            betavae show traverse {result.run.path} --gif"
+        + (f"; betavae evaluate {result.run.path}" if has_factors(result.run.read_config().dataset) else "")
+    )
 
 
 @app.command()
 @click.argument("run_dir", required=False)
-@click.option("--metrics", "metric_names", default="all", show_default=True,
-              help="comma-separated: beta_vae, factor_vae, mig, dci, sap, or all")
+@click.option(
+    "--metrics",
+    "metric_names",
+    default="all",
+    show_default=True,
+    cls=RegistryHelp,
+    describe=lambda: f"comma-separated: {_names(METRIC_NAMES, ', ')}, or all",
+)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--n-train", type=int, help="training points of every metric  [default: each metric's own]")
 @click.option("--n-eval", type=int, help="evaluation points of every metric  [default: each metric's own]")
-@click.option("--baseline", help="score a baseline instead of a run: pca | ica | pixels | factors | untrained")
-@click.option("--dataset", help="the dataset of a --baseline: shapes | dsprites")
-@click.option("--latent", "latent_dim", type=int, default=10, show_default=True, help="code size of pca, ica, untrained")
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps")
+@click.option(
+    "--baseline",
+    cls=RegistryHelp,
+    describe=lambda: f"score a baseline instead of a run: {_names('betavae.metrics.baselines:BASELINES')}",
+)
+@click.option(
+    "--dataset", cls=RegistryHelp, describe=lambda: f"the dataset of a --baseline: {_with_factors()}"
+)
+@click.option(
+    "--latent", "latent_dim", type=int, default=10, show_default=True, help="code size of pca, ica, untrained"
+)
+@click.option(
+    "--device", default="auto", show_default=True, cls=RegistryHelp, describe=lambda: _names(DEVICES)
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of a table")
-def evaluate(run_dir: str | None, metric_names: str, seed: int, n_train: int | None, n_eval: int | None,
-             baseline: str | None, dataset: str | None, latent_dim: int, device: str, as_json: bool) -> None:
+def evaluate(
+    run_dir: str | None,
+    metric_names: str,
+    seed: int,
+    n_train: int | None,
+    n_eval: int | None,
+    baseline: str | None,
+    dataset: str | None,
+    latent_dim: int,
+    device: str,
+    as_json: bool,
+) -> None:
     """Score disentanglement of RUN_DIR's model (written to its metrics.json), or of a --baseline."""
     import json
 
@@ -137,7 +295,10 @@ def evaluate(run_dir: str | None, metric_names: str, seed: int, n_train: int | N
 
     if baseline is not None:
         if run_dir is not None or dataset is None:
-            raise BetaVAEError("--baseline takes --dataset and no RUN_DIR, e.g. betavae evaluate --baseline pca --dataset dsprites")
+            raise BetaVAEError(
+                "--baseline takes --dataset and no RUN_DIR, e.g. betavae evaluate --baseline pca "
+                "--dataset dsprites"
+            )
         results = evaluate_baseline(baseline, dataset, names, seed, sizes, latent_dim, device, report)
         subject = f"baseline {baseline} on {dataset}"
     elif run_dir is not None:
@@ -160,26 +321,68 @@ def evaluate(run_dir: str | None, metric_names: str, seed: int, n_train: int | N
 
 @app.command()
 @click.argument("run_dirs", nargs=-1, required=True)
-@click.option("--labels", default="10,30,100,300,1000,3000,10000", show_default=True,
-              help="numbers of labelled training samples, comma-separated")
+@click.option(
+    "--labels",
+    default="10,30,100,300,1000,3000,10000",
+    show_default=True,
+    help="numbers of labelled training samples, comma-separated",
+)
 @click.option("--repeats", type=int, default=5, show_default=True, help="labelled samples drawn per number")
-@click.option("--task", help="digit (MNIST) | factor:NAME (Shapes, dSprites)  [default: digit on MNIST]")
-@click.option("--baselines", default="pixels,pca,untrained", show_default=True, help="comma-separated, or none")
+@click.option(
+    "--task",
+    cls=RegistryHelp,
+    describe=lambda: (
+        f"digit (the class label, on a dataset that has one) | factor:NAME (on a dataset with "
+        f"known factors: {_with_factors(', ')})  [default: digit]"
+    ),
+)
+@click.option(
+    "--baselines",
+    cls=RegistryHelp,
+    describe=lambda: (
+        f"comma-separated from {_names('betavae.transfer:TRANSFER_BASELINES', ', ')}, or none  "
+        f"[default: all of them]"
+    ),
+)
 @click.option("--out", help="output folder  [default: the folder holding the runs]")
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps")
-def transfer(run_dirs: tuple[str, ...], labels: str, repeats: int, task: str | None, baselines: str,
-             out: str | None, seed: int, device: str) -> None:
+@click.option(
+    "--device", default="auto", show_default=True, cls=RegistryHelp, describe=lambda: _names(DEVICES)
+)
+def transfer(
+    run_dirs: tuple[str, ...],
+    labels: str,
+    repeats: int,
+    task: str | None,
+    baselines: str | None,
+    out: str | None,
+    seed: int,
+    device: str,
+) -> None:
     """Frozen encoders + a linear softmax classifier, test loss and accuracy against the number of labels."""
-    from betavae.transfer import run_transfer
+    from betavae.config import comma_separated
+    from betavae.transfer import TRANSFER_BASELINES, run_transfer
 
     try:
-        counts = [int(text) for text in labels.split(",") if text.strip()]
+        counts = [int(text) for text in comma_separated(labels, "--labels")]
     except ValueError:
         raise BetaVAEError(f"--labels takes whole numbers separated by commas, got {labels!r}") from None
-    chosen = () if baselines.strip() == "none" else tuple(name.strip() for name in baselines.split(",") if name.strip())
-    result = run_transfer(run_dirs, labels=counts, repeats=repeats, task=task, out=out, seed=seed,
-                          baselines=chosen, device=device)
+    if baselines is None:
+        chosen = TRANSFER_BASELINES
+    elif baselines.strip() == "none":
+        chosen = ()
+    else:
+        chosen = tuple(comma_separated(baselines, "--baselines"))
+    result = run_transfer(
+        run_dirs,
+        labels=counts,
+        repeats=repeats,
+        task=task,
+        out=out,
+        seed=seed,
+        baselines=chosen,
+        device=device,
+    )
     click.echo(result.summary.rstrip())
     for path in (result.csv_path, result.plot_path, result.summary_path):
         click.echo(f"written: {path}")
@@ -193,10 +396,13 @@ def _sweep_flags(command):
         if key in ("out", "seed", "cuda_graph"):
             continue
         if takes_list(key):  # its value is a list: the commas give that list, the same for every run
-            command = click.option(flag, key, metavar="A,B", help="comma-separated, one list for every run")(command)
+            command = click.option(flag, key, metavar="A,B", help="comma-separated, one list for every run")(
+                command
+            )
         else:
-            command = click.option(flag, key, metavar="V[,V…]",
-                                   help="a value, or comma-separated values to sweep")(command)
+            command = click.option(
+                flag, key, metavar="V[,V…]", help="a value, or comma-separated values to sweep"
+            )(command)
     return command
 
 
@@ -204,45 +410,89 @@ def _sweep_flags(command):
 @click.argument("grid_file", required=False, type=click.Path(dir_okay=False))
 @_sweep_flags
 @click.option("--seeds", help="how many seeds (3: seeds 0, 1, 2) or a list (0,4,7)  [default: 1]")
-@click.option("--metrics", "metric_names", help="metrics measured at the end of each run: mig,factor_vae,… or all")
+@click.option(
+    "--metrics",
+    "metric_names",
+    cls=RegistryHelp,
+    describe=lambda: (
+        f"metrics measured at the end of each run, comma-separated: {_names(METRIC_NAMES, ', ')}, or all"
+    ),
+)
 @click.option("--n-train", type=int, help="training points of every metric  [default: each metric's own]")
 @click.option("--n-eval", type=int, help="evaluation points of every metric  [default: each metric's own]")
 @click.option("--metric-seed", type=SEED, help="seed of the metrics' samples  [default: 0]")
 @click.option("--out", help="sweep folder  [default: sweeps/<grid file name>; needed without a grid file]")
 @click.option("--workers", type=int, help="runs at once  [default: one per GPU, else one per core]")
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
-@click.option("--ray-address", help="a Ray cluster to join (ray://host:10001 or auto)  [default: start one here]")
+@click.option(
+    "--backend",
+    default="local",
+    show_default=True,
+    cls=RegistryHelp,
+    describe=lambda: _names("betavae.studies.backend:BACKENDS"),
+)
+@click.option(
+    "--ray-address", help="a Ray cluster to join (ray://host:10001 or auto)  [default: start one here]"
+)
 @click.option("--cpus-per-run", type=float, help="Ray: CPUs each run reserves  [default: 1]")
-@click.option("--gpus-per-run", type=float, help="Ray: GPUs each run reserves  [default: 1 when the cluster has GPUs]")
+@click.option(
+    "--gpus-per-run", type=float, help="Ray: GPUs each run reserves  [default: 1 when the cluster has GPUs]"
+)
 @click.option("--retry-failed", is_flag=True, help="run the failed runs again")
 @click.option("--progress/--no-progress", default=None, help="progress bar  [default: on a terminal]")
-def sweep(grid_file: str | None, seeds: str | None, metric_names: str | None, n_train: int | None,
-          n_eval: int | None, metric_seed: int | None, out: str | None, workers: int | None, backend: str,
-          ray_address: str | None, cpus_per_run: float | None, gpus_per_run: float | None, retry_failed: bool,
-          progress: bool | None, **training: str | None) -> None:
+def sweep(
+    grid_file: str | None,
+    seeds: str | None,
+    metric_names: str | None,
+    n_train: int | None,
+    n_eval: int | None,
+    metric_seed: int | None,
+    out: str | None,
+    workers: int | None,
+    backend: str,
+    ray_address: str | None,
+    cpus_per_run: float | None,
+    gpus_per_run: float | None,
+    retry_failed: bool,
+    progress: bool | None,
+    **training: str | None,
+) -> None:
     """Train every point of a grid (β × latent size × seeds × …) into run folders in --out; resumable.
 
     The grid comes from GRID_FILE (TOML: training keys, a list sweeps a key; options in a
     [sweep] table) and/or the flags, which override it. Without either, the grid the sweep
     folder was last run with is continued.
     """
-    from betavae.studies.sweep import BackendOptions, run_sweep
     from betavae.studies.grid import spec_from_command_line
+    from betavae.studies.state import stored_spec
+    from betavae.studies.sweep import BackendOptions, run_sweep
 
     if out is None:
         if grid_file is None:
             raise BetaVAEError("give --out (the sweep folder), or a GRID_FILE whose name names it")
         out = str(Path("sweeps") / Path(grid_file).stem)
-    options = {"seeds": seeds, "metrics": metric_names, "n_train": n_train, "n_eval": n_eval,
-               "metric_seed": metric_seed}
-    spec, names = spec_from_command_line(grid_file, training, options, out)
-    summary = run_sweep(spec, out, BackendOptions(backend, workers, ray_address, cpus_per_run, gpus_per_run),
-                        retry_failed=retry_failed, progress=progress, names=names)
+    options = {
+        "seeds": seeds,
+        "metrics": metric_names,
+        "n_train": n_train,
+        "n_eval": n_eval,
+        "metric_seed": metric_seed,
+    }
+    spec, names = spec_from_command_line(grid_file, training, options, stored_spec(out))
+    summary = run_sweep(
+        spec,
+        out,
+        BackendOptions(backend, workers, ray_address, cpus_per_run, gpus_per_run),
+        retry_failed=retry_failed,
+        progress=progress,
+        names=names,
+    )
     counts = summary.counts
     left = counts["queued"] + counts["running"]
-    click.echo(f"sweep {summary.out}: {counts['done']} done, {counts['failed']} failed"
-               + (f", {left} not run" if left else "")
-               + (" (betavae sweep --retry-failed to run the failed again)" if counts["failed"] else ""))
+    click.echo(
+        f"sweep {summary.out}: {counts['done']} done, {counts['failed']} failed"
+        + (f", {left} not run" if left else "")
+        + (" (betavae sweep --retry-failed to run the failed again)" if counts["failed"] else "")
+    )
     click.echo(f"next: betavae results {summary.out}; betavae plot {summary.out}")
     if counts["failed"]:
         raise SystemExit(1)
@@ -252,7 +502,8 @@ def sweep(grid_file: str | None, seeds: str | None, metric_names: str | None, n_
 @click.argument("sweep_dir")
 @click.option("--json", "as_json", is_flag=True, help="print the rows as JSON instead of a table")
 def results(sweep_dir: str, as_json: bool) -> None:
-    """The table of a sweep: grid keys, seed, held-out loss terms, each metric; writes results.csv and .json."""
+    """The table of a sweep: grid keys, seed, held-out loss terms, each metric; writes results.csv
+    and .json."""
     import json
 
     from betavae.studies.results import format_table, result_rows, write_results
@@ -276,7 +527,9 @@ def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
     from betavae.viz.sweep import plot_sweep
 
     rows, spec = result_rows(sweep_dir)
-    for path in plot_sweep(Path(sweep_dir), rows, spec.varied(), out=Path(out) if out else None, recon=not no_recon):
+    for path in plot_sweep(
+        Path(sweep_dir), rows, spec.varied(), out=Path(out) if out else None, recon=not no_recon
+    ):
         click.echo(path)
 
 
@@ -287,9 +540,14 @@ def show() -> None:
 
 @show.command("recon")
 @click.argument("run_dirs", nargs=-1, required=True)
-@click.option("--n", "count", type=int, default=8, show_default=True, help="held-out images (rows), at least 1")
-@click.option("--out", help="the PNG file, or a folder to write show-recon.png into  [default: the run folder, or "
-                            "the folder holding the runs]")
+@click.option(
+    "--n", "count", type=int, default=8, show_default=True, help="held-out images (rows), at least 1"
+)
+@click.option(
+    "--out",
+    help="the PNG file, or a folder to write show-recon.png into  [default: the run folder, or "
+    "the folder holding the runs]",
+)
 def show_recon(run_dirs: tuple[str, ...], count: int, out: str | None) -> None:
     """Held-out inputs (first column) and their reconstruction by each run, labelled with β, β_norm, M.
 
@@ -303,19 +561,29 @@ def show_recon(run_dirs: tuple[str, ...], count: int, out: str | None) -> None:
 @show.command("traverse")
 @click.argument("run_dir")
 @click.option("--dims", default="all", show_default=True, help="all | active | a list such as 0,3")
-@click.option("--range", "value_range", type=(float, float), default=(-2.5, 2.5), show_default=True,
-              help="the values each dimension sweeps")
+@click.option(
+    "--range",
+    "value_range",
+    type=(float, float),
+    default=(-2.5, 2.5),
+    show_default=True,
+    help="the values each dimension sweeps",
+)
 @click.option("--steps", type=int, default=11, show_default=True, help="values per row")
-@click.option("--around", default="mean", show_default=True, help="mean | zero | sample:K: the code the others keep")
+@click.option(
+    "--around", default="mean", show_default=True, help="mean | zero | sample:K: the code the others keep"
+)
 @click.option("--gif", is_flag=True, help="also write an animated GIF sweeping every row together")
 @click.option("--seed", type=SEED, default=0, show_default=True)
-def show_traverse(run_dir: str, dims: str, value_range: tuple[float, float], steps: int, around: str, gif: bool,
-                  seed: int) -> None:
+def show_traverse(
+    run_dir: str, dims: str, value_range: tuple[float, float], steps: int, around: str, gif: bool, seed: int
+) -> None:
     """One row per latent dimension, sorted by its KL, each varied over --range with the others fixed."""
     from betavae.viz.traversals import traversal_figure
 
-    for path in traversal_figure(run_dir, dims=dims, value_range=value_range, steps=steps, around=around,
-                                 gif=gif, seed=seed):
+    for path in traversal_figure(
+        run_dir, dims=dims, value_range=value_range, steps=steps, around=around, gif=gif, seed=seed
+    ):
         click.echo(path)
 
 

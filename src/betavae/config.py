@@ -112,14 +112,18 @@ class TrainConfig:
             if problem is not None:
                 raise BetaVAEError(f"{called[key]} {problem}")
         for key, kind, value, choices in (
-                ("dataset", "dataset", self.dataset, DATASETS), ("arch", "architecture", self.arch, ARCHITECTURES),
-                ("recon", "reconstruction loss", self.recon, RECONSTRUCTIONS),
-                ("precision", "precision", self.precision, PRECISIONS),
-                ("device", "device", self.device.split(":")[0], DEVICE_CHOICES)):
+            ("dataset", "dataset", self.dataset, DATASETS),
+            ("arch", "architecture", self.arch, ARCHITECTURES),
+            ("recon", "reconstruction loss", self.recon, RECONSTRUCTIONS),
+            ("precision", "precision", self.precision, PRECISIONS),
+            ("device", "device", self.device.split(":")[0], DEVICE_CHOICES),
+        ):
             if value is not None and value not in choices:
                 raise BetaVAEError(f"{unknown_choice(kind, value, choices)} ({called[key]})")
         if self.beta is not None and self.beta_norm is not None:
-            raise BetaVAEError(f"give β either raw ({called['beta']}) or normalised ({called['beta_norm']}), not both")
+            raise BetaVAEError(
+                f"give β either raw ({called['beta']}) or normalised ({called['beta_norm']}), not both"
+            )
         for key in ("latent_dim", "steps", "batch_size", "checkpoint_every", "log_every"):
             value = getattr(self, key)
             if value < 1:
@@ -128,17 +132,21 @@ class TrainConfig:
         for key in ("beta", "beta_norm"):
             value = getattr(self, key)
             if value is not None and not 0 <= value <= FLOAT32_MAX:  # also refuses nan
-                raise BetaVAEError(f"{called[key]} must be a finite non-negative number no larger than "
-                                   f"3.4e38 (float32), got {value!r}")
+                raise BetaVAEError(
+                    f"{called[key]} must be a finite non-negative number no larger than "
+                    f"3.4e38 (float32), got {value!r}"
+                )
         if self.lr is not None and not 0 < self.lr <= FLOAT32_MAX:
-            raise BetaVAEError(f"{called['lr']} must be a positive number no larger than 3.4e38 (float32), "
-                               f"got {self.lr!r}")
+            raise BetaVAEError(
+                f"{called['lr']} must be a positive number no larger than 3.4e38 (float32), got {self.lr!r}"
+            )
         self._validate_eval(called)
 
     def _validate_eval(self, called: Mapping[str, str]) -> None:
-        """The settings of evaluation during training: known metrics, sizes they take, a dataset with factors."""
+        """The settings of evaluation during training: known metrics, sizes they take, a dataset
+        with factors."""
         from betavae import metrics
-        from betavae.data import has_factors
+        from betavae.data import has_factors, with_factors
         from betavae.evaluation import check_sizes
 
         for name in self.eval:
@@ -146,15 +154,21 @@ class TrainConfig:
                 raise BetaVAEError(f"{unknown_choice('metric', name, metrics.METRICS)} ({called['eval']})")
         repeated = sorted({name for name in self.eval if self.eval.count(name) > 1})
         if repeated:
-            raise BetaVAEError(f"{called['eval']} names {', '.join(repeated)} more than once; name each metric once")
+            raise BetaVAEError(
+                f"{called['eval']} names {', '.join(repeated)} more than once; name each metric once"
+            )
         if self.eval_every is not None and self.eval_every < 1:
             raise BetaVAEError(f"{called['eval_every']} must be a positive integer, got {self.eval_every!r}")
         check_seed(self.eval_seed, called["eval_seed"])
-        check_sizes(self.eval, self.eval_sizes(), {"n_train": called["eval_n_train"], "n_eval": called["eval_n_eval"]})
+        check_sizes(
+            self.eval, self.eval_sizes(), {"n_train": called["eval_n_train"], "n_eval": called["eval_n_eval"]}
+        )
         if self.eval and not has_factors(self.dataset):
-            raise BetaVAEError(f"dataset {self.dataset!r} has no known generative factors, so {called['eval']} "
-                               f"cannot measure disentanglement on it; train on shapes or dsprites, or leave out "
-                               f"{called['eval']}")
+            raise BetaVAEError(
+                f"dataset {self.dataset!r} has no known generative factors, so {called['eval']} "
+                f"cannot measure disentanglement on it; train on {' or '.join(with_factors())}, "
+                f"or leave out {called['eval']}"
+            )
 
     def eval_sizes(self) -> dict[str, int | None]:
         """The sizes of the evaluations during training, as :func:`betavae.evaluation.score` takes them."""
@@ -186,13 +200,16 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        """The config of ``values`` (a config file's keys), refusing unknown keys and values of the wrong type.
+        """The config of ``values`` (a config file's keys), refusing unknown keys and values of the
+        wrong type.
 
         A whole number is taken for a float setting (``lr = 1``) and stored as a float.
         """
         unknown = sorted(set(values) - set(cls.keys()))
         if unknown:
-            raise BetaVAEError(f"{source}: unknown key {', '.join(unknown)}; valid keys: {', '.join(cls.keys())}")
+            raise BetaVAEError(
+                f"{source}: unknown key {', '.join(unknown)}; valid keys: {', '.join(cls.keys())}"
+            )
         for key, value in values.items():
             problem = type_problem(key, value)
             if problem is not None:
@@ -205,22 +222,33 @@ class TrainConfig:
         return dataclasses.replace(self, **given)
 
 
-_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table",
-               list[str]: "an array of strings"}
+_TYPE_WORDS = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    dict: "a table",
+    list[str]: "an array of strings",
+}
 
 
 @functools.cache
 def _field_types() -> dict[str, tuple[Any, ...]]:
-    """The types each field of :class:`TrainConfig` takes, from its annotation: ``str | None`` → (str, NoneType).
+    """The types each field of :class:`TrainConfig` takes, from its annotation:
+    ``str | None`` → (str, NoneType).
 
     A list keeps its item type (``list[str]``), which :func:`_has_type` checks item by item;
     a table is any ``dict``.
     """
     declared = {}
     for key, hint in typing.get_type_hints(TrainConfig).items():
-        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-        declared[key] = tuple(option if typing.get_origin(option) is list else typing.get_origin(option) or option
-                              for option in options)
+        options = (
+            typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        )
+        declared[key] = tuple(
+            option if typing.get_origin(option) is list else typing.get_origin(option) or option
+            for option in options
+        )
     return declared
 
 
@@ -238,6 +266,21 @@ def _has_type(value: Any, kind: Any) -> bool:
 def takes_list(key: str) -> bool:
     """Whether field ``key``'s value is a list (``eval``): a sweep's list of it is a list of lists."""
     return any(typing.get_origin(kind) is list for kind in _field_types()[key])
+
+
+def comma_separated(text: str, flag: str) -> list[str]:
+    """``"a, b,c"`` → ``["a", "b", "c"]``: how every option that takes a list reads its value.
+
+    ``train --eval``, ``evaluate --metrics``, ``transfer --labels`` and ``--baselines``, and
+    ``sweep --seeds``, ``--metrics`` and the swept values all read here, so a list is written
+    the same way everywhere: items separated by commas, spaces around them ignored. An empty
+    item (``a,,b``, a trailing comma) is refused, naming ``flag``, rather than skipped: it is
+    most likely a value left out.
+    """
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise BetaVAEError(f"{flag} takes values separated by single commas, got {text!r}")
+    return items
 
 
 def type_problem(key: str, value: Any) -> str | None:
@@ -283,6 +326,53 @@ def as_declared(key: str, value: Any) -> Any:
         except OverflowError:  # beyond any float: left for validate() to refuse by its size
             return value
     return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class DerivedValues:
+    """What a run derived from its config, its data and its machine: ``config.toml``'s ``[derived]`` table.
+
+    Written for readers (β and β_norm both, whichever form the config gave; the
+    architecture and learning rate a run left to the defaults; where and how it trained)
+    and ignored when the config is read back. The fields are the table's keys, in its
+    order. Run folders of earlier versions lack the later fields (``lr``,
+    ``memory_format``, ``optimizer``, ``step``), which read as None.
+    """
+
+    arch: str
+    lr: float | None = None
+    beta: float
+    beta_norm: float
+    num_pixels: int
+    image_shape: tuple[int, int, int]
+    num_train: int
+    num_test: int
+    device: str
+    torch_version: str
+    betavae_version: str
+    num_threads: int
+    memory_format: str | None = None
+    optimizer: str | None = None  # the optimiser's name, e.g. "Adam (fused)"
+    step: str | None = None  # how each training step ran: "eager" or "cuda graph"
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str) -> DerivedValues:
+        """The values of a ``[derived]`` table (or a checkpoint's ``derived``); keys it does not know
+        are ignored."""
+        known = {f.name for f in fields(cls)}
+        required = [f.name for f in fields(cls) if f.default is dataclasses.MISSING]
+        missing = [name for name in required if name not in values]
+        if missing:
+            raise BetaVAEError(f"the derived values of {source} lack {', '.join(missing)}")
+        given = {key: value for key, value in values.items() if key in known}
+        given["image_shape"] = tuple(int(size) for size in given["image_shape"])
+        return cls(**given)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table as TOML and checkpoints hold it (a None value is left out of TOML)."""
+        values = dataclasses.asdict(self)
+        values["image_shape"] = list(self.image_shape)
+        return values
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -19,7 +19,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     if base == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if base == "cuda" and not cuda:
-        raise BetaVAEError("--device cuda was asked for but PyTorch sees no CUDA GPU (is a CPU build installed?)")
+        raise BetaVAEError(
+            "--device cuda was asked for but PyTorch sees no CUDA GPU (is a CPU build installed?)"
+        )
     if base == "mps" and not mps:
         raise BetaVAEError("--device mps was asked for but this PyTorch has no MPS support")
     return torch.device(name)

@@ -3,13 +3,14 @@
 This is the library behind ``betavae evaluate``. The results of a run go into the
 ``disentanglement`` section of its ``metrics.json``, beside the held-out loss, tagged with
 the checkpoint step they describe, and with each metric's seed and parameters under
-``settings[<metric>]`` so that every number can be reproduced. A result a metric could not
-compute (NaN) is written as null, with the reason under ``settings[<metric>]["null"]``.
+``settings[<metric>]`` so that every number can be reproduced: the metric's function called
+with those parameters and :func:`metric_generator` of the seed and its name gives it again.
+A result a metric could not compute (NaN) is written as null, with the reason under
+``settings[<metric>]["null"]``.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,51 +23,54 @@ from betavae import data, metrics
 from betavae.data.base import FactorDataset
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
+from betavae.generators import named_generator
 from betavae.metrics.representation import CodeTable, Representation, encode_factors, model_representation
 from betavae.runs import RunDir, load_model
 
 METRICS_SECTION = "disentanglement"
-# The size options users set once for every metric; each metric takes those it has.
-SIZE_ALIASES = {"n_train": ("num_train",), "n_eval": ("num_eval", "num_test")}
-# The smallest sizes each metric computes with (every size not listed: 1 point). With one training
-# point MIG divides by the entropy of factors that took one value (0/0, NaN every time), found by
-# running each metric on dSprites with a random projection of the pixels at sizes 1, 2, 3 … Above it a
-# small draw can still be degenerate by chance (at 2 points, half the MIGs are NaN, written as null with
-# NAN_REASON), rarely once the sizes reach tens of points.
-MIN_SIZES = {"mig": {"num_train": 2}}
 # Why a result is null in metrics.json: NaN is not JSON, and a missing key would look like a bug.
 NAN_REASON = ("not a number: undefined on the points drawn (such as a factor that took one value in all of "
               "them); a larger --n-train usually gives a number")
 
 
-def parse_metric_names(text: str) -> list[str]:
-    """``"mig,dci"`` or ``"all"`` → metric names, each checked against the registry."""
-    names = list(metrics.METRICS) if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
+def parse_metric_names(text: str, flag: str = "--metrics") -> list[str]:
+    """``"mig,dci"`` or ``"all"`` → metric names, each checked against the registry; errors name ``flag``.
+
+    Read as every list option is (:func:`betavae.config.comma_separated`).
+    """
+    from betavae.config import comma_separated
+
+    if not text.strip():
+        raise BetaVAEError(f"no metric given; choose from: all, {', '.join(metrics.METRICS)} ({flag})")
+    names = list(metrics.METRICS) if text.strip() == "all" else comma_separated(text, flag)
     for name in names:
-        metrics.get(name)
-    if not names:
-        raise BetaVAEError("no metric given; choose from: all, " + ", ".join(metrics.METRICS))
+        try:
+            metrics.get(name)
+        except BetaVAEError as error:
+            raise BetaVAEError(f"{error} ({flag})") from None
     return names
 
 
 def metric_params(name: str, sizes: dict[str, int | None]) -> dict[str, int]:
-    """The size options (``n_train``, ``n_eval``) that metric ``name`` accepts, under its own names."""
-    accepted = inspect.signature(metrics.get(name)).parameters
-    params: dict[str, int] = {}
-    for option, value in sizes.items():
-        if value is None:
-            continue
-        for param in SIZE_ALIASES[option]:
-            if param in accepted:
-                params[param] = value
-    return params
+    """The sizes given (``n_train``, ``n_eval``; None: its default) that metric ``name`` takes."""
+    taken = metrics.get(name).sizes
+    return {option: value for option, value in sizes.items() if value is not None and option in taken}
 
 
 def metric_settings(name: str, sizes: dict[str, int | None]) -> dict[str, Any]:
-    """Every parameter metric ``name`` runs with given ``sizes``: its defaults, overridden by the sizes given."""
-    signature = inspect.signature(metrics.get(name)).parameters
-    settings = {key: value.default for key, value in signature.items() if value.default is not inspect.Parameter.empty}
-    return {**settings, **metric_params(name, sizes)}
+    """Every parameter metric ``name`` runs with given ``sizes``: its defaults, overridden by the
+    sizes given."""
+    return {**metrics.get(name).defaults, **metric_params(name, sizes)}
+
+
+def metric_generator(seed: int, name: str) -> np.random.Generator:
+    """The generator metric ``name`` draws its points from under ``seed``, whatever else runs with it."""
+    return named_generator(seed, f"metric:{name}")
+
+
+def baseline_generator(seed: int) -> np.random.Generator:
+    """The generator a baseline (PCA, ICA, an untrained encoder) is fitted with under ``seed``."""
+    return named_generator(seed, "baseline")
 
 
 def recorded_settings(name: str, seed: int, sizes: dict[str, int | None] | None) -> dict[str, Any]:
@@ -74,9 +78,10 @@ def recorded_settings(name: str, seed: int, sizes: dict[str, int | None] | None)
     return {"seed": seed, **metric_settings(name, sizes or {})}
 
 
-def check_sizes(names: Sequence[str], sizes: dict[str, int | None] | None,
-                called: Mapping[str, str] | None = None) -> None:
-    """Refuse sizes too small for a metric in ``names`` (see :data:`MIN_SIZES`), before any work.
+def check_sizes(
+    names: Sequence[str], sizes: dict[str, int | None] | None, called: Mapping[str, str] | None = None
+) -> None:
+    """Refuse sizes too small for a metric in ``names`` (its ``min_sizes``), before any work.
 
     A metric given too few points either crashes deep in scikit-learn or returns NaN after
     the model was loaded and the dataset encoded; saying so first, with the size that
@@ -84,41 +89,38 @@ def check_sizes(names: Sequence[str], sizes: dict[str, int | None] | None,
     (``betavae train``'s ``--eval-n-train``); by default ``betavae evaluate``'s flags.
     """
     sizes = sizes or {}
-    option_of = {param: option for option, params in SIZE_ALIASES.items() for param in params}
 
     def flag(option: str) -> str:
         return (called or {}).get(option, "--" + option.replace("_", "-"))
 
     for name in names:
-        for param, value in metric_params(name, sizes).items():
-            least = MIN_SIZES.get(name, {}).get(param, 1)
+        for option, value in metric_params(name, sizes).items():
+            least = metrics.get(name).min_sizes.get(option, 1)
             if value < least:
-                typed = flag(option_of[param])
-                raise BetaVAEError(f"{typed} {value} is too small for {name} (it needs at least {least}); "
-                                   f"give {typed} {least} or more")
+                typed = flag(option)
+                raise BetaVAEError(
+                    f"{typed} {value} is too small for {name} (it needs at least {least}); "
+                    f"give {typed} {least} or more"
+                )
     for option, value in sizes.items():
         if value is not None and value < 1:  # an option none of the chosen metrics takes
-            raise BetaVAEError(f"{flag(option)} {value} is too small (it counts points); give {flag(option)} 1 or more")
+            raise BetaVAEError(
+                f"{flag(option)} {value} is too small (it counts points); give {flag(option)} 1 or more"
+            )
 
 
 # The largest table of codes of a whole dataset worth keeping in memory (float32).
 CODE_TABLE_MAX_BYTES = 1 << 30
 
 
-def images_encoded(name: str, params: dict[str, int]) -> int:
-    """How many images metric ``name`` encodes given ``params`` (its defaults fill the rest)."""
-    p = {**metric_settings(name, {}), **params}
-    counts = {
-        "beta_vae": lambda: (p["num_train"] + p["num_eval"]) * 2 * p["batch_size"],
-        "factor_vae": lambda: (p["num_train"] + p["num_eval"]) * p["batch_size"] + p["num_variance_estimate"],
-        "mig": lambda: p["num_train"],
-        "dci": lambda: p["num_train"] + p["num_test"],
-        "sap": lambda: p["num_train"] + p["num_test"],
-    }
-    return counts[name]()
+def images_encoded(name: str, sizes: dict[str, int | None]) -> int:
+    """How many images metric ``name`` encodes given ``sizes`` (its defaults fill the rest)."""
+    return metrics.get(name).images_encoded(metric_settings(name, sizes))
 
 
-def cheapest_representation(dataset: FactorDataset, represent: Representation, images_needed: int) -> Representation:
+def cheapest_representation(
+    dataset: FactorDataset, represent: Representation, images_needed: int
+) -> Representation:
     """``represent`` itself, or a :class:`CodeTable` of it when encoding every image once is less work.
 
     The table is used when the metrics would encode more images than the dataset holds
@@ -132,24 +134,30 @@ def cheapest_representation(dataset: FactorDataset, represent: Representation, i
     return CodeTable(dataset, represent)
 
 
-def score(dataset: FactorDataset, represent: Representation, names: Sequence[str], seed: int,
-          sizes: dict[str, int | None] | None = None,
-          on_metric: Callable[[str, dict[str, float | None], float], None] | None = None,
-          ) -> dict[str, dict[str, float | None]]:
+def score(
+    dataset: FactorDataset,
+    represent: Representation,
+    names: Sequence[str],
+    seed: int,
+    sizes: dict[str, int | None] | None = None,
+    on_metric: Callable[[str, dict[str, float | None], float], None] | None = None,
+) -> dict[str, dict[str, float | None]]:
     """Every metric in ``names`` on ``represent``; each metric gets its own generator from ``seed``.
 
-    Giving each metric a generator of its own (seeded by the seed and the metric's place
-    in the registry) makes its numbers independent of which other metrics ran with it.
+    Giving each metric a generator of its own (:func:`metric_generator`: the seed and the
+    metric's name) makes its numbers independent of which other metrics ran with it, and of
+    which other metrics the registry holds.
     A value that is not a finite number comes back as None (:data:`NAN_REASON`).
     """
-    needed = sum(images_encoded(name, metric_params(name, sizes or {})) for name in names)
+    needed = sum(images_encoded(name, sizes or {}) for name in names)
     represent = cheapest_representation(dataset, represent, needed)
     results: dict[str, dict[str, float | None]] = {}
     for name in names:
-        rng = np.random.default_rng([seed, list(metrics.METRICS).index(name)])
         start = time.perf_counter()
         with np.errstate(divide="ignore", invalid="ignore"):  # a NaN is reported as None, not as a warning
-            computed = metrics.get(name)(dataset, represent, rng, **metric_params(name, sizes or {}))
+            computed = metrics.get(name).compute(
+                dataset, represent, metric_generator(seed, name), **metric_params(name, sizes or {})
+            )
         values = {key: float(value) if math.isfinite(value) else None for key, value in computed.items()}
         results[name] = values
         if on_metric is not None:
@@ -160,16 +168,23 @@ def score(dataset: FactorDataset, represent: Representation, names: Sequence[str
 def factor_dataset(config_dataset: str, **options: Any) -> FactorDataset:
     """The dataset of a run, which must have known factors for the metrics to mean anything."""
     if not data.has_factors(config_dataset):
-        raise BetaVAEError(f"dataset {config_dataset!r} has no known generative factors, so disentanglement "
-                           f"cannot be measured on it; train on shapes or dsprites")
+        raise BetaVAEError(
+            f"dataset {config_dataset!r} has no known generative factors, so disentanglement "
+            f"cannot be measured on it; train on {' or '.join(data.with_factors())}"
+        )
     dataset = data.load(config_dataset, **options)
     assert isinstance(dataset, FactorDataset)
     return dataset
 
 
-def evaluate_run(run_dir: str | Path, names: Sequence[str], seed: int = 0, sizes: dict[str, int | None] | None = None,
-                 device: str = "auto", on_metric: Callable[[str, dict[str, float | None], float], None] | None = None,
-                 ) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path,
+    names: Sequence[str],
+    seed: int = 0,
+    sizes: dict[str, int | None] | None = None,
+    device: str = "auto",
+    on_metric: Callable[[str, dict[str, float | None], float], None] | None = None,
+) -> dict[str, Any]:
     """Score a run's model (its posterior mean μ) and record the results in its ``metrics.json``.
 
     Everything that can refuse the run is checked before the minutes of scoring: the sizes,
@@ -201,15 +216,22 @@ def evaluate_run(run_dir: str | Path, names: Sequence[str], seed: int = 0, sizes
     return results
 
 
-def evaluate_baseline(baseline_name: str, dataset_name: str, names: Sequence[str], seed: int = 0,
-                      sizes: dict[str, int | None] | None = None, latent_dim: int = 10, device: str = "auto",
-                      on_metric: Callable[[str, dict[str, float | None], float], None] | None = None,
-                      ) -> dict[str, dict[str, float | None]]:
+def evaluate_baseline(
+    baseline_name: str,
+    dataset_name: str,
+    names: Sequence[str],
+    seed: int = 0,
+    sizes: dict[str, int | None] | None = None,
+    latent_dim: int = 10,
+    device: str = "auto",
+    on_metric: Callable[[str, dict[str, float | None], float], None] | None = None,
+) -> dict[str, dict[str, float | None]]:
     """Score a baseline representation (see :mod:`betavae.metrics.baselines`) on a dataset."""
     from betavae.metrics.baselines import baseline
 
     check_sizes(names, sizes)
     dataset = factor_dataset(dataset_name)
-    represent = baseline(baseline_name, dataset, np.random.default_rng([seed, 1]), latent_dim=latent_dim,
-                         device=resolve_device(device))
+    represent = baseline(
+        baseline_name, dataset, baseline_generator(seed), latent_dim=latent_dim, device=resolve_device(device)
+    )
     return score(dataset, represent, names, seed, sizes, on_metric)

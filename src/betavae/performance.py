@@ -1,6 +1,7 @@
 """The settings that make training and encoding fast, in one place.
 
-Each is measured by ``benchmarks/train_throughput.py`` against the textbook loop. On a
+Each is measured by ``benchmarks/train_throughput.py`` against the textbook loop (figures
+in docs/performance.md). On a
 2-core CPU, in order of effect (the decoder's last layer and the fused inference encoder
 live with the models: :mod:`betavae.models.layers`, :mod:`betavae.models.inference`):
 
@@ -120,9 +121,11 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     execution options (fused kernel, CUDA-graph capturable), which belong to the machine
     the run resumes on, not to the one that saved it.
     """
-    kept = [{key: group[key] for key in EXECUTION_OPTIONS if key in group} for group in optimizer.param_groups]
+    kept = [
+        {key: group[key] for key in EXECUTION_OPTIONS if key in group} for group in optimizer.param_groups
+    ]
     optimizer.load_state_dict(state)
-    for group, options in zip(optimizer.param_groups, kept):
+    for group, options in zip(optimizer.param_groups, kept, strict=True):
         group.update(options)
 
 

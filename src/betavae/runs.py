@@ -3,7 +3,7 @@
 A run folder holds ``config.toml`` (what made it), ``checkpoint.pt`` (weights, optimiser
 and random state, written atomically), ``metrics.json`` (results, merged section by
 section so that later commands add to it), ``log.jsonl`` and ``tensorboard/`` (curves),
-and the figures made from it. Training, evaluation, figures, transfer and the demo all
+and the figures made from it. Training, evaluation, figures, transfer and sweeps all
 take run folders, so they compose without glue.
 
 Because every later command (and a sweep's workers, which share folders) trusts what a
@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from betavae.config import DERIVED_TABLE, TrainConfig, load_config, read_toml, to_toml
+from betavae.config import DERIVED_TABLE, DerivedValues, TrainConfig, load_config, read_toml, to_toml
 from betavae.errors import BetaVAEError
 
 CONFIG_FILE = "config.toml"
@@ -52,7 +52,8 @@ DURING_TRAINING_SECTION = "during_training"
 HISTORIES = (HISTORY_SECTION, DURING_TRAINING_SECTION)
 # What every checkpoint written by betavae.train holds.
 CHECKPOINT_KEYS = ("step", "model", "optimizer", "noise_state", "config", "derived")
-# TensorBoard names its files events.out.tfevents.<time>.<host>...: the only ones of tensorboard/ that are ours.
+# TensorBoard names its files events.out.tfevents.<time>.<host>...: the only ones of
+# tensorboard/ that are ours.
 TENSORBOARD_PREFIX = "events.out.tfevents."
 
 
@@ -94,8 +95,9 @@ def make_folder(path: str | Path, what: str = "output folder") -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), path)
-        raise BetaVAEError(f"cannot create {what} {path}: {blocking} is a file, not a folder; "
-                           f"choose another path") from None
+        raise BetaVAEError(
+            f"cannot create {what} {path}: {blocking} is a file, not a folder; choose another path"
+        ) from None
     except OSError as error:
         raise BetaVAEError(f"cannot create {what} {path}: {error.strerror or error}") from None
     return path
@@ -172,7 +174,9 @@ class RunDir:
             try:
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as error:
-                raise BetaVAEError(f"cannot write into run folder {self.path}: {error.strerror or error}") from None
+                raise BetaVAEError(
+                    f"cannot write into run folder {self.path}: {error.strerror or error}"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:
@@ -235,14 +239,19 @@ class RunDir:
         ``metrics.json`` …) without a ``config.toml`` of betavae's is not a run folder, and
         is refused rather than overwritten.
         """
-        ours = [name for name in (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, LOG_FILE, TENSORBOARD_DIR)
-                if (self.path / name).exists()]
+        ours = [
+            name
+            for name in (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE, LOG_FILE, TENSORBOARD_DIR)
+            if (self.path / name).exists()
+        ]
         if not ours:
             return
         if CONFIG_FILE not in ours or not self._is_betavae_config():
-            raise BetaVAEError(f"{self.path} holds {', '.join(name for name in ours)} but is not a betavae run "
-                               f"folder (no readable {CONFIG_FILE} written by betavae); choose another --out "
-                               f"or move those files away")
+            raise BetaVAEError(
+                f"{self.path} holds {', '.join(name for name in ours)} but is not a betavae run "
+                f"folder (no readable {CONFIG_FILE} written by betavae); choose another --out "
+                f"or move those files away"
+            )
         self.log_path.unlink(missing_ok=True)
         if self.tensorboard_dir.is_dir():
             for path in self.tensorboard_dir.glob(TENSORBOARD_PREFIX + "*"):
@@ -259,8 +268,8 @@ class RunDir:
 
     # -- config ----------------------------------------------------------------------------
 
-    def write_config(self, config: TrainConfig, derived: dict[str, Any]) -> None:
-        atomic_write_text(self.config_path, to_toml({**config.to_dict(), "derived": derived}))
+    def write_config(self, config: TrainConfig, derived: DerivedValues) -> None:
+        atomic_write_text(self.config_path, to_toml({**config.to_dict(), DERIVED_TABLE: derived.to_dict()}))
 
     def read_config(self) -> TrainConfig:
         if not self.config_path.exists():
@@ -270,17 +279,20 @@ class RunDir:
         except BetaVAEError as error:
             raise BetaVAEError(f"{error}{self._config_recovery()}") from None
 
-    def read_derived(self) -> dict[str, Any]:
+    def read_derived(self) -> DerivedValues:
         """The values the run derived from its config (β and β_norm, arch, image shape …)."""
         if not self.config_path.exists():
             raise BetaVAEError(f"{self.path} is not a run folder (no {CONFIG_FILE})")
         try:
-            return read_toml(self.config_path).get(DERIVED_TABLE, {})
+            return DerivedValues.from_dict(
+                read_toml(self.config_path).get(DERIVED_TABLE, {}), str(self.config_path)
+            )
         except BetaVAEError as error:
             raise BetaVAEError(f"{error}{self._config_recovery()}") from None
 
     def resume_config(self) -> TrainConfig:
-        """The config to continue this run with: ``config.toml``'s, or the checkpoint's when that is unreadable.
+        """The config to continue this run with: ``config.toml``'s, or the checkpoint's when that
+        is unreadable.
 
         ``config.toml`` comes first because it holds the last command's resumable changes
         (more ``--steps``) even when that command was killed before its first checkpoint.
@@ -293,13 +305,17 @@ class RunDir:
 
     def require_checkpoint_to_resume(self) -> None:
         if not self.has_checkpoint():
-            raise BetaVAEError(f"nothing to resume: {self.path} has no checkpoint; "
-                               f"run the same command without --resume to start it")
+            raise BetaVAEError(
+                f"nothing to resume: {self.path} has no checkpoint; "
+                f"run the same command without --resume to start it"
+            )
 
     def _config_recovery(self) -> str:
         if self.has_checkpoint():
-            return (f"; the checkpoint holds the whole config: betavae train --out {self.path} --resume "
-                    f"rewrites {CONFIG_FILE} from it")
+            return (
+                f"; the checkpoint holds the whole config: betavae train --out {self.path} --resume "
+                f"rewrites {CONFIG_FILE} from it"
+            )
         return ""
 
     # -- checkpoint ------------------------------------------------------------------------
@@ -314,15 +330,22 @@ class RunDir:
         if not self.has_checkpoint():
             raise BetaVAEError(f"{self.path} has no checkpoint ({CHECKPOINT_FILE}); train it first")
         try:
-            checkpoint = torch.load(self.checkpoint_path, map_location=map_location, weights_only=False, mmap=mmap)
+            checkpoint = torch.load(
+                self.checkpoint_path, map_location=map_location, weights_only=False, mmap=mmap
+            )
         except Exception as error:  # a truncated or foreign file: say which and what to do
             reason = " ".join(str(error).split())[:200]
-            raise BetaVAEError(f"checkpoint {self.checkpoint_path} cannot be read ({reason}); "
-                               f"delete it and train again") from None
-        missing = [key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+            raise BetaVAEError(
+                f"checkpoint {self.checkpoint_path} cannot be read ({reason}); delete it and train again"
+            ) from None
+        missing = [
+            key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint
+        ]
         if missing:
-            raise BetaVAEError(f"{self.checkpoint_path} is not a betavae checkpoint (it lacks {', '.join(missing)}): "
-                               f"written by another program or an older betavae; train a new run with another --out")
+            raise BetaVAEError(
+                f"{self.checkpoint_path} is not a betavae checkpoint (it lacks {', '.join(missing)}): "
+                f"written by another program or an older betavae; train a new run with another --out"
+            )
         return checkpoint
 
     def checkpoint_step(self) -> int:
@@ -348,7 +371,8 @@ class RunDir:
             raise BetaVAEError(
                 f"{self.metrics_path} is not valid JSON ({reason}); move it aside (mv {self.metrics_path} "
                 f"{self.metrics_path}.bad) and run again: betavae train --out {self.path} --resume "
-                f"recomputes the held-out loss, betavae evaluate the scores") from None
+                f"recomputes the held-out loss, betavae evaluate the scores"
+            ) from None
         return metrics
 
     def update_metrics(self, section: str, values: dict[str, Any], step: int) -> None:
@@ -371,14 +395,20 @@ class RunDir:
         if not self.metrics_path.exists():
             return []
         metrics = self.read_metrics()
-        moved = [name for name, values in metrics.items()
-                 if name not in HISTORIES and not (isinstance(values, dict) and values.get("step") == step)]
+        moved = [
+            name
+            for name, values in metrics.items()
+            if name not in HISTORIES and not (isinstance(values, dict) and values.get("step") == step)
+        ]
         if moved:
             history = metrics.setdefault(HISTORY_SECTION, [])
             for name in moved:
                 values = metrics.pop(name)
-                history.append({"section": name, **values} if isinstance(values, dict) else
-                               {"section": name, "value": values})
+                history.append(
+                    {"section": name, **values}
+                    if isinstance(values, dict)
+                    else {"section": name, "value": values}
+                )
             atomic_write_text(self.metrics_path, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
         return moved
 
@@ -395,9 +425,11 @@ class RunDir:
         if not isinstance(values, dict) or values.get("step") != step:
             computed = values.get("step") if isinstance(values, dict) else None
             at = f"at step {computed}" if computed is not None else "at an unknown step"
-            raise BetaVAEError(f"the {section!r} results in {self.metrics_path} were computed {at}, but the "
-                               f"checkpoint holds step {step}: they are stale; finish the run with betavae train "
-                               f"--out {self.path} --resume (and evaluate it again)")
+            raise BetaVAEError(
+                f"the {section!r} results in {self.metrics_path} were computed {at}, but the "
+                f"checkpoint holds step {step}: they are stale; finish the run with betavae train "
+                f"--out {self.path} --resume (and evaluate it again)"
+            )
         return values
 
 
@@ -419,9 +451,13 @@ def shared_dataset(runs: Sequence[RunDir], purpose: str):
         return repr((config.dataset, {k: v for k, v in config.dataset_kwargs().items() if k != "data_dir"}))
 
     if len({identity(config) for config in configs}) > 1:
-        listed = ", ".join(f"{run.path.name}: {config.dataset}" for run, config in zip(runs, configs))
-        raise BetaVAEError(f"runs trained on different datasets or splits ({listed}); {purpose} compares runs "
-                           f"of one dataset, so give them in separate calls")
+        listed = ", ".join(
+            f"{run.path.name}: {config.dataset}" for run, config in zip(runs, configs, strict=True)
+        )
+        raise BetaVAEError(
+            f"runs trained on different datasets or splits ({listed}); {purpose} compares runs "
+            f"of one dataset, so give them in separate calls"
+        )
     return configs[0].load_dataset()
 
 
@@ -431,7 +467,7 @@ def load_model(run: str | Path | RunDir, device: str | torch.device = "cpu"):
 
     run = run if isinstance(run, RunDir) else RunDir(run)
     checkpoint = run.load_checkpoint(map_location=device)
-    derived = checkpoint["derived"]
-    model = build(derived["arch"], checkpoint["config"]["latent_dim"], tuple(derived["image_shape"]))
+    derived = DerivedValues.from_dict(checkpoint["derived"], str(run.checkpoint_path))
+    model = build(derived.arch, checkpoint["config"]["latent_dim"], derived.image_shape)
     model.load_state_dict(checkpoint["model"])
     return model.to(device).eval()

@@ -1,12 +1,12 @@
 """The training step, run eagerly or, on CUDA, replayed from a captured CUDA graph.
 
 On a GPU the models here are small enough that a step is bound by launching its ~100
-kernels from Python, not by running them: an H100 trains conv64 at 11,852 images/s at
-batch 64 launching each kernel, and at 58,493 replaying the same step as one CUDA graph
-(49,854 and 131,314 at batch 256). A replay is also one call that holds the interpreter
-lock only briefly, so the reader thread rendering dSprites beside it no longer slows the
-step: rendered and read ahead, batch 256 runs at 0.98–0.99 of the in-memory rate
-replayed against 0.90 launched (README, "Rendering and encoding").
+kernels from Python, not by running them: replaying the same step as one CUDA graph
+trains several times the images/s of launching each kernel. A replay is also one call
+that holds the interpreter lock only briefly, so the reader thread rendering dSprites
+beside it no longer slows the step: rendered and read ahead, training runs at about the
+in-memory rate replayed, and measurably below it launched (figures in
+docs/performance.md, "Rendering and encoding").
 
 A graph replays fixed memory: the batch is copied into a static input, and the loss
 terms come back in static outputs that the next replay overwrites (the training loop only
@@ -61,14 +61,21 @@ def make_step(model: models.BetaVAE, loss_fn: BetaVAELoss, optimizer: torch.opti
 
 
 class GraphedStep:
-    """Training steps replayed from one CUDA graph, captured at the call after :data:`WARMUP_STEPS` eager ones.
+    """Training steps replayed from one CUDA graph, captured at the call after
+    :data:`WARMUP_STEPS` eager ones.
 
     The warm-up steps are real steps (they train on their batches), run on a side stream
     as the capture will be. Every batch after them must have the same shape.
     """
 
-    def __init__(self, model: models.BetaVAE, loss_fn: BetaVAELoss, optimizer: torch.optim.Optimizer,
-                 noise: torch.Generator | None, precision: str) -> None:
+    def __init__(
+        self,
+        model: models.BetaVAE,
+        loss_fn: BetaVAELoss,
+        optimizer: torch.optim.Optimizer,
+        noise: torch.Generator | None,
+        precision: str,
+    ) -> None:
         if not all(group.get("capturable") for group in optimizer.param_groups):
             raise ValueError("a CUDA-graph step needs an optimizer made with capturable=True")
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
@@ -83,15 +90,20 @@ class GraphedStep:
         if self.graph is None:
             if self.eager_steps_left > 0:
                 self.eager_steps_left -= 1
-                terms = self._on_side_stream(lambda: training_step(
-                    self.model, self.loss_fn, self.optimizer, x, self.noise, self.precision))
+                terms = self._on_side_stream(
+                    lambda: training_step(
+                        self.model, self.loss_fn, self.optimizer, x, self.noise, self.precision
+                    )
+                )
                 # Detached, so that no autograd node of this side-stream step is alive at the
                 # capture, which would otherwise reuse its gradient accumulators on another stream.
                 return LossTerms(*(value.detach() for value in terms))
             self._capture(x)  # records this step without running it; the replay below runs it
         elif x.shape != self.static_x.shape:
-            raise ValueError(f"a CUDA-graph step was captured for batches of shape {tuple(self.static_x.shape)}, "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"a CUDA-graph step was captured for batches of shape {tuple(self.static_x.shape)}, "
+                f"got {tuple(x.shape)}"
+            )
         self.static_x.copy_(x)
         self.graph.replay()
         return self.static_terms
@@ -112,10 +124,13 @@ class GraphedStep:
         try:
             # thread_local: the reader thread may allocate pinned memory while this thread captures.
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                self.static_terms = training_step(self.model, self.loss_fn, self.optimizer, self.static_x,
-                                                  self.noise, self.precision)
+                self.static_terms = training_step(
+                    self.model, self.loss_fn, self.optimizer, self.static_x, self.noise, self.precision
+                )
         except RuntimeError as error:
             reason = str(error).splitlines()[0]
-            raise BetaVAEError(f"capturing the training step in a CUDA graph failed ({reason}); "
-                               "train with --no-cuda-graph to launch each kernel instead") from error
+            raise BetaVAEError(
+                f"capturing the training step in a CUDA graph failed ({reason}); "
+                "train with --no-cuda-graph to launch each kernel instead"
+            ) from error
         self.graph = graph

@@ -25,7 +25,7 @@ import torch
 from betavae import evaluation
 from betavae.config import TrainConfig
 from betavae.data.base import FactorDataset, ImageDataset
-from betavae.metrics import HEADLINE
+from betavae.metrics import METRICS
 from betavae.metrics.representation import model_representation
 from betavae.runs import DURING_TRAINING_SECTION, RunDir
 from betavae.traininglog import TrainingLog
@@ -50,10 +50,13 @@ class EvaluationHistory:
         self.dataset = dataset
         if self.names:  # TrainConfig.validate refuses --eval on a dataset without factors
             assert isinstance(dataset, FactorDataset)
-        self.entries: list[dict[str, Any]] = self._entries_up_to(first_step) if self.names and first_step else []
+        self.entries: list[dict[str, Any]] = (
+            self._entries_up_to(first_step) if self.names and first_step else []
+        )
 
     def due(self, step: int) -> bool:
-        """Whether the weights after ``step`` steps are evaluated: every ``eval_every`` steps, and the last."""
+        """Whether the weights after ``step`` steps are evaluated: every ``eval_every`` steps, and
+        the last."""
         return bool(self.names) and step > 0 and (step % self.every == 0 or step == self.last_step)
 
     def missing(self, step: int) -> bool:
@@ -61,14 +64,22 @@ class EvaluationHistory:
         return self.due(step) and all(entry["step"] != step for entry in self.entries)
 
     def evaluate(self, step: int, model: torch.nn.Module, train_seconds: float) -> dict[str, Any]:
-        """Score ``model``, the weights after ``step`` steps and ``train_seconds`` of training; record and report it."""
+        """Score ``model``, the weights after ``step`` steps and ``train_seconds`` of training; record
+        and report it."""
         began = time.perf_counter()
-        results = evaluation.score(self.dataset, model_representation(model), self.names, seed=self.seed,
-                                   sizes=self.sizes)
-        entry = {"step": step, "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - began,
-                 "images": step * self.batch_size, **results}
+        results = evaluation.score(
+            self.dataset, model_representation(model), self.names, seed=self.seed, sizes=self.sizes
+        )
+        entry = {
+            "step": step,
+            "train_seconds": train_seconds,
+            "eval_seconds": time.perf_counter() - began,
+            "images": step * self.batch_size,
+            **results,
+        }
         self.entries.append(entry)
-        self._write()  # metrics.json first: a kill before the curves costs a point of a curve, never a duplicate
+        # metrics.json first: a kill before the curves costs a point of a curve, never a duplicate
+        self._write()
         self.log.log_evaluation(step, results)
         if self.report is not None:
             self.report(progress_line(entry, self.names))
@@ -78,8 +89,11 @@ class EvaluationHistory:
         """The recorded entries of steps up to ``step``; the section is rewritten if that drops any."""
         section = self.run.read_metrics().get(DURING_TRAINING_SECTION)
         recorded = section.get("entries", []) if isinstance(section, dict) else []
-        kept = [entry for entry in recorded if isinstance(entry, dict) and isinstance(entry.get("step"), int)
-                and entry["step"] <= step]
+        kept = [
+            entry
+            for entry in recorded
+            if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= step
+        ]
         if section is not None and kept != recorded:
             self.entries = kept
             self._write()
@@ -87,14 +101,21 @@ class EvaluationHistory:
 
     def _write(self) -> None:
         section: dict[str, Any] = {
-            "metrics": self.names, "seed": self.seed,
+            "metrics": self.names,
+            "seed": self.seed,
             "settings": {name: evaluation.metric_settings(name, self.sizes) for name in self.names},
             "entries": self.entries,
         }
-        if any(value is None for entry in self.entries for name in self.names
-               for value in (entry.get(name) or {}).values()):
+        if any(
+            value is None
+            for entry in self.entries
+            for name in self.names
+            for value in (entry.get(name) or {}).values()
+        ):
             section["null"] = evaluation.NAN_REASON
-        self.run.update_metrics(DURING_TRAINING_SECTION, section, step=self.entries[-1]["step"] if self.entries else 0)
+        self.run.update_metrics(
+            DURING_TRAINING_SECTION, section, step=self.entries[-1]["step"] if self.entries else 0
+        )
 
 
 def progress_line(entry: dict[str, Any], names: list[str]) -> str:
@@ -104,6 +125,7 @@ def progress_line(entry: dict[str, Any], names: list[str]) -> str:
 
 
 def headline(metric: str, values: dict[str, Any]) -> str:
-    """``mig 0.123``: a metric's main score (:data:`betavae.metrics.HEADLINE`), ``n/a`` where it was NaN."""
-    value = values.get(HEADLINE[metric])
+    """``mig 0.123``: a metric's main score (its ``headline`` in :data:`betavae.metrics.METRICS`),
+    ``n/a`` where NaN."""
+    value = values.get(METRICS[metric].headline)
     return f"{metric} {'n/a' if value is None else f'{value:.3f}'}"

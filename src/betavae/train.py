@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 import betavae
 from betavae import data, models, performance
 from betavae.batches import BatchStream
-from betavae.config import TrainConfig
+from betavae.config import DerivedValues, TrainConfig
 from betavae.data.base import ImageSplit
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
@@ -49,7 +49,16 @@ DEFAULT_BETA = 4.0
 # Settings that may change when a run is resumed; any other difference would make the
 # resumed run a different experiment.
 # The evaluation settings other than eval_every define what the history of evaluations measures.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "device", "cuda_graph", "out", "data_dir", "eval_every"}
+RESUMABLE_CHANGES = {
+    "steps",
+    "checkpoint_every",
+    "log_every",
+    "device",
+    "cuda_graph",
+    "out",
+    "data_dir",
+    "eval_every",
+}
 
 
 class TrainingInterrupted(BetaVAEError):
@@ -75,9 +84,13 @@ class TrainResult:
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool | None = None,
-          on_checkpoint: Callable[[int, models.BetaVAE], None] | None = None,
-          names: Mapping[str, str] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    progress: bool | None = None,
+    on_checkpoint: Callable[[int, models.BetaVAE], None] | None = None,
+    names: Mapping[str, str] | None = None,
+) -> TrainResult:
     """Train a β-VAE as ``config`` says, writing everything into its run folder.
 
     The run folder is locked for the whole call (:meth:`RunDir.lock`), so a second
@@ -102,21 +115,32 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
         setup = _Setup.create(config, dataset)
         model, loss_fn, device = setup.model, setup.loss_fn, setup.device
         graphed = uses_cuda_graph(device, config.cuda_graph)
-        optimizer = performance.make_optimizer(model.parameters(), setup.derived["lr"], device, capturable=graphed)
-        setup.derived["optimizer"] = performance.optimizer_name(optimizer)
-        setup.derived["step"] = "cuda graph" if graphed else "eager"
+        optimizer = performance.make_optimizer(
+            model.parameters(), setup.derived.lr, device, capturable=graphed
+        )
+        derived = dataclasses.replace(
+            setup.derived,
+            optimizer=performance.optimizer_name(optimizer),
+            step="cuda graph" if graphed else "eager",
+        )
         noise = torch.Generator(device=device).manual_seed(config.seed)
         start = _restore(checkpoint, model, optimizer, noise) if checkpoint is not None else 0
         saved_step = start if checkpoint is not None else None  # the step of the checkpoint on disk
-        earlier_seconds = float(checkpoint.get("train_seconds", 0.0)) if checkpoint is not None else 0.0  # older: 0
+        earlier_seconds = (
+            float(checkpoint.get("train_seconds", 0.0)) if checkpoint is not None else 0.0
+        )  # older: 0
         clock = _TrainingClock(device, began, earlier_seconds)
         window = _Window(device, first_step=start)
-        if checkpoint is not None and "window" in checkpoint:  # older checkpoints lack it: a shorter first entry
+        if (
+            checkpoint is not None and "window" in checkpoint
+        ):  # older checkpoints lack it: a shorter first entry
             window.restore(checkpoint["window"])
-        run.write_config(config, setup.derived)
+        run.write_config(config, derived)
         take_step = make_step(model, loss_fn, optimizer, noise, config.precision, config.cuda_graph)
 
-        bar = tqdm(total=config.steps, initial=start, unit="step", desc=run.path.name, disable=_no_bar(progress))
+        bar = tqdm(
+            total=config.steps, initial=start, unit="step", desc=run.path.name, disable=_no_bar(progress)
+        )
         batches = BatchStream(setup.dataset.train, config.batch_size, config.seed, start, device)
         report = None if bar.disable else (lambda line: tqdm.write(line, file=sys.stderr))  # above the bar
         with StopRequest() as stop, TrainingLog(run.log_path, run.tensorboard_dir, start) as log, batches:
@@ -134,15 +158,33 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
                 if done % config.log_every == 0 or done == config.steps:
                     values = window.flush(done, saved_step)
                     log.log(done, values)
-                    bar.set_postfix(loss=f"{values['loss']:.2f}", kl=f"{values['kl']:.2f}",
-                                    img_s=f"{values['images_per_s']:.0f}")
+                    bar.set_postfix(
+                        loss=f"{values['loss']:.2f}",
+                        kl=f"{values['kl']:.2f}",
+                        img_s=f"{values['images_per_s']:.0f}",
+                    )
                 bar.update(1)
-                if done % config.checkpoint_every == 0 or done == config.steps or stop.requested or history.due(done):
+                if (
+                    done % config.checkpoint_every == 0
+                    or done == config.steps
+                    or stop.requested
+                    or history.due(done)
+                ):
                     window.check_finite(done, saved_step)
                     _check_weights_finite(model, saved_step, done)
                     trained_seconds = clock.seconds()
-                    _save_checkpoint(run, config, setup.derived, done, model, optimizer, noise, window,
-                                     trained_seconds, saved_step)
+                    _save_checkpoint(
+                        run,
+                        config,
+                        derived,
+                        done,
+                        model,
+                        optimizer,
+                        noise,
+                        window,
+                        trained_seconds,
+                        saved_step,
+                    )
                     saved_step = done
                     run.archive_results_before(done)
                     if not stop.requested:  # a stop leaves this step's evaluation to the resumed run
@@ -155,21 +197,30 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
                     bar.close()
                     raise TrainingInterrupted(
                         f"interrupted at step {done}/{config.steps}; checkpoint saved in {run.path}; "
-                        f"continue with: betavae train --out {run.path} --resume")
+                        f"continue with: betavae train --out {run.path} --resume"
+                    )
         bar.close()
 
         test = test_loss(model, setup.dataset.test.to(device), loss_fn, seed=config.seed)
         run.update_metrics("test", test, step=config.steps)
-        run.update_metrics("train", {"steps": config.steps, "beta": setup.derived["beta"],
-                                     "beta_norm": setup.derived["beta_norm"]}, step=config.steps)
-        reconstruction_figure(setup.dataset.test, [model], [run_title(setup.derived, config.latent_dim)],
-                              run.path / RECONSTRUCTIONS_FILE)
+        run.update_metrics(
+            "train",
+            {"steps": config.steps, "beta": derived.beta, "beta_norm": derived.beta_norm},
+            step=config.steps,
+        )
+        reconstruction_figure(
+            setup.dataset.test,
+            [model],
+            [run_title(derived, config.latent_dim)],
+            run.path / RECONSTRUCTIONS_FILE,
+        )
     return TrainResult(run, config.steps, test, history.entries)
 
 
 @contextmanager
 def _not_training(model: models.BetaVAE, window: _Window, clock: _TrainingClock) -> Iterator[None]:
-    """Evaluations and hooks: the model in eval mode, their time counted neither as training time nor in images/s."""
+    """Evaluations and hooks: the model in eval mode, their time counted neither as training time
+    nor in images/s."""
     model.eval()
     try:
         with clock.paused(), window.paused():
@@ -209,15 +260,22 @@ class _TrainingClock:
 
 def _diverged(what: str, since: int, step: int, saved_step: int | None) -> TrainingDiverged:
     """The message of a run whose ``what`` became non-finite after step ``since``: true about what is kept."""
-    again = ("train again with a lower --lr" if saved_step is None else
-             "train a new run (another --out: a resumed run keeps its learning rate) with a lower --lr")
-    return TrainingDiverged(f"training diverged: the {what} became NaN or infinite between steps {since} and "
-                            f"{step}; {_kept(saved_step)}; {again}, or check the data")
+    again = (
+        "train again with a lower --lr"
+        if saved_step is None
+        else "train a new run (another --out: a resumed run keeps its learning rate) with a lower --lr"
+    )
+    return TrainingDiverged(
+        f"training diverged: the {what} became NaN or infinite between steps {since} and "
+        f"{step}; {_kept(saved_step)}; {again}, or check the data"
+    )
 
 
 def _kept(saved_step: int | None) -> str:
     """What a run that stops on a fault leaves: the checkpoint on disk, if it wrote one."""
-    return "no checkpoint was written" if saved_step is None else f"the checkpoint of step {saved_step} is kept"
+    return (
+        "no checkpoint was written" if saved_step is None else f"the checkpoint of step {saved_step} is kept"
+    )
 
 
 def _check_weights_finite(model: torch.nn.Module, saved_step: int | None, step: int) -> None:
@@ -262,8 +320,14 @@ class _Window:
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps of the window (its seconds too, so images/s stay true)."""
         kl_per_dim = self.kl_per_dim.clone() if isinstance(self.kl_per_dim, torch.Tensor) else self.kl_per_dim
-        return {"sums": self.sums.clone(), "kl_per_dim": kl_per_dim, "steps": self.steps, "images": self.images,
-                "first_step": self.first_step, "seconds": time.perf_counter() - self.started}
+        return {
+            "sums": self.sums.clone(),
+            "kl_per_dim": kl_per_dim,
+            "steps": self.steps,
+            "images": self.images,
+            "first_step": self.first_step,
+            "seconds": time.perf_counter() - self.started,
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.sums = state["sums"].to(self.device)
@@ -294,14 +358,21 @@ class _Window:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         count = max(self.steps, 1)
         kl_per_dim = (self.kl_per_dim / count).tolist() if self.steps else []
-        values = {"loss": loss / count, "recon": recon / count, "kl": kl / count,
-                  "images_per_s": self.images / elapsed, "kl_per_dim": kl_per_dim}
+        values = {
+            "loss": loss / count,
+            "recon": recon / count,
+            "kl": kl / count,
+            "images_per_s": self.images / elapsed,
+            "kl_per_dim": kl_per_dim,
+        }
         self._reset(step)
         return values
 
 
 @torch.no_grad()
-def test_loss(model: models.BetaVAE, split: ImageSplit, loss_fn: BetaVAELoss, seed: int, batch_size: int = 500) -> dict[str, Any]:
+def test_loss(
+    model: models.BetaVAE, split: ImageSplit, loss_fn: BetaVAELoss, seed: int, batch_size: int = 500
+) -> dict[str, Any]:
     """Held-out loss terms averaged over ``split``, with z sampled from a seeded generator."""
     was_training = model.training
     model.eval()
@@ -314,12 +385,20 @@ def test_loss(model: models.BetaVAE, split: ImageSplit, loss_fn: BetaVAELoss, se
         x = performance.fast_layout(split.images(positions).to(device).float().div_(255))
         terms = loss_fn(model(x, generator=noise), x)
         count = len(positions)
-        totals += torch.tensor([terms.loss.item(), terms.recon.item(), terms.kl.item()], dtype=torch.float64) * count
+        totals += (
+            torch.tensor([terms.loss.item(), terms.recon.item(), terms.kl.item()], dtype=torch.float64)
+            * count
+        )
         kl_dims += terms.kl_per_dim.double().cpu() * count
     model.train(was_training)
     loss, recon, kl = (totals / len(split)).tolist()
-    return {"loss": loss, "recon": recon, "kl": kl, "kl_per_dim": (kl_dims / len(split)).tolist(),
-            "num_images": len(split)}
+    return {
+        "loss": loss,
+        "recon": recon,
+        "kl": kl,
+        "kl_per_dim": (kl_dims / len(split)).tolist(),
+        "num_images": len(split),
+    }
 
 
 @dataclass
@@ -330,7 +409,7 @@ class _Setup:
     model: models.BetaVAE
     loss_fn: BetaVAELoss
     device: torch.device
-    derived: dict[str, Any]
+    derived: DerivedValues  # all but the optimiser and the step, which train() adds once it made them
 
     @classmethod
     def create(cls, config: TrainConfig, dataset: data.ImageDataset | None = None) -> _Setup:
@@ -345,14 +424,21 @@ class _Setup:
         model = models.build(arch, config.latent_dim, dataset.image_shape)
         model = model.to(device, memory_format=performance.MEMORY_FORMAT)
         loss_fn = BetaVAELoss(beta, config.recon)
-        derived = {
-            "arch": arch, "lr": models.learning_rate(arch, config.lr),
-            "beta": beta, "beta_norm": beta_norm, "num_pixels": num_pixels,
-            "image_shape": list(dataset.image_shape), "num_train": len(dataset.train),
-            "num_test": len(dataset.test), "device": str(device), "torch_version": torch.__version__,
-            "betavae_version": betavae.__version__, "num_threads": torch.get_num_threads(),
-            "memory_format": str(performance.MEMORY_FORMAT).removeprefix("torch."),
-        }
+        derived = DerivedValues(
+            arch=arch,
+            lr=models.learning_rate(arch, config.lr),
+            beta=beta,
+            beta_norm=beta_norm,
+            num_pixels=num_pixels,
+            image_shape=tuple(dataset.image_shape),
+            num_train=len(dataset.train),
+            num_test=len(dataset.test),
+            device=str(device),
+            torch_version=torch.__version__,
+            betavae_version=betavae.__version__,
+            num_threads=torch.get_num_threads(),
+            memory_format=str(performance.MEMORY_FORMAT).removeprefix("torch."),
+        )
         return cls(dataset, model, loss_fn, device, derived)
 
 
@@ -398,11 +484,15 @@ def _with_run_folder(config: TrainConfig, resume: bool) -> tuple[TrainConfig, da
 def _start_fresh(run: RunDir) -> None:
     """Check that a new run may start in ``run`` and clear what an unfinished attempt left; no checkpoint."""
     if run.has_checkpoint():
-        raise BetaVAEError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
+        raise BetaVAEError(
+            f"{run.path} already holds a run; pass --resume to continue it, or choose another --out"
+        )
     run.clear_unfinished_attempt()
 
 
-def _checkpoint_to_resume(run: RunDir, config: TrainConfig, names: Mapping[str, str] | None) -> dict[str, Any]:
+def _checkpoint_to_resume(
+    run: RunDir, config: TrainConfig, names: Mapping[str, str] | None
+) -> dict[str, Any]:
     """The checkpoint to continue, once ``config`` is known to describe the same experiment.
 
     Compared with the config stored in the checkpoint (the one that made its weights),
@@ -411,27 +501,38 @@ def _checkpoint_to_resume(run: RunDir, config: TrainConfig, names: Mapping[str, 
     """
     checkpoint = run.load_checkpoint()
     saved_values = checkpoint["config"]
-    saved_lr = checkpoint["derived"].get("lr")
-    label = (lambda key: (names or {}).get(key, key))
-    changed = [key for key, value in config.to_dict().items()
-               if key not in RESUMABLE_CHANGES and key in saved_values and saved_values[key] != value]
-    if "lr" in changed and models.learning_rate(checkpoint["derived"]["arch"], config.lr) == saved_lr:
+    saved = DerivedValues.from_dict(checkpoint["derived"], str(run.checkpoint_path))
+    label = lambda key: (names or {}).get(key, key)
+    changed = [
+        key
+        for key, value in config.to_dict().items()
+        if key not in RESUMABLE_CHANGES and key in saved_values and saved_values[key] != value
+    ]
+    if "lr" in changed and models.learning_rate(saved.arch, config.lr) == saved.lr:
         changed.remove("lr")  # the same rate, given by hand once and left to the architecture the other time
     if changed:
         listed = ", ".join(label(key) for key in sorted(changed))
-        raise BetaVAEError(f"cannot resume {run.path} with a different {listed}: that would be another experiment; "
-                           f"only {', '.join(label(key) for key in sorted(RESUMABLE_CHANGES))} may change "
-                           f"(train a new run with another --out)")
+        raise BetaVAEError(
+            f"cannot resume {run.path} with a different {listed}: that would be another experiment; "
+            f"only {', '.join(label(key) for key in sorted(RESUMABLE_CHANGES))} may change "
+            f"(train a new run with another --out)"
+        )
     step = int(checkpoint["step"])
     if config.steps < step:
         steps = label("steps")
-        raise BetaVAEError(f"{run.path} holds {step} trained steps, more than {steps} {config.steps}; "
-                           f"give {steps} {step} or more")
+        raise BetaVAEError(
+            f"{run.path} holds {step} trained steps, more than {steps} {config.steps}; "
+            f"give {steps} {step} or more"
+        )
     return checkpoint
 
 
-def _restore(checkpoint: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             noise: torch.Generator) -> int:
+def _restore(
+    checkpoint: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    noise: torch.Generator,
+) -> int:
     """Load a checkpoint into the run's objects; return its step, the first step to run."""
     model.load_state_dict(checkpoint["model"])
     performance.load_optimizer_state(optimizer, checkpoint["optimizer"])
@@ -439,18 +540,35 @@ def _restore(checkpoint: dict[str, Any], model: torch.nn.Module, optimizer: torc
     return int(checkpoint["step"])
 
 
-def _save_checkpoint(run: RunDir, config: TrainConfig, derived: dict[str, Any], step: int,
-                     model: torch.nn.Module, optimizer: torch.optim.Optimizer, noise: torch.Generator,
-                     window: _Window, train_seconds: float, saved_step: int | None) -> None:
-    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "noise_state": noise.get_state(), "config": config.to_dict(), "derived": derived,
-             "window": window.state(), "train_seconds": train_seconds}
+def _save_checkpoint(
+    run: RunDir,
+    config: TrainConfig,
+    derived: DerivedValues,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    noise: torch.Generator,
+    window: _Window,
+    train_seconds: float,
+    saved_step: int | None,
+) -> None:
+    state = {
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "noise_state": noise.get_state(),
+        "config": config.to_dict(),
+        "derived": derived.to_dict(),
+        "window": window.state(),
+        "train_seconds": train_seconds,
+    }
     try:
         run.save_checkpoint(state)
     except OSError as error:
         raise CheckpointNotWritten(
-            f"cannot write the checkpoint of step {step} in {run.path}: {error.strerror or error}; {_kept(saved_step)}; "
-            f"free space or make the folder writable, then continue with: betavae train --out {run.path} --resume"
+            f"cannot write the checkpoint of step {step} in {run.path}: {error.strerror or error}; "
+            f"{_kept(saved_step)}; free space or make the folder writable, then continue with: "
+            f"betavae train --out {run.path} --resume"
         ) from None
 
 

@@ -28,7 +28,9 @@ class TrainingLog:
             from torch.utils.tensorboard import SummaryWriter
 
             # TensorBoard hides the events from purge_step on; those of the checkpoint's step are kept.
-            self._writer = SummaryWriter(str(tensorboard_dir), purge_step=resume_step + 1 if resume_step else None)
+            self._writer = SummaryWriter(
+                str(tensorboard_dir), purge_step=resume_step + 1 if resume_step else None
+            )
 
     def _drop_entries_after(self, step: int) -> None:
         """Keep the entries up to ``step``; a line torn by a kill mid-write, or not UTF-8, is dropped too."""
@@ -41,7 +43,11 @@ class TrainingLog:
                 entry = json.loads(line)
             except (UnicodeDecodeError, json.JSONDecodeError):
                 continue
-            if isinstance(entry, dict) and isinstance(entry.get("step", 0), int) and entry.get("step", 0) <= step:
+            if (
+                isinstance(entry, dict)
+                and isinstance(entry.get("step", 0), int)
+                and entry.get("step", 0) <= step
+            ):
                 kept.append(line)
         atomic_write_text(self.jsonl_path, "".join(line + "\n" for line in kept))
 
@@ -57,7 +63,8 @@ class TrainingLog:
                         self._writer.add_scalar(f"{name}/{index}", item, step)
 
     def log_evaluation(self, step: int, results: dict[str, dict[str, float | None]]) -> None:
-        """The metrics' scores at ``step`` as TensorBoard scalars ``eval/<metric>.<key>``; None (NaN) is left out.
+        """The metrics' scores at ``step`` as TensorBoard scalars ``eval/<metric>.<key>``; None (NaN)
+        is left out.
 
         Only TensorBoard: the JSON-lines file holds the training curves, one kind of entry
         a line, and the scores' own history is in ``metrics.json`` (:mod:`betavae.tracking`).
@@ -78,5 +85,7 @@ class TrainingLog:
     def __enter__(self) -> TrainingLog:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.close()

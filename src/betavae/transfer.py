@@ -25,11 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from betavae.data.base import FactorSplit, ImageDataset, ImageSplit
+from betavae import data
+from betavae.data.base import ImageDataset, ImageSplit
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError, unknown_choice
+from betavae.generators import named_generator
 from betavae.metrics.representation import ENCODE_CHUNK, Representation, model_representation
 from betavae.runs import RunDir, atomic_write_text, common_parent, load_model, make_folder, shared_dataset
+from betavae.viz.transfer import Score, TransferCurve, transfer_figure
 
 CSV_FILE = "transfer.csv"
 PLOT_FILE = "transfer.svg"
@@ -38,6 +41,9 @@ COLUMNS = ("run", "beta", "beta_norm", "latent_dim", "n", "repeat", "loss", "acc
 TRANSFER_BASELINES = ("pixels", "pca", "untrained")
 # Training images PCA is fitted on (a seeded subset when the split is larger).
 PCA_FIT_IMAGES = 10_000
+# Which run the summary compares the best one with, as transfer.txt states it (reference_run follows it).
+REFERENCE_RULE = ("for each latent size M, the run whose β is closest to 1 on a log scale "
+                  "(smallest |ln β|; a tie goes to the smaller β)")
 
 
 @dataclass
@@ -64,7 +70,6 @@ class _Series:
 
 def task_labels(dataset: ImageDataset, task: str | None) -> tuple[str, np.ndarray, np.ndarray]:
     """(task name, train labels, test labels) for ``digit`` or ``factor:NAME`` on ``dataset``."""
-    has_factors = isinstance(dataset.train, FactorSplit)
     if task is None:
         if dataset.train.labels() is None:
             factor_names = getattr(dataset, "factor_names", ())
@@ -79,9 +84,11 @@ def task_labels(dataset: ImageDataset, task: str | None) -> tuple[str, np.ndarra
         return task, np.asarray(train_labels), np.asarray(test_labels)
     if task.startswith("factor:"):
         name = task.removeprefix("factor:")
-        if not has_factors:
-            raise BetaVAEError(f"task {task!r} needs known generative factors, which dataset {dataset.name!r} "
-                               f"has not; use --task digit on mnist, or train on shapes or dsprites")
+        if not data.has_factors(dataset.name):
+            raise BetaVAEError(
+                f"task {task!r} needs known generative factors, which dataset {dataset.name!r} "
+                f"has not; use --task digit, or train on {' or '.join(data.with_factors())}"
+            )
         if name not in dataset.factor_names:  # type: ignore[attr-defined]
             raise unknown_choice(f"factor of {dataset.name}", name, dataset.factor_names)  # type: ignore[attr-defined]
         k = dataset.factor_names.index(name)  # type: ignore[attr-defined]
@@ -93,35 +100,56 @@ def balanced_sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.
     """``n`` positions drawn without replacement, n // K per class and the remainder on random classes."""
     classes = np.unique(labels)
     if n > len(labels):
-        raise BetaVAEError(f"--labels {n} is more than the {len(labels)} training images; use at most {len(labels)}")
+        raise BetaVAEError(
+            f"--labels {n} is more than the {len(labels)} training images; use at most {len(labels)}"
+        )
     if n < len(classes):
-        raise BetaVAEError(f"--labels {n} is fewer than the {len(classes)} classes of the task; "
-                           f"use at least {len(classes)} so that every class is seen")
+        raise BetaVAEError(
+            f"--labels {n} is fewer than the {len(classes)} classes of the task; "
+            f"use at least {len(classes)} so that every class is seen"
+        )
     counts = np.full(len(classes), n // len(classes))
     counts[rng.choice(len(classes), n % len(classes), replace=False)] += 1
     members = [np.flatnonzero(labels == label) for label in classes]
-    short = [str(label) for label, count, m in zip(classes, counts, members) if count > len(m)]
+    short = [str(label) for label, count, m in zip(classes, counts, members, strict=True) if count > len(m)]
     if short:
-        raise BetaVAEError(f"--labels {n} asks for more images of class {', '.join(short)} than the training set "
-                           f"holds; use fewer labels")
-    return np.sort(np.concatenate([rng.choice(m, count, replace=False) for m, count in zip(members, counts)]))
+        raise BetaVAEError(
+            f"--labels {n} asks for more images of class {', '.join(short)} than the training set "
+            f"holds; use fewer labels"
+        )
+    return np.sort(
+        np.concatenate(
+            [rng.choice(m, count, replace=False) for m, count in zip(members, counts, strict=True)]
+        )
+    )
 
 
-def encode_split(split: ImageSplit, represent: Representation, positions: np.ndarray,
-                 chunk: int = ENCODE_CHUNK) -> np.ndarray:
+def encode_split(
+    split: ImageSplit, represent: Representation, positions: np.ndarray, chunk: int = ENCODE_CHUNK
+) -> np.ndarray:
     """Codes ``(len(positions), D)`` of the split's images at ``positions``, chunk by chunk."""
-    parts = [np.asarray(represent(split.images(torch.from_numpy(positions[start:start + chunk])).cpu().numpy()),
-                        dtype=np.float64)
-             for start in range(0, len(positions), chunk)]
+    parts = [
+        np.asarray(
+            represent(split.images(torch.from_numpy(positions[start : start + chunk])).cpu().numpy()),
+            dtype=np.float64,
+        )
+        for start in range(0, len(positions), chunk)
+    ]
     codes = np.concatenate(parts)
     if not np.isfinite(codes).all():
-        raise BetaVAEError("the representation gave NaN or infinite codes; a model whose training diverged "
-                           "cannot be scored")
+        raise BetaVAEError(
+            "the representation gave NaN or infinite codes; a model whose training diverged cannot be scored"
+        )
     return codes
 
 
-def fit_and_score(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray,
-                  test_labels: np.ndarray, classes: np.ndarray) -> tuple[float, float]:
+def fit_and_score(
+    train_codes: np.ndarray,
+    train_labels: np.ndarray,
+    test_codes: np.ndarray,
+    test_labels: np.ndarray,
+    classes: np.ndarray,
+) -> tuple[float, float]:
     """(test cross-entropy, test accuracy) of a softmax regression fitted on standardised codes.
 
     The features are standardised with the labelled sample's own mean and standard
@@ -143,8 +171,9 @@ def fit_and_score(train_codes: np.ndarray, train_labels: np.ndarray, test_codes:
     return float(loss), accuracy
 
 
-def _series(runs: Sequence[RunDir], dataset: ImageDataset, baselines: Sequence[str], seed: int,
-            device: torch.device) -> list[_Series]:
+def _series(
+    runs: Sequence[RunDir], dataset: ImageDataset, baselines: Sequence[str], seed: int, device: torch.device
+) -> list[_Series]:
     from sklearn.decomposition import PCA
 
     from betavae.metrics import baselines as baseline_codes
@@ -152,36 +181,69 @@ def _series(runs: Sequence[RunDir], dataset: ImageDataset, baselines: Sequence[s
     series = []
     for run in runs:
         derived = run.read_derived()
-        series.append(_Series(str(run.path.name), derived.get("beta"), derived.get("beta_norm"),
-                              run.read_config().latent_dim, model_representation(load_model(run, device))))
+        series.append(
+            _Series(
+                str(run.path.name),
+                derived.beta,
+                derived.beta_norm,
+                run.read_config().latent_dim,
+                model_representation(load_model(run, device)),
+            )
+        )
     latent_dims = sorted({s.latent_dim for s in series})
     for name in baselines:
-        rng = np.random.default_rng([seed, TRANSFER_BASELINES.index(name) if name in TRANSFER_BASELINES else 99])
+        rng = named_generator(seed, f"transfer-baseline:{name}")  # not a repeat's stream of labelled draws
         if name == "pixels":
-            series.append(_Series("baseline:pixels", None, None, math.prod(dataset.image_shape),
-                                  baseline_codes.pixels()))
+            series.append(
+                _Series(
+                    "baseline:pixels", None, None, math.prod(dataset.image_shape), baseline_codes.pixels()
+                )
+            )
         elif name == "pca":
             flatten = baseline_codes.pixels()
-            fit = np.sort(rng.choice(len(dataset.train), min(PCA_FIT_IMAGES, len(dataset.train)), replace=False))
+            fit = np.sort(
+                rng.choice(len(dataset.train), min(PCA_FIT_IMAGES, len(dataset.train)), replace=False)
+            )
             fit_pixels = encode_split(dataset.train, flatten, fit)
             for latent_dim in latent_dims:  # one PCA per latent size among the runs
                 pca = PCA(n_components=latent_dim, random_state=seed).fit(fit_pixels)
-                series.append(_Series("baseline:pca", None, None, latent_dim,
-                                      lambda images, pca=pca: pca.transform(flatten(images))))
+                series.append(
+                    _Series(
+                        "baseline:pca",
+                        None,
+                        None,
+                        latent_dim,
+                        lambda images, pca=pca, flatten=flatten: pca.transform(flatten(images)),
+                    )
+                )
         elif name == "untrained":
             first = series[0]
-            arch = runs[0].read_derived().get("arch")
-            series.append(_Series("baseline:untrained", None, None, first.latent_dim,
-                                  baseline_codes.untrained(dataset, rng, first.latent_dim, arch, device)))  # type: ignore[arg-type]
+            arch = runs[0].read_derived().arch
+            series.append(
+                _Series(
+                    "baseline:untrained",
+                    None,
+                    None,
+                    first.latent_dim,
+                    baseline_codes.untrained(dataset, rng, first.latent_dim, arch, device),
+                )
+            )  # type: ignore[arg-type]
         else:
             raise unknown_choice("transfer baseline", name, TRANSFER_BASELINES)
     return series
 
 
-def run_transfer(run_dirs: Sequence[str | Path], labels: Sequence[int] = (10, 30, 100, 300, 1000, 3000, 10000),
-                 repeats: int = 5, task: str | None = None, out: str | Path | None = None, seed: int = 0,
-                 baselines: Sequence[str] = TRANSFER_BASELINES, device: str = "cpu",
-                 max_test: int | None = None) -> TransferResult:
+def run_transfer(
+    run_dirs: Sequence[str | Path],
+    labels: Sequence[int] = (10, 30, 100, 300, 1000, 3000, 10000),
+    repeats: int = 5,
+    task: str | None = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    baselines: Sequence[str] = TRANSFER_BASELINES,
+    device: str = "cpu",
+    max_test: int | None = None,
+) -> TransferResult:
     """Fit a softmax regression on each run's frozen μ (and on the baselines) from few labels.
 
     ``run_dirs``: run folders trained on one dataset. ``labels``: the numbers ``n`` of
@@ -198,16 +260,25 @@ def run_transfer(run_dirs: Sequence[str | Path], labels: Sequence[int] = (10, 30
     if repeats < 1:
         raise BetaVAEError(f"--repeats must be at least 1, got {repeats}")
     runs = [RunDir(path) for path in run_dirs]
-    folder = make_folder(out, "output folder") if out is not None else common_parent([run.path for run in runs])
+    folder = (
+        make_folder(out, "output folder") if out is not None else common_parent([run.path for run in runs])
+    )
     target = RunDir(folder)
     with target.lock_if_run_folder("betavae transfer"):
         return _transfer(runs, labels, repeats, task, folder, seed, baselines, device, max_test)
 
 
-def _transfer(runs: Sequence[RunDir], labels: Sequence[int], repeats: int, task: str | None, folder: Path,
-              seed: int, baselines: Sequence[str], device: str, max_test: int | None) -> TransferResult:
-    from betavae.viz.transfer import transfer_figure
-
+def _transfer(
+    runs: Sequence[RunDir],
+    labels: Sequence[int],
+    repeats: int,
+    task: str | None,
+    folder: Path,
+    seed: int,
+    baselines: Sequence[str],
+    device: str,
+    max_test: int | None,
+) -> TransferResult:
     dataset = shared_dataset(runs, "transfer")
     task, train_labels, test_labels = task_labels(dataset, task)
     classes = np.unique(train_labels)
@@ -225,7 +296,9 @@ def _transfer(runs: Sequence[RunDir], labels: Sequence[int], repeats: int, task:
     needed = np.unique(np.concatenate(list(samples.values())))
     test_positions = np.arange(len(dataset.test))
     if max_test is not None and max_test < len(test_positions):
-        test_positions = np.sort(np.random.default_rng(seed).choice(len(test_positions), max_test, replace=False))
+        test_positions = np.sort(
+            np.random.default_rng(seed).choice(len(test_positions), max_test, replace=False)
+        )
 
     rows: list[dict[str, Any]] = []
     for series in _series(runs, dataset, baselines, seed, resolve_device(device)):
@@ -233,17 +306,32 @@ def _transfer(runs: Sequence[RunDir], labels: Sequence[int], repeats: int, task:
         test_codes = encode_split(dataset.test, series.represent, test_positions)
         for n, repeat in ((n, repeat) for n in labels for repeat in range(repeats)):
             positions = samples[n, repeat]
-            loss, accuracy = fit_and_score(train_codes[np.searchsorted(needed, positions)], train_labels[positions],
-                                           test_codes, test_labels[test_positions], classes)
-            rows.append({"run": series.run, "beta": series.beta, "beta_norm": series.beta_norm,
-                         "latent_dim": series.latent_dim, "n": n, "repeat": repeat, "loss": loss,
-                         "accuracy": accuracy})
+            loss, accuracy = fit_and_score(
+                train_codes[np.searchsorted(needed, positions)],
+                train_labels[positions],
+                test_codes,
+                test_labels[test_positions],
+                classes,
+            )
+            rows.append(
+                {
+                    "run": series.run,
+                    "beta": series.beta,
+                    "beta_norm": series.beta_norm,
+                    "latent_dim": series.latent_dim,
+                    "n": n,
+                    "repeat": repeat,
+                    "loss": loss,
+                    "accuracy": accuracy,
+                }
+            )
 
     csv_path = folder / CSV_FILE
     atomic_write_text(csv_path, to_csv(rows))
     title = f"{dataset.name}, task {task}, {repeats} repeat{'s' if repeats > 1 else ''}"
-    plot_path = transfer_figure(rows, folder / PLOT_FILE, title)
-    summary = summarise(rows, title)
+    curves = transfer_curves(rows)
+    plot_path = transfer_figure(curves, folder / PLOT_FILE, title)
+    summary = summarise(curves, title)
     summary_path = folder / SUMMARY_FILE
     atomic_write_text(summary_path, summary)
     return TransferResult(rows, csv_path, plot_path, summary_path, summary)
@@ -269,54 +357,116 @@ def series_label(run: str, beta: float | None, beta_norm: float | None, latent_d
     return ", ".join(parts + [f"M={latent_dim}"])
 
 
-def group_stats(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
-    """Per series (run, latent size): its label fields and, per n, mean and std of loss and accuracy."""
-    groups: dict[tuple[str, int], dict[str, Any]] = {}
+def transfer_curves(rows: Sequence[dict[str, Any]]) -> list[TransferCurve]:
+    """Per representation (run and latent size), in the order of ``rows``: mean and std over repeats per n."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for row in rows:
-        group = groups.setdefault((row["run"], row["latent_dim"]), {
-            "run": row["run"], "beta": row["beta"], "beta_norm": row["beta_norm"], "latent_dim": row["latent_dim"],
-            "values": {}})
-        group["values"].setdefault(row["n"], []).append((row["loss"], row["accuracy"]))
-    for group in groups.values():
-        group["stats"] = {n: {"loss": float(np.mean([v[0] for v in values])),
-                              "loss_std": float(np.std([v[0] for v in values])),
-                              "accuracy": float(np.mean([v[1] for v in values])),
-                              "accuracy_std": float(np.std([v[1] for v in values]))}
-                          for n, values in sorted(group["values"].items())}
-        group["label"] = series_label(group["run"], group["beta"], group["beta_norm"], group["latent_dim"])
-    return groups
+        groups.setdefault((row["run"], row["latent_dim"]), []).append(row)
+    curves = []
+    for (run, latent_dim), members in groups.items():
+        by_n: dict[int, list[dict[str, Any]]] = {}
+        for row in members:
+            by_n.setdefault(row["n"], []).append(row)
+        scores = {
+            n: Score(
+                loss=float(np.mean([r["loss"] for r in repeats])),
+                loss_std=float(np.std([r["loss"] for r in repeats])),
+                accuracy=float(np.mean([r["accuracy"] for r in repeats])),
+                accuracy_std=float(np.std([r["accuracy"] for r in repeats])),
+            )
+            for n, repeats in sorted(by_n.items())
+        }
+        beta, beta_norm = members[0]["beta"], members[0]["beta_norm"]
+        curves.append(
+            TransferCurve(
+                run, beta, beta_norm, latent_dim, series_label(run, beta, beta_norm, latent_dim), scores
+            )
+        )
+    return curves
 
 
-def summarise(rows: Sequence[dict[str, Any]], title: str) -> str:
-    """Per latent size and n: the β with the lowest mean test loss, and whether it beats the reference β.
+def reference_run(runs: Sequence[TransferCurve]) -> TransferCurve:
+    """The run of ``runs`` (one latent size) whose β is closest to 1 on a log scale: :data:`REFERENCE_RULE`.
 
-    The reference is the β = 1 run (a plain VAE) of that latent size, else its smallest β.
-    A difference counts as larger than the spread when |Δ mean| exceeds the two standard
-    deviations over repeats added in quadrature.
+    A log scale because β is swept by factors (0.1, 1, 10): β = 0.5 and β = 2 are equally
+    far from the plain VAE (β = 1). A β of 0, or none, is infinitely far.
     """
-    groups = group_stats(rows)
-    lines = [f"transfer on {title}: test cross-entropy (lower is better), mean ± std over repeats"]
-    runs = [g for g in groups.values() if not g["run"].startswith("baseline:")]
-    baselines = [g for g in groups.values() if g["run"].startswith("baseline:")]
-    for latent_dim in sorted({g["latent_dim"] for g in runs}):
-        same_size = [g for g in runs if g["latent_dim"] == latent_dim]
-        with_beta = [g for g in same_size if g["beta"] is not None]
-        reference = next((g for g in with_beta if g["beta"] == 1), None) or \
-            (min(with_beta, key=lambda g: g["beta"]) if with_beta else same_size[0])
-        lines.append(f"M = {latent_dim} (reference: {reference['label']}):")
-        for n in sorted(reference["stats"]):
-            best = min(same_size, key=lambda g: g["stats"][n]["loss"])
-            b, r = best["stats"][n], reference["stats"][n]
-            line = f"  n={n}: best {best['label']}, loss {b['loss']:.3f} ± {b['loss_std']:.3f}, acc {b['accuracy']:.3f}"
-            if best is not reference:
-                delta, spread = b["loss"] - r["loss"], math.hypot(b["loss_std"], r["loss_std"])
+
+    def distance(curve: TransferCurve) -> tuple[float, float]:
+        if curve.beta is None:
+            return math.inf, math.inf
+        return (abs(math.log(curve.beta)) if curve.beta > 0 else math.inf), curve.beta
+
+    return min(runs, key=distance)
+
+
+def summarise(curves: Sequence[TransferCurve], title: str) -> str:
+    """Per latent size: every run's test loss and accuracy at each n, and whether the best β beats
+    the reference.
+
+    The reference is chosen by :data:`REFERENCE_RULE`, which the text states. A difference
+    counts as larger than the spread when |Δ mean| exceeds the two standard deviations
+    over repeats added in quadrature.
+    """
+    lines = [
+        f"transfer on {title}: test cross-entropy (nats, lower is better) and accuracy, "
+        f"mean ± std over repeats",
+        f"reference: {REFERENCE_RULE}",
+    ]
+    runs = [curve for curve in curves if not curve.is_baseline]
+    baselines = [curve for curve in curves if curve.is_baseline]
+    for latent_dim in sorted({curve.latent_dim for curve in runs}):
+        same_size = sorted(
+            (curve for curve in runs if curve.latent_dim == latent_dim),
+            key=lambda curve: (curve.beta is None, curve.beta or 0.0, curve.run),
+        )
+        reference = reference_run(same_size)
+        lines.append(f"M = {latent_dim} (reference: {reference.label}):")
+        lines += _score_table(same_size, reference)
+        for n in sorted(reference.scores):
+            best = min(same_size, key=lambda curve: curve.scores[n].loss)
+            b, r = best.scores[n], reference.scores[n]
+            line = f"  n={n}: best {best.label}, loss {b.loss:.3f} ± {b.loss_std:.3f}, acc {b.accuracy:.3f}"
+            if best is reference:
+                line += " (the reference)"
+            else:
+                delta, spread = b.loss - r.loss, math.hypot(b.loss_std, r.loss_std)
                 verdict = "larger than" if abs(delta) > spread else "within"
                 line += f"; vs reference Δ = {delta:+.3f}, {verdict} the spread ({spread:.3f})"
             lines.append(line)
     if baselines:
         lines.append("baselines:")
-        for n in sorted({row["n"] for row in rows}):
-            lines.append(f"  n={n}: " + "; ".join(
-                f"{g['label']} loss {g['stats'][n]['loss']:.3f}, acc {g['stats'][n]['accuracy']:.3f}"
-                for g in baselines))
+        for n in sorted({n for curve in baselines for n in curve.scores}):
+            lines.append(
+                f"  n={n}: "
+                + "; ".join(
+                    f"{curve.label} loss {curve.scores[n].loss:.3f}, acc {curve.scores[n].accuracy:.3f}"
+                    for curve in baselines
+                    if n in curve.scores
+                )
+            )
     return "\n".join(lines) + "\n"
+
+
+def _score_table(runs: Sequence[TransferCurve], reference: TransferCurve) -> list[str]:
+    """One row per n and run: ``n``, the run's label, loss ± std, accuracy ± std; the reference marked."""
+    header = ("n", "run", "loss", "accuracy")
+    rows = []
+    for n in sorted({n for curve in runs for n in curve.scores}):
+        for curve in runs:
+            if n in curve.scores:
+                score = curve.scores[n]
+                rows.append(
+                    (
+                        str(n),
+                        curve.label,
+                        f"{score.loss:.3f} ± {score.loss_std:.3f}",
+                        f"{score.accuracy:.3f} ± {score.accuracy_std:.3f}"
+                        + ("  reference" if curve is reference else ""),
+                    )
+                )
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    return [
+        f"  {row[0]:>{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}".rstrip()
+        for row in [header, *rows]
+    ]

@@ -1,39 +1,62 @@
 """Datasets by name: ``betavae.data.load("shapes")``.
 
-A plain dict maps each name to the module function that builds it; modules are
-imported on first use so that the CLI starts fast.
+:data:`DATASETS` maps each name to a :class:`DatasetEntry`: the module function that
+builds it (imported on first use, so that the CLI starts fast) and what is known of it
+without loading it. Adding a dataset is adding one entry; the CLI's help, the checks of
+which datasets have factors and their messages all read the registry.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 from betavae.data.base import FactorDataset, FactorSplit, ImageDataset, ImageSplit, TensorSplit
 from betavae.errors import BetaVAEError, unknown_choice
 
-# name -> "module:function"; every function takes keyword options and returns an ImageDataset.
-DATASETS: dict[str, str] = {
-    "shapes": "betavae.data.shapes:load_shapes",
-    "dsprites": "betavae.data.dsprites:load_dsprites",
-    "mnist": "betavae.data.mnist:load_mnist",
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """What the registry knows of a dataset without loading it."""
+
+    loader: str  # "module:function"; the function takes keyword options and returns an ImageDataset
+    has_factors: bool  # rendered from known generative factors: it loads as a FactorDataset
+    image_shape: tuple[int, int, int]  # (channels, height, width) of its images
+    summary: str  # what its images show, in a few words, for the CLI's help
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "shapes": DatasetEntry(
+        "betavae.data.shapes:load_shapes", True, (1, 28, 28), "square, ellipse or triangle"
+    ),
+    "dsprites": DatasetEntry(
+        "betavae.data.dsprites:load_dsprites", True, (1, 64, 64), "Matthey et al. 2017's sprites"
+    ),
+    "mnist": DatasetEntry("betavae.data.mnist:load_mnist", False, (1, 28, 28), "handwritten digits"),
 }
 
-# The datasets rendered from known generative factors (they load as FactorDataset).
-WITH_FACTORS = ("dsprites", "shapes")
+
+def entry(name: str) -> DatasetEntry:
+    """The registry entry of dataset ``name``; an unknown name is a :class:`BetaVAEError`."""
+    if name not in DATASETS:
+        raise unknown_choice("dataset", name, DATASETS)
+    return DATASETS[name]
 
 
 def has_factors(name: str) -> bool:
     """Whether dataset ``name`` has known generative factors (known without loading it)."""
-    _loader(name)
-    return name in WITH_FACTORS
+    return entry(name).has_factors
+
+
+def with_factors() -> list[str]:
+    """The names of the datasets with known generative factors, the ones disentanglement is measured on."""
+    return [name for name, dataset in DATASETS.items() if dataset.has_factors]
 
 
 def _loader(name: str):
-    if name not in DATASETS:
-        raise unknown_choice("dataset", name, DATASETS)
-    module_name, function_name = DATASETS[name].split(":")
+    module_name, function_name = entry(name).loader.split(":")
     return getattr(importlib.import_module(module_name), function_name)
 
 
@@ -48,8 +71,13 @@ def load(name: str, **options: Any) -> ImageDataset:
     accepted = options_of(name)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise BetaVAEError(f"dataset {name!r} has no option {', '.join(unknown)}; its options are: {', '.join(accepted)}")
+        raise BetaVAEError(
+            f"dataset {name!r} has no option {', '.join(unknown)}; its options are: {', '.join(accepted)}"
+        )
     return loader(**options)
 
 
-__all__ = ["DATASETS", "FactorDataset", "FactorSplit", "ImageDataset", "ImageSplit", "TensorSplit", "WITH_FACTORS", "has_factors", "load", "options_of"]
+__all__ = [
+    "DATASETS", "DatasetEntry", "FactorDataset", "FactorSplit", "ImageDataset", "ImageSplit", "TensorSplit",
+    "entry", "has_factors", "load", "options_of", "with_factors",
+]

@@ -49,7 +49,9 @@ class TensorSplit(ImageSplit):
 
     def __init__(self, images: torch.Tensor, labels: np.ndarray | None = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"expected a uint8 (N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"expected a uint8 (N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}"
+            )
         self.data = images
         self.image_shape = tuple(images.shape[1:])  # type: ignore[assignment]
         self._labels = labels
@@ -90,11 +92,6 @@ class ImageDataset(ABC):
     def num_pixels(self) -> int:
         """N in β_norm = β·M/N: the number of values the decoder predicts per image."""
         return math.prod(self.image_shape)
-
-    def describe(self) -> dict[str, object]:
-        """What a run's config records about the data."""
-        return {"name": self.name, "image_shape": list(self.image_shape),
-                "num_train": len(self.train), "num_test": len(self.test)}
 
 
 class FactorDataset(ImageDataset):
@@ -159,7 +156,9 @@ class FactorSplit(ImageSplit):
 
     read_on_host = True
 
-    def __init__(self, dataset: FactorDataset, indices: np.ndarray, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, dataset: FactorDataset, indices: np.ndarray, device: torch.device | str = "cpu"
+    ) -> None:
         self.dataset = dataset
         self.indices = np.asarray(indices, dtype=np.int64)
         self.image_shape = dataset.image_shape

@@ -73,9 +73,6 @@ class DSpritesDataset(SpriteDataset):
         self.path = path
         super().__init__(values, test_size, seed, in_memory, images)
 
-    def describe(self) -> dict[str, object]:
-        return {**super().describe(), "source": self.path or "procedural"}
-
 
 def load_dsprites(
     path: str | None = None, test_size: int = 10_000, seed: int = 0, in_memory: bool = False
@@ -105,8 +102,10 @@ def read_npz(
     """
     path = Path(path)
     if not path.is_file():
-        raise BetaVAEError(f"dSprites file {path} does not exist; download {NPZ_NAME} from "
-                           "https://github.com/deepmind/dsprites-dataset or leave path unset to render dSprites")
+        raise BetaVAEError(
+            f"dSprites file {path} does not exist; download {NPZ_NAME} from "
+            "https://github.com/deepmind/dsprites-dataset or leave path unset to render dSprites"
+        )
     if not zipfile.is_zipfile(path):
         raise BetaVAEError(f"dSprites file {path} is not an npz archive; is it {NPZ_NAME}?")
     try:
@@ -120,11 +119,15 @@ def read_npz(
         raise BetaVAEError(f"cannot read dSprites file {path}: {reason}") from None
     _check_layout(path, (images, classes, values), factor_sizes)
     strides = np.cumprod((1, *factor_sizes[:0:-1]))[::-1]  # flat-index step of each factor
-    factor_values = tuple(values[np.arange(size) * stride, k + 1]
-                          for k, (size, stride) in enumerate(zip(factor_sizes, strides)))
+    factor_values = tuple(
+        values[np.arange(size) * stride, k + 1]
+        for k, (size, stride) in enumerate(zip(factor_sizes, strides, strict=True))
+    )
     for k, column in enumerate(factor_values):
         if not np.array_equal(values[:, k + 1], column[classes[:, k + 1]]):
-            raise BetaVAEError(f"dSprites file {path} gives factor {FACTOR_NAMES[k]} several values for one class")
+            raise BetaVAEError(
+                f"dSprites file {path} gives factor {FACTOR_NAMES[k]} several values for one class"
+            )
     np.multiply(images, 255, out=images)
     return images[:, None], factor_values
 
@@ -133,14 +136,22 @@ def _check_layout(path: Path, arrays: tuple[np.ndarray, ...], factor_sizes: tupl
     """Raise a :class:`BetaVAEError` naming ``path`` unless the arrays have the dSprites layout."""
     count = math.prod(factor_sizes)
     columns = len(factor_sizes) + 1
-    expected = {"imgs": (count, 64, 64), "latents_classes": (count, columns), "latents_values": (count, columns)}
+    expected = {
+        "imgs": (count, 64, 64),
+        "latents_classes": (count, columns),
+        "latents_values": (count, columns),
+    }
     images, classes, _ = arrays
-    for key, array in zip(NPZ_KEYS, arrays):
+    for key, array in zip(NPZ_KEYS, arrays, strict=True):
         if array.shape != expected[key]:
-            raise BetaVAEError(f"dSprites file {path} has {key} of shape {array.shape}, "
-                               f"expected {expected[key]}; is it {NPZ_NAME}?")
+            raise BetaVAEError(
+                f"dSprites file {path} has {key} of shape {array.shape}, "
+                f"expected {expected[key]}; is it {NPZ_NAME}?"
+            )
     if images.dtype != np.uint8 or images.max(initial=0) > 1:
         raise BetaVAEError(f"dSprites file {path} has imgs that are not 0/1 uint8; is it {NPZ_NAME}?")
     enumeration = np.stack(np.unravel_index(np.arange(count), factor_sizes), axis=1)
     if not np.array_equal(classes[:, 1:], enumeration):
-        raise BetaVAEError(f"dSprites file {path} does not list its images in the row-major factor order of {NPZ_NAME}")
+        raise BetaVAEError(
+            f"dSprites file {path} does not list its images in the row-major factor order of {NPZ_NAME}"
+        )

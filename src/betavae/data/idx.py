@@ -43,27 +43,37 @@ def parse_idx(raw: bytes, source: str = "IDX data") -> np.ndarray:
     ``raw`` alive.
     """
     if len(raw) < 4:
-        raise BetaVAEError(f"{source} is not an IDX file: it is truncated ({len(raw)} bytes, the header alone needs 4)")
+        raise BetaVAEError(
+            f"{source} is not an IDX file: it is truncated ({len(raw)} bytes, the header alone needs 4)"
+        )
     if raw[0] != 0 or raw[1] != 0:
         found_magic = bytes(raw[:2]).hex()
-        raise BetaVAEError(f"{source} is not an IDX file: its magic number starts with {found_magic}, not 0000")
+        raise BetaVAEError(
+            f"{source} is not an IDX file: its magic number starts with {found_magic}, not 0000"
+        )
     code, ndim = raw[2], raw[3]
     if code not in IDX_DTYPES:
         known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
         raise BetaVAEError(f"{source} is not an IDX file: unknown type code 0x{code:02X} (known: {known})")
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
-        raise BetaVAEError(f"{source} is truncated: its header declares {ndim} dimensions but the file ends "
-                           f"after {len(raw)} bytes")
+        raise BetaVAEError(
+            f"{source} is truncated: its header declares {ndim} dimensions but the file ends "
+            f"after {len(raw)} bytes"
+        )
     shape = tuple(int(size) for size in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_DTYPES[code]
     expected = math.prod(shape) * dtype.itemsize
     found = len(raw) - header_size
     if found < expected:
-        raise BetaVAEError(f"{source} is truncated: shape {shape} needs {expected} bytes of data, found {found}")
+        raise BetaVAEError(
+            f"{source} is truncated: shape {shape} needs {expected} bytes of data, found {found}"
+        )
     if found > expected:
-        raise BetaVAEError(f"{source} has {found - expected} unexpected bytes after the {expected} bytes of data "
-                           f"its header declares (shape {shape}); the file is damaged")
+        raise BetaVAEError(
+            f"{source} has {found - expected} unexpected bytes after the {expected} bytes of data "
+            f"its header declares (shape {shape}); the file is damaged"
+        )
     values = np.frombuffer(raw, dtype=dtype, count=math.prod(shape), offset=header_size)
     return values.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
 
@@ -86,7 +96,9 @@ def read_decompressed(path: str | os.PathLike[str]) -> bytes:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as error:
         name = os.fspath(path)
-        raise BetaVAEError(f"{name} is a corrupt gzip file ({error}); delete it and fetch it again") from error
+        raise BetaVAEError(
+            f"{name} is a corrupt gzip file ({error}); delete it and fetch it again"
+        ) from error
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:

@@ -98,8 +98,10 @@ def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
 def _missing_error(missing: list[str], root: Path, searched: list[Path], reason: str) -> BetaVAEError:
     where = " and ".join(str(folder) for folder in searched)
     return BetaVAEError(
-        f"MNIST files missing: {', '.join(missing)} (searched {where}; {reason}); put the four MNIST IDX files "
-        f"(.gz is fine) into {root / 'mnist'} or point data_dir or BETAVAE_DATA_DIR at a folder that holds them")
+        f"MNIST files missing: {', '.join(missing)} (searched {where}; {reason}); "
+        f"put the four MNIST IDX files (.gz is fine) into {root / 'mnist'} or point data_dir or "
+        f"BETAVAE_DATA_DIR at a folder that holds them"
+    )
 
 
 def _find(stem: str, folders: list[Path]) -> Path | None:
@@ -116,7 +118,8 @@ def _read_verified(stem: str, path: Path) -> np.ndarray:
     if digest != FILES[stem]:
         raise BetaVAEError(
             f"{path} is corrupt: the SHA-256 of its content is {digest}, not that of the official {stem} "
-            f"({FILES[stem]}); delete it and load again to re-download it, or replace it with a good copy")
+            f"({FILES[stem]}); delete it and load again to re-download it, or replace it with a good copy"
+        )
     return parse_idx(raw, source=str(path))
 
 
@@ -150,9 +153,17 @@ def _fetch_verified(url: str, stem: str, folder: Path) -> Path:
         handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part", dir=folder)
         try:
             received = 0
-            with os.fdopen(handle, "wb") as file, tqdm(
-                total=size or None, unit="B", unit_scale=True, desc=f"{stem}.gz", disable=None, leave=False
-            ) as progress:
+            with (
+                os.fdopen(handle, "wb") as file,
+                tqdm(
+                    total=size or None,
+                    unit="B",
+                    unit_scale=True,
+                    desc=f"{stem}.gz",
+                    disable=None,
+                    leave=False,
+                ) as progress,
+            ):
                 while chunk := response.read(_CHUNK_BYTES):
                     file.write(chunk)
                     received += len(chunk)

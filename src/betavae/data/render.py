@@ -61,7 +61,12 @@ def _heart(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return w * w * w <= uu * yy * y
 
 
-SHAPES: dict[str, InsideTest] = {"square": _square, "ellipse": _ellipse, "triangle": _triangle, "heart": _heart}
+SHAPES: dict[str, InsideTest] = {
+    "square": _square,
+    "ellipse": _ellipse,
+    "triangle": _triangle,
+    "heart": _heart,
+}
 """Inside-tests in the local frame (x right, y *up*), by name: arrays of u, v → boolean array."""
 
 
@@ -123,7 +128,7 @@ def rasterize(
     for shape_id, inside in enumerate(tests):
         members = np.flatnonzero(shape_ids == shape_id)
         for begin in range(0, members.size, chunk):
-            rows = members[begin:begin + chunk]
+            rows = members[begin : begin + chunk]
             s, a, cx, cy = (p[rows] for p in params)
             left, top = _window_start(cx, window, size), _window_start(cy, window, size)
             pixels = _coverage(inside(*_local_coordinates(left, top, window, size, k, s, a, cx, cy)), k)
@@ -134,13 +139,21 @@ def rasterize(
 
 
 def _window_start(centre: np.ndarray, window: int, size: int) -> np.ndarray:
-    """The first pixel of a ``window``-pixel span centred on ``centre`` (a fraction of the side), inside the image."""
+    """The first pixel of a ``window``-pixel span centred on ``centre`` (a fraction of the side),
+    inside the image."""
     return np.clip(np.floor(centre * size - window / 2), 0, size - window).astype(np.int64)
 
 
 def _local_coordinates(
-    left: np.ndarray, top: np.ndarray, window: int, size: int, k: int,
-    scale: np.ndarray, angle: np.ndarray, cx: np.ndarray, cy: np.ndarray,
+    left: np.ndarray,
+    top: np.ndarray,
+    window: int,
+    size: int,
+    k: int,
+    scale: np.ndarray,
+    angle: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Local (u, v) of every sample of each window, ``(m, window·k, window·k)`` float32 each.
 

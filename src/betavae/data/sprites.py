@@ -103,14 +103,17 @@ class SpriteDataset(FactorDataset):
         if factors.ndim != 2 or factors.shape[1] != self.num_factors:
             raise ValueError(f"expected factor indices of shape (n, {self.num_factors}), got {factors.shape}")
         if ((factors < 0) | (factors >= np.asarray(self.factor_sizes))).any():
-            raise IndexError(f"factor indices out of range for {self.name} with factor sizes {self.factor_sizes}")
+            raise IndexError(
+                f"factor indices out of range for {self.name} with factor sizes {self.factor_sizes}"
+            )
         return factors
 
     def _render_all(self, chunk: int = 16_384) -> np.ndarray:
         """Every image in index order, rendered chunk by chunk into one ``uint8`` array."""
         images = np.empty((len(self), *self.image_shape), dtype=np.uint8)
-        with tqdm(total=len(self), desc=f"rendering {self.name}", unit="img", delay=1.0,
-                  disable=None) as progress:  # None: no bar when stderr is not a terminal
+        with tqdm(
+            total=len(self), desc=f"rendering {self.name}", unit="img", delay=1.0, disable=None
+        ) as progress:  # None: no bar when stderr is not a terminal
             for start in range(0, len(self), chunk):
                 stop = min(start + chunk, len(self))
                 images[start:stop] = self.render(self.index_to_factors(np.arange(start, stop)))

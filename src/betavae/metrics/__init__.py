@@ -1,48 +1,110 @@
-"""Disentanglement metrics by name, each ``NAME(dataset, represent, rng, **params) -> dict``.
+"""Disentanglement metrics by name: :data:`METRICS` maps each to a :class:`Metric`.
 
+Each metric is a function ``compute(dataset, represent, rng, **params) -> dict``:
 ``dataset`` is a :class:`~betavae.data.base.FactorDataset`, ``represent`` a
 representation (see :mod:`betavae.metrics.representation`), ``rng`` a
 ``numpy.random.Generator``. One module per metric, each citing its paper; defaults
 follow disentanglement_lib (Locatello et al. 2019) so numbers compare with published ones.
+Every metric calls its sizes by the same names (:data:`SIZE_NAMES`), so one ``--n-train``
+reaches them all. Adding a metric is adding one entry; the CLI, evaluation and the
+sweep's tables read the rest from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from betavae.errors import unknown_choice
 from betavae.metrics.beta_vae import beta_vae_score
 from betavae.metrics.dci import dci
 from betavae.metrics.factor_vae import factor_vae_score
 from betavae.metrics.mig import mig
-from betavae.metrics.representation import (FactorRepresentation, Representation, encode_factors,
-                                            model_representation, sample_codes)
+from betavae.metrics.representation import (
+    FactorRepresentation,
+    Representation,
+    encode_factors,
+    model_representation,
+    sample_codes,
+)
 from betavae.metrics.sap import sap
 
-METRICS: dict[str, Callable[..., dict[str, float]]] = {
-    "beta_vae": beta_vae_score,
-    "factor_vae": factor_vae_score,
-    "mig": mig,
-    "dci": dci,
-    "sap": sap,
+# The size parameters users set once for every metric (--n-train, --n-eval); each metric takes those it has.
+SIZE_NAMES = ("n_train", "n_eval")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One entry of :data:`METRICS`: the function and what evaluation needs to know of it."""
+
+    compute: Callable[..., dict[str, float]]
+    # Its name in figures and tables ("MIG").
+    label: str
+    # The key of its main score: the one value progress lines, tables and heatmaps show.
+    headline: str
+    # How many images it encodes, given every parameter it runs with (evaluation.metric_settings).
+    images_encoded: Callable[[Mapping[str, Any]], int]
+    # The smallest sizes it computes with, by size name (every size not listed: 1 point).
+    min_sizes: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Every parameter of :attr:`compute` with its default value."""
+        parameters = inspect.signature(self.compute).parameters.values()
+        return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+    @property
+    def sizes(self) -> tuple[str, ...]:
+        """The size parameters (of :data:`SIZE_NAMES`) it takes."""
+        return tuple(name for name in SIZE_NAMES if name in self.defaults)
+
+
+METRICS: dict[str, Metric] = {
+    "beta_vae": Metric(
+        beta_vae_score,
+        "β-VAE score",
+        headline="eval_accuracy",
+        images_encoded=lambda p: (p["n_train"] + p["n_eval"]) * 2 * p["batch_size"],
+    ),
+    "factor_vae": Metric(
+        factor_vae_score,
+        "FactorVAE score",
+        headline="eval_accuracy",
+        images_encoded=lambda p: (p["n_train"] + p["n_eval"]) * p["batch_size"] + p["num_variance_estimate"],
+    ),
+    # With one point MIG divides by the entropy of factors that took one value (0/0, NaN every time),
+    # found by running each metric on dSprites with a random projection of the pixels at sizes 1, 2, 3 …
+    # Above it a small draw can still be degenerate by chance (at 2 points, half the MIGs are NaN,
+    # written as null with evaluation.NAN_REASON), rarely once the sizes reach tens of points.
+    "mig": Metric(
+        mig, "MIG", headline="mig", images_encoded=lambda p: p["n_train"], min_sizes={"n_train": 2}
+    ),
+    "dci": Metric(
+        dci,
+        "DCI disentanglement",
+        headline="disentanglement",
+        images_encoded=lambda p: p["n_train"] + p["n_eval"],
+    ),
+    # With continuous_factors SAP scores the training points alone and draws no evaluation points.
+    "sap": Metric(
+        sap,
+        "SAP score",
+        headline="sap",
+        images_encoded=lambda p: p["n_train"] + (0 if p["continuous_factors"] else p["n_eval"]),
+    ),
 }
 
-# The main score of each metric: the one value progress lines, tables and heatmaps show.
-HEADLINE: dict[str, str] = {
-    "beta_vae": "eval_accuracy",
-    "factor_vae": "eval_accuracy",
-    "mig": "mig",
-    "dci": "disentanglement",
-    "sap": "sap",
-}
 
-
-def get(name: str) -> Callable[..., dict[str, float]]:
-    """The metric function called ``name``."""
+def get(name: str) -> Metric:
+    """The metric called ``name``; an unknown name is a :class:`~betavae.errors.BetaVAEError`."""
     if name not in METRICS:
         raise unknown_choice("metric", name, METRICS)
     return METRICS[name]
 
 
-__all__ = ["HEADLINE", "METRICS", "FactorRepresentation", "Representation", "beta_vae_score", "dci", "encode_factors",
-           "factor_vae_score", "get", "mig", "model_representation", "sample_codes", "sap"]
+__all__ = [
+    "METRICS", "SIZE_NAMES", "FactorRepresentation", "Metric", "Representation", "beta_vae_score", "dci",
+    "encode_factors", "factor_vae_score", "get", "mig", "model_representation", "sample_codes", "sap",
+]

@@ -32,7 +32,9 @@ def _fitting_images(dataset: FactorDataset, num_fit: int, rng: np.random.Generat
     return _flatten(dataset.render(dataset.sample_factors(num_fit, rng)))
 
 
-def pca(dataset: FactorDataset, rng: np.random.Generator, latent_dim: int = 10, num_fit: int = 10_000) -> Representation:
+def pca(
+    dataset: FactorDataset, rng: np.random.Generator, latent_dim: int = 10, num_fit: int = 10_000
+) -> Representation:
     """Projections on the first ``latent_dim`` principal components of ``num_fit`` random images."""
     from sklearn.decomposition import PCA
 
@@ -41,18 +43,26 @@ def pca(dataset: FactorDataset, rng: np.random.Generator, latent_dim: int = 10, 
     return lambda images: model.transform(_flatten(images))
 
 
-def ica(dataset: FactorDataset, rng: np.random.Generator, latent_dim: int = 10, num_fit: int = 10_000) -> Representation:
+def ica(
+    dataset: FactorDataset, rng: np.random.Generator, latent_dim: int = 10, num_fit: int = 10_000
+) -> Representation:
     """``latent_dim`` independent components (FastICA) of ``num_fit`` random images."""
     from sklearn.decomposition import FastICA
 
-    model = FastICA(n_components=latent_dim, whiten="unit-variance", max_iter=400,
-                    random_state=int(rng.integers(2**31)))
+    model = FastICA(
+        n_components=latent_dim, whiten="unit-variance", max_iter=400, random_state=int(rng.integers(2**31))
+    )
     model.fit(_fitting_images(dataset, num_fit, rng))
     return lambda images: model.transform(_flatten(images))
 
 
-def untrained(dataset: FactorDataset, rng: np.random.Generator, latent_dim: int = 10, arch: str | None = None,
-              device: str | torch.device = "cpu") -> Representation:
+def untrained(
+    dataset: FactorDataset,
+    rng: np.random.Generator,
+    latent_dim: int = 10,
+    arch: str | None = None,
+    device: str | torch.device = "cpu",
+) -> Representation:
     """μ of a randomly initialised encoder of the architecture the dataset trains with."""
     from betavae import models
 
@@ -62,8 +72,13 @@ def untrained(dataset: FactorDataset, rng: np.random.Generator, latent_dim: int 
     return model_representation(model)
 
 
-def baseline(name: str, dataset: FactorDataset, rng: np.random.Generator, latent_dim: int = 10,
-             device: str | torch.device = "cpu") -> Representation:
+def baseline(
+    name: str,
+    dataset: FactorDataset,
+    rng: np.random.Generator,
+    latent_dim: int = 10,
+    device: str | torch.device = "cpu",
+) -> Representation:
     """The baseline representation called ``name`` (one of :data:`BASELINES`)."""
     if name == "pixels":
         return pixels()

@@ -28,8 +28,8 @@ def beta_vae_score(
     represent: Representation,
     rng: np.random.Generator,
     batch_size: int = 64,
-    num_train: int = 10_000,
-    num_eval: int = 5_000,
+    n_train: int = 10_000,
+    n_eval: int = 5_000,
 ) -> dict[str, float]:
     """Accuracy of a linear classifier that names the factor held fixed from code differences.
 
@@ -38,21 +38,21 @@ def beta_vae_score(
         represent: the representation scored (see :mod:`betavae.metrics.representation`).
         rng: the only source of randomness: factors, labels and the classifier's seed.
         batch_size: pairs averaged into one feature vector (the paper's L).
-        num_train: feature vectors the classifier is fitted on.
-        num_eval: fresh feature vectors it is scored on.
+        n_train: feature vectors the classifier is fitted on.
+        n_eval: fresh feature vectors it is scored on.
 
     Returns:
         ``train_accuracy`` and ``eval_accuracy``, in [0, 1]; chance is 1 / num_factors.
     """
-    if min(batch_size, num_train, num_eval) < 1:
-        raise ValueError(f"batch_size, num_train and num_eval must be positive, "
-                         f"got {batch_size}, {num_train}, {num_eval}")
-    train_points, train_labels = _difference_points(dataset, represent, rng, batch_size, num_train)
+    if min(batch_size, n_train, n_eval) < 1:
+        raise ValueError(f"batch_size, n_train and n_eval must be positive, "
+                         f"got {batch_size}, {n_train}, {n_eval}")
+    train_points, train_labels = _difference_points(dataset, represent, rng, batch_size, n_train)
     model = LogisticRegression(random_state=int(rng.integers(2**31)))
     if len(np.unique(train_labels)) == 1:  # a small draw fixed one factor in every pair: nothing to separate,
         model = DummyClassifier(strategy="most_frequent")  # and the best a classifier can do is that factor
     model.fit(train_points, train_labels)
-    eval_points, eval_labels = _difference_points(dataset, represent, rng, batch_size, num_eval)
+    eval_points, eval_labels = _difference_points(dataset, represent, rng, batch_size, n_eval)
     return {
         "train_accuracy": float(model.score(train_points, train_labels)),
         "eval_accuracy": float(model.score(eval_points, eval_labels)),

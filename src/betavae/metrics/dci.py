@@ -19,20 +19,13 @@ informativeness as plain accuracy on the training and test points.
 
 The predictor. The reference's is scikit-learn's ``GradientBoostingClassifier`` with
 default settings (``regressor="gbt"``): 100 rounds of one depth-3 tree *per class*, so
-100 × 113 trees for the factors of dSprites; at the default sizes it took 90-420 s per
-representation on this project's 2-core machine (238 s for a 10-dimensional random
-projection of the pixels). The default, ``regressor="extra_trees"``, is 30 extremely
-randomised trees per factor that consider every dimension at every split and stop at
-leaves of 10 points (:data:`EXTRA_TREES`): 0.6-1.1 s for the same fits. Compared on
-dSprites codes (true factors with noise dimensions, rotated, duplicated, partly mixed,
-a random projection of pixels), it named the same most important dimension for every
-factor as the boosted trees, except between exact copies and in one near tie (0.115
-against 0.113) that the boosted trees themselves resolve differently on another
-sample; its importance columns were closer to theirs (mean L1 distance 0.00-0.28) than
-random forests' (0.11-0.53), though flatter where factors are mixed; its
-disentanglement and completeness differed from theirs by 0.00-0.07, and its test
-accuracy was 0.00-0.09 higher. Numbers from the two predictors are close but not
-interchangeable: compare runs scored with the same one.
+100 × 113 trees for the factors of dSprites, minutes per representation on a small CPU.
+The default, ``regressor="extra_trees"``, is 30 extremely randomised trees per factor
+that consider every dimension at every split and stop at leaves of 10 points
+(:data:`EXTRA_TREES`): about a second for the same fits, and on dSprites codes it ranks
+the dimensions as the boosted trees do, with disentanglement and completeness close to
+theirs (timings and the comparison: docs/metrics.md). Numbers from the two predictors
+are close but not interchangeable: compare runs scored with the same one.
 
 Completeness is an entropy in base ``D``, so the same importance spread over more code
 dimensions scores higher: adding collapsed dimensions, which get no importance, raises
@@ -63,8 +56,8 @@ def dci(
     dataset: FactorDataset,
     represent: Representation,
     rng: np.random.Generator,
-    num_train: int = 10_000,
-    num_test: int = 5_000,
+    n_train: int = 10_000,
+    n_eval: int = 5_000,
     regressor: str = "extra_trees",
 ) -> dict[str, float]:
     """Disentanglement, completeness and informativeness of ``represent`` on ``dataset``.
@@ -73,10 +66,10 @@ def dci(
         dataset: the factor dataset whose images are encoded.
         represent: the representation scored (see :mod:`betavae.metrics.representation`).
         rng: the only source of randomness: which points are sampled, and the predictors' seeds.
-        num_train: points each factor's predictor is fitted on.
-        num_test: fresh points its test accuracy is measured on.
+        n_train: points each factor's predictor is fitted on.
+        n_eval: fresh points its test accuracy is measured on (the reference's ``num_test``).
         regressor: ``"extra_trees"`` (fast, the default) or ``"gbt"`` (the reference's
-            gradient boosted trees, about 200 times slower); see the module docstring.
+            gradient boosted trees, far slower); see the module docstring.
 
     Returns:
         ``disentanglement`` and ``completeness`` in [0, 1], and
@@ -85,15 +78,18 @@ def dci(
     """
     if regressor not in REGRESSORS:
         raise unknown_choice("DCI regressor", regressor, REGRESSORS)
-    if num_train < 1 or num_test < 1:
-        raise ValueError(f"num_train and num_test must be positive, got {num_train} and {num_test}")
-    codes, factors = sample_codes(dataset, represent, num_train, rng)
+    if n_train < 1 or n_eval < 1:
+        raise ValueError(f"n_train and n_eval must be positive, got {n_train} and {n_eval}")
+    codes, factors = sample_codes(dataset, represent, n_train, rng)
     if codes.shape[1] < 2:
-        raise BetaVAEError(f"DCI completeness compares how a factor's importance spreads over code dimensions, but "
-                           f"the representation has {codes.shape[1]}; score a model with at least 2 latent dimensions")
-    test_codes, test_factors = sample_codes(dataset, represent, num_test, rng)
+        raise BetaVAEError(
+            f"DCI completeness compares how a factor's importance spreads over code dimensions, but "
+            f"the representation has {codes.shape[1]}; score a model with at least 2 latent dimensions"
+        )
+    test_codes, test_factors = sample_codes(dataset, represent, n_eval, rng)
     importance, train_accuracy, test_accuracy = importance_matrix(
-        codes, factors, test_codes, test_factors, rng, regressor)
+        codes, factors, test_codes, test_factors, rng, regressor
+    )
     return {
         "disentanglement": disentanglement(importance),
         "completeness": completeness(importance),
@@ -141,7 +137,8 @@ def completeness(importance: np.ndarray) -> float:
 
 
 def _shares(importance: np.ndarray, axis: int) -> np.ndarray:
-    """Each row's (``axis=1``) or column's (``axis=0``) share of the total importance; even if there is none."""
+    """Each row's (``axis=1``) or column's (``axis=0``) share of the total importance; even if
+    there is none."""
     if importance.sum() == 0:
         importance = np.ones_like(importance)
     return importance.sum(axis=axis) / importance.sum()

@@ -38,8 +38,8 @@ def factor_vae_score(
     represent: Representation,
     rng: np.random.Generator,
     batch_size: int = 64,
-    num_train: int = 10_000,
-    num_eval: int = 5_000,
+    n_train: int = 10_000,
+    n_eval: int = 5_000,
     num_variance_estimate: int = 10_000,
     prune_threshold: float = 0.05,
 ) -> dict[str, float]:
@@ -50,8 +50,8 @@ def factor_vae_score(
         represent: the representation scored (see :mod:`betavae.metrics.representation`).
         rng: the only source of randomness.
         batch_size: images per vote, all sharing the value of one factor (L in the paper).
-        num_train: votes the majority-vote classifier is built from.
-        num_eval: fresh votes it is scored on.
+        n_train: votes the majority-vote classifier is built from.
+        n_eval: fresh votes it is scored on.
         num_variance_estimate: random images whose codes give each dimension's global variance.
         prune_threshold: smallest global *standard deviation* of an active dimension.
 
@@ -59,18 +59,20 @@ def factor_vae_score(
         ``train_accuracy`` and ``eval_accuracy`` in [0, 1] (chance is 1 / num_factors), and
         ``num_active_dims``, the dimensions that took part.
     """
-    if batch_size < 2 or num_variance_estimate < 2 or min(num_train, num_eval) < 1:
-        raise ValueError("batch_size and num_variance_estimate must be at least 2 (a variance needs two samples) "
-                         f"and num_train, num_eval positive; got {batch_size}, {num_variance_estimate}, "
-                         f"{num_train}, {num_eval}")
+    if batch_size < 2 or num_variance_estimate < 2 or min(n_train, n_eval) < 1:
+        raise ValueError(
+            "batch_size and num_variance_estimate must be at least 2 (a variance needs two samples) "
+            f"and n_train, n_eval positive; got {batch_size}, {num_variance_estimate}, "
+            f"{n_train}, {n_eval}"
+        )
     codes, _ = sample_codes(dataset, represent, num_variance_estimate, rng)
     global_variances = codes.var(axis=0, ddof=1)
     active = np.sqrt(global_variances) >= prune_threshold
     if not active.any():
         return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
-    train_votes = _votes(dataset, represent, rng, batch_size, num_train, global_variances, active)
+    train_votes = _votes(dataset, represent, rng, batch_size, n_train, global_variances, active)
     classifier = train_votes.argmax(axis=0)  # per dimension, the factor it voted for most
-    eval_votes = _votes(dataset, represent, rng, batch_size, num_eval, global_variances, active)
+    eval_votes = _votes(dataset, represent, rng, batch_size, n_eval, global_variances, active)
     return {
         "train_accuracy": _accuracy(train_votes, classifier),
         "eval_accuracy": _accuracy(eval_votes, classifier),
@@ -79,12 +81,20 @@ def factor_vae_score(
 
 
 def _accuracy(votes: np.ndarray, classifier: np.ndarray) -> float:
-    """The share of votes ``(num_factors, D)`` whose factor is the one ``classifier`` gives their dimension."""
+    """The share of votes ``(num_factors, D)`` whose factor is the one ``classifier`` gives their
+    dimension."""
     return float(votes[classifier, np.arange(votes.shape[1])].sum() / votes.sum())
 
 
-def _votes(dataset: FactorDataset, represent: Representation, rng: np.random.Generator, batch_size: int,
-           num_points: int, global_variances: np.ndarray, active: np.ndarray) -> np.ndarray:
+def _votes(
+    dataset: FactorDataset,
+    represent: Representation,
+    rng: np.random.Generator,
+    batch_size: int,
+    num_points: int,
+    global_variances: np.ndarray,
+    active: np.ndarray,
+) -> np.ndarray:
     """Vote counts ``(num_factors, D)``: how often each dimension had the least variance per fixed factor."""
     votes = np.zeros((dataset.num_factors, len(global_variances)), dtype=np.int64)
     for count in point_blocks(num_points, batch_size):
@@ -93,9 +103,17 @@ def _votes(dataset: FactorDataset, represent: Representation, rng: np.random.Gen
     return votes
 
 
-def _vote_block(dataset: FactorDataset, represent: Representation, rng: np.random.Generator, batch_size: int,
-                num_points: int, global_variances: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One encoder call's worth of votes: (the factor each batch fixed, its least-variance active dimension)."""
+def _vote_block(
+    dataset: FactorDataset,
+    represent: Representation,
+    rng: np.random.Generator,
+    batch_size: int,
+    num_points: int,
+    global_variances: np.ndarray,
+    active: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One encoder call's worth of votes: (the factor each batch fixed, its least-variance active
+    dimension)."""
     fixed = rng.integers(dataset.num_factors, size=num_points)
     factors = dataset.sample_factors(num_points * batch_size, rng).reshape(num_points, batch_size, -1)
     points = np.arange(num_points)
@@ -104,4 +122,3 @@ def _vote_block(dataset: FactorDataset, represent: Representation, rng: np.rando
     local_variances = codes.reshape(num_points, batch_size, -1).var(axis=1, ddof=1)
     relative = local_variances[:, active] / global_variances[active]
     return fixed, np.flatnonzero(active)[relative.argmin(axis=1)]
-

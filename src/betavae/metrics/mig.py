@@ -33,7 +33,7 @@ def mig(
     dataset: FactorDataset,
     represent: Representation,
     rng: np.random.Generator,
-    num_train: int = 10_000,
+    n_train: int = 10_000,
     num_bins: int = 20,
 ) -> dict[str, float]:
     """The mutual information gap of ``represent`` on ``dataset``, overall and per factor.
@@ -42,7 +42,7 @@ def mig(
         dataset: the factor dataset whose images are encoded.
         represent: the representation scored (see :mod:`betavae.metrics.representation`).
         rng: the only source of randomness: which factor vectors are sampled.
-        num_train: points sampled to estimate the information (the reference's ``num_train``).
+        n_train: points sampled to estimate the information (the reference's ``num_train``).
         num_bins: equal-width bins each code dimension is cut into before counting.
 
     Returns:
@@ -50,16 +50,16 @@ def mig(
         [0, 1]: 1 when one code dimension holds all of a factor's information and no
         other holds any; 0 when the best two dimensions hold the same amount.
     """
-    if num_train < 1 or num_bins < 1:
-        raise ValueError(f"num_train and num_bins must be positive, got {num_train} and {num_bins}")
-    codes, factors = sample_codes(dataset, represent, num_train, rng)
+    if n_train < 1 or num_bins < 1:
+        raise ValueError(f"n_train and num_bins must be positive, got {n_train} and {num_bins}")
+    codes, factors = sample_codes(dataset, represent, n_train, rng)
     if codes.shape[1] < 2:
         raise BetaVAEError(f"MIG compares the two most informative code dimensions, but the representation "
                            f"has {codes.shape[1]}; score a model with at least 2 latent dimensions")
     information = discrete_mutual_information(histogram_discretize(codes, num_bins), factors)
     gaps = _normalised_gaps(information, discrete_entropy(factors))
     return {"mig": float(gaps.mean()),
-            **{f"mig_{name}": float(gap) for name, gap in zip(dataset.factor_names, gaps)}}
+            **{f"mig_{name}": float(gap) for name, gap in zip(dataset.factor_names, gaps, strict=True)}}
 
 
 def _normalised_gaps(information: np.ndarray, entropy: np.ndarray) -> np.ndarray:

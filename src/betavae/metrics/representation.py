@@ -123,7 +123,9 @@ class CodeTable:
                   disable=None if progress is None else not progress, delay=2.0) as bar:
             for start in range(0, len(dataset), chunk):
                 index = np.arange(start, min(start + chunk, len(dataset)))
-                parts.append(encode_factors(dataset, represent, dataset.index_to_factors(index)).astype(np.float32))
+                parts.append(
+                    encode_factors(dataset, represent, dataset.index_to_factors(index)).astype(np.float32)
+                )
                 bar.update(len(index))
         self.codes = np.concatenate(parts)
 

@@ -44,8 +44,8 @@ def sap(
     dataset: FactorDataset,
     represent: Representation,
     rng: np.random.Generator,
-    num_train: int = 10_000,
-    num_test: int = 5_000,
+    n_train: int = 10_000,
+    n_eval: int = 5_000,
     continuous_factors: bool = False,
 ) -> dict[str, float]:
     """The SAP score of ``represent`` on ``dataset``.
@@ -54,9 +54,10 @@ def sap(
         dataset: the factor dataset whose images are encoded.
         represent: the representation scored (see :mod:`betavae.metrics.representation`).
         rng: the only source of randomness: which factor vectors are sampled.
-        num_train: points the per-dimension predictors are fitted on.
-        num_test: fresh points the classifiers are scored on (unused, and not sampled,
-            with ``continuous_factors``, whose score is computed on the training points).
+        n_train: points the per-dimension predictors are fitted on.
+        n_eval: fresh points the classifiers are scored on (the reference's ``num_test``;
+            unused, and not sampled, with ``continuous_factors``, whose score is computed on
+            the training points).
         continuous_factors: score each pair by R² of a linear fit of the factor index
             instead of by the accuracy of a classifier.
 
@@ -64,16 +65,16 @@ def sap(
         ``sap`` in [0, 1]: the mean over factors of the best minus the second-best score
         of a single code dimension.
     """
-    if num_train < 1 or (num_test < 1 and not continuous_factors):
-        raise ValueError(f"num_train and num_test must be positive, got {num_train} and {num_test}")
-    codes, factors = sample_codes(dataset, represent, num_train, rng)
+    if n_train < 1 or (n_eval < 1 and not continuous_factors):
+        raise ValueError(f"n_train and n_eval must be positive, got {n_train} and {n_eval}")
+    codes, factors = sample_codes(dataset, represent, n_train, rng)
     if codes.shape[1] < 2:
         raise BetaVAEError(f"SAP compares the two most predictive code dimensions, but the representation "
                            f"has {codes.shape[1]}; score a model with at least 2 latent dimensions")
     if continuous_factors:
         scores = _squared_correlations(codes, factors)
     else:
-        test_codes, test_factors = sample_codes(dataset, represent, num_test, rng)
+        test_codes, test_factors = sample_codes(dataset, represent, n_eval, rng)
         scores = _classification_scores(codes, factors, test_codes, test_factors)
     return {"sap": float(_mean_top_two_gap(scores))}
 

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from torch import nn
 
+from betavae.errors import BetaVAEError, unknown_choice
 from betavae.models import conv28, conv64
 from betavae.models.vae import BetaVAE, VAEOutput
 
@@ -23,15 +24,19 @@ class Architecture(NamedTuple):
     # The learning rate the architecture was published with where we know it (conv64:
     # Locatello et al.'s 1e-4; burgess64: Burgess et al.'s 5e-4), so that default runs
     # compare with published scores; conv28 keeps our earlier default. One rate does not
-    # suit every architecture: conv64 on dSprites at 5e-4 reached MIG 0.1 in none of 8
-    # seeds, at 1e-4 in 2 within 2,000 steps (README, Time to disentangle).
+    # suit every architecture: conv64 on dSprites disentangled (by MIG) in some seeds at
+    # 1e-4 and in none at 5e-4, which reconstructs faster (docs/time-to-disentangle.md).
     lr: float
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "conv28": Architecture(conv28.build, conv28.IMAGE_SIZE, "report's conv + max-pool net for 28×28", lr=5e-4),
+    "conv28": Architecture(
+        conv28.build, conv28.IMAGE_SIZE, "report's conv + max-pool net for 28×28", lr=5e-4
+    ),
     "conv64": Architecture(conv64.build_conv64, conv64.IMAGE_SIZE, "Locatello et al. 2019, 64×64", lr=1e-4),
-    "burgess64": Architecture(conv64.build_burgess64, conv64.IMAGE_SIZE, "Burgess et al. 2018, 64×64", lr=5e-4),
+    "burgess64": Architecture(
+        conv64.build_burgess64, conv64.IMAGE_SIZE, "Burgess et al. 2018, 64×64", lr=5e-4
+    ),
 }
 
 
@@ -46,8 +51,26 @@ def learning_rate(arch: str, lr: float | None = None) -> float:
 
 
 def build(arch: str, latent_dim: int, image_shape: tuple[int, int, int]) -> BetaVAE:
-    """A :class:`BetaVAE` of architecture ``arch``; see :data:`ARCHITECTURES`."""
-    return BetaVAE(arch, latent_dim, image_shape)
+    """A :class:`BetaVAE` of architecture ``arch``; see :data:`ARCHITECTURES`.
+
+    An unknown name, a latent size below 1 or images of another size than the
+    architecture's are one-line errors that say what to use instead.
+    """
+    if arch not in ARCHITECTURES:
+        raise unknown_choice("architecture", arch, ARCHITECTURES)
+    if latent_dim < 1:
+        raise BetaVAEError(f"latent size must be at least 1, got {latent_dim}")
+    spec = ARCHITECTURES[arch]
+    channels, height, width = image_shape
+    if (height, width) != (spec.image_size, spec.image_size):
+        fitting = [name for name, other in ARCHITECTURES.items() if other.image_size == height == width]
+        hint = f"; use --arch {' or '.join(fitting)}" if fitting else ""
+        raise BetaVAEError(
+            f"architecture {arch} takes {spec.image_size}×{spec.image_size} images, "
+            f"but the data is {height}×{width}{hint}"
+        )
+    encoder, decoder = spec.build(channels, latent_dim)
+    return BetaVAE(encoder, decoder, arch, latent_dim, image_shape)
 
 
 __all__ = ["ARCHITECTURES", "Architecture", "BetaVAE", "VAEOutput", "build", "default_arch", "learning_rate"]

@@ -20,7 +20,9 @@ IMAGE_SIZE = 64
 _FEATURE_SIZE = IMAGE_SIZE // 16  # four stride-2 convolutions
 
 
-def _build(in_channels: int, latent_dim: int, channels: Sequence[int], hidden: Sequence[int]) -> tuple[nn.Module, nn.Module]:
+def _build(
+    in_channels: int, latent_dim: int, channels: Sequence[int], hidden: Sequence[int]
+) -> tuple[nn.Module, nn.Module]:
     conv: list[nn.Module] = []
     previous = in_channels
     for width in channels:
@@ -42,12 +44,16 @@ def _build(in_channels: int, latent_dim: int, channels: Sequence[int], hidden: S
         previous = width
     deconv: list[nn.Module] = []
     widths = [*reversed(channels), in_channels]
-    for index, (wide, narrow) in enumerate(zip(widths[:-1], widths[1:])):
+    for index, (wide, narrow) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         last = index == len(widths) - 2
-        deconv.append((ImageTransposedConv if last else nn.ConvTranspose2d)(wide, narrow, 4, stride=2, padding=1))
+        deconv.append(
+            (ImageTransposedConv if last else nn.ConvTranspose2d)(wide, narrow, 4, stride=2, padding=1)
+        )
         if not last:
             deconv.append(nn.ReLU(inplace=True))
-    decoder = nn.Sequential(*decoder_dense, nn.Unflatten(1, (channels[-1], _FEATURE_SIZE, _FEATURE_SIZE)), *deconv)
+    decoder = nn.Sequential(
+        *decoder_dense, nn.Unflatten(1, (channels[-1], _FEATURE_SIZE, _FEATURE_SIZE)), *deconv
+    )
     return encoder, decoder
 
 

@@ -7,18 +7,18 @@ encoder at batch 512 the ReLU after the first convolution took as long as the
 convolution. oneDNN can apply the ReLU while the convolution or matrix product writes its
 output (a "post-op"), which is what ``torch.compile``'s CPU backend does after freezing
 the weights; :class:`FusedEncoder` makes the same oneDNN calls directly, without a
-compile step. Measured at batch 512 (``benchmarks/train_throughput.py --sections
-encode``), of the fp32 matrix-product peak: conv28 0.77 → 0.86, burgess64 0.85 → 0.94,
-conv64 0.95 → 0.98.
+compile step. It brings every architecture's encoding closer to the fp32 matrix-product
+peak (``benchmarks/train_throughput.py --sections encode``; figures in
+docs/performance.md).
 
-Two more layers are rewritten, because conv28's encoder spent a fifth of its time in
-them at batch 512: 2×2 max-pooling as two element-wise maxima over strided views (PyTorch's
-channels-last pooling took 1.5–2.6× as long; the result is the same, max being exact),
+Two more layers are rewritten, because conv28's encoder spent much of its time in
+them at batch 512: 2×2 max-pooling as two element-wise maxima over strided views (faster
+than PyTorch's channels-last pooling; the result is the same, max being exact),
 and a ``Flatten`` followed by a linear layer as one matrix product over the channels-last
 map read as it lies, the weight's columns put in (height, width, channel) order once,
-instead of reordering every activation to (channel, height, width) first.
-Measured on conv28 at batch 512, against the fused encoder without them, interleaved
-in one run: 1.14× the images/s (burgess64, whose map is 4×4, unchanged).
+instead of reordering every activation to (channel, height, width) first. Together they
+speed up conv28's encoding; burgess64, whose map is 4×4, is unchanged
+(docs/performance.md).
 
 The fused calls are PyTorch's ``torch.ops.mkldnn._convolution_pointwise`` and
 ``_linear_pointwise`` (the operators Inductor emits). Being internal, they are checked
@@ -51,8 +51,13 @@ class FusedEncoder:
         self.fused_layers = 0
         self._steps: list[Callable[[torch.Tensor], torch.Tensor]] = []
         parameter = next(encoder.parameters(), None)
-        if (parameter is None or parameter.device.type != "cpu" or not isinstance(encoder, nn.Sequential)
-                or not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_convolution_pointwise")):
+        if (
+            parameter is None
+            or parameter.device.type != "cpu"
+            or not isinstance(encoder, nn.Sequential)
+            or not torch.backends.mkldnn.is_available()
+            or not hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+        ):
             return
         steps, fused = _fused_steps(list(encoder))
         rewritten = any(not isinstance(step, nn.Module) for step in steps)
@@ -81,8 +86,12 @@ def _fused_steps(layers: list[nn.Module]) -> tuple[list[Callable[[torch.Tensor],
             steps.append(_max_pool_2x2)
             index += 1
             continue
-        flatten = (type(layer) is nn.Flatten and (layer.start_dim, layer.end_dim) == (1, -1)
-                   and index + 1 < len(layers) and type(layers[index + 1]) is nn.Linear)
+        flatten = (
+            type(layer) is nn.Flatten
+            and (layer.start_dim, layer.end_dim) == (1, -1)
+            and index + 1 < len(layers)
+            and type(layers[index + 1]) is nn.Linear
+        )
         index += flatten  # the linear layer after it takes the map unflattened
         relu = index + 1 < len(layers) and isinstance(layers[index + 1], nn.ReLU)
         post_op = "relu" if relu else "none"
@@ -105,9 +114,15 @@ def _fused_step(layer: nn.Module, post_op: str) -> Callable[[torch.Tensor], torc
         return lambda x: torch.ops.mkldnn._linear_pointwise(x, weight, bias, post_op, [], "")
     if type(layer) is nn.Conv2d and layer.padding_mode == "zeros" and not isinstance(layer.padding, str):
         weight = layer.weight.detach().contiguous(memory_format=torch.channels_last)
-        padding, stride, dilation, groups = list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups
-        return lambda x: torch.ops.mkldnn._convolution_pointwise(x, weight, bias, padding, stride, dilation, groups,
-                                                                  post_op, [], "")
+        padding, stride, dilation, groups = (
+            list(layer.padding),
+            list(layer.stride),
+            list(layer.dilation),
+            layer.groups,
+        )
+        return lambda x: torch.ops.mkldnn._convolution_pointwise(
+            x, weight, bias, padding, stride, dilation, groups, post_op, [], ""
+        )
     return None
 
 
@@ -118,8 +133,12 @@ def _is_max_pool_2x2(layer: nn.Module) -> bool:
     def pair(value: int | tuple[int, ...]) -> tuple[int, ...]:
         return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
-    return (pair(layer.kernel_size), pair(layer.stride), pair(layer.padding), pair(layer.dilation)) == \
-        ((2, 2), (2, 2), (0, 0), (1, 1))
+    return (pair(layer.kernel_size), pair(layer.stride), pair(layer.padding), pair(layer.dilation)) == (
+        (2, 2),
+        (2, 2),
+        (0, 0),
+        (1, 1),
+    )
 
 
 def _max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
@@ -154,14 +173,22 @@ class _ChannelsLastLinear:
             channels, height, width = x.shape[1:]
             weight = self._weights.get(x.shape[1:])
             if weight is None:
-                weight = self.weight.view(-1, channels, height, width).permute(0, 2, 3, 1).reshape(len(self.weight), -1)
+                weight = (
+                    self.weight.view(-1, channels, height, width)
+                    .permute(0, 2, 3, 1)
+                    .reshape(len(self.weight), -1)
+                )
                 weight = self._weights.setdefault(x.shape[1:], weight.contiguous())
             flat = x.permute(0, 2, 3, 1).reshape(len(x), -1)  # a view of a channels-last map
         return torch.ops.mkldnn._linear_pointwise(flat, weight, self.bias, self.post_op, [], "")
 
 
-def _agrees(steps: list[Callable[[torch.Tensor], torch.Tensor]], encoder: nn.Module, shape: tuple[int, ...],
-            dtype: torch.dtype) -> bool:
+def _agrees(
+    steps: list[Callable[[torch.Tensor], torch.Tensor]],
+    encoder: nn.Module,
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+) -> bool:
     """Whether the fused steps give the eager encoder's output on a random probe batch."""
     probe = torch.rand(shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
     probe = probe.contiguous(memory_format=torch.channels_last)

@@ -1,14 +1,15 @@
 """Layers that replace a PyTorch module where its CPU kernel is far below the CPU's peak.
 
 The last layer of every decoder is a transposed convolution from many channels to the
-image's channels. oneDNN runs that shape at about a tenth of the matrix-product
-peak: conv64's 32 → 1 layer took 6.5 ms of a 58 ms training step at batch 64 for 1% of the
-step's arithmetic. Written as one matrix product (every input pixel times every kernel tap)
-followed by adding the taps' shifted contributions into the output, the same forward takes
-1.4 ms. The backward stays oneDNN's (``convolution_backward``), which is already fast for
+image's channels. oneDNN runs that shape far below the matrix-product peak, so in
+conv64 this layer takes a large share of a training step's time for a tiny share of its
+arithmetic. Written as one matrix product (every input pixel times every kernel tap)
+followed by adding the taps' shifted contributions into the output, the same forward
+takes a fraction of the time (figures in docs/performance.md). The backward stays
+oneDNN's (``convolution_backward``), which is already fast for
 this shape. Parameters, state dicts and results (up to float rounding) are those of
 ``nn.ConvTranspose2d``. Under bf16 autocast it stays float32 (still faster than oneDNN's
-bf16 transposed convolution, 4.4 ms forward), so the logits the loss sums over 4,096
+bf16 transposed convolution), so the logits the loss sums over 4,096
 pixels are not rounded to 8 bits. On other devices, for shapes this does not cover, and
 while exporting (ONNX, ``torch.export``) or compiling, the module simply is
 ``nn.ConvTranspose2d``.
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 _GEMM_WIDTH = 16  # matrix products with a right-hand side this many columns wide run at full speed
-NARROW_OUT_CHANNELS = 1  # grey images: 8.4 → 3.4 ms forward + backward; for RGB (3) it measured no faster
+NARROW_OUT_CHANNELS = 1  # grey images gain (docs/performance.md); for RGB (3) it measured no faster
 
 
 class ImageTransposedConv(nn.ConvTranspose2d):
@@ -62,10 +63,14 @@ def transposed_conv_by_taps(input: torch.Tensor, weight: torch.Tensor, bias: tor
     pixels = input.permute(0, 2, 3, 1).reshape(-1, in_channels)  # a view when the input is channels-last
     tap_weights = weight.permute(0, 2, 3, 1).reshape(in_channels, -1)
     tap_count = tap_weights.shape[1]
-    padded = -(-tap_count // _GEMM_WIDTH) * _GEMM_WIDTH  # a 32×9 right-hand side ran 4× slower than 32×16
+    # a narrower right-hand side runs slower (docs/performance.md)
+    padded = -(-tap_count // _GEMM_WIDTH) * _GEMM_WIDTH
     taps = pixels @ torch.nn.functional.pad(tap_weights, (0, padded - tap_count))
-    taps = taps[:, :tap_count].unflatten(1, (kernel_h, kernel_w, out_channels)).view(
-        batch, height, width, kernel_h, kernel_w, out_channels)
+    taps = (
+        taps[:, :tap_count]
+        .unflatten(1, (kernel_h, kernel_w, out_channels))
+        .view(batch, height, width, kernel_h, kernel_w, out_channels)
+    )
     output = input.new_zeros(batch, out_h, out_w, out_channels)
     rows = [_tap_span(k, height, stride_h, pad_h, out_h) for k in range(kernel_h)]
     columns = [_tap_span(k, width, stride_w, pad_w, out_w) for k in range(kernel_w)]
@@ -100,6 +105,16 @@ class _TapProductTransposedConv(torch.autograd.Function):
         stride, padding, output_padding, has_bias = ctx.geometry
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-            grad_output, input, weight, [weight.shape[1]] if has_bias else None, list(stride), list(padding),
-            [1, 1], True, list(output_padding), 1, [needs_input, needs_weight, needs_bias and has_bias])
+            grad_output,
+            input,
+            weight,
+            [weight.shape[1]] if has_bias else None,
+            list(stride),
+            list(padding),
+            [1, 1],
+            True,
+            list(output_padding),
+            1,
+            [needs_input, needs_weight, needs_bias and has_bias],
+        )
         return grad_input, grad_weight, grad_bias, None, None, None

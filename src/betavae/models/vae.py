@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from betavae.errors import BetaVAEError, unknown_choice
+from betavae.errors import BetaVAEError
 
 
 class VAEOutput(NamedTuple):
@@ -23,28 +23,20 @@ class VAEOutput(NamedTuple):
 
 
 class BetaVAE(nn.Module):
-    """A VAE with a diagonal Gaussian posterior and a standard normal prior."""
+    """A VAE with a diagonal Gaussian posterior and a standard normal prior.
 
-    def __init__(self, arch: str, latent_dim: int, image_shape: tuple[int, int, int]) -> None:
+    ``encoder`` maps images ``image_shape`` to ``(B, 2·latent_dim)`` [μ, log σ²] and
+    ``decoder`` maps codes to logits; :func:`betavae.models.build` makes them by
+    architecture name, which ``arch`` records for messages.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, arch: str, latent_dim: int,
+                 image_shape: tuple[int, int, int]) -> None:
         super().__init__()
-        from betavae.models import ARCHITECTURES
-
-        if arch not in ARCHITECTURES:
-            raise unknown_choice("architecture", arch, ARCHITECTURES)
-        if latent_dim < 1:
-            raise BetaVAEError(f"latent size must be at least 1, got {latent_dim}")
-        spec = ARCHITECTURES[arch]
-        channels, height, width = image_shape
-        if (height, width) != (spec.image_size, spec.image_size):
-            fitting = [name for name, other in ARCHITECTURES.items() if other.image_size == height == width]
-            hint = f"; use --arch {' or '.join(fitting)}" if fitting else ""
-            raise BetaVAEError(
-                f"architecture {arch} takes {spec.image_size}×{spec.image_size} images, "
-                f"but the data is {height}×{width}{hint}")
         self.arch = arch
         self.latent_dim = latent_dim
         self.image_shape = tuple(image_shape)
-        self.encoder, self.decoder = spec.build(channels, latent_dim)
+        self.encoder, self.decoder = encoder, decoder
 
     def check_images(self, x: torch.Tensor) -> None:
         """A one-line error for a batch this model cannot take, instead of a shape error deep inside."""
@@ -60,13 +52,12 @@ class BetaVAE(nn.Module):
         return mu, logvar
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def reparameterize(
+        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """z = μ + σ·ε with ε ~ N(0, I), differentiable in μ and log σ²."""
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] (Bernoulli means) for latent codes ``z``."""

@@ -39,4 +39,4 @@ class BackendOptions:
     workers: int | None = None
     ray_address: str | None = None
     cpus_per_run: float | None = None  # ray: CPUs each run reserves (None: 1)
-    gpus_per_run: float | None = None  # ray: GPUs each run reserves (None: 1 where the cluster has GPUs, else 0)
+    gpus_per_run: float | None = None

@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from betavae.config import TrainConfig, as_declared, check_seed, read_toml, takes_list, type_problem
+from betavae.config import (
+    TrainConfig,
+    as_declared,
+    check_seed,
+    comma_separated,
+    read_toml,
+    takes_list,
+    type_problem,
+)
 from betavae.errors import BetaVAEError
 
 # Keys a grid cannot set: each point's run folder is chosen by the sweep.
@@ -123,7 +131,7 @@ def expand_grid(spec: GridSpec, out: str | Path, names: Mapping[str, str] | None
     labels = _value_labels(axes)
     points = []
     for seed, *combination in itertools.product(spec.seeds, *(axes[key] for key in keys)):
-        values = dict(zip(keys, combination))
+        values = dict(zip(keys, combination, strict=True))
         parts = [f"{NAME_PARTS.get(key, key)}{labels[key][index]}"
                  for key, index in ((key, axes[key].index(value)) for key, value in values.items())
                  if len(axes[key]) > 1]
@@ -234,7 +242,8 @@ def build_spec(training: Mapping[str, Any], options: Mapping[str, Any], source: 
 
 
 def _checked(key: str, value: Any, source: str, called: Mapping[str, str]) -> Any:
-    """``value`` as field ``key`` stores it (an integer given for a float becomes a float), or a one-line error."""
+    """``value`` as field ``key`` stores it (an integer given for a float becomes a float), or a
+    one-line error."""
     problem = type_problem(key, value)
     if problem is not None:
         raise BetaVAEError(f"{source}: {called[key]} {problem}")
@@ -253,10 +262,14 @@ def _as_list(key: str, value: Any) -> list[Any] | None:
     return [list(item) if isinstance(item, tuple) else item for item in value]
 
 
-def _seeds(training: Mapping[str, Any], options: Mapping[str, Any], source: str, called: Mapping[str, str]) -> list[int]:
+def _seeds(
+    training: Mapping[str, Any], options: Mapping[str, Any], source: str, called: Mapping[str, str]
+) -> list[int]:
     """The seeds: ``seeds = N`` (0 … N − 1) or a list, in the [sweep] table; or the training key ``seed``."""
     if "seeds" in options and "seed" in training:
-        raise BetaVAEError(f"{source}: give the seeds once, as seeds in [sweep] or as {called['seed']}, not both")
+        raise BetaVAEError(
+            f"{source}: give the seeds once, as seeds in [sweep] or as {called['seed']}, not both"
+        )
     if "seed" in training:
         given = training["seed"]
         return [check_seed(seed, called["seed"]) for seed in (given if isinstance(given, list) else [given])]
@@ -273,15 +286,6 @@ def _seeds(training: Mapping[str, Any], options: Mapping[str, Any], source: str,
     return list(range(given))
 
 
-def _metric_names(text: str, flag: str) -> list[str]:
-    from betavae.evaluation import parse_metric_names
-
-    try:
-        return parse_metric_names(text)
-    except BetaVAEError as error:
-        raise BetaVAEError(f"{error} ({flag})") from None
-
-
 def _metrics(given: Any, source: str) -> list[str]:
     from betavae.evaluation import parse_metric_names
 
@@ -292,16 +296,14 @@ def _metrics(given: Any, source: str) -> list[str]:
     return list(parse_metric_names(",".join(given))) if given else []
 
 
-def parse_flag_values(text: str) -> list[Any]:
-    """``"0.002,0.02"`` → ``[0.002, 0.02]``: each comma-separated item as an integer, number, boolean or string.
+def parse_flag_values(text: str, flag: str) -> list[Any]:
+    """``"0.002,0.02"`` → ``[0.002, 0.02]``: each comma-separated item as an integer, number,
+    boolean or string.
 
     The types are checked against the key afterwards (:func:`build_spec`), so ``--latent 5,x``
     fails there naming the flag.
     """
-    values = [_parse_item(part.strip()) for part in text.split(",")]
-    if any(value == "" for value in values):
-        raise BetaVAEError(f"{text!r} has an empty item; separate values with single commas")
-    return values
+    return [_parse_item(item) for item in comma_separated(text, flag)]
 
 
 def _parse_item(text: str) -> Any:
@@ -313,27 +315,28 @@ def _parse_item(text: str) -> Any:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def spec_from_command_line(grid_file: str | None, training_flags: Mapping[str, str | None],
-                           option_flags: Mapping[str, Any], out: str | Path) -> tuple[GridSpec, dict[str, str]]:
+def spec_from_command_line(
+    grid_file: str | None,
+    training_flags: Mapping[str, str | None],
+    option_flags: Mapping[str, Any],
+    stored: GridSpec | None = None,
+) -> tuple[GridSpec, dict[str, str]]:
     """The grid of ``betavae sweep``: the grid file's, with the flags given laid over it.
 
-    Without a file and without training flags, the grid the sweep folder ``out`` was last
-    started with (so ``betavae sweep --out DIR`` continues a sweep). Returns the spec and
-    the flags given for each key, for messages.
+    Without a file and without training flags, ``stored``: the grid the sweep folder was
+    last started with (so ``betavae sweep --out DIR`` continues a sweep). Returns the spec
+    and the flags given for each key, for messages.
     """
     from betavae.config import FLAGS
+    from betavae.evaluation import parse_metric_names
 
     given = {key: text for key, text in training_flags.items() if text is not None}
     options_given = {key: value for key, value in option_flags.items() if value is not None}
     if grid_file is None and not given:
-        from betavae.studies.state import STATE_FILE, SweepState
-
-        if not (Path(out) / STATE_FILE).is_file():
-            raise BetaVAEError("no grid given: pass a GRID_FILE or flags such as --beta-norm 0.002,0.2 --latent 5,10")
-        with SweepState(out) as state:
-            stored = state.spec()
         if stored is None:
-            raise BetaVAEError(f"{out} holds no grid yet: pass a GRID_FILE or the grid's flags")
+            raise BetaVAEError(
+                "no grid given: pass a GRID_FILE or flags such as --beta-norm 0.002,0.2 --latent 5,10"
+            )
         return _with_options(stored, options_given), {}
     training: dict[str, Any] = {}
     options: dict[str, Any] = {}
@@ -349,7 +352,8 @@ def spec_from_command_line(grid_file: str | None, training_flags: Mapping[str, s
         training.pop("beta_norm", None)  # a β flag replaces whichever form the file gave
     for key, text in given.items():
         # --eval reads as betavae train reads it ("all" included); other flags as numbers, booleans or names.
-        values = _metric_names(text, "--eval") if key == "eval" else parse_flag_values(text)
+        flag = FLAGS.get(key, key)
+        values = parse_metric_names(text, flag) if key == "eval" else parse_flag_values(text, flag)
         training[key] = values if takes_list(key) or len(values) > 1 else values[0]
     options.update(_parsed_seeds(options_given))
     names = {key: FLAGS[key] for key in given if key in FLAGS}
@@ -360,8 +364,12 @@ def _with_options(spec: GridSpec, options: Mapping[str, Any]) -> GridSpec:
     """A stored grid with sweep options given again on the command line (metrics, sizes, seeds)."""
     if not options:
         return spec
-    values = {"seeds": spec.seeds, "metrics": spec.metrics, "metric_seed": spec.metric_seed,
-              **{key: value for key, value in spec.sizes.items() if value is not None}}
+    values = {
+        "seeds": spec.seeds,
+        "metrics": spec.metrics,
+        "metric_seed": spec.metric_seed,
+        **{key: value for key, value in spec.sizes.items() if value is not None},
+    }
     values.update(_parsed_seeds(options))
     return build_spec({**spec.fixed, **spec.swept}, values, source="sweep flags")
 
@@ -370,5 +378,5 @@ def _parsed_seeds(options: Mapping[str, Any]) -> dict[str, Any]:
     """``options`` with ``--seeds`` text read: ``3`` → 3 (a count), ``0,4,7`` → [0, 4, 7]."""
     if "seeds" not in options:
         return dict(options)
-    seeds = parse_flag_values(str(options["seeds"]))
+    seeds = parse_flag_values(str(options["seeds"]), "--seeds")
     return {**options, "seeds": seeds if len(seeds) > 1 else seeds[0]}

@@ -38,9 +38,9 @@ def available_cores() -> int:
 def default_workers(gpus: int, cores: int) -> int:
     """One worker per GPU; on a CPU one per core, each with one thread.
 
-    On a 2-core machine two one-thread processes train 1.2–1.3× the images/s of one
-    two-thread process (small convolutions do not split well across threads; see
-    ``benchmarks/sweep_throughput.py``).
+    On a small CPU two one-thread processes train more images/s than one two-thread
+    process (small convolutions do not split well across threads; figures from
+    ``benchmarks/sweep_throughput.py`` in docs/sweep-throughput.md).
     """
     return gpus if gpus else max(1, cores)
 
@@ -67,9 +67,11 @@ class LocalBackend:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         self._context = multiprocessing.get_context(method)
         if method == "forkserver":
-            # What every run imports, once: torch._dynamo is imported when Adam is first built (~2 s a run otherwise).
-            self._context.set_forkserver_preload(["torch._dynamo", "betavae.studies.worker", "betavae.train",
-                                                  "betavae.evaluation"])
+            # What every run imports, once: torch._dynamo is imported when Adam is first built
+            # (seconds a run otherwise).
+            self._context.set_forkserver_preload(
+                ["torch._dynamo", "betavae.studies.worker", "betavae.train", "betavae.evaluation"]
+            )
         self._workers: dict[str, _Worker] = {}
         self._free_slots = list(range(workers))
 
@@ -79,10 +81,15 @@ class LocalBackend:
 
     def submit(self, task: dict[str, Any]) -> None:
         slot = self._free_slots.pop(0)
-        task = {**task, "threads": self.threads, "device": self.devices[slot % len(self.devices)] or task.get("device")}
+        task = {
+            **task,
+            "threads": self.threads,
+            "device": self.devices[slot % len(self.devices)] or task.get("device"),
+        }
         receive, send = self._context.Pipe(duplex=False)
-        process = self._context.Process(target=_worker_main, args=(task, send, os.getpid()),
-                                        name=f"betavae-sweep:{task['name']}")
+        process = self._context.Process(
+            target=_worker_main, args=(task, send, os.getpid()), name=f"betavae-sweep:{task['name']}"
+        )
         process.start()
         send.close()  # the child's end: the parent keeps only its own, so a dead child reads as EOF
         self._workers[task["name"]] = _Worker(process, receive, slot)
@@ -114,8 +121,12 @@ class LocalBackend:
                 how = "killed by SIGKILL: out of memory?"
             else:
                 how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
-            outcome = {"name": name, "status": "lost", "result": None,
-                       "error": f"the worker process ended without a result ({how}); its stderr says why"}
+            outcome = {
+                "name": name,
+                "status": "lost",
+                "result": None,
+                "error": f"the worker process ended without a result ({how}); its stderr says why",
+            }
         return outcome
 
     def interrupt(self) -> None:
@@ -134,7 +145,9 @@ class LocalBackend:
         self._workers.clear()
 
 
-def _worker_main(task: dict[str, Any], results: multiprocessing.connection.Connection, sweep_pid: int) -> None:
+def _worker_main(
+    task: dict[str, Any], results: multiprocessing.connection.Connection, sweep_pid: int
+) -> None:
     # A process group of its own: the terminal's Ctrl-C goes to the sweep, which forwards exactly one
     # SIGINT (a second would make the training loop stop at once instead of saving a checkpoint).
     os.setpgid(0, 0)
@@ -150,6 +163,7 @@ def _die_with_sweep(sweep_pid: int, every: float = 0.5) -> None:
     The worker's parent is the fork server, which outlives the sweep while workers run, so
     the kernel's parent-death signal cannot tell; a thread watching the sweep's pid can.
     """
+
     def watch() -> None:
         while True:
             time.sleep(every)

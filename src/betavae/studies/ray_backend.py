@@ -70,10 +70,13 @@ class RayBackend:
         self._names: dict[Any, str] = {}  # ObjectRef -> run name
         here = None
         if self.address is None and not self._ray.is_initialized():
-            here = _this_machine()  # what the instance started here will hold: refuse a run it cannot, before starting
+            # what the instance started here will hold: refuse a run it cannot, before starting
+            here = _this_machine()
             _check_fits_here(*_per_run(options, here["GPU"]), here["CPU"], here["GPU"])
         in_main_thread = threading.current_thread() is threading.main_thread()
-        self._sigterm_handler = signal.getsignal(signal.SIGTERM) if in_main_thread else None  # ray.init replaces it
+        self._sigterm_handler = (
+            signal.getsignal(signal.SIGTERM) if in_main_thread else None
+        )  # ray.init replaces it
         self._connected_here = _connect(self._ray, self.address, here)
         try:
             resources = self._ray.cluster_resources()
@@ -93,14 +96,19 @@ class RayBackend:
     def submit(self, task: dict[str, Any]) -> None:
         config = dict(task["config"])
         if config.get("data_dir") and not Path(config["data_dir"]).expanduser().is_absolute():
-            config["data_dir"] = str(Path(config["data_dir"]).expanduser().resolve())  # workers start elsewhere
+            config["data_dir"] = str(
+                Path(config["data_dir"]).expanduser().resolve()
+            )  # workers start elsewhere
         wanted = str(config.get("device", "auto"))
         uses_gpu = self.gpus_per_run > 0 and wanted != "cpu"
         # A run that reserved no GPU must not take one Ray gave another task: "auto" means the CPU then.
         device = "cuda" if uses_gpu else "cpu" if wanted == "auto" else task.get("device")
         task = {**task, "config": config, "threads": self.threads, "device": device}
-        ref = self._remote.options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run if uses_gpu else 0,
-                                   name=f"betavae:{task['name']}").remote(task)
+        ref = self._remote.options(
+            num_cpus=self.cpus_per_run,
+            num_gpus=self.gpus_per_run if uses_gpu else 0,
+            name=f"betavae:{task['name']}",
+        ).remote(task)
         self._tasks[task["name"]] = ref
         self._names[ref] = task["name"]
 
@@ -122,12 +130,22 @@ class RayBackend:
             return self._ray.get(ref)
         except exceptions.TaskCancelledError:  # cancelled before it started, or while it imported
             return {"name": name, "status": "interrupted", "error": None, "result": None}
-        except exceptions.RayTaskError as error:  # raised by the task's own code (run_point catches a run's errors)
-            return {"name": name, "status": "failed", "result": None,
-                    "error": f"the Ray task failed: {_one_line(error)}"}
+        except (
+            exceptions.RayTaskError
+        ) as error:  # raised by the task's own code (run_point catches a run's errors)
+            return {
+                "name": name,
+                "status": "failed",
+                "result": None,
+                "error": f"the Ray task failed: {_one_line(error)}",
+            }
         except exceptions.RayError as error:  # its worker or node died: the run was cut off, not wrong
-            return {"name": name, "status": "lost", "result": None,
-                    "error": f"the Ray task was lost: {_one_line(error)}"}
+            return {
+                "name": name,
+                "status": "lost",
+                "result": None,
+                "error": f"the Ray task was lost: {_one_line(error)}",
+            }
 
     def interrupt(self) -> None:
         """Ask every running task to stop at its next step and save its checkpoint (``ray.cancel``)."""
@@ -135,7 +153,8 @@ class RayBackend:
             self._ray.cancel(ref, force=False)
 
     def close(self) -> None:
-        """Stop whatever still runs (only after an error in the sweep itself); leave the Ray this sweep connected to.
+        """Stop whatever still runs (only after an error in the sweep itself); leave the Ray this
+        sweep connected to.
 
         ``ray.shutdown`` stops an instance started here; from a cluster it only disconnects.
         """
@@ -161,7 +180,8 @@ def _import_ray():
 
 
 def _connect(ray: Any, address: str | None, here: dict[str, float] | None) -> bool:
-    """Join the cluster at ``address`` or start a Ray instance holding ``here``; False when already connected."""
+    """Join the cluster at ``address`` or start a Ray instance holding ``here``; False when
+    already connected."""
     if address:
         _check_reachable(address)
     if ray.is_initialized():
@@ -170,14 +190,22 @@ def _connect(ray: Any, address: str | None, here: dict[str, float] | None) -> bo
         try:
             ray.init(address=address, logging_level=logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as error:
-            raise BetaVAEError(f"cannot join the Ray cluster at --ray-address {address}: {_one_line(error)}; "
-                               f"start it with `ray start --head`, or leave --ray-address out to run on this "
-                               f"machine") from None
+            raise BetaVAEError(
+                f"cannot join the Ray cluster at --ray-address {address}: {_one_line(error)}; "
+                f"start it with `ray start --head`, or leave --ray-address out to run on this "
+                f"machine"
+            ) from None
         return True
     here = here or _this_machine()
     # address="local": a new instance even where $RAY_ADDRESS names a cluster (--ray-address auto joins that).
-    ray.init(address="local", num_cpus=int(here["CPU"]), num_gpus=int(here["GPU"]),
-             object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False, logging_level=logging.ERROR)
+    ray.init(
+        address="local",
+        num_cpus=int(here["CPU"]),
+        num_gpus=int(here["GPU"]),
+        object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+    )
     return True
 
 
@@ -207,28 +235,38 @@ def _check_reachable(address: str) -> None:
     except ValueError:
         raise BetaVAEError(f"--ray-address {address} is not host:port, ray://host:port or auto") from None
     if not host or port is None:
-        raise BetaVAEError(f"--ray-address {address} names no port: give host:port (6379 by default), "
-                           f"ray://host:port (10001) or auto")
+        raise BetaVAEError(
+            f"--ray-address {address} names no port: give host:port (6379 by default), "
+            f"ray://host:port (10001) or auto"
+        )
     try:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as error:
         reason = error.strerror or str(error) or type(error).__name__
-        raise BetaVAEError(f"cannot reach the Ray cluster at --ray-address {address} ({reason}); is it started "
-                           f"(`ray start --head`) and is port {port} open from here?") from None
+        raise BetaVAEError(
+            f"cannot reach the Ray cluster at --ray-address {address} ({reason}); is it started "
+            f"(`ray start --head`) and is port {port} open from here?"
+        ) from None
 
 
 def _check_fits_here(cpus_per_run: float, gpus_per_run: float, cpus: float, gpus: float) -> None:
-    """On the instance started here a task that asks more than the machine has would wait forever: refuse it."""
+    """On the instance started here a task that asks more than the machine has would wait
+    forever: refuse it."""
     if cpus_per_run > cpus:
-        raise BetaVAEError(f"--cpus-per-run {cpus_per_run:g} is more than the {cpus:g} CPUs this machine gives Ray")
+        raise BetaVAEError(
+            f"--cpus-per-run {cpus_per_run:g} is more than the {cpus:g} CPUs this machine gives Ray"
+        )
     if gpus_per_run > gpus:
         raise BetaVAEError(f"--gpus-per-run {gpus_per_run:g} is more than the {gpus:g} GPUs of this machine")
 
 
 def _runs_at_once(resources: dict[str, float], cpus_per_run: float, gpus_per_run: float) -> int:
     """How many runs the cluster's CPUs and GPUs hold at once (at least 1; more are queued by Ray)."""
-    limits = [math.floor(resources.get(kind, 0) / need + 1e-9)
-              for kind, need in (("CPU", cpus_per_run), ("GPU", gpus_per_run)) if need > 0]
+    limits = [
+        math.floor(resources.get(kind, 0) / need + 1e-9)
+        for kind, need in (("CPU", cpus_per_run), ("GPU", gpus_per_run))
+        if need > 0
+    ]
     return max(1, min(limits) if limits else int(resources.get("CPU", 1)))
 
 
@@ -239,4 +277,3 @@ def _one_line(error: BaseException) -> str:
         error = cause
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return f"{type(error).__name__}: {lines[0].rstrip('.') if lines else 'no message'}"
-

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from betavae.errors import BetaVAEError
-from betavae.metrics import HEADLINE
+from betavae.metrics import METRICS
 from betavae.runs import atomic_write_text
 from betavae.studies.grid import GridSpec
 from betavae.studies.state import STATE_FILE, SweepState
@@ -68,11 +68,12 @@ def _flatten(row: dict[str, Any], spec: GridSpec) -> dict[str, Any]:
 
 def headline_column(metric: str) -> str:
     """The row key of ``metric``'s main score: ``mig.mig``, ``factor_vae.eval_accuracy``."""
-    return f"{metric}.{HEADLINE[metric]}"
+    return f"{metric}.{METRICS[metric].headline}"
 
 
 def write_results(sweep_dir: str | Path, rows: list[dict[str, Any]], spec: GridSpec) -> tuple[Path, Path]:
-    """``results.csv`` and ``results.json`` of the sweep in ``sweep_dir`` (its :func:`result_rows`); their paths."""
+    """``results.csv`` and ``results.json`` of the sweep in ``sweep_dir`` (its :func:`result_rows`);
+    their paths."""
     out = Path(sweep_dir)
     columns = list(dict.fromkeys([*LEADING, *spec.swept, *(key for row in rows for key in row)]))
     buffer = io.StringIO()
@@ -81,25 +82,35 @@ def write_results(sweep_dir: str | Path, rows: list[dict[str, Any]], spec: GridS
     for row in rows:
         writer.writerow({key: "" if row.get(key) is None else row.get(key) for key in columns})
     atomic_write_text(out / CSV_FILE, buffer.getvalue())
-    atomic_write_text(out / JSON_FILE, json.dumps({"grid": spec.to_dict(), "runs": rows}, indent=2,
-                                                  allow_nan=False) + "\n")
+    atomic_write_text(
+        out / JSON_FILE, json.dumps({"grid": spec.to_dict(), "runs": rows}, indent=2, allow_nan=False) + "\n"
+    )
     return out / CSV_FILE, out / JSON_FILE
 
 
 def format_table(rows: list[dict[str, Any]], spec: GridSpec) -> str:
-    """The table ``betavae results`` prints: grid keys, seed, status, held-out loss terms, each metric's score."""
+    """The table ``betavae results`` prints: grid keys, seed, status, held-out loss terms, each
+    metric's score."""
     keys = [key for key in spec.varied() if key != "seed"] or ["beta_norm"]
     if "beta" in keys and "beta_norm" not in keys:
         keys.append("beta_norm")  # β raw swept: show its normalised value too
-    metrics = [metric for metric in HEADLINE if any(row.get(headline_column(metric)) is not None for row in rows)]
+    metrics = [
+        metric for metric in METRICS if any(row.get(headline_column(metric)) is not None for row in rows)
+    ]
     columns = [*keys, "seed", "status", "test.loss", "test.recon", "test.kl", *map(headline_column, metrics)]
-    headers = [column.removesuffix(".eval_accuracy").removesuffix(".mig").removesuffix(".sap")
-               .replace("test.", "") for column in columns]
+    headers = [
+        column.removesuffix(".eval_accuracy").removesuffix(".mig").removesuffix(".sap").replace("test.", "")
+        for column in columns
+    ]
     cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    widths = [max(len(header), *(len(line[index]) for line in cells)) if cells else len(header)
-              for index, header in enumerate(headers)]
-    lines = ["  ".join(header.rjust(width) for header, width in zip(headers, widths))]
-    lines += ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in cells]
+    widths = [
+        max(len(header), *(len(line[index]) for line in cells)) if cells else len(header)
+        for index, header in enumerate(headers)
+    ]
+    lines = ["  ".join(header.rjust(width) for header, width in zip(headers, widths, strict=True))]
+    lines += [
+        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)) for line in cells
+    ]
     return "\n".join(lines)
 
 

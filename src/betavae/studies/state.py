@@ -58,8 +58,10 @@ class SweepState:
             self._db.row_factory = sqlite3.Row
             self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as error:
-            raise BetaVAEError(f"{self.path} is not a readable sweep state ({error}); "
-                               f"move it away to start the sweep's bookkeeping again (run folders are kept)") from None
+            raise BetaVAEError(
+                f"{self.path} is not a readable sweep state ({error}); "
+                f"move it away to start the sweep's bookkeeping again (run folders are kept)"
+            ) from None
 
     def close(self) -> None:
         self._db.close()
@@ -101,21 +103,31 @@ class SweepState:
                 config = json.dumps(point.config.to_dict())
                 row = known.get(point.name)
                 if row is None:
-                    db.execute("INSERT INTO runs (name, position, config, config_hash, status) VALUES (?, ?, ?, ?, ?)",
-                               (point.name, next_position, config, point.config_hash(), "queued"))
+                    db.execute(
+                        "INSERT INTO runs (name, position, config, config_hash, status) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (point.name, next_position, config, point.config_hash(), "queued"),
+                    )
                     next_position += 1
                     continue
                 if row["config_hash"] != point.config_hash():
                     differing = _differing_keys(json.loads(row["config"]), point.config.to_dict())
                     raise BetaVAEError(
-                        f"{self.path.parent} already holds run {point.name} made with another {', '.join(differing)}; "
-                        f"a grid that changes what its runs are needs another --out")
+                        f"{self.path.parent} already holds run {point.name} made with another "
+                        f"{', '.join(differing)}; "
+                        f"a grid that changes what its runs are needs another --out"
+                    )
                 status = row["status"]
                 if status == "done" and _asks_more(row, point, spec):
                     status = "queued"
-                db.execute("UPDATE runs SET config = ?, status = ? WHERE name = ?", (config, status, point.name))
+                db.execute(
+                    "UPDATE runs SET config = ?, status = ? WHERE name = ?", (config, status, point.name)
+                )
             if grid:
-                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('spec', ?)", (json.dumps(spec.to_dict()),))
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('spec', ?)",
+                    (json.dumps(spec.to_dict()),),
+                )
 
     def spec(self) -> GridSpec | None:
         """The grid this sweep was last started with, or None for a new sweep folder."""
@@ -149,19 +161,25 @@ class SweepState:
 
     def mark_running(self, name: str) -> None:
         with self._transaction() as db:
-            db.execute("UPDATE runs SET status = 'running', attempts = attempts + 1, worker = ?, started = ?, "
-                       "ended = NULL, error = NULL WHERE name = ?",
-                       (f"{socket.gethostname()}:{os.getpid()}", time.time(), name))
+            db.execute(
+                "UPDATE runs SET status = 'running', attempts = attempts + 1, worker = ?, started = ?, "
+                "ended = NULL, error = NULL WHERE name = ?",
+                (f"{socket.gethostname()}:{os.getpid()}", time.time(), name),
+            )
 
     def mark_done(self, name: str, result: dict[str, Any]) -> None:
         with self._transaction() as db:
-            db.execute("UPDATE runs SET status = 'done', ended = ?, error = NULL, result = ? WHERE name = ?",
-                       (time.time(), json.dumps(result), name))
+            db.execute(
+                "UPDATE runs SET status = 'done', ended = ?, error = NULL, result = ? WHERE name = ?",
+                (time.time(), json.dumps(result), name),
+            )
 
     def mark_failed(self, name: str, error: str) -> None:
         with self._transaction() as db:
-            db.execute("UPDATE runs SET status = 'failed', ended = ?, error = ? WHERE name = ?",
-                       (time.time(), error, name))
+            db.execute(
+                "UPDATE runs SET status = 'failed', ended = ?, error = ? WHERE name = ?",
+                (time.time(), error, name),
+            )
 
     def mark_queued(self, name: str) -> None:
         """An interrupted run: it goes back to the queue and resumes from its checkpoint next time."""
@@ -196,9 +214,20 @@ class SweepState:
         return row
 
 
+def stored_spec(out: str | Path) -> GridSpec | None:
+    """The grid the sweep folder ``out`` was last started with, or None when it holds none."""
+    if not (Path(out) / STATE_FILE).is_file():
+        return None
+    with SweepState(out) as state:
+        return state.spec()
+
+
 def _differing_keys(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    keys = sorted(key for key in set(saved) | set(wanted)
-                  if key not in resumable_keys() and saved.get(key) != wanted.get(key))
+    keys = sorted(
+        key
+        for key in set(saved) | set(wanted)
+        if key not in resumable_keys() and saved.get(key) != wanted.get(key)
+    )
     return keys or ["config"]
 
 
@@ -210,4 +239,5 @@ def _asks_more(row: sqlite3.Row, point: GridPoint, spec: GridSpec) -> bool:
     measured = result.get("metric_settings", {})
     wanted = {"seed": spec.metric_seed, **spec.sizes}
     return any(name not in result.get("metrics", {}) for name in spec.metrics) or (
-        bool(spec.metrics) and measured != wanted)
+        bool(spec.metrics) and measured != wanted
+    )

@@ -25,8 +25,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from betavae.errors import BetaVAEError
-from betavae.studies.backend import BACKENDS, Backend, BackendOptions
+from betavae.interrupt import StopRequest
 from betavae.runs import DURING_TRAINING_SECTION, METRICS_FILE, RunDir, make_folder
+from betavae.studies.backend import BACKENDS, Backend, BackendOptions
 from betavae.studies.grid import GridPoint, GridSpec, expand_grid
 from betavae.studies.results import result_rows, write_results
 from betavae.studies.state import SweepState
@@ -73,7 +74,8 @@ def run_sweep(spec: GridSpec, out: str | Path, options: BackendOptions | None = 
     make_folder(out, "sweep folder")
     with RunDir(out).lock("betavae sweep"), SweepState(out) as state:
         state.sync(points, spec, grid)
-        state.requeue("running")  # cut off by the stop of an earlier sweep: they resume from their checkpoints
+        # cut off by the stop of an earlier sweep: they resume from their checkpoints
+        state.requeue("running")
         if retry_failed:
             state.requeue("failed")
         point_names = [point.name for point in points]
@@ -81,36 +83,64 @@ def run_sweep(spec: GridSpec, out: str | Path, options: BackendOptions | None = 
         todo = state.queued(point_names)
         try:
             if todo:
-                _run_all(state, _make_backend(options, todo, points), todo, spec,
-                         _Display(out, points, state, progress))
+                _run_all(
+                    state,
+                    _make_backend(options, todo, points),
+                    todo,
+                    spec,
+                    _Display(out, points, state, progress),
+                )
         finally:  # an interrupted sweep's table too: what is done is worth reading
             write_results(out, *result_rows(out))
         counts = state.counts(point_names)
-        failed = [(row["name"], row["error"] or "") for row in state.rows()
-                  if row["status"] == "failed" and row["name"] in counted]
+        failed = [
+            (row["name"], row["error"] or "")
+            for row in state.rows()
+            if row["status"] == "failed" and row["name"] in counted
+        ]
     return SweepSummary(out, counts, failed)
 
 
-def _run_all(state: SweepState, backend: Backend, todo: Sequence[str], spec: GridSpec, display: _Display) -> None:
-    """Run ``todo`` on ``backend``; on Ctrl-C, let the running runs save their checkpoints and say how to go on."""
+def _run_all(
+    state: SweepState, backend: Backend, todo: Sequence[str], spec: GridSpec, display: _Display
+) -> None:
+    """Run ``todo`` on ``backend``; on Ctrl-C, let the running runs save their checkpoints and say
+    how to go on.
+
+    Ctrl-C (or SIGTERM) sets a flag that the loop reads between its steps instead of
+    raising wherever the driver happens to be: a stop between marking a run ``running``
+    and starting its worker, or between reading an outcome and recording it, would leave
+    a run marked ``running`` that no worker runs.
+    """
     try:
-        _drive(state, backend, todo, spec, display)
-    except KeyboardInterrupt:
-        backend.interrupt()
-        _drain(state, backend, display)
-        counts = state.counts(display.names)
-        raise SweepInterrupted(f"interrupted: {counts['done']} of {len(display.names)} runs done, the running ones "
-                               f"saved their checkpoints; continue with the same command") from None
+        with StopRequest() as stop:
+            _drive(state, backend, todo, spec, display, stop)
+            if stop.requested:
+                backend.interrupt()
+                _drain(state, backend, display)
+                counts = state.counts(display.names)
+                raise SweepInterrupted(
+                    f"interrupted: {counts['done']} of {len(display.names)} runs done, the "
+                    f"running ones saved their checkpoints; continue with the same command"
+                )
     finally:
         backend.close()
         display.close()
 
 
-def _drive(state: SweepState, backend: Backend, todo: Sequence[str], spec: GridSpec, display: _Display) -> None:
-    """Keep ``backend`` full until every run of ``todo`` has ended, recording each outcome as it comes."""
+def _drive(
+    state: SweepState,
+    backend: Backend,
+    todo: Sequence[str],
+    spec: GridSpec,
+    display: _Display,
+    stop: StopRequest,
+) -> None:
+    """Keep ``backend`` full until every run of ``todo`` has ended (or a stop is asked), recording
+    each outcome."""
     queue = list(todo)
-    while queue or backend.running:
-        while queue and len(backend.running) < backend.capacity:
+    while (queue or backend.running) and not stop.requested:
+        while queue and len(backend.running) < backend.capacity and not stop.requested:
             name = queue.pop(0)
             state.mark_running(name)
             backend.submit(task_for(name, state.config(name), spec.metrics, spec.metric_seed, spec.sizes))
@@ -122,7 +152,8 @@ def _drive(state: SweepState, backend: Backend, todo: Sequence[str], spec: GridS
 
 
 def _drain(state: SweepState, backend: Backend, display: _Display) -> None:
-    """After Ctrl-C: wait for the running runs to save their checkpoints and report; a second Ctrl-C stops now."""
+    """After Ctrl-C: wait for the running runs to save their checkpoints and report; a second
+    Ctrl-C stops now."""
     try:
         while backend.running:
             for outcome in backend.wait(POLL_SECONDS):
@@ -179,15 +210,26 @@ class _Display:
     locally or on a cluster's shared folder.
     """
 
-    def __init__(self, out: Path, points: Sequence[GridPoint], state: SweepState, progress: bool | None) -> None:
+    def __init__(
+        self, out: Path, points: Sequence[GridPoint], state: SweepState, progress: bool | None
+    ) -> None:
         self.out = out
         self.steps = {point.name: point.config.steps for point in points}
         self.state = state
         self.names = list(self.steps)
-        self.finished_steps = sum(self.steps[row["name"]] for row in state.rows()
-                                  if row["status"] == "done" and row["name"] in self.steps)
-        self.bar = tqdm(total=sum(self.steps.values()), initial=self.finished_steps, unit="step", desc="sweep",
-                        disable=None if progress is None else not progress, dynamic_ncols=True)
+        self.finished_steps = sum(
+            self.steps[row["name"]]
+            for row in state.rows()
+            if row["status"] == "done" and row["name"] in self.steps
+        )
+        self.bar = tqdm(
+            total=sum(self.steps.values()),
+            initial=self.finished_steps,
+            unit="step",
+            desc="sweep",
+            disable=None if progress is None else not progress,
+            dynamic_ncols=True,
+        )
         self.started_at: dict[str, float] = {}
         self.rates: dict[str, float] = {}
         self.evaluated: dict[str, int] = {}  # per run: the last evaluation during training shown
@@ -207,8 +249,11 @@ class _Display:
             self._show_evaluations(name)
         self.bar.n = min(position, self.bar.total)
         counts = self.state.counts(self.names)
-        self.bar.set_postfix_str(f"done {counts['done']}/{len(self.names)}, running {len(running)}, "
-                                 f"failed {counts['failed']}, {sum(self.rates.values()):,.0f} img/s", refresh=True)
+        self.bar.set_postfix_str(
+            f"done {counts['done']}/{len(self.names)}, running {len(running)}, "
+            f"failed {counts['failed']}, {sum(self.rates.values()):,.0f} img/s",
+            refresh=True,
+        )
 
     def _show_evaluations(self, name: str) -> None:
         """A line for each evaluation during training (``--eval``) the run made since the last look."""
@@ -239,7 +284,8 @@ class _Display:
 
 
 def _during_training(run_path: Path) -> dict[str, Any]:
-    """The ``during_training`` section of a run's ``metrics.json`` ({} when it has none, or it cannot be read now)."""
+    """The ``during_training`` section of a run's ``metrics.json`` ({} when it has none, or it
+    cannot be read now)."""
     try:
         section = json.loads((run_path / METRICS_FILE).read_bytes()).get(DURING_TRAINING_SECTION, {})
     except (OSError, ValueError, AttributeError):

@@ -18,11 +18,25 @@ from typing import Any
 from betavae.errors import BetaVAEError
 
 
-def task_for(name: str, config: dict[str, Any], metrics: list[str], metric_seed: int,
-             sizes: dict[str, int | None], threads: int | None = None, device: str | None = None) -> dict[str, Any]:
+def task_for(
+    name: str,
+    config: dict[str, Any],
+    metrics: list[str],
+    metric_seed: int,
+    sizes: dict[str, int | None],
+    threads: int | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
     """The plain-data description of one run's work, which crosses process and machine boundaries."""
-    return {"name": name, "config": config, "metrics": list(metrics), "metric_seed": metric_seed,
-            "sizes": dict(sizes), "threads": threads, "device": device}
+    return {
+        "name": name,
+        "config": config,
+        "metrics": list(metrics),
+        "metric_seed": metric_seed,
+        "sizes": dict(sizes),
+        "threads": threads,
+        "device": device,
+    }
 
 
 def run_point(task: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +95,8 @@ def _finished(run, steps: int) -> bool:
 
 
 def _metrics_to_measure(run, task: dict[str, Any], step: int) -> list[str]:
-    """The task's metrics that the run's ``metrics.json`` lacks for the weights of ``step`` and its settings."""
+    """The task's metrics that the run's ``metrics.json`` lacks for the weights of ``step`` and
+    its settings."""
     from betavae.evaluation import METRICS_SECTION, recorded_settings
 
     section = run.read_metrics().get(METRICS_SECTION)
@@ -107,9 +122,13 @@ def collect_result(run, task: dict[str, Any]) -> dict[str, Any]:
     section = metrics.get(METRICS_SECTION, {})
     return {
         "step": int(test.get("step", 0)),
-        "derived": {key: derived.get(key) for key in ("arch", "beta", "beta_norm", "num_pixels", "lr", "device")},
+        "derived": {
+            key: getattr(derived, key) for key in ("arch", "beta", "beta_norm", "num_pixels", "lr", "device")
+        },
         "test": {key: test.get(key) for key in ("loss", "recon", "kl")},
-        "metrics": {name: {key: value for key, value in section.get(name, {}).items()} for name in task["metrics"]},
+        "metrics": {
+            name: {key: value for key, value in section.get(name, {}).items()} for name in task["metrics"]
+        },
         "metric_settings": {"seed": task["metric_seed"], **task["sizes"]},
         "images_per_s": _typical_rate(run),
     }

@@ -11,23 +11,25 @@ VAEs", NeurIPS 2018, Fig. 1). The y axes are shared along a row so that flat mea
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from betavae import data
 from betavae.data.base import FactorDataset
 from betavae.errors import BetaVAEError
 from betavae.metrics.representation import model_representation, sample_codes
-from betavae.runs import RunDir, atomic_write_bytes, load_model
-from betavae.viz import SVG_SETTINGS
+from betavae.runs import RunDir, load_model
+from betavae.viz import save_figure
 from betavae.viz.traversals import active_dims, held_out_kl
 
 FILE_NAME = "factors.svg"
 
 
-def mean_code_by_factor(codes: np.ndarray, factors: np.ndarray, factor_sizes: tuple[int, ...]) -> list[np.ndarray]:
+def mean_code_by_factor(
+    codes: np.ndarray, factors: np.ndarray, factor_sizes: tuple[int, ...]
+) -> list[np.ndarray]:
     """For each factor ``k``: ``(factor_sizes[k], D)`` averages of ``codes`` over the points with each value.
 
     A value no point has gives NaN (a gap in the curve) rather than a made-up zero.
@@ -42,8 +44,9 @@ def mean_code_by_factor(codes: np.ndarray, factors: np.ndarray, factor_sizes: tu
     return means
 
 
-def factor_tracking_figure(run_dir: str | Path, num_points: int = 10_000, seed: int = 0,
-                           device: str = "cpu") -> Path:
+def factor_tracking_figure(
+    run_dir: str | Path, num_points: int = 10_000, seed: int = 0, device: str = "cpu"
+) -> Path:
     """Write ``factors.svg`` into a run folder: rows = active dimensions (most informative first),
     columns = factors, each panel the mean μ of that dimension against the factor's value.
     The folder's lock is held meanwhile.
@@ -60,8 +63,10 @@ def factor_tracking_figure(run_dir: str | Path, num_points: int = 10_000, seed: 
     with run.lock("betavae show"):
         config = run.read_config()
         if not data.has_factors(config.dataset):
-            raise BetaVAEError(f"{run.path} was trained on {config.dataset}, which has no known generative "
-                               f"factors; factor plots need one of: {', '.join(data.WITH_FACTORS)}")
+            raise BetaVAEError(
+                f"{run.path} was trained on {config.dataset}, which has no known generative "
+                f"factors; factor plots need one of: {', '.join(data.with_factors())}"
+            )
         kl = held_out_kl(run, config.latent_dim)
         dims = active_dims(kl)
         dataset = config.load_dataset()
@@ -69,21 +74,15 @@ def factor_tracking_figure(run_dir: str | Path, num_points: int = 10_000, seed: 
         represent = model_representation(load_model(run, device))
         codes, factors = sample_codes(dataset, represent, num_points, np.random.default_rng(seed))
         means = mean_code_by_factor(codes, factors, dataset.factor_sizes)
-        svg = _plot(dataset, dims, [kl[d] for d in dims], means)
-        path = run.path / FILE_NAME
-        atomic_write_bytes(path, svg)
-    return path
+        return save_figure(_plot(dataset, dims, [kl[d] for d in dims], means), run.path / FILE_NAME)
 
 
-def _plot(dataset: FactorDataset, dims: list[int], kls: list[float], means: list[np.ndarray]) -> bytes:
-    """The grid of panels as SVG bytes (an ``Figure`` of its own: no pyplot global state)."""
-    from matplotlib import rc_context
-    from matplotlib.figure import Figure
-
+def _plot(dataset: FactorDataset, dims: list[int], kls: list[float], means: list[np.ndarray]) -> Figure:
+    """The grid of panels (a ``Figure`` of its own: no pyplot global state)."""
     rows, cols = len(dims), dataset.num_factors
     figure = Figure(figsize=(2.0 * cols + 0.6, 1.5 * rows + 0.6), layout="constrained")
     axes = figure.subplots(rows, cols, sharey="row", squeeze=False)
-    for i, (dim, kl) in enumerate(zip(dims, kls)):
+    for i, (dim, kl) in enumerate(zip(dims, kls, strict=True)):
         for k, name in enumerate(dataset.factor_names):
             ax = axes[i, k]
             ax.plot(dataset.factor_values(k), means[k][:, dim], marker="o", markersize=2.5, linewidth=1.2)
@@ -97,7 +96,4 @@ def _plot(dataset: FactorDataset, dims: list[int], kls: list[float], means: list
                 ax.set_xlabel(f"{name} value", fontsize=8)
         axes[i, 0].set_ylabel(f"mean μ of z{dim}\nKL {kl:.2f}", fontsize=8)
     figure.suptitle("mean code per factor value (rows: active dimensions by KL)", fontsize=10)
-    buffer = io.BytesIO()
-    with rc_context(SVG_SETTINGS):
-        figure.savefig(buffer, format="svg", metadata={"Date": None})
-    return buffer.getvalue()
+    return figure

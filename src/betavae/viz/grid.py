@@ -33,7 +33,9 @@ def label_font(size: int = 11) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def column_grid(columns: Sequence[torch.Tensor], titles: Sequence[str], scale: int = 4, gap: int = 2) -> Image.Image:
+def column_grid(
+    columns: Sequence[torch.Tensor], titles: Sequence[str], scale: int = 4, gap: int = 2
+) -> Image.Image:
     """A grid whose column ``j`` shows the images ``columns[j]`` top to bottom under ``titles[j]``."""
     if len(columns) != len(titles):
         raise ValueError("one title per column")
@@ -46,7 +48,7 @@ def column_grid(columns: Sequence[torch.Tensor], titles: Sequence[str], scale: i
     canvas_w = len(arrays) * (cell_w + gap) + gap
     canvas = Image.new("RGB", (canvas_w, header + rows * (cell_h + gap) + gap), "white")
     draw = ImageDraw.Draw(canvas)
-    for j, (array, title) in enumerate(zip(arrays, titles)):
+    for j, (array, title) in enumerate(zip(arrays, titles, strict=True)):
         left = gap + j * (cell_w + gap)
         draw.multiline_text((left + 2, 2), title, fill="black", font=font, spacing=2)
         for i in range(array.shape[0]):

@@ -7,11 +7,12 @@ end of training, shows at a glance how many are in use.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from betavae.runs import RunDir, atomic_write_bytes
-from betavae.viz import SVG_SETTINGS
+from matplotlib.figure import Figure
+
+from betavae.runs import RunDir
+from betavae.viz import save_figure
 
 FILE_NAME = "kl.svg"
 
@@ -27,22 +28,16 @@ def kl_figure(run_dir: str | Path, active_threshold: float | None = None) -> Pat
     run = RunDir(run_dir)
     with run.lock("betavae show"):
         values = held_out_kl(run, run.read_config().latent_dim)
-        path = run.path / FILE_NAME
-        atomic_write_bytes(path, _bar_chart(run.path.name, values, active_threshold))
-    return path
+        return save_figure(_bar_chart(run.path.name, values, active_threshold), run.path / FILE_NAME)
 
 
-def _bar_chart(title: str, values: list[float], active_threshold: float | None) -> bytes:
-    """The chart as SVG bytes, bars above the active threshold in colour."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _bar_chart(title: str, values: list[float], active_threshold: float | None) -> Figure:
+    """The chart, bars above the active threshold in colour."""
     from betavae.viz.traversals import ACTIVE_KL
 
     threshold = ACTIVE_KL if active_threshold is None else active_threshold
-    figure, axes = plt.subplots(figsize=(max(4.0, 0.35 * len(values) + 1.5), 3.2))
+    figure = Figure(figsize=(max(4.0, 0.35 * len(values) + 1.5), 3.2))
+    axes = figure.subplots()
     colours = ["tab:blue" if value > threshold else "tab:gray" for value in values]
     axes.bar(range(len(values)), values, color=colours)
     axes.axhline(threshold, color="black", linestyle="--", linewidth=0.8, label=f"active: KL > {threshold:g}")
@@ -54,8 +49,4 @@ def _bar_chart(title: str, values: list[float], active_threshold: float | None) 
     axes.set_title(f"{title}: {active} of {len(values)} dimensions active")
     axes.legend(loc="upper right", frameon=False)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    with plt.rc_context(SVG_SETTINGS):
-        figure.savefig(buffer, format="svg", metadata={"Date": None})
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from betavae.config import DerivedValues
 from betavae.data.base import ImageSplit
 from betavae.errors import BetaVAEError
 from betavae.models import BetaVAE
@@ -20,9 +20,9 @@ FILE_NAME = "reconstructions.png"
 SHOW_FILE_NAME = "show-recon.png"
 
 
-def run_title(derived: dict[str, Any], latent_dim: int) -> str:
+def run_title(derived: DerivedValues, latent_dim: int) -> str:
     """The label of a run in figures: its β, β_norm and latent size."""
-    return f"β={derived['beta']:.3g}\nβn={derived['beta_norm']:.2g} M={latent_dim}"
+    return f"β={derived.beta:.3g}\nβn={derived.beta_norm:.2g} M={latent_dim}"
 
 
 def reconstruction_figure(split: ImageSplit, models: Sequence[BetaVAE], titles: Sequence[str], path: Path,
@@ -68,5 +68,8 @@ def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str
         dataset = shared_dataset(runs, "a reconstruction figure")
         configs = [run.read_config() for run in runs]
         models = [load_model(run, device) for run in runs]
-        titles = [run_title(run.read_derived(), config.latent_dim) for run, config in zip(runs, configs)]
+        titles = [
+            run_title(run.read_derived(), config.latent_dim)
+            for run, config in zip(runs, configs, strict=True)
+        ]
         return reconstruction_figure(dataset.test, models, titles, out, n=n)

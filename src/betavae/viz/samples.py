@@ -22,6 +22,8 @@ def sample_figure(run_dir: str | Path, rows: int = 8, columns: int = 8, seed: in
     run = RunDir(run_dir)
     with run.lock("betavae show"):
         model = load_model(run, device)
-        images = model.sample(rows * columns, generator=torch.Generator(device=device).manual_seed(seed)).cpu()
+        images = model.sample(
+            rows * columns, generator=torch.Generator(device=device).manual_seed(seed)
+        ).cpu()
         grid = column_grid(list(images.view(columns, rows, *images.shape[1:])), [""] * columns)
         return save_png(grid, run.path / FILE_NAME)

@@ -19,7 +19,6 @@ can read them, and written atomically; the SVGs are byte-for-byte reproducible.
 
 from __future__ import annotations
 
-import io
 import itertools
 import re
 from collections import Counter
@@ -32,15 +31,13 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from betavae.errors import BetaVAEError
-from betavae.runs import RunDir, atomic_write_bytes, make_folder
-from betavae.metrics import HEADLINE
+from betavae.metrics import METRICS
+from betavae.runs import RunDir, make_folder
 from betavae.studies.results import headline_column
-from betavae.viz import SVG_SETTINGS
+from betavae.viz import save_figure
 
-# The row key of each metric's headline score (betavae.metrics.HEADLINE): the value its heatmap shows.
-HEADLINE_METRICS = {metric: headline_column(metric) for metric in HEADLINE}
-METRIC_LABELS = {"beta_vae": "β-VAE score", "factor_vae": "FactorVAE score", "mig": "MIG",
-                 "dci": "DCI disentanglement", "sap": "SAP score"}
+# The row key of each metric's headline score (betavae.metrics.Metric.headline): the value its heatmap shows.
+HEADLINE_METRICS = {metric: headline_column(metric) for metric in METRICS}
 LOSS_KEY = "test.loss"
 FOLDER = "figures"
 # The keys that place a run inside one set of figures; any other swept key gets a set of its own.
@@ -51,7 +48,8 @@ RECON_IMAGES = 8
 
 def plot_sweep(sweep_dir: str | Path, rows: Sequence[dict[str, Any]], swept: Sequence[str],
                out: str | Path | None = None, recon: bool = True) -> list[Path]:
-    """Write the sweep's figures (PNG and SVG) into ``out`` (default ``SWEEP_DIR/figures``); return their paths.
+    """Write the sweep's figures (PNG and SVG) into ``out`` (default ``SWEEP_DIR/figures``); return
+    their paths.
 
     Only rows with status ``done`` are plotted. Swept keys other than β, β_norm, latent
     size and seed (a learning rate, say) get one set of figures per combination of their
@@ -60,27 +58,35 @@ def plot_sweep(sweep_dir: str | Path, rows: Sequence[dict[str, Any]], swept: Seq
     sweep_dir = Path(sweep_dir)
     done = [row for row in rows if row.get("status") == "done"]
     if not done:
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(Counter(str(r.get("status")) for r in rows).items()))
-        raise BetaVAEError(f"nothing to plot in {sweep_dir}: no run has finished ({counts or 'no runs'}); "
-                           f"run the sweep to the end, then plot again")
+        counts = ", ".join(
+            f"{n} {status}" for status, n in sorted(Counter(str(r.get("status")) for r in rows).items())
+        )
+        raise BetaVAEError(
+            f"nothing to plot in {sweep_dir}: no run has finished ({counts or 'no runs'}); "
+            f"run the sweep to the end, then plot again"
+        )
     for row in done:
         for key in ("beta_norm", "latent_dim"):
             if row.get(key) is None:
-                raise BetaVAEError(f"run {row.get('run')} in {sweep_dir} has no {key}, which places it in the "
-                                   f"sweep's figures; check its config.toml, or train it again")
+                raise BetaVAEError(
+                    f"run {row.get('run')} in {sweep_dir} has no {key}, which places it in the "
+                    f"sweep's figures; check its config.toml, or train it again"
+                )
     folder = make_folder(Path(out) if out is not None else sweep_dir / FOLDER, "figures folder")
     other_keys = [key for key in swept if key not in GRID_KEYS]
     # β given raw is the same in every column of a latent size; β_norm is then a different value per size.
     column_key = "beta" if "beta" in swept and "beta_norm" not in swept else "beta_norm"
     written: list[Path] = []
     for combination, group in _combinations(done, other_keys).items():
-        suffix = "".join(f"-{_file_part(key, value)}" for key, value in zip(other_keys, combination))
+        suffix = "".join(
+            f"-{_file_part(key, value)}" for key, value in zip(other_keys, combination, strict=True)
+        )
         title = _title(group, other_keys, combination)
         if any(row.get(LOSS_KEY) is not None for row in group):
             written += _save(loss_figure(group, title), folder / f"loss_vs_beta_norm{suffix}")
         for metric, score_key in HEADLINE_METRICS.items():
             if any(row.get(score_key) is not None for row in group):
-                figure = heatmap_figure(group, score_key, METRIC_LABELS[metric], title, column_key)
+                figure = heatmap_figure(group, score_key, METRICS[metric].label, title, column_key)
                 written += _save(figure, folder / f"heatmap_{metric}{suffix}")
         if recon:
             written += _reconstructions(sweep_dir, group, column_key, folder, suffix)
@@ -100,8 +106,10 @@ def loss_figure(rows: Sequence[dict[str, Any]], title: str) -> Figure:
     cells = _cells(rows, "beta_norm", LOSS_KEY)
     colours = _colours(len({dim for dim, _ in cells}))
     beta_one_x, beta_one_y = [], []
-    for colour, latent_dim in zip(colours, sorted({dim for dim, _ in cells})):
-        points = sorted((x, values) for (dim, x), values in cells.items() if dim == latent_dim and x > 0 and values)
+    for colour, latent_dim in zip(colours, sorted({dim for dim, _ in cells}), strict=False):
+        points = sorted(
+            (x, values) for (dim, x), values in cells.items() if dim == latent_dim and x > 0 and values
+        )
         if not points:
             continue
         x = np.array([point[0] for point in points])
@@ -115,8 +123,18 @@ def loss_figure(rows: Sequence[dict[str, Any]], title: str) -> Figure:
             beta_one_x.append(latent_dim / num_pixels)
             beta_one_y.append(float(np.interp(np.log(beta_one_x[-1]), np.log(x), mean)))
     if beta_one_x:
-        axes.plot(beta_one_x, beta_one_y, linestyle="none", marker="*", markersize=15, color="black",
-                  markeredgecolor="white", markeredgewidth=0.8, zorder=3, label="β = 1")
+        axes.plot(
+            beta_one_x,
+            beta_one_y,
+            linestyle="none",
+            marker="*",
+            markersize=15,
+            color="black",
+            markeredgecolor="white",
+            markeredgewidth=0.8,
+            zorder=3,
+            label="β = 1",
+        )
     axes.set_xscale("log")
     axes.set_xlabel("β_norm = β·M/N", fontsize=11)
     axes.set_ylabel("held-out loss: recon + β·KL per image", fontsize=11)
@@ -127,8 +145,9 @@ def loss_figure(rows: Sequence[dict[str, Any]], title: str) -> Figure:
     return figure
 
 
-def heatmap_figure(rows: Sequence[dict[str, Any]], score_key: str, label: str, title: str,
-                   column_key: str = "beta_norm") -> Figure:
+def heatmap_figure(
+    rows: Sequence[dict[str, Any]], score_key: str, label: str, title: str, column_key: str = "beta_norm"
+) -> Figure:
     """``score_key`` over ``column_key`` (columns, ascending) × latent size (rows, ascending, top to bottom).
 
     The colour is the mean over seeds; each cell reads "mean ± std" (the mean alone for
@@ -150,7 +169,11 @@ def heatmap_figure(rows: Sequence[dict[str, Any]], score_key: str, label: str, t
     for (dim, x), values in sorted(cells.items()):
         i, j = latent_dims.index(dim), columns.index(x)
         if values:
-            text = f"{np.mean(values):.2f}" if len(values) == 1 else f"{np.mean(values):.2f} ± {np.std(values):.2f}"
+            text = (
+                f"{np.mean(values):.2f}"
+                if len(values) == 1
+                else f"{np.mean(values):.2f} ± {np.std(values):.2f}"
+            )
             red, green, blue, _ = colour_map(norm(mean[i, j]))
             colour = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
         else:
@@ -167,7 +190,9 @@ def heatmap_figure(rows: Sequence[dict[str, Any]], score_key: str, label: str, t
     return figure
 
 
-def _cells(rows: Sequence[dict[str, Any]], column_key: str, value_key: str) -> dict[tuple[int, float], list[float]]:
+def _cells(
+    rows: Sequence[dict[str, Any]], column_key: str, value_key: str
+) -> dict[tuple[int, float], list[float]]:
     """Per (latent size, column value): the non-missing values of ``value_key`` over seeds."""
     cells: dict[tuple[int, float], list[float]] = {}
     for row in rows:
@@ -190,19 +215,22 @@ def _combinations(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[t
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row.get(key) for key in keys), []).append(row)
-    return dict(sorted(groups.items(), key=lambda item: [(value is None, str(type(value)), value)
-                                                         for value in item[0]]))
+    return dict(
+        sorted(
+            groups.items(), key=lambda item: [(value is None, str(type(value)), value) for value in item[0]]
+        )
+    )
 
 
 def _title(rows: Sequence[dict[str, Any]], keys: Sequence[str], combination: tuple) -> str:
-    """"shapes · conv28 · 2,000 steps", then the combination's values ("lr = 0.001")."""
+    """ "shapes · conv28 · 2,000 steps", then the combination's values ("lr = 0.001")."""
     parts = []
     for key in ("dataset", "arch", "steps"):
         values = sorted({row.get(key) for row in rows if row.get(key) is not None}, key=str)
         if values:
             text = " / ".join(f"{v:,}" if key == "steps" else str(v) for v in values)
             parts.append(f"{text} steps" if key == "steps" else text)
-    parts += [f"{key} = {_compact(value)}" for key, value in zip(keys, combination)]
+    parts += [f"{key} = {_compact(value)}" for key, value in zip(keys, combination, strict=True)]
     return " · ".join(parts)
 
 
@@ -230,33 +258,29 @@ def _colour_map():
 
 def _save(figure: Figure, stem: Path) -> list[Path]:
     """``stem``.png and ``stem``.svg, each written atomically; the SVG's text stays text."""
-    from matplotlib import rc_context
-
-    paths = []
-    for suffix in (".png", ".svg"):
-        buffer = io.BytesIO()
-        with rc_context(SVG_SETTINGS):
-            figure.savefig(buffer, format=suffix[1:], dpi=150,
-                           metadata={"Date": None} if suffix == ".svg" else None)
-        path = stem.with_name(stem.name + suffix)
-        atomic_write_bytes(path, buffer.getvalue())
-        paths.append(path)
-    return paths
+    return [save_figure(figure, stem.with_name(stem.name + suffix), dpi=150) for suffix in (".png", ".svg")]
 
 
-def _reconstructions(sweep_dir: Path, rows: Sequence[dict[str, Any]], column_key: str, folder: Path,
-                     suffix: str) -> list[Path]:
+def _reconstructions(
+    sweep_dir: Path, rows: Sequence[dict[str, Any]], column_key: str, folder: Path, suffix: str
+) -> list[Path]:
     """Per latent size: the first seed's runs across ``column_key``, those with a checkpoint, side by side."""
     from betavae.viz.reconstructions import compare_reconstructions
 
     written = []
-    for latent_dim, same_size in itertools.groupby(sorted(rows, key=lambda row: row["latent_dim"]),
-                                                    key=lambda row: row["latent_dim"]):
+    for latent_dim, same_size in itertools.groupby(
+        sorted(rows, key=lambda row: row["latent_dim"]), key=lambda row: row["latent_dim"]
+    ):
         same_size = list(same_size)
         first_seed = min((row.get("seed") for row in same_size), key=lambda seed: (seed is None, seed or 0))
-        runs = sorted((row for row in same_size if row.get("seed") == first_seed), key=lambda row: row[column_key])
+        runs = sorted(
+            (row for row in same_size if row.get("seed") == first_seed), key=lambda row: row[column_key]
+        )
         run_dirs = [sweep_dir / row["run"] for row in runs if RunDir(sweep_dir / row["run"]).has_checkpoint()]
         if run_dirs:
-            written.append(compare_reconstructions(run_dirs, n=RECON_IMAGES,
-                                                   out=folder / f"recon_z{latent_dim}{suffix}.png"))
+            written.append(
+                compare_reconstructions(
+                    run_dirs, n=RECON_IMAGES, out=folder / f"recon_z{latent_dim}{suffix}.png"
+                )
+            )
     return written

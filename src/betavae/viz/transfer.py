@@ -7,47 +7,75 @@ the reproducibility report's MNIST experiment (see :mod:`betavae.transfer`).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from betavae.runs import atomic_write_bytes
-from betavae.viz import SVG_SETTINGS
+from betavae.viz import save_figure
 
 BASELINE_STYLES = {"baseline:pixels": ("black", ":"), "baseline:pca": ("tab:gray", "--"),
                    "baseline:untrained": ("tab:brown", "-.")}
 
 
-def transfer_figure(rows: Sequence[dict[str, Any]], path: str | Path, title: str) -> Path:
-    """Write the two-panel SVG of ``rows`` (as in ``transfer.csv``) to ``path``; the format follows the suffix."""
-    import matplotlib
+@dataclass(frozen=True)
+class Score:
+    """Mean and standard deviation (``ddof=0``) over repeats of one representation's scores at one ``n``."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    loss: float
+    loss_std: float
+    accuracy: float
+    accuracy_std: float
 
-    from betavae.transfer import group_stats
 
-    groups = list(group_stats(rows).values())
-    betas = sorted({g["beta"] for g in groups if g["beta"] is not None})
-    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(len(betas), 1)))
-    markers = {dim: marker for dim, marker in zip(sorted({g["latent_dim"] for g in groups}), "osD^v<>p*h")}
-    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for group in groups:
-        if group["run"] in BASELINE_STYLES:
-            colour, linestyle = BASELINE_STYLES[group["run"]]
-            marker = markers[group["latent_dim"]] if group["run"] == "baseline:pca" else None
+@dataclass(frozen=True)
+class TransferCurve:
+    """One representation (a run, or a baseline of one latent size) and its :class:`Score` per ``n``.
+
+    ``run`` is the run folder's name, or ``baseline:NAME``; ``label`` is how the figure and
+    the summary name it (β, β_norm and the latent size M).
+    """
+
+    run: str
+    beta: float | None
+    beta_norm: float | None
+    latent_dim: int
+    label: str
+    scores: dict[int, Score]
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.run.startswith("baseline:")
+
+
+def transfer_figure(curves: Sequence[TransferCurve], path: str | Path, title: str) -> Path:
+    """Write the two-panel figure of ``curves`` to ``path`` (SVG or PNG, by its suffix)."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    betas = sorted({curve.beta for curve in curves if curve.beta is not None})
+    colours = colormaps["viridis"](np.linspace(0.0, 0.9, max(len(betas), 1)))
+    markers = {
+        dim: marker
+        for dim, marker in zip(sorted({curve.latent_dim for curve in curves}), "osD^v<>p*h", strict=False)
+    }
+    figure = Figure(figsize=(11, 4.2))
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    for curve in curves:
+        if curve.run in BASELINE_STYLES:
+            colour, linestyle = BASELINE_STYLES[curve.run]
+            marker = markers[curve.latent_dim] if curve.run == "baseline:pca" else None
         else:
-            colour = colours[betas.index(group["beta"])] if group["beta"] is not None else "tab:red"
-            linestyle, marker = "-", markers[group["latent_dim"]]
-        n = np.array(list(group["stats"]))
+            colour = colours[betas.index(curve.beta)] if curve.beta is not None else "tab:red"
+            linestyle, marker = "-", markers[curve.latent_dim]
+        n = np.array(list(curve.scores))
         for axes, key in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
-            mean = np.array([s[key] for s in group["stats"].values()])
-            std = np.array([s[key + "_std"] for s in group["stats"].values()])
-            axes.plot(n, mean, color=colour, linestyle=linestyle, marker=marker, markersize=4,
-                      label=group["label"])
+            mean = np.array([getattr(score, key) for score in curve.scores.values()])
+            std = np.array([getattr(score, key + "_std") for score in curve.scores.values()])
+            axes.plot(
+                n, mean, color=colour, linestyle=linestyle, marker=marker, markersize=4, label=curve.label
+            )
             axes.fill_between(n, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
     for axes, name in ((loss_axes, "test cross-entropy (nats)"), (accuracy_axes, "test accuracy")):
         axes.set_xscale("log")
@@ -57,11 +85,4 @@ def transfer_figure(rows: Sequence[dict[str, Any]], path: str | Path, title: str
     accuracy_axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize="small")
     figure.suptitle(f"few-label transfer: {title} (band: ± 1 std over repeats)")
     figure.tight_layout()
-    path = Path(path)
-    buffer = io.BytesIO()
-    with plt.rc_context(SVG_SETTINGS):
-        figure.savefig(buffer, format=path.suffix.lstrip(".") or "svg",
-                       metadata={"Date": None} if path.suffix == ".svg" else None)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_figure(figure, path)

@@ -104,13 +104,17 @@ def parse_around(around: str) -> int | None:
     raise BetaVAEError(f"cannot traverse around {around!r}; give one of: {AROUND_FORMS}")
 
 
-def traversal_codes(model: BetaVAE, base_code: torch.Tensor, dims: Sequence[int], values: np.ndarray) -> torch.Tensor:
+def traversal_codes(
+    model: BetaVAE, base_code: torch.Tensor, dims: Sequence[int], values: np.ndarray
+) -> torch.Tensor:
     """Codes ``(len(dims) * len(values), M)``: row ``i * len(values) + j`` is ``base_code`` with
     dimension ``dims[i]`` set to ``values[j]``, on the model's device."""
     device = next(model.parameters()).device
     base = torch.as_tensor(base_code, dtype=torch.float32, device=device).reshape(-1)
     if base.numel() != model.latent_dim:
-        raise ValueError(f"base code has {base.numel()} values, the model's latent size is {model.latent_dim}")
+        raise ValueError(
+            f"base code has {base.numel()} values, the model's latent size is {model.latent_dim}"
+        )
     sweep = torch.as_tensor(np.asarray(values), dtype=torch.float32, device=device)
     codes = base.repeat(len(dims), len(sweep), 1)
     for i, dim in enumerate(dims):
@@ -136,33 +140,49 @@ def held_out_kl(run: RunDir, latent_dim: int) -> list[float]:
     checkpoint, so a folder without one is to be trained first.
     """
     if not run.has_checkpoint():
-        raise BetaVAEError(f"{run.path} has no checkpoint, so no held-out KL per dimension; train it first: "
-                           f"betavae train --config {run.config_path} --out {run.path}")
+        raise BetaVAEError(
+            f"{run.path} has no checkpoint, so no held-out KL per dimension; train it first: "
+            f"betavae train --config {run.config_path} --out {run.path}"
+        )
     kl = (run.current_result("test") or {}).get("kl_per_dim")
     if kl is None or len(kl) != latent_dim:
-        raise BetaVAEError(f"{run.path} has no held-out KL per dimension in metrics.json (written when "
-                           f"training finishes); finish it with: betavae train --out {run.path} --resume")
+        raise BetaVAEError(
+            f"{run.path} has no held-out KL per dimension in metrics.json (written when "
+            f"training finishes); finish it with: betavae train --out {run.path} --resume"
+        )
     return [float(value) for value in kl]
 
 
 def base_code(run: RunDir, model: BetaVAE, test_image: int | None, seed: int) -> torch.Tensor:
-    """The origin (``test_image`` None), or μ of image ``test_image`` of a seeded shuffle of the test split."""
+    """The origin (``test_image`` None), or μ of image ``test_image`` of a seeded shuffle of the
+    test split."""
     device = next(model.parameters()).device
     if test_image is None:
         return torch.zeros(model.latent_dim, device=device)
     config = run.read_config()
     split = config.load_dataset().test
     if test_image >= len(split):
-        raise BetaVAEError(f"sample:{test_image} is past the {len(split)} test images; give K from 0 to {len(split) - 1}")
-    positions = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[test_image:test_image + 1]
+        raise BetaVAEError(
+            f"sample:{test_image} is past the {len(split)} test images; give K from 0 to {len(split) - 1}"
+        )
+    positions = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[
+        test_image : test_image + 1
+    ]
     with torch.no_grad():
         mu, _ = model.encode(split.images(positions).to(device).float().div(255))
     return mu[0]
 
 
-def traversal_figure(run_dir: str | Path, dims: str | Sequence[int] = "all",
-                     value_range: tuple[float, float] = (-2.5, 2.5), steps: int = 11, around: str = "mean",
-                     gif: bool = False, seed: int = 0, device: str | torch.device = "cpu") -> list[Path]:
+def traversal_figure(
+    run_dir: str | Path,
+    dims: str | Sequence[int] = "all",
+    value_range: tuple[float, float] = (-2.5, 2.5),
+    steps: int = 11,
+    around: str = "mean",
+    gif: bool = False,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> list[Path]:
     """Write ``traversal.png`` (and with ``gif``, ``traversal.gif``) into a run folder, holding its lock.
 
     Args:
@@ -183,7 +203,9 @@ def traversal_figure(run_dir: str | Path, dims: str | Sequence[int] = "all",
     test_image = parse_around(around)
     low, high = (float(v) for v in value_range)
     if not (np.isfinite(low) and np.isfinite(high) and low < high):
-        raise BetaVAEError(f"the traversal range must go from a lower to a higher number, got {low} to {high}")
+        raise BetaVAEError(
+            f"the traversal range must go from a lower to a higher number, got {low} to {high}"
+        )
     if steps < 2:
         raise BetaVAEError(f"a traversal needs at least 2 steps, got {steps}")
     with run.lock("betavae show"):
@@ -204,7 +226,9 @@ def traversal_figure(run_dir: str | Path, dims: str | Sequence[int] = "all",
     return written
 
 
-def traversal_grid(images: torch.Tensor, labels: Sequence[str], titles: Sequence[str], scale: int) -> Image.Image:
+def traversal_grid(
+    images: torch.Tensor, labels: Sequence[str], titles: Sequence[str], scale: int
+) -> Image.Image:
     """``images`` ``(rows, steps, C, H, W)`` as a grid: row ``i`` labelled ``labels[i]`` at its left,
     column ``j`` titled ``titles[j]``; :func:`~betavae.viz.grid.column_grid` plus a label column."""
     grid = column_grid([images[:, j] for j in range(images.shape[1])], titles, scale=scale, gap=GAP)
@@ -220,7 +244,9 @@ def traversal_grid(images: torch.Tensor, labels: Sequence[str], titles: Sequence
     return canvas
 
 
-def traversal_frames(images: torch.Tensor, labels: Sequence[str], titles: Sequence[str], scale: int) -> list[Image.Image]:
+def traversal_frames(
+    images: torch.Tensor, labels: Sequence[str], titles: Sequence[str], scale: int
+) -> list[Image.Image]:
     """One frame per value, forward then back without repeating the ends: ``2·steps − 2`` frames.
 
     Frame ``t`` is a column holding every row's image at that value, labelled like the PNG,
@@ -228,16 +254,20 @@ def traversal_frames(images: torch.Tensor, labels: Sequence[str], titles: Sequen
     """
     steps = images.shape[1]
     sweep = list(range(steps)) + list(range(steps - 2, 0, -1))
-    return [traversal_grid(images[:, j:j + 1], labels, [f"z = {titles[j]}"], scale) for j in sweep]
+    return [traversal_grid(images[:, j : j + 1], labels, [f"z = {titles[j]}"], scale) for j in sweep]
 
 
 def save_gif(frames: Sequence[Image.Image], path: Path, frame_ms: int = GIF_FRAME_MS) -> Path:
     """Write a looping animated GIF atomically and return its path."""
     buffer = io.BytesIO()
-    frames[0].save(buffer, format="GIF", save_all=True, append_images=list(frames[1:]), duration=frame_ms, loop=0)
+    frames[0].save(
+        buffer, format="GIF", save_all=True, append_images=list(frames[1:]), duration=frame_ms, loop=0
+    )
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
-__all__ = ["ACTIVE_KL", "active_dims", "held_out_kl", "order_by_kl", "parse_around", "parse_dims",
-           "traversal_codes", "traversal_figure"]
+__all__ = [
+    "ACTIVE_KL", "active_dims", "held_out_kl", "order_by_kl", "parse_around", "parse_dims", "traversal_codes",
+    "traversal_figure",
+]
