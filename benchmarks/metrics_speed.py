@@ -64,9 +64,8 @@ def main() -> None:
     else:
         torch.manual_seed(0)
         model = models.build("conv64", 10, dataset.image_shape).eval()
-        with (
-            torch.no_grad()
-        ):  # spread the untrained codes like a trained model's, or FactorVAE prunes them all
+        # spread the untrained codes like a trained model's, or FactorVAE prunes them all
+        with torch.no_grad():
             model.encoder[-1].weight.mul_(100)
     render = Stopwatch(dataset.render)
     dataset.render = render  # the metrics render through the dataset: time it there

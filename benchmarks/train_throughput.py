@@ -17,6 +17,9 @@ Sections (all by default; pick with ``--sections``):
   (gathered on the device, and read ahead from host memory through the same thread);
   then, on a CPU, the same beside a launch-bound training thread, a stand-in for a GPU's.
 - ``encode``: encoding for the metrics (no gradients, large batches), against the peak.
+- ``objectives``: the training step of each objective (:data:`betavae.objectives.OBJECTIVES`)
+  beside ``beta``'s on the same architecture and batch, timed in interleaved rounds; the
+  goal is at most 1.3× ``beta``'s step time (FactorVAE's discriminator included).
 - ``profile``: where a training step's time goes, layer by layer (forward + backward of
   each layer timed alone), with each layer's own GFLOP/s; ``--profile-arch`` picks one.
 
@@ -43,16 +46,17 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from betavae import data, performance
 from betavae.batches import BatchStream
+from betavae.config import TrainConfig
 from betavae.data.base import TensorSplit
 from betavae.device import resolve_device
 from betavae.metrics.representation import model_representation
 from betavae.models import ARCHITECTURES, build
 from betavae.models.layers import ImageTransposedConv
-from betavae.objectives import BetaVAELoss
+from betavae.objectives import OBJECTIVES, BetaVAELoss, make_objective
 from betavae.steps import make_step, uses_cuda_graph
 
 Step = Callable[[], None]
-SECTIONS = ("train", "render", "encode", "profile")
+SECTIONS = ("train", "render", "encode", "objectives", "profile")
 
 
 def matmul_peak_gflops(device: torch.device, size: int = 2048, seconds: float = 2.0) -> float:
@@ -116,15 +120,19 @@ def betavae_step(
     precision: str = "fp32",
     split=None,
     read_ahead: bool | None = None,
+    objective: str = "beta",
 ) -> tuple[Step, Callable[[], None]]:
     """The step as ``betavae train`` runs it (on CUDA, replayed from a CUDA graph); returns (step, close)."""
     model = _model(arch, device).to(memory_format=performance.MEMORY_FORMAT)
-    optimizer = performance.make_optimizer(
-        model.parameters(), 1e-4, device, capturable=uses_cuda_graph(device, True)
-    )
-    loss_fn = BetaVAELoss(4.0, "bernoulli")
-    noise = torch.Generator(device=device).manual_seed(0)
-    take_step = make_step(model, loss_fn, optimizer, noise, precision, cuda_graph=True)
+    graphed = uses_cuda_graph(device, True)
+    optimizer = performance.make_optimizer(model.parameters(), 1e-4, device, capturable=graphed)
+    loss_fn = make_objective(TrainConfig(objective=objective, latent_dim=10), beta=4.0).to(device)
+    if hasattr(loss_fn, "set_dataset_size"):
+        loss_fn.set_dataset_size(len(images))
+    step_count = torch.zeros((), dtype=torch.int64, device=device)
+    take_step = make_step(model, loss_fn, optimizer, torch.Generator(device=device).manual_seed(0), precision,
+                          cuda_graph=True, step_count=step_count,
+                          objective_optimizers=loss_fn.make_optimizers(device, capturable=graphed))
     split = split if split is not None else TensorSplit(images)
     stream = BatchStream(split, batch_size, seed=0, start=0, device=device, read_ahead=read_ahead).__enter__()
 
@@ -234,6 +242,26 @@ def train_section(args, device: torch.device) -> None:
         "images/s; GFLOP/s and 'of peak' for betavae's fp32 step; bf16/peak: bf16 GFLOP/s against "
         "the fp32 peak"
     )
+
+
+def objectives_section(args, device: torch.device) -> None:
+    """Each objective's step against ``beta``'s: the same model, batch and data, in interleaved rounds."""
+    arch, batch_size = args.objectives_arch, args.objectives_batch
+    images = sprite_like_images(arch, max(4096, 4 * batch_size))
+    steps = {name: betavae_step(arch, images, batch_size, device, objective=name) for name in OBJECTIVES}
+    rates: dict[str, list[float]] = {name: [] for name in OBJECTIVES}
+    for _ in range(args.repeats + 1):
+        for name, (step, _) in steps.items():
+            rates[name].append(batch_size * calls_per_second(step, args.seconds, device))
+    for _, close in steps.values():
+        close()
+    print(f"\n## the step of each objective ({arch}, batch {batch_size}; best of {args.repeats + 1} "
+          f"interleaved rounds)")
+    print(f"{'objective':<10} {'images/s':>9} {'step time × beta':>17}")
+    beta_rate = max(rates["beta"])
+    for name, measured in rates.items():
+        print(f"{name:<10} {max(measured):>9.0f} {beta_rate / max(measured):>17.2f}")
+    print("goal: every objective's step at most 1.30× beta's")
 
 
 def render_section(args, device: torch.device) -> None:
@@ -436,7 +464,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sections", default=",".join(SECTIONS), help="train,render,encode,profile")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=",".join(SECTIONS))
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per configuration")
     parser.add_argument("--batch-sizes", default="16,64,256,512")
     parser.add_argument(
@@ -452,11 +480,12 @@ def main() -> None:
         "--render-rounds", type=int, default=3, help="interleaved rounds of the render comparison"
     )
     parser.add_argument("--encode-images", type=int, default=4096)
+    parser.add_argument("--objectives-arch", default="conv64")
+    parser.add_argument("--objectives-batch", type=int, default=64)
     parser.add_argument("--profile-arch", default="conv64")
     parser.add_argument("--profile-batch", type=int, default=64)
-    parser.add_argument(
-        "--textbook", metavar="ARCH,BATCH", help=argparse.SUPPRESS
-    )  # the child of textbook_rate
+    # the child of textbook_rate
+    parser.add_argument("--textbook", metavar="ARCH,BATCH", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.textbook:
         arch, batch_size = args.textbook.split(",")

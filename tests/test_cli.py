@@ -61,7 +61,8 @@ def test_config_file_sets_options_and_flags_override_it(tmp_path, capsys):
         ),
         (
             ["train", "--arch", "vgg"],
-            "betavae: error: unknown architecture 'vgg'; choose one of: burgess64, conv28, conv64",
+            "betavae: error: unknown architecture 'vgg'; "
+            "choose one of: burgess64, conv28, conv64, conv64_dlib",
         ),
         (
             ["train", "--recon", "l1"],

@@ -140,7 +140,10 @@ def test_validation_names_the_flag_the_user_typed():
         ({"latent_dim": 0}, "--latent must be a positive integer, got 0"),
         ({"batch_size": 0}, "--batch-size must be a positive integer, got 0"),
         ({"beta": 1.0, "beta_norm": 0.1}, "give β either raw (--beta) or normalised (--beta-norm), not both"),
-        ({"arch": "vgg"}, "unknown architecture 'vgg'; choose one of: burgess64, conv28, conv64 (--arch)"),
+        (
+            {"arch": "vgg"},
+            "unknown architecture 'vgg'; choose one of: burgess64, conv28, conv64, conv64_dlib (--arch)",
+        ),
         ({"seed": -1}, "--seed must be a whole number from 0 to 9223372036854775807, got -1"),
         ({"lr": 1e39}, "--lr must be a positive number no larger than 3.4e38 (float32), got 1e+39"),
         ({"cuda_graph": 1}, "--cuda-graph must be true or false, got the integer 1"),
@@ -148,9 +151,8 @@ def test_validation_names_the_flag_the_user_typed():
         with pytest.raises(BetaVAEError) as error:
             TrainConfig(**change).validate(every_flag)
         assert str(error.value) == message
-    with pytest.raises(
-        BetaVAEError, match="^latent_dim must be a positive integer, got 0$"
-    ):  # a field not typed as a flag
+    # a field not typed as a flag
+    with pytest.raises(BetaVAEError, match="^latent_dim must be a positive integer, got 0$"):
         TrainConfig(latent_dim=0).validate(typed_names(["batch_size"]))
 
 

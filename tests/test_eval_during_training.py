@@ -91,9 +91,8 @@ def test_the_same_weights_score_the_same_on_the_fixed_sample(tmp_path):
     other_sample = train(eval_config(tmp_path / "other-sample", eval_every=4, eval_seed=1), progress=False)
     # Evaluating changes nothing in training: the weights after step 4 are the same in every run.
     assert_same_weights(weights(tmp_path / "every-two"), weights(tmp_path / "at-the-end"))
-    assert (
-        at_the_end.evaluations[-1]["mig"] == every_two.evaluations[-1]["mig"]
-    )  # a second evaluation, same points
+    # a second evaluation, same points
+    assert at_the_end.evaluations[-1]["mig"] == every_two.evaluations[-1]["mig"]
     assert other_sample.evaluations[-1]["mig"] != every_two.evaluations[-1]["mig"]
     model = load_model(tmp_path / "every-two")
     again = evaluation.score(
@@ -147,9 +146,8 @@ def test_resume_evaluates_a_checkpoint_whose_evaluation_a_kill_cut_short(tmp_pat
     train(eval_config(run.path, steps=6), resume=True, progress=False)
     entries = history(run.path)["entries"]
     assert [entry["step"] for entry in entries] == [2, 4, 6]
-    assert (
-        entries[1]["mig"] == cut_short["mig"]
-    )  # made from the checkpoint's weights, before training went on
+    # made from the checkpoint's weights, before training went on
+    assert entries[1]["mig"] == cut_short["mig"]
     assert entries[1]["train_seconds"] == cut_short["train_seconds"]  # the seconds those 4 steps took
     assert scores(run.path) == scores(tmp_path / "whole")
 

@@ -114,9 +114,10 @@ def test_ground_truth_baseline_scores_far_above_an_untrained_encoder():
     assert factors > 0.5 and untrained < 0.2
 
 
+# FastICA takes seconds to fit
 @pytest.mark.parametrize(
     "name", [pytest.param(name, marks=pytest.mark.slow) if name == "ica" else name for name in BASELINES]
-)  # FastICA takes seconds to fit
+)
 def test_every_baseline_gives_one_code_per_image(name):
     dataset = data.load("shapes", test_size=100)
     represent = baseline(name, dataset, np.random.default_rng(0), latent_dim=6)

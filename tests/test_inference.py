@@ -14,7 +14,9 @@ from betavae.models.inference import FusedEncoder
 CHANNELS_LAST = torch.channels_last
 
 
-@pytest.mark.parametrize("arch,size", [("conv28", 28), ("conv64", 64), ("burgess64", 64)])
+@pytest.mark.parametrize(
+    "arch,size", [("conv28", 28), ("conv64", 64), ("conv64_dlib", 64), ("burgess64", 64)]
+)
 def test_fused_encoder_gives_the_eager_codes(arch, size):
     torch.manual_seed(0)
     model = build(arch, 8, (1, size, size)).eval().to(memory_format=CHANNELS_LAST)
@@ -39,9 +41,8 @@ def test_layers_it_cannot_fuse_run_eagerly_in_their_place():
         nn.Linear(4 * 6 * 6, 6),
     ).eval()
     fused = FusedEncoder(encoder, (1, 6, 6))
-    assert fused.fused_layers == (
-        1 if torch.backends.mkldnn.is_available() else 0
-    )  # not the reflect-padded one
+    # not the reflect-padded one
+    assert fused.fused_layers == (1 if torch.backends.mkldnn.is_available() else 0)
     x = torch.rand(3, 1, 6, 6).contiguous(memory_format=CHANNELS_LAST)
     with torch.inference_mode():
         torch.testing.assert_close(fused(x), encoder(x), rtol=1e-4, atol=1e-5)

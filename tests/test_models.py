@@ -1,7 +1,10 @@
 """Shapes through every architecture, and the errors a wrong input gives."""
 
+import hashlib
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from betavae.errors import BetaVAEError
 from betavae.models import ARCHITECTURES, build, default_arch
@@ -34,6 +37,75 @@ def test_conv64_and_burgess64_have_the_published_layer_widths():
     assert [m.out_features for m in burgess.encoder if isinstance(m, torch.nn.Linear)] == [256, 256, 20]
     kinds = {type(m) for m in burgess.decoder}
     assert torch.nn.ConvTranspose2d in kinds and torch.nn.Conv2d not in kinds
+
+
+def test_conv64_dlib_has_2x2_kernels_in_its_last_two_convolutions():
+    """disentanglement_lib's conv_encoder: 4×4, 4×4, 2×2, 2×2 stride-2 convolutions, 64→32→16→8→4."""
+    model = build("conv64_dlib", 10, (1, 64, 64))
+    convs = [m for m in model.encoder if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.out_channels, m.kernel_size, m.stride, m.padding) for m in convs] == [
+        (32, (4, 4), (2, 2), (1, 1)),
+        (32, (4, 4), (2, 2), (1, 1)),
+        (64, (2, 2), (2, 2), (0, 0)),
+        (64, (2, 2), (2, 2), (0, 0)),
+    ]
+    assert [m.out_features for m in model.encoder if isinstance(m, torch.nn.Linear)] == [256, 20]
+    x = torch.rand(3, 1, 64, 64)
+    flatten = next(i for i, m in enumerate(model.encoder) if isinstance(m, torch.nn.Flatten))
+    assert model.encoder[:flatten](x).shape == (3, 64, 4, 4)
+    assert model.encoder(x).shape == (3, 20)
+    # the decoder is conv64's: FC 256, FC 4·4·64, four 4×4 transposed convolutions
+    assert model.decoder(torch.randn(3, 10)).shape == (3, 1, 64, 64)
+    deconvs = [m for m in model.decoder if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [m.out_channels for m in deconvs] == [64, 32, 32, 1]
+    assert {m.kernel_size for m in deconvs} == {(4, 4)}
+
+
+def _fingerprint(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    "arch, channels, parameters, fingerprint",
+    [
+        ("conv64", 1, 764245, "5742ca3b8fb549e2"),
+        ("conv64", 3, 766295, "caf850c7c30f435d"),
+        ("burgess64", 1, 502005, "ea4649f76f1ebf47"),
+        ("burgess64", 3, 504055, "301f13fae93fc009"),
+    ],
+)
+def test_conv64_and_burgess64_keep_their_initial_weights(arch, channels, parameters, fingerprint):
+    """Bit for bit what they were before the per-layer kernel sizes (conv64_dlib) came in.
+
+    The fingerprint hashes every parameter's name, shape and initial values under seed 0, so a
+    layer added, reordered or initialised differently changes it; runs and checkpoints of
+    either architecture stay comparable with earlier ones.
+    """
+    torch.manual_seed(0)
+    model = build(arch, 10, (channels, 64, 64))
+    assert sum(p.numel() for p in model.parameters()) == parameters
+    assert _fingerprint(model) == fingerprint
+
+
+def test_conv64_dlib_trains_a_step():
+    torch.manual_seed(0)
+    model = build("conv64_dlib", 6, (1, 64, 64))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = (torch.rand(8, 1, 64, 64) > 0.7).float()
+    before = [p.detach().clone() for p in model.parameters()]
+    out = model(x)
+    reconstruction = F.binary_cross_entropy_with_logits(out.logits, x, reduction="sum") / len(x)
+    kl = 0.5 * (out.mu.square() + out.logvar.exp() - 1 - out.logvar).sum(1).mean()
+    loss = reconstruction + 4 * kl
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert all(not torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
 
 
 def test_conv28_mirrors_max_pooling_with_nearest_upsampling():
@@ -71,7 +143,7 @@ def test_wrongly_shaped_batch_is_a_clear_error_not_a_shape_traceback():
 
 
 def test_unknown_architecture_lists_the_choices():
-    with pytest.raises(BetaVAEError, match="choose one of: burgess64, conv28, conv64"):
+    with pytest.raises(BetaVAEError, match="choose one of: burgess64, conv28, conv64, conv64_dlib$"):
         build("resnet", 3, (1, 28, 28))
 
 

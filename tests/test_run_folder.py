@@ -151,9 +151,8 @@ def test_two_trainings_at_once_in_one_folder_one_is_refused(tmp_path, trained, c
     steps = RunDir(run_dir).checkpoint_step()
     assert steps >= 12
     assert RunDir(run_dir).read_config().steps == 100000  # the config of the run that holds the weights
-    assert [entry["step"] for entry in log_entries(run_dir)] == list(
-        range(2, steps + 1, 2)
-    )  # whole, not cut at 8
+    # whole, not cut at 8
+    assert [entry["step"] for entry in log_entries(run_dir)] == list(range(2, steps + 1, 2))
 
 
 @pytest.mark.slow
@@ -316,8 +315,21 @@ def test_a_foreign_checkpoint_is_one_line(tmp_path, trained, capsys):
 def test_config_toml_keeps_its_derived_table_key_for_key(trained):
     table = read_toml(RunDir(trained).config_path)["derived"]
     assert list(table) == [
-        "arch", "lr", "beta", "beta_norm", "num_pixels", "image_shape", "num_train", "num_test", "device",
-        "torch_version", "betavae_version", "num_threads", "memory_format", "optimizer", "step",
+        "arch",
+        "lr",
+        "beta",
+        "beta_norm",
+        "num_pixels",
+        "image_shape",
+        "num_train",
+        "num_test",
+        "device",
+        "torch_version",
+        "betavae_version",
+        "num_threads",
+        "memory_format",
+        "optimizer",
+        "step",
     ]
     assert (table["arch"], table["beta"], table["image_shape"], table["step"]) == (
         "conv28",
@@ -426,9 +438,27 @@ def test_killed_at_random_moments_and_resumed_ends_as_an_uninterrupted_run(tmp_p
     """
     steps = 120
     flags = [
-        "--dataset", "shapes", "--arch", "conv28", "--latent", "3", "--beta", "1", "--steps", str(steps),
-        "--batch-size", "8", "--test-size", "100", "--checkpoint-every", "7", "--log-every", "3", "--device",
-        "cpu", "--no-progress",
+        "--dataset",
+        "shapes",
+        "--arch",
+        "conv28",
+        "--latent",
+        "3",
+        "--beta",
+        "1",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "8",
+        "--test-size",
+        "100",
+        "--checkpoint-every",
+        "7",
+        "--log-every",
+        "3",
+        "--device",
+        "cpu",
+        "--no-progress",
     ]
     reference = tmp_path / "whole"
     subprocess.run(
@@ -453,9 +483,8 @@ def test_killed_at_random_moments_and_resumed_ends_as_an_uninterrupted_run(tmp_p
             if rng.random() < 0.2:
                 process.wait(timeout=float(rng.uniform(0.2, 3.0)))  # during start-up
             else:
-                target = int(
-                    rng.integers(min(began_after + 1, steps), steps + 1)
-                )  # at the end: in the evaluation
+                # at the end: in the evaluation
+                target = int(rng.integers(min(began_after + 1, steps), steps + 1))
                 wait_until(
                     process,
                     lambda process=process, target=target: (

@@ -88,6 +88,5 @@ def test_ctrl_c_saves_the_clock_at_the_checkpoint_and_says_how_to_go_on(tmp_path
     assert "continue with the same command and --resume" in stdout
     checkpoint = run.load_checkpoint()
     assert checkpoint["train_seconds"] > 0
-    assert (
-        evaluations(tmp_path)[-1]["step"] <= checkpoint["step"]
-    )  # time_to_disentangle.json holds what the run recorded
+    # time_to_disentangle.json holds what the run recorded
+    assert evaluations(tmp_path)[-1]["step"] <= checkpoint["step"]

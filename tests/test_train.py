@@ -207,3 +207,30 @@ def test_on_checkpoint_sees_each_checkpoint_in_eval_mode_and_its_time_is_no_trai
     train_seconds = RunDir(tmp_path / "run").load_checkpoint()["train_seconds"]
     assert train_seconds == 30 * 0.25  # the steps' time, none of the hooks' 3000 s
     assert 30 * 16 / train_seconds == 64.0  # images/s agree with the training clock
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["beta", "capacity", "factor"])
+def test_an_objective_resumes_into_the_same_weights_and_log(tmp_path, objective):
+    """The schedule's position is the step count, set from the checkpoint's step on resume, and an
+    objective's own networks and optimisers (FactorVAE's discriminator) travel in the checkpoint: a
+    run cut at step 20 and resumed logs the same terms and ends with the same weights."""
+    options = {"beta": {"beta_warmup": 30}, "capacity": {"capacity_max": 6.0, "capacity_steps": 30},
+               "factor": {"factor_gamma": 10.0}}[objective]
+    whole = train(small_config(tmp_path / "whole", steps=40, objective=objective, **options), progress=False)
+    train(small_config(tmp_path / "parts", steps=20, objective=objective, **options), progress=False)
+    parts = train(small_config(tmp_path / "parts", steps=40, objective=objective, **options), resume=True,
+                  progress=False)
+    assert_same_weights(weights(tmp_path / "whole"), weights(tmp_path / "parts"))
+    assert whole.test == parts.test
+    log = [json.loads(line) for line in (tmp_path / "parts" / "log.jsonl").read_text().splitlines()]
+    assert log == [json.loads(line) | {"images_per_s": entry["images_per_s"]}
+                   for line, entry in zip((tmp_path / "whole" / "log.jsonl").read_text().splitlines(), log,
+                                          strict=True)]
+    if objective == "capacity":  # C = 6·min(1, step/30), averaged over each window of 5 steps
+        assert [round(entry["capacity"], 6) for entry in log[-2:]] == [6.0, 6.0]
+        assert "capacity" in whole.test
+    if objective == "factor":
+        both = [RunDir(tmp_path / name).load_checkpoint() for name in ("whole", "parts")]
+        assert_same_weights(*(checkpoint["objective"] for checkpoint in both))
+        assert {"tc", "discriminator_accuracy"} <= set(log[-1])

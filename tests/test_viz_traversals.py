@@ -148,6 +148,11 @@ def test_unknown_dims_are_refused(dims):
         parse_dims(dims, [1.0, 1.0, 1.0, 1.0])
 
 
+def test_dims_read_as_every_list_option_an_empty_item_is_refused():
+    with pytest.raises(BetaVAEError, match="--dims takes values separated by single commas"):
+        parse_dims("0,,3", [1.0, 1.0, 1.0, 1.0])
+
+
 def test_around_forms():
     assert parse_around("zero") is None
     assert parse_around("mean") == 0

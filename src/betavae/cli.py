@@ -122,6 +122,13 @@ def _architectures() -> str:
     return " | ".join(f"{name} ({architecture.summary})" for name, architecture in ARCHITECTURES.items())
 
 
+def _objectives() -> str:
+    """``beta (reconstruction + β·KL, Higgins et al. 2017) | …``: the objective registry."""
+    from betavae.objectives import OBJECTIVES, SUMMARIES
+
+    return " | ".join(f"{name} ({SUMMARIES[name]})" for name in OBJECTIVES)
+
+
 def _with_factors(separator: str = " | ") -> str:
     """The datasets with known generative factors, from the dataset registry."""
     from betavae.data import with_factors
@@ -150,6 +157,21 @@ def app() -> None:
     cls=RegistryHelp,
     describe=lambda: f"{_names('betavae.objectives:RECONSTRUCTIONS')}  [default: bernoulli]",
 )
+@click.option("--objective", cls=RegistryHelp, describe=lambda: f"{_objectives()}  [default: beta]")
+@click.option("--beta-warmup", type=int,
+              help="steps over which the regulariser's weight rises from 0  [default: 0]")
+@click.option("--capacity-gamma", type=float, help="capacity: γ  [default: 1000]")
+@click.option("--capacity-max", type=float, help="capacity: C_max in nats  [default: 25]")
+@click.option("--capacity-steps", type=int, help="capacity: steps over which C rises  [default: --steps]")
+@click.option("--tc-alpha", type=float, help="beta_tc: weight of the index-code MI  [default: 1]")
+@click.option("--tc-gamma", type=float, help="beta_tc: weight of the dimension-wise KL  [default: 1]")
+@click.option("--tc-sampling", help="beta_tc: mws | mss (minibatch weighted / stratified)  [default: mws]")
+@click.option("--dip-type", help="dip: i | ii  [default: ii]")
+@click.option("--dip-lambda-od", type=float, help="dip: weight of the off-diagonal penalty  [default: 10]")
+@click.option("--dip-lambda-d", type=float,
+              help="dip: weight of the diagonal one  [default: 10·λ_od for i, λ_od for ii]")
+@click.option("--factor-gamma", type=float, help="factor: weight of the total correlation  [default: 35]")
+@click.option("--factor-lr", type=float, help="factor: the discriminator's learning rate  [default: 1e-4]")
 @click.option("--steps", type=int, help="optimiser steps  [default: 5000]")
 @click.option("--batch-size", type=int, help="[default: 64]")
 @click.option(

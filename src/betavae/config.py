@@ -40,6 +40,11 @@ FLAGS: dict[str, str] = {
     "device": "--device", "checkpoint_every": "--checkpoint-every", "log_every": "--log-every",
     "data_dir": "--data-dir", "test_size": "--test-size", "eval": "--eval", "eval_every": "--eval-every",
     "eval_seed": "--eval-seed", "eval_n_train": "--eval-n-train", "eval_n_eval": "--eval-n-eval",
+    "objective": "--objective", "beta_warmup": "--beta-warmup", "capacity_gamma": "--capacity-gamma",
+    "capacity_max": "--capacity-max", "capacity_steps": "--capacity-steps", "tc_alpha": "--tc-alpha",
+    "tc_gamma": "--tc-gamma", "tc_sampling": "--tc-sampling", "dip_type": "--dip-type",
+    "dip_lambda_od": "--dip-lambda-od", "dip_lambda_d": "--dip-lambda-d", "factor_gamma": "--factor-gamma",
+    "factor_lr": "--factor-lr",
 }
 """The ``betavae train`` flag of each field that has one, so errors can name what the user typed."""
 
@@ -90,6 +95,22 @@ class TrainConfig:
     eval_seed: int = 0
     eval_n_train: int | None = None
     eval_n_eval: int | None = None
+    # The objective (betavae.objectives) and its options; each objective reads only its own
+    # (objectives.options_of), and setting another's is refused. beta_warmup: steps over which
+    # the regulariser's weight rises linearly from 0, for every objective.
+    objective: str = "beta"
+    beta_warmup: int = 0
+    capacity_gamma: float = 1000.0
+    capacity_max: float = 25.0
+    capacity_steps: int | None = None  # None: the run's steps
+    tc_alpha: float = 1.0
+    tc_gamma: float = 1.0
+    tc_sampling: str = "mws"
+    dip_type: str = "ii"
+    dip_lambda_od: float = 10.0
+    dip_lambda_d: float | None = None  # None: 10·λ_od for DIP-VAE I, λ_od for II
+    factor_gamma: float = 35.0
+    factor_lr: float = 1e-4  # the discriminator's Adam
     dataset_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, names: Mapping[str, str] | None = None) -> None:
@@ -103,7 +124,7 @@ class TrainConfig:
         from betavae.data import DATASETS
         from betavae.device import DEVICE_CHOICES
         from betavae.models import ARCHITECTURES
-        from betavae.objectives import RECONSTRUCTIONS
+        from betavae.objectives import OBJECTIVES, RECONSTRUCTIONS, options_of
         from betavae.performance import PRECISIONS
 
         called = {**{key: key for key in self.keys()}, **(names or {})}
@@ -115,11 +136,21 @@ class TrainConfig:
             ("dataset", "dataset", self.dataset, DATASETS),
             ("arch", "architecture", self.arch, ARCHITECTURES),
             ("recon", "reconstruction loss", self.recon, RECONSTRUCTIONS),
+            ("objective", "objective", self.objective, OBJECTIVES),
             ("precision", "precision", self.precision, PRECISIONS),
             ("device", "device", self.device.split(":")[0], DEVICE_CHOICES),
         ):
             if value is not None and value not in choices:
                 raise BetaVAEError(f"{unknown_choice(kind, value, choices)} ({called[key]})")
+        defaults = TrainConfig()
+        others = {key for name in OBJECTIVES if name != self.objective for key in options_of(name)}
+        for option in sorted(others - set(options_of(self.objective))):
+            if getattr(self, option) != getattr(defaults, option):  # set, and ignored: say so
+                owners = [name for name in OBJECTIVES if option in options_of(name)]
+                raise BetaVAEError(f"{called[option]} is an option of objective {' or '.join(owners)}, "
+                                   f"not of {self.objective}; choose {owners[0]} with --objective")
+        if self.beta_warmup < 0:
+            raise BetaVAEError(f"{called['beta_warmup']} must be 0 or more steps, got {self.beta_warmup}")
         if self.beta is not None and self.beta_norm is not None:
             raise BetaVAEError(
                 f"give β either raw ({called['beta']}) or normalised ({called['beta_norm']}), not both"
@@ -271,11 +302,11 @@ def takes_list(key: str) -> bool:
 def comma_separated(text: str, flag: str) -> list[str]:
     """``"a, b,c"`` → ``["a", "b", "c"]``: how every option that takes a list reads its value.
 
-    ``train --eval``, ``evaluate --metrics``, ``transfer --labels`` and ``--baselines``, and
-    ``sweep --seeds``, ``--metrics`` and the swept values all read here, so a list is written
-    the same way everywhere: items separated by commas, spaces around them ignored. An empty
-    item (``a,,b``, a trailing comma) is refused, naming ``flag``, rather than skipped: it is
-    most likely a value left out.
+    ``train --eval``, ``evaluate --metrics``, ``transfer --labels`` and ``--baselines``,
+    ``sweep --seeds``, ``--metrics`` and the swept values, and ``show traverse --dims`` all
+    read here, so a list is written the same way everywhere: items separated by commas,
+    spaces around them ignored. An empty item (``a,,b``, a trailing comma) is refused, naming
+    ``flag``, rather than skipped: it is most likely a value left out.
     """
     items = [item.strip() for item in text.split(",")]
     if not all(items):

@@ -101,14 +101,14 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def make_optimizer(parameters: Iterable[torch.nn.Parameter], lr: float, device: torch.device,
-                   capturable: bool = False) -> torch.optim.Adam:
+                   capturable: bool = False, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
     """Adam, with its fused single-kernel step where PyTorch has one for the device.
 
     ``capturable`` keeps every step's arithmetic on the device, which a CUDA graph needs
     (:mod:`betavae.steps`).
     """
-    return torch.optim.Adam(parameters, lr=lr, fused=True if device.type in ("cpu", "cuda") else None,
-                            capturable=capturable)
+    return torch.optim.Adam(parameters, lr=lr, betas=betas,
+                            fused=True if device.type in ("cpu", "cuda") else None, capturable=capturable)
 
 
 EXECUTION_OPTIONS = ("fused", "capturable", "foreach")

@@ -17,13 +17,13 @@ generator's state, saved in checkpoints, advances as in eager steps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 
 from betavae import models, performance
 from betavae.errors import BetaVAEError
-from betavae.objectives import BetaVAELoss, LossTerms
+from betavae.objectives import LossTerms, Objective
 
 Step = Callable[[torch.Tensor], LossTerms]
 # Eager steps before the capture: lazy initialisation (cuBLAS and cuDNN handles, Adam's
@@ -31,15 +31,28 @@ Step = Callable[[torch.Tensor], LossTerms]
 WARMUP_STEPS = 2
 
 
-def training_step(model: models.BetaVAE, loss_fn: BetaVAELoss, optimizer: torch.optim.Optimizer,
-                  x: torch.Tensor, noise: torch.Generator | None, precision: str = "fp32") -> LossTerms:
-    """One optimiser step on the batch ``x``: forward (in ``precision``), loss in fp32, backward, Adam."""
+def training_step(model: models.BetaVAE, objective: Objective, optimizer: torch.optim.Optimizer,
+                  x: torch.Tensor, noise: torch.Generator | None, precision: str = "fp32",
+                  step_count: torch.Tensor | None = None,
+                  objective_optimizers: Mapping[str, torch.optim.Optimizer] | None = None) -> LossTerms:
+    """One optimiser step on the batch ``x``: forward (in ``precision``), loss in fp32, backward, Adam.
+
+    Then the objective's own networks train on the same step (:meth:`Objective.update`,
+    with ``objective_optimizers``). ``step_count``, the steps taken so far as a tensor on
+    the device, is what the objective's schedules read; it is advanced in place, so a
+    replayed graph advances it too.
+    """
     with performance.autocast(x.device, precision):
         output = model(x, generator=noise)
-    terms = loss_fn(output, x)
+    terms = objective(output, x, step_count)
     optimizer.zero_grad(set_to_none=True)
     terms.loss.backward()
     optimizer.step()
+    if objective_optimizers:
+        extra = objective.update(output, x, objective_optimizers, noise)
+        terms = terms._replace(terms={**terms.terms, **extra})
+    if step_count is not None:
+        step_count.add_(1)
     return terms
 
 
@@ -48,16 +61,19 @@ def uses_cuda_graph(device: torch.device, cuda_graph: bool) -> bool:
     return cuda_graph and device.type == "cuda"
 
 
-def make_step(model: models.BetaVAE, loss_fn: BetaVAELoss, optimizer: torch.optim.Optimizer,
-              noise: torch.Generator | None, precision: str, cuda_graph: bool) -> Step:
+def make_step(model: models.BetaVAE, objective: Objective, optimizer: torch.optim.Optimizer,
+              noise: torch.Generator | None, precision: str, cuda_graph: bool,
+              step_count: torch.Tensor | None = None,
+              objective_optimizers: Mapping[str, torch.optim.Optimizer] | None = None) -> Step:
     """``step(x) -> LossTerms``: a graph replay where :func:`uses_cuda_graph`, else an eager step.
 
     A graph needs an optimizer made with ``capturable=True`` (:func:`betavae.performance.make_optimizer`).
     """
     device = next(model.parameters()).device
     if uses_cuda_graph(device, cuda_graph):
-        return GraphedStep(model, loss_fn, optimizer, noise, precision)
-    return lambda x: training_step(model, loss_fn, optimizer, x, noise, precision)
+        return GraphedStep(model, objective, optimizer, noise, precision, step_count, objective_optimizers)
+    return lambda x: training_step(model, objective, optimizer, x, noise, precision, step_count,
+                                   objective_optimizers)
 
 
 class GraphedStep:
@@ -71,15 +87,19 @@ class GraphedStep:
     def __init__(
         self,
         model: models.BetaVAE,
-        loss_fn: BetaVAELoss,
+        objective: Objective,
         optimizer: torch.optim.Optimizer,
         noise: torch.Generator | None,
         precision: str,
+        step_count: torch.Tensor | None = None,
+        objective_optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
     ) -> None:
-        if not all(group.get("capturable") for group in optimizer.param_groups):
-            raise ValueError("a CUDA-graph step needs an optimizer made with capturable=True")
-        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
-        self.noise, self.precision = noise, precision
+        for each in (optimizer, *(objective_optimizers or {}).values()):
+            if not all(group.get("capturable") for group in each.param_groups):
+                raise ValueError("a CUDA-graph step needs optimizers made with capturable=True")
+        self.model, self.objective, self.optimizer = model, objective, optimizer
+        self.noise, self.precision, self.step_count = noise, precision, step_count
+        self.objective_optimizers = objective_optimizers
         self.eager_steps_left = WARMUP_STEPS
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_x: torch.Tensor | None = None
@@ -91,13 +111,12 @@ class GraphedStep:
             if self.eager_steps_left > 0:
                 self.eager_steps_left -= 1
                 terms = self._on_side_stream(
-                    lambda: training_step(
-                        self.model, self.loss_fn, self.optimizer, x, self.noise, self.precision
-                    )
+                    lambda: training_step(self.model, self.objective, self.optimizer, x, self.noise,
+                                          self.precision, self.step_count, self.objective_optimizers)
                 )
                 # Detached, so that no autograd node of this side-stream step is alive at the
                 # capture, which would otherwise reuse its gradient accumulators on another stream.
-                return LossTerms(*(value.detach() for value in terms))
+                return terms.detach()
             self._capture(x)  # records this step without running it; the replay below runs it
         elif x.shape != self.static_x.shape:
             raise ValueError(
@@ -124,9 +143,9 @@ class GraphedStep:
         try:
             # thread_local: the reader thread may allocate pinned memory while this thread captures.
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                self.static_terms = training_step(
-                    self.model, self.loss_fn, self.optimizer, self.static_x, self.noise, self.precision
-                )
+                self.static_terms = training_step(self.model, self.objective, self.optimizer, self.static_x,
+                                                  self.noise, self.precision, self.step_count,
+                                                  self.objective_optimizers)
         except RuntimeError as error:
             reason = str(error).splitlines()[0]
             raise BetaVAEError(

@@ -37,7 +37,7 @@ from betavae.data.base import ImageSplit
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
 from betavae.interrupt import StopRequest
-from betavae.objectives import BetaVAELoss, beta_from_norm, norm_from_beta
+from betavae.objectives import LossTerms, Objective, beta_from_norm, make_objective, norm_from_beta
 from betavae.runs import RunDir, make_folder
 from betavae.steps import make_step, uses_cuda_graph
 from betavae.tracking import EvaluationHistory
@@ -113,34 +113,32 @@ def train(
         run.read_metrics()  # an unreadable metrics.json fails now, not after the training
         checkpoint = _checkpoint_to_resume(run, config, names) if resume else _start_fresh(run)
         setup = _Setup.create(config, dataset)
-        model, loss_fn, device = setup.model, setup.loss_fn, setup.device
+        model, objective, device = setup.model, setup.objective, setup.device
         graphed = uses_cuda_graph(device, config.cuda_graph)
-        optimizer = performance.make_optimizer(
-            model.parameters(), setup.derived.lr, device, capturable=graphed
-        )
-        derived = dataclasses.replace(
-            setup.derived,
-            optimizer=performance.optimizer_name(optimizer),
-            step="cuda graph" if graphed else "eager",
-        )
+        optimizer = performance.make_optimizer(model.parameters(), setup.derived.lr, device,
+                                               capturable=graphed)
+        objective_optimizers = objective.make_optimizers(device, capturable=graphed)  # of its own networks
+        derived = dataclasses.replace(setup.derived, optimizer=performance.optimizer_name(optimizer),
+                                      step="cuda graph" if graphed else "eager")
         noise = torch.Generator(device=device).manual_seed(config.seed)
-        start = _restore(checkpoint, model, optimizer, noise) if checkpoint is not None else 0
+        start = 0
+        if checkpoint is not None:
+            start = _restore(checkpoint, model, optimizer, objective, objective_optimizers, noise)
         saved_step = start if checkpoint is not None else None  # the step of the checkpoint on disk
-        earlier_seconds = (
-            float(checkpoint.get("train_seconds", 0.0)) if checkpoint is not None else 0.0
-        )  # older: 0
+        # Checkpoints from before the training clock was saved count from 0.
+        earlier_seconds = float(checkpoint.get("train_seconds", 0.0)) if checkpoint is not None else 0.0
         clock = _TrainingClock(device, began, earlier_seconds)
         window = _Window(device, first_step=start)
-        if (
-            checkpoint is not None and "window" in checkpoint
-        ):  # older checkpoints lack it: a shorter first entry
+        # Older checkpoints lack the window: their first log entry after a resume is shorter.
+        if checkpoint is not None and "window" in checkpoint:
             window.restore(checkpoint["window"])
         run.write_config(config, derived)
-        take_step = make_step(model, loss_fn, optimizer, noise, config.precision, config.cuda_graph)
+        step_count = torch.tensor(start, dtype=torch.int64, device=device)  # what schedules read
+        take_step = make_step(model, objective, optimizer, noise, config.precision, config.cuda_graph,
+                              step_count, objective_optimizers)
 
-        bar = tqdm(
-            total=config.steps, initial=start, unit="step", desc=run.path.name, disable=_no_bar(progress)
-        )
+        bar = tqdm(total=config.steps, initial=start, unit="step", desc=run.path.name,
+                   disable=_no_bar(progress))
         batches = BatchStream(setup.dataset.train, config.batch_size, config.seed, start, device)
         report = None if bar.disable else (lambda line: tqdm.write(line, file=sys.stderr))  # above the bar
         with StopRequest() as stop, TrainingLog(run.log_path, run.tensorboard_dir, start) as log, batches:
@@ -155,36 +153,20 @@ def train(
                 window.add(terms, x.shape[0])
 
                 done = step + 1
-                if done % config.log_every == 0 or done == config.steps:
+                at_end = done == config.steps
+                if done % config.log_every == 0 or at_end:
                     values = window.flush(done, saved_step)
                     log.log(done, values)
-                    bar.set_postfix(
-                        loss=f"{values['loss']:.2f}",
-                        kl=f"{values['kl']:.2f}",
-                        img_s=f"{values['images_per_s']:.0f}",
-                    )
+                    bar.set_postfix(loss=f"{values['loss']:.2f}", kl=f"{values['kl']:.2f}",
+                                    img_s=f"{values['images_per_s']:.0f}")
                 bar.update(1)
-                if (
-                    done % config.checkpoint_every == 0
-                    or done == config.steps
-                    or stop.requested
-                    or history.due(done)
-                ):
+                if done % config.checkpoint_every == 0 or at_end or stop.requested or history.due(done):
                     window.check_finite(done, saved_step)
                     _check_weights_finite(model, saved_step, done)
                     trained_seconds = clock.seconds()
-                    _save_checkpoint(
-                        run,
-                        config,
-                        derived,
-                        done,
-                        model,
-                        optimizer,
-                        noise,
-                        window,
-                        trained_seconds,
-                        saved_step,
-                    )
+                    trained = (model, optimizer, objective, objective_optimizers)
+                    _save_checkpoint(run, config, derived, done, trained, noise, window, trained_seconds,
+                                     saved_step)
                     saved_step = done
                     run.archive_results_before(done)
                     if not stop.requested:  # a stop leaves this step's evaluation to the resumed run
@@ -197,11 +179,10 @@ def train(
                     bar.close()
                     raise TrainingInterrupted(
                         f"interrupted at step {done}/{config.steps}; checkpoint saved in {run.path}; "
-                        f"continue with: betavae train --out {run.path} --resume"
-                    )
+                        f"continue with: betavae train --out {run.path} --resume")
         bar.close()
 
-        test = test_loss(model, setup.dataset.test.to(device), loss_fn, seed=config.seed)
+        test = test_loss(model, setup.dataset.test.to(device), objective, seed=config.seed)
         run.update_metrics("test", test, step=config.steps)
         run.update_metrics(
             "train",
@@ -304,15 +285,20 @@ class _Window:
         self._reset(first_step)
 
     def _reset(self, step: int) -> None:
-        self.sums = torch.zeros(3, device=self.device)
+        self.names = list(self.names) if hasattr(self, "names") else ["loss", "recon", "kl"]
+        self.sums = torch.zeros(len(self.names), device=self.device)
         self.kl_per_dim: torch.Tensor | float = 0.0
         self.steps = 0
         self.images = 0
         self.first_step = step
         self.started = time.perf_counter()
 
-    def add(self, terms, batch_size: int) -> None:
-        self.sums += torch.stack([terms.loss.detach(), terms.recon.detach(), terms.kl.detach()])
+    def add(self, terms: LossTerms, batch_size: int) -> None:
+        names = ["loss", *terms.terms]
+        if names != self.names:  # the objective's terms, known from its first step
+            self.names = names
+            self.sums = torch.zeros(len(names), device=self.device)
+        self.sums += torch.stack([terms.loss.detach(), *(value.detach() for value in terms.terms.values())])
         self.kl_per_dim = self.kl_per_dim + terms.kl_per_dim.detach()
         self.steps += 1
         self.images += batch_size
@@ -321,6 +307,7 @@ class _Window:
         """What a checkpoint keeps of the window (its seconds too, so images/s stay true)."""
         kl_per_dim = self.kl_per_dim.clone() if isinstance(self.kl_per_dim, torch.Tensor) else self.kl_per_dim
         return {
+            "names": list(self.names),
             "sums": self.sums.clone(),
             "kl_per_dim": kl_per_dim,
             "steps": self.steps,
@@ -330,6 +317,7 @@ class _Window:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        self.names = list(state.get("names", ["loss", "recon", "kl"]))  # older checkpoints: three terms
         self.sums = state["sums"].to(self.device)
         kl_per_dim = state["kl_per_dim"]
         self.kl_per_dim = kl_per_dim.to(self.device) if isinstance(kl_per_dim, torch.Tensor) else kl_per_dim
@@ -354,51 +342,42 @@ class _Window:
         return values
 
     def flush(self, step: int, saved_step: int | None) -> dict[str, float]:
-        loss, recon, kl = self.check_finite(step, saved_step)
+        sums = self.check_finite(step, saved_step)
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         count = max(self.steps, 1)
         kl_per_dim = (self.kl_per_dim / count).tolist() if self.steps else []
-        values = {
-            "loss": loss / count,
-            "recon": recon / count,
-            "kl": kl / count,
-            "images_per_s": self.images / elapsed,
-            "kl_per_dim": kl_per_dim,
-        }
+        values: dict[str, Any] = {name: total / count for name, total in zip(self.names, sums, strict=True)}
+        values.update(images_per_s=self.images / elapsed, kl_per_dim=kl_per_dim)
         self._reset(step)
         return values
 
 
-@torch.no_grad()
 def test_loss(
-    model: models.BetaVAE, split: ImageSplit, loss_fn: BetaVAELoss, seed: int, batch_size: int = 500
+    model: models.BetaVAE, split: ImageSplit, objective: Objective, seed: int, batch_size: int = 500
 ) -> dict[str, Any]:
-    """Held-out loss terms averaged over ``split``, with z sampled from a seeded generator."""
+    """Held-out loss and the objective's terms averaged over ``split``, z sampled from a seeded generator.
+
+    Schedules are at their end (``step`` None): the held-out loss is the objective the
+    run finished training with.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     noise = torch.Generator(device=device).manual_seed(seed + 1)
-    totals = torch.zeros(3, dtype=torch.float64)
+    totals: dict[str, float] = {}
     kl_dims = torch.zeros(model.latent_dim, dtype=torch.float64)
-    for begin in range(0, len(split), batch_size):
-        positions = torch.arange(begin, min(begin + batch_size, len(split)))
-        x = performance.fast_layout(split.images(positions).to(device).float().div_(255))
-        terms = loss_fn(model(x, generator=noise), x)
-        count = len(positions)
-        totals += (
-            torch.tensor([terms.loss.item(), terms.recon.item(), terms.kl.item()], dtype=torch.float64)
-            * count
-        )
-        kl_dims += terms.kl_per_dim.double().cpu() * count
+    with torch.no_grad():
+        for begin in range(0, len(split), batch_size):
+            positions = torch.arange(begin, min(begin + batch_size, len(split)))
+            x = performance.fast_layout(split.images(positions).to(device).float().div_(255))
+            terms = objective(model(x, generator=noise), x, None)
+            count = len(positions)
+            for name, value in {"loss": terms.loss, **terms.terms}.items():
+                totals[name] = totals.get(name, 0.0) + value.item() * count
+            kl_dims += terms.kl_per_dim.double().cpu() * count
     model.train(was_training)
-    loss, recon, kl = (totals / len(split)).tolist()
-    return {
-        "loss": loss,
-        "recon": recon,
-        "kl": kl,
-        "kl_per_dim": (kl_dims / len(split)).tolist(),
-        "num_images": len(split),
-    }
+    return {**{name: total / len(split) for name, total in totals.items()},
+            "kl_per_dim": (kl_dims / len(split)).tolist(), "num_images": len(split)}
 
 
 @dataclass
@@ -407,7 +386,7 @@ class _Setup:
 
     dataset: data.ImageDataset
     model: models.BetaVAE
-    loss_fn: BetaVAELoss
+    objective: Objective
     device: torch.device
     derived: DerivedValues  # all but the optimiser and the step, which train() adds once it made them
 
@@ -423,7 +402,9 @@ class _Setup:
         torch.manual_seed(config.seed)  # the initial weights
         model = models.build(arch, config.latent_dim, dataset.image_shape)
         model = model.to(device, memory_format=performance.MEMORY_FORMAT)
-        loss_fn = BetaVAELoss(beta, config.recon)
+        objective = make_objective(config, beta).to(device)
+        if hasattr(objective, "set_dataset_size"):  # estimators over the dataset (β-TCVAE's log q(z))
+            objective.set_dataset_size(len(dataset.train))
         derived = DerivedValues(
             arch=arch,
             lr=models.learning_rate(arch, config.lr),
@@ -439,7 +420,7 @@ class _Setup:
             num_threads=torch.get_num_threads(),
             memory_format=str(performance.MEMORY_FORMAT).removeprefix("torch."),
         )
-        return cls(dataset, model, loss_fn, device, derived)
+        return cls(dataset, model, objective, device, derived)
 
 
 def _arch(config: TrainConfig, dataset: data.ImageDataset) -> str:
@@ -531,11 +512,24 @@ def _restore(
     checkpoint: dict[str, Any],
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
+    objective: Objective,
+    objective_optimizers: Mapping[str, torch.optim.Optimizer],
     noise: torch.Generator,
 ) -> int:
-    """Load a checkpoint into the run's objects; return its step, the first step to run."""
+    """Load a checkpoint into the run's objects; return its step, the first step to run.
+
+    The objective's networks and optimisers (FactorVAE's discriminator) come back by name;
+    checkpoints of objectives without them hold empty ones (older checkpoints: none).
+    """
     model.load_state_dict(checkpoint["model"])
     performance.load_optimizer_state(optimizer, checkpoint["optimizer"])
+    objective.load_state_dict(checkpoint.get("objective", {}))
+    saved = checkpoint.get("objective_optimizers", {})
+    if set(saved) != set(objective_optimizers):
+        raise BetaVAEError(f"the checkpoint holds the optimisers {sorted(saved)} of the objective, this run "
+                           f"makes {sorted(objective_optimizers)}; train a new run with another --out")
+    for name, each in objective_optimizers.items():
+        performance.load_optimizer_state(each, saved[name])
     noise.set_state(checkpoint["noise_state"].cpu())
     return int(checkpoint["step"])
 
@@ -545,17 +539,20 @@ def _save_checkpoint(
     config: TrainConfig,
     derived: DerivedValues,
     step: int,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    trained: tuple[torch.nn.Module, torch.optim.Optimizer, Objective, Mapping[str, torch.optim.Optimizer]],
     noise: torch.Generator,
     window: _Window,
     train_seconds: float,
     saved_step: int | None,
 ) -> None:
+    """Write the checkpoint of ``step``; ``trained``: the model, its optimiser, the objective and its own."""
+    model, optimizer, objective, objective_optimizers = trained
     state = {
         "step": step,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
+        "objective": objective.state_dict(),
+        "objective_optimizers": {name: each.state_dict() for name, each in objective_optimizers.items()},
         "noise_state": noise.get_state(),
         "config": config.to_dict(),
         "derived": derived.to_dict(),

@@ -1,11 +1,14 @@
 """The 64×64 architectures of the large disentanglement studies.
 
-``conv64`` is the encoder/decoder of Locatello et al. (2019, "Challenging common
-assumptions…", Table 1), used by disentanglement_lib: four 4×4 stride-2 convolutions
-with 32, 32, 64, 64 channels, FC 256, FC 2M; the decoder mirrors it with transposed
-convolutions. ``burgess64`` is Burgess et al. (2018, "Understanding disentangling in
-β-VAE", Appendix A.1): four 4×4 stride-2 convolutions of 32 channels, FC 256, FC 256,
-FC 2M, mirrored — the one most PyTorch toolkits ship, so our numbers compare with theirs.
+``conv64`` has the widths of Locatello et al. (2019, "Challenging common assumptions…",
+Table 1): four stride-2 convolutions with 32, 32, 64, 64 channels, FC 256, FC 2M; the
+decoder mirrors it with transposed convolutions. Its kernels are 4×4 throughout.
+``conv64_dlib`` is that study's encoder as disentanglement_lib's ``conv_encoder`` builds it,
+2×2 kernels in the last two convolutions (the decoder is the same as conv64's), so scores
+compare with its published models. ``burgess64`` is Burgess et al. (2018, "Understanding
+disentangling in β-VAE", Appendix A.1): four 4×4 stride-2 convolutions of 32 channels,
+FC 256, FC 256, FC 2M, mirrored — the one most PyTorch toolkits ship, so our numbers
+compare with theirs.
 """
 
 from __future__ import annotations
@@ -21,12 +24,18 @@ _FEATURE_SIZE = IMAGE_SIZE // 16  # four stride-2 convolutions
 
 
 def _build(
-    in_channels: int, latent_dim: int, channels: Sequence[int], hidden: Sequence[int]
+    in_channels: int,
+    latent_dim: int,
+    channels: Sequence[int],
+    hidden: Sequence[int],
+    kernels: Sequence[int] = (4, 4, 4, 4),
 ) -> tuple[nn.Module, nn.Module]:
     conv: list[nn.Module] = []
     previous = in_channels
-    for width in channels:
-        conv += [nn.Conv2d(previous, width, 4, stride=2, padding=1), nn.ReLU(inplace=True)]
+    for width, kernel in zip(channels, kernels, strict=True):
+        # halves an even size, as TensorFlow's 'same' padding does at stride 2
+        padding = (kernel - 2) // 2
+        conv += [nn.Conv2d(previous, width, kernel, stride=2, padding=padding), nn.ReLU(inplace=True)]
         previous = width
     flat = channels[-1] * _FEATURE_SIZE * _FEATURE_SIZE
 
@@ -60,6 +69,11 @@ def _build(
 def build_conv64(in_channels: int, latent_dim: int) -> tuple[nn.Module, nn.Module]:
     """Locatello et al.'s architecture: channels 32, 32, 64, 64; FC 256."""
     return _build(in_channels, latent_dim, channels=(32, 32, 64, 64), hidden=(256,))
+
+
+def build_conv64_dlib(in_channels: int, latent_dim: int) -> tuple[nn.Module, nn.Module]:
+    """disentanglement_lib's ``conv_encoder`` and ``deconv_decoder``: conv64 with 2×2 kernels last."""
+    return _build(in_channels, latent_dim, channels=(32, 32, 64, 64), hidden=(256,), kernels=(4, 4, 2, 2))
 
 
 def build_burgess64(in_channels: int, latent_dim: int) -> tuple[nn.Module, nn.Module]:

@@ -74,9 +74,8 @@ class RayBackend:
             here = _this_machine()
             _check_fits_here(*_per_run(options, here["GPU"]), here["CPU"], here["GPU"])
         in_main_thread = threading.current_thread() is threading.main_thread()
-        self._sigterm_handler = (
-            signal.getsignal(signal.SIGTERM) if in_main_thread else None
-        )  # ray.init replaces it
+        # Kept to be put back: ray.init replaces the SIGTERM handler.
+        self._sigterm_handler = signal.getsignal(signal.SIGTERM) if in_main_thread else None
         self._connected_here = _connect(self._ray, self.address, here)
         try:
             resources = self._ray.cluster_resources()
@@ -96,9 +95,8 @@ class RayBackend:
     def submit(self, task: dict[str, Any]) -> None:
         config = dict(task["config"])
         if config.get("data_dir") and not Path(config["data_dir"]).expanduser().is_absolute():
-            config["data_dir"] = str(
-                Path(config["data_dir"]).expanduser().resolve()
-            )  # workers start elsewhere
+            # Workers start in other folders (and on other machines): give them an absolute path.
+            config["data_dir"] = str(Path(config["data_dir"]).expanduser().resolve())
         wanted = str(config.get("device", "auto"))
         uses_gpu = self.gpus_per_run > 0 and wanted != "cpu"
         # A run that reserved no GPU must not take one Ray gave another task: "auto" means the CPU then.

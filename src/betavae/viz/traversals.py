@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from betavae.config import comma_separated
 from betavae.errors import BetaVAEError
 from betavae.models import BetaVAE
 from betavae.runs import RunDir, atomic_write_bytes, load_model
@@ -67,7 +68,8 @@ def parse_dims(dims: str | Sequence[int], kl_per_dim: Sequence[float]) -> list[i
             return order_by_kl(range(latent_dim), kl_per_dim)
         if text == "active":
             return active_dims(kl_per_dim)
-        items: Sequence[object] = [item.strip() for item in text.split(",") if item.strip()]
+        # Read like every list option (an empty item is refused); nothing at all: no dimension given.
+        items: Sequence[object] = comma_separated(text, "--dims") if text.replace(",", "").strip() else []
     else:
         items = list(dims)
     chosen: list[int] = []

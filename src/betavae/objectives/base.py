@@ -1,0 +1,156 @@
+"""What every objective shares: the reconstruction term, the Gaussian KL, β's two forms, schedules.
+
+An objective (:class:`Objective`) returns its total and a dict of named terms
+(:class:`LossTerms`); the training loop, the log, TensorBoard and the held-out loss take
+whatever terms it returns, so an objective is one file and one registry line
+(:mod:`betavae.objectives`). Terms are batch means, summed over pixels and latent
+dimensions, so that β = 1 is the ordinary evidence lower bound.
+
+Schedules (a β warm-up, capacity's C) read the number of steps taken from a tensor on the
+device (``step``), which the training step advances in place: a step replayed from a
+captured CUDA graph (:mod:`betavae.steps`) then follows the schedule, where a Python
+number would be frozen at its value when the graph was captured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from betavae.errors import BetaVAEError, unknown_choice
+from betavae.models.vae import VAEOutput
+
+RECONSTRUCTIONS = ("bernoulli", "gaussian")
+
+
+def beta_from_norm(beta_norm: float, latent_dim: int, num_pixels: int) -> float:
+    """β = β_norm·N/M (Higgins et al. 2017, Section 4)."""
+    return beta_norm * num_pixels / latent_dim
+
+
+def norm_from_beta(beta: float, latent_dim: int, num_pixels: int) -> float:
+    """β_norm = β·M/N, the inverse of :func:`beta_from_norm`."""
+    return beta * latent_dim / num_pixels
+
+
+def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, 1)) for each sample and latent dimension, shape (B, M).
+
+    Closed form for diagonal Gaussians (Kingma & Welling 2014, Appendix B):
+    ½(μ² + σ² − 1 − log σ²).
+    """
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Negative log-likelihood of ``x`` per sample, summed over pixels: shape (B,).
+
+    ``bernoulli``: binary cross-entropy with logits (pixel intensities as probabilities).
+    ``gaussian``: squared error of sigmoid(logits), the report's MSE, i.e. a Gaussian
+    likelihood with fixed variance up to constants.
+    """
+    if kind == "bernoulli":
+        per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    elif kind == "gaussian":
+        per_pixel = (torch.sigmoid(logits) - x).pow(2)
+    else:
+        raise unknown_choice("reconstruction loss", kind, RECONSTRUCTIONS)
+    return per_pixel.flatten(1).sum(dim=1)
+
+
+def linear_ramp(step: torch.Tensor | None, steps: int) -> torch.Tensor | float:
+    """A weight rising linearly from 0 at step 0 to 1 at ``steps`` and staying there.
+
+    ``step`` is the count of steps taken before this one, a tensor the training step
+    advances in place; None (a held-out loss after training) and ``steps`` = 0 give 1.
+    """
+    if step is None or steps <= 0:
+        return 1.0
+    return (step.float() / steps).clamp(max=1.0)
+
+
+class LossTerms(NamedTuple):
+    """Batch means: the total to minimise, the named terms to log, and the KL per latent dimension.
+
+    ``terms`` always holds ``recon`` and ``kl`` (the KL of the posterior from the prior,
+    whatever the objective does with it), so every objective's runs compare on them.
+    """
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    kl_per_dim: torch.Tensor
+
+    def detach(self) -> LossTerms:
+        return LossTerms(self.loss.detach(), {k: v.detach() for k, v in self.terms.items()},
+                         self.kl_per_dim.detach())
+
+
+class Objective(nn.Module):
+    """One training objective: ``objective(output, x, step) -> LossTerms``.
+
+    A module, so that an objective may own networks (and its checkpoint their weights).
+    Subclasses set :attr:`name` and implement :meth:`forward`; :meth:`reconstruction` and
+    :meth:`kl` give them the shared terms in float32 (under bf16 autocast the network's
+    outputs are bf16, whose 8-bit mantissa would round away most of a sum over 4,096 pixels).
+    ``warmup_steps`` > 0 raises the regulariser's weight linearly from 0 over that many
+    steps (:func:`linear_ramp`), for every objective alike.
+    """
+
+    name: ClassVar[str] = ""
+    # The config fields it reads besides beta, recon and beta_warmup (objectives.options_of).
+    OPTIONS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, beta: float, recon: str = "bernoulli", warmup_steps: int = 0) -> None:
+        super().__init__()
+        if recon not in RECONSTRUCTIONS:
+            raise unknown_choice("reconstruction loss", recon, RECONSTRUCTIONS)
+        if not beta >= 0:
+            raise BetaVAEError(f"beta must be a non-negative number, got {beta}")
+        if warmup_steps < 0:
+            raise BetaVAEError(f"the β warm-up must be 0 or more steps, got {warmup_steps}")
+        self.beta = float(beta)
+        self.recon = recon
+        self.warmup_steps = int(warmup_steps)
+
+    @classmethod
+    def from_config(cls, config: Any, beta: float) -> Objective:
+        """The objective a run of ``config`` (a :class:`~betavae.config.TrainConfig`) trains with."""
+        return cls(beta, config.recon, config.beta_warmup)
+
+    def reconstruction(self, output: VAEOutput, x: torch.Tensor) -> torch.Tensor:
+        """The batch mean of the reconstruction term, in float32."""
+        return reconstruction_loss(output.logits.float(), x, self.recon).mean()
+
+    @staticmethod
+    def kl(output: VAEOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """(KL summed over dimensions, KL per dimension), batch means in float32."""
+        kl_dims = kl_per_dim(output.mu.float(), output.logvar.float()).mean(dim=0)
+        return kl_dims.sum(), kl_dims
+
+    def warmup(self, step: torch.Tensor | None) -> torch.Tensor | float:
+        """The regulariser's weight now: 1, or rising over the first ``warmup_steps`` steps."""
+        return linear_ramp(step, self.warmup_steps)
+
+    def forward(self, output: VAEOutput, x: torch.Tensor, step: torch.Tensor | None = None) -> LossTerms:
+        raise NotImplementedError
+
+    def make_optimizers(self, device: torch.device, capturable: bool) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers of networks the objective owns, by name (FactorVAE's discriminator); none here.
+
+        The training loop keeps them beside the model's, saves each in the checkpoint under
+        its name and restores it on ``--resume``; ``capturable`` as for the model's
+        (:func:`betavae.performance.make_optimizer`).
+        """
+        return {}
+
+    def update(self, output: VAEOutput, x: torch.Tensor, optimizers: Mapping[str, torch.optim.Optimizer],
+               noise: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """Train the objective's own networks on this step's ``output``, after the model's update.
+
+        Returns terms to log beside :meth:`forward`'s. Nothing to train here.
+        """
+        return {}

@@ -1,0 +1,54 @@
+"""Controlled capacity: reconstruction + γ·|KL − C|, C raised linearly from 0 to C_max.
+
+Burgess et al., "Understanding disentangling in β-VAE", 2018, Eq. 8. Instead of weighing
+the KL by a fixed β, the KL is pulled towards a target capacity C (nats) that grows during
+training, so the code takes in information a little at a time. Their dSprites settings
+(γ = 1000, C_max = 25 nats over 100,000 steps) are the defaults of γ and C_max; the
+schedule's length defaults to the run's own number of steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from betavae.errors import BetaVAEError
+from betavae.models.vae import VAEOutput
+from betavae.objectives.base import LossTerms, Objective, linear_ramp
+
+
+class CapacityLoss(Objective):
+    """reconstruction + γ·|KL − C(step)|, C(step) = C_max·min(1, step / capacity_steps)."""
+
+    name = "capacity"
+    OPTIONS: ClassVar[tuple[str, ...]] = ("capacity_gamma", "capacity_max", "capacity_steps")
+
+    def __init__(self, gamma: float = 1000.0, capacity_max: float = 25.0, capacity_steps: int = 100_000,
+                 recon: str = "bernoulli", warmup_steps: int = 0) -> None:
+        super().__init__(beta=gamma, recon=recon, warmup_steps=warmup_steps)
+        if not capacity_max >= 0:
+            raise BetaVAEError(f"the capacity C_max must be a non-negative number of nats, "
+                               f"got {capacity_max}")
+        if capacity_steps < 1:
+            raise BetaVAEError(f"the capacity schedule must last at least 1 step, got {capacity_steps}")
+        self.gamma = float(gamma)
+        self.capacity_max = float(capacity_max)
+        self.capacity_steps = int(capacity_steps)
+
+    @classmethod
+    def from_config(cls, config: Any, beta: float) -> CapacityLoss:
+        return cls(config.capacity_gamma, config.capacity_max, config.capacity_steps or config.steps,
+                   config.recon, config.beta_warmup)
+
+    def capacity(self, step: torch.Tensor | None) -> torch.Tensor | float:
+        """C at ``step``: C_max·min(1, step / capacity_steps); C_max after training (None)."""
+        return self.capacity_max * linear_ramp(step, self.capacity_steps)
+
+    def forward(self, output: VAEOutput, x: torch.Tensor, step: torch.Tensor | None = None) -> LossTerms:
+        recon = self.reconstruction(output, x)
+        kl, kl_dims = self.kl(output)
+        capacity = self.capacity(step)
+        loss = recon + self.warmup(step) * self.gamma * (kl - capacity).abs()
+        capacity_term = torch.as_tensor(capacity, dtype=kl.dtype, device=kl.device)
+        return LossTerms(loss, {"recon": recon, "kl": kl, "capacity": capacity_term}, kl_dims)
