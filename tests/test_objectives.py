@@ -158,6 +158,12 @@ def test_an_option_of_another_objective_is_refused_naming_its_flag():
         TrainConfig(objective="vae++").validate()
 
 
+@pytest.mark.parametrize("objective", ["capacity", "factor"])
+def test_a_beta_given_to_an_objective_that_ignores_it_is_refused(objective):
+    with pytest.raises(BetaVAEError, match=f"objective {objective} does not use β \\(--beta-norm\\)"):
+        TrainConfig(objective=objective, beta_norm=0.1).validate(typed_names(["beta_norm"]))
+
+
 def test_the_factorvae_permutation_keeps_each_marginal_and_breaks_the_dependence():
     generator = torch.Generator().manual_seed(0)
     first = torch.randn(4000, 1, generator=generator)
@@ -192,3 +198,15 @@ def test_the_factorvae_discriminator_learns_to_tell_correlated_codes_from_permut
         correlated = objective.total_correlation(torch.cat([first, first], dim=1))
         independent = objective.total_correlation(torch.randn(1000, 2, generator=generator))
     assert correlated > 1.0 and correlated > independent + 1.0
+
+
+def test_a_sweep_over_objectives_names_its_runs_by_objective_and_checks_each_before_running(tmp_path):
+    from betavae.studies.grid import build_spec, expand_grid
+
+    spec = build_spec({"dataset": "shapes", "objective": ["beta", "factor"], "steps": 10}, {"seeds": 1})
+    points = expand_grid(spec, tmp_path)
+    assert [(p.name, p.config.objective) for p in points] == [("beta-s0", "beta"), ("factor-s0", "factor")]
+    grid = {"dataset": "shapes", "objective": ["beta", "capacity"], "beta": 4.0}
+    with_beta = build_spec(grid, {"seeds": 1})
+    with pytest.raises(BetaVAEError, match="objective capacity does not use β"):
+        expand_grid(with_beta, tmp_path)

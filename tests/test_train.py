@@ -210,13 +210,16 @@ def test_on_checkpoint_sees_each_checkpoint_in_eval_mode_and_its_time_is_no_trai
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("objective", ["beta", "capacity", "factor"])
+@pytest.mark.parametrize("objective", ["beta", "capacity", "beta_tc", "dip", "factor"])
 def test_an_objective_resumes_into_the_same_weights_and_log(tmp_path, objective):
     """The schedule's position is the step count, set from the checkpoint's step on resume, and an
     objective's own networks and optimisers (FactorVAE's discriminator) travel in the checkpoint: a
     run cut at step 20 and resumed logs the same terms and ends with the same weights."""
     options = {"beta": {"beta_warmup": 30}, "capacity": {"capacity_max": 6.0, "capacity_steps": 30},
+               "beta_tc": {"tc_sampling": "mss"}, "dip": {"dip_type": "i"},
                "factor": {"factor_gamma": 10.0}}[objective]
+    if objective != "beta":  # capacity and FactorVAE weigh the KL with their own options
+        options["beta"] = None
     whole = train(small_config(tmp_path / "whole", steps=40, objective=objective, **options), progress=False)
     train(small_config(tmp_path / "parts", steps=20, objective=objective, **options), progress=False)
     parts = train(small_config(tmp_path / "parts", steps=40, objective=objective, **options), resume=True,

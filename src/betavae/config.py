@@ -125,6 +125,7 @@ class TrainConfig:
         from betavae.device import DEVICE_CHOICES
         from betavae.models import ARCHITECTURES
         from betavae.objectives import OBJECTIVES, RECONSTRUCTIONS, options_of
+        from betavae.objectives import get as get_objective
         from betavae.performance import PRECISIONS
 
         called = {**{key: key for key in self.keys()}, **(names or {})}
@@ -149,6 +150,12 @@ class TrainConfig:
                 owners = [name for name in OBJECTIVES if option in options_of(name)]
                 raise BetaVAEError(f"{called[option]} is an option of objective {' or '.join(owners)}, "
                                    f"not of {self.objective}; choose {owners[0]} with --objective")
+        if not get_objective(self.objective).USES_BETA:
+            for key in ("beta", "beta_norm"):
+                if getattr(self, key) is not None:
+                    own = ", ".join(options_of(self.objective))
+                    raise BetaVAEError(f"objective {self.objective} does not use β ({called[key]}); its "
+                                       f"weights are its own options: {own}")
         if self.beta_warmup < 0:
             raise BetaVAEError(f"{called['beta_warmup']} must be 0 or more steps, got {self.beta_warmup}")
         if self.beta is not None and self.beta_norm is not None:

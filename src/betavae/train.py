@@ -405,6 +405,8 @@ class _Setup:
         objective = make_objective(config, beta).to(device)
         if hasattr(objective, "set_dataset_size"):  # estimators over the dataset (β-TCVAE's log q(z))
             objective.set_dataset_size(len(dataset.train))
+        if not objective.USES_BETA:  # record the KL weight the objective uses, not a β it ignores
+            beta, beta_norm = objective.beta, norm_from_beta(objective.beta, config.latent_dim, num_pixels)
         derived = DerivedValues(
             arch=arch,
             lr=models.learning_rate(arch, config.lr),

@@ -103,6 +103,9 @@ class Objective(nn.Module):
     name: ClassVar[str] = ""
     # The config fields it reads besides beta, recon and beta_warmup (objectives.options_of).
     OPTIONS: ClassVar[tuple[str, ...]] = ()
+    # False where the run's β is not its weight on the KL (capacity's γ, FactorVAE's fixed 1): a β
+    # given is refused, and the run records the KL weight it used as its β.
+    USES_BETA: ClassVar[bool] = True
 
     def __init__(self, beta: float, recon: str = "bernoulli", warmup_steps: int = 0) -> None:
         super().__init__()

@@ -22,6 +22,7 @@ class CapacityLoss(Objective):
     """reconstruction + γ·|KL − C(step)|, C(step) = C_max·min(1, step / capacity_steps)."""
 
     name = "capacity"
+    USES_BETA: ClassVar[bool] = False
     OPTIONS: ClassVar[tuple[str, ...]] = ("capacity_gamma", "capacity_max", "capacity_steps")
 
     def __init__(self, gamma: float = 1000.0, capacity_max: float = 25.0, capacity_steps: int = 100_000,

@@ -55,6 +55,7 @@ class FactorVAELoss(Objective):
     """reconstruction + KL + γ·TC, TC from the discriminator's logits (class 0: q(z), class 1: permuted)."""
 
     name = "factor"
+    USES_BETA: ClassVar[bool] = False
     OPTIONS: ClassVar[tuple[str, ...]] = ("factor_gamma", "factor_lr")
 
     def __init__(self, latent_dim: int, gamma: float = 35.0, lr: float = 1e-4, recon: str = "bernoulli",

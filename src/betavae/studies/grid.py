@@ -47,7 +47,7 @@ from betavae.errors import BetaVAEError
 NOT_SWEPT = {"out"}
 # Short names of keys in run folder names: bn0.02-z10-s0.
 NAME_PARTS = {"beta_norm": "bn", "beta": "b", "latent_dim": "z", "seed": "s", "lr": "lr", "batch_size": "bs",
-              "steps": "n", "arch": "", "dataset": "", "recon": "", "precision": ""}
+              "steps": "n", "arch": "", "dataset": "", "recon": "", "precision": "", "objective": ""}
 # Options of the [sweep] table, with what each must be.
 SWEEP_OPTIONS = {"seeds": "a positive integer (how many seeds, from 0) or a list of seeds",
                  "metrics": "a list of metric names", "metric_seed": "a seed",
