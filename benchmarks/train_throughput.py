@@ -127,8 +127,7 @@ def betavae_step(
     graphed = uses_cuda_graph(device, True)
     optimizer = performance.make_optimizer(model.parameters(), 1e-4, device, capturable=graphed)
     loss_fn = make_objective(TrainConfig(objective=objective, latent_dim=10), beta=4.0).to(device)
-    if hasattr(loss_fn, "set_dataset_size"):
-        loss_fn.set_dataset_size(len(images))
+    loss_fn.set_dataset_size(len(images))
     step_count = torch.zeros((), dtype=torch.int64, device=device)
     take_step = make_step(model, loss_fn, optimizer, torch.Generator(device=device).manual_seed(0), precision,
                           cuda_graph=True, step_count=step_count,

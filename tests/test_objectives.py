@@ -143,8 +143,7 @@ def test_every_registered_objective_is_built_from_a_config_and_gives_recon_and_k
     for name in objectives.OBJECTIVES:
         objective = objectives.make_objective(TrainConfig(objective=name, latent_dim=3), beta=4.0)
         assert objective.name == name
-        if hasattr(objective, "set_dataset_size"):
-            objective.set_dataset_size(100)
+        objective.set_dataset_size(100)
         terms = objective(out, x, torch.tensor(0))
         assert {"recon", "kl"} <= set(terms.terms) and torch.isfinite(terms.loss)
 

@@ -124,9 +124,9 @@ def _architectures() -> str:
 
 def _objectives() -> str:
     """``beta (reconstruction + β·KL, Higgins et al. 2017) | …``: the objective registry."""
-    from betavae.objectives import OBJECTIVES, SUMMARIES
+    from betavae.objectives import OBJECTIVES
 
-    return " | ".join(f"{name} ({SUMMARIES[name]})" for name in OBJECTIVES)
+    return " | ".join(f"{name} ({objective.summary})" for name, objective in OBJECTIVES.items())
 
 
 def _with_factors(separator: str = " | ") -> str:

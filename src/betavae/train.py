@@ -282,10 +282,10 @@ class _Window:
 
     def __init__(self, device: torch.device, first_step: int) -> None:
         self.device = device
+        self.names = ["loss", "recon", "kl"]  # until the objective's first step names its terms
         self._reset(first_step)
 
     def _reset(self, step: int) -> None:
-        self.names = list(self.names) if hasattr(self, "names") else ["loss", "recon", "kl"]
         self.sums = torch.zeros(len(self.names), device=self.device)
         self.kl_per_dim: torch.Tensor | float = 0.0
         self.steps = 0
@@ -403,8 +403,7 @@ class _Setup:
         model = models.build(arch, config.latent_dim, dataset.image_shape)
         model = model.to(device, memory_format=performance.MEMORY_FORMAT)
         objective = make_objective(config, beta).to(device)
-        if hasattr(objective, "set_dataset_size"):  # estimators over the dataset (β-TCVAE's log q(z))
-            objective.set_dataset_size(len(dataset.train))
+        objective.set_dataset_size(len(dataset.train))
         if not objective.USES_BETA:  # record the KL weight the objective uses, not a β it ignores
             beta, beta_norm = objective.beta, norm_from_beta(objective.beta, config.latent_dim, num_pixels)
         derived = DerivedValues(

@@ -227,7 +227,7 @@ def _series(
                     first.latent_dim,
                     baseline_codes.untrained(dataset, rng, first.latent_dim, arch, device),
                 )
-            )  # type: ignore[arg-type]
+            )
         else:
             raise unknown_choice("transfer baseline", name, TRANSFER_BASELINES)
     return series

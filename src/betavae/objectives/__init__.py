@@ -36,15 +36,6 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "factor": FactorVAELoss,
 }
 
-# One line per objective for the CLI's help.
-SUMMARIES: dict[str, str] = {
-    "beta": "reconstruction + β·KL, Higgins et al. 2017",
-    "capacity": "reconstruction + γ·|KL − C|, C rising to C_max, Burgess et al. 2018",
-    "beta_tc": "reconstruction + α·MI + β·TC + γ·dimension-wise KL, Chen et al. 2018",
-    "dip": "reconstruction + β·KL + λ·(Cov(z) − I)², DIP-VAE I/II, Kumar et al. 2018",
-    "factor": "reconstruction + KL + γ·TC from a discriminator, Kim & Mnih 2018",
-}
-
 
 def options_of(name: str) -> tuple[str, ...]:
     """The config fields objective ``name`` reads besides β, ``recon`` and ``beta_warmup``."""
@@ -63,7 +54,7 @@ def make_objective(config: Any, beta: float) -> Objective:
     return get(config.objective).from_config(config, beta)
 
 
-__all__ = ["OBJECTIVES", "RECONSTRUCTIONS", "SUMMARIES", "BetaTCVAELoss", "BetaVAELoss", "CapacityLoss",
+__all__ = ["OBJECTIVES", "RECONSTRUCTIONS", "BetaTCVAELoss", "BetaVAELoss", "CapacityLoss",
            "DIPVAELoss", "FactorVAELoss", "LossTerms", "Objective", "beta_from_norm", "get", "kl_per_dim",
            "linear_ramp", "make_objective", "norm_from_beta", "options_of", "permute_dims",
            "reconstruction_loss"]

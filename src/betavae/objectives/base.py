@@ -101,6 +101,8 @@ class Objective(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    # What it minimises and whose it is, in one line, for the CLI's help.
+    summary: ClassVar[str] = ""
     # The config fields it reads besides beta, recon and beta_warmup (objectives.options_of).
     OPTIONS: ClassVar[tuple[str, ...]] = ()
     # False where the run's β is not its weight on the KL (capacity's γ, FactorVAE's fixed 1): a β
@@ -123,6 +125,10 @@ class Objective(nn.Module):
     def from_config(cls, config: Any, beta: float) -> Objective:
         """The objective a run of ``config`` (a :class:`~betavae.config.TrainConfig`) trains with."""
         return cls(beta, config.recon, config.beta_warmup)
+
+    def set_dataset_size(self, dataset_size: int) -> None:
+        """The number of training images; for objectives that estimate over the dataset
+        (β-TCVAE's q(z)). The training loop tells every objective; none else needs it."""
 
     def reconstruction(self, output: VAEOutput, x: torch.Tensor) -> torch.Tensor:
         """The batch mean of the reconstruction term, in float32."""

@@ -17,6 +17,7 @@ class BetaVAELoss(Objective):
     """reconstruction + β·KL, Higgins et al. 2017, Eq. 4 (with an optional warm-up of β)."""
 
     name = "beta"
+    summary = "reconstruction + β·KL, Higgins et al. 2017"
 
     def forward(self, output: VAEOutput, x: torch.Tensor, step: torch.Tensor | None = None) -> LossTerms:
         recon = self.reconstruction(output, x)

@@ -70,6 +70,7 @@ class BetaTCVAELoss(Objective):
     """reconstruction + α·MI + β·TC + γ·dimension-wise KL, Chen et al. 2018, Eq. 4."""
 
     name = "beta_tc"
+    summary = "reconstruction + α·MI + β·TC + γ·dimension-wise KL, Chen et al. 2018"
     OPTIONS: ClassVar[tuple[str, ...]] = ("tc_alpha", "tc_gamma", "tc_sampling")
 
     def __init__(self, beta: float, alpha: float = 1.0, gamma: float = 1.0, sampling: str = "mws",

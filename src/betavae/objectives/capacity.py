@@ -22,6 +22,7 @@ class CapacityLoss(Objective):
     """reconstruction + γ·|KL − C(step)|, C(step) = C_max·min(1, step / capacity_steps)."""
 
     name = "capacity"
+    summary = "reconstruction + γ·|KL − C|, C rising to C_max, Burgess et al. 2018"
     USES_BETA: ClassVar[bool] = False
     OPTIONS: ClassVar[tuple[str, ...]] = ("capacity_gamma", "capacity_max", "capacity_steps")
 

@@ -38,6 +38,7 @@ class DIPVAELoss(Objective):
     """reconstruction + β·KL + λ_od·Σ_{i≠j} Cov_ij² + λ_d·Σ_i (Cov_ii − 1)², Kumar et al. 2018, Eq. 6–8."""
 
     name = "dip"
+    summary = "reconstruction + β·KL + λ·(Cov(z) − I)², DIP-VAE I/II, Kumar et al. 2018"
     OPTIONS: ClassVar[tuple[str, ...]] = ("dip_type", "dip_lambda_od", "dip_lambda_d")
 
     def __init__(self, beta: float, dip_type: str = "ii", lambda_od: float = 10.0,

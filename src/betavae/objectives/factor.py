@@ -55,6 +55,7 @@ class FactorVAELoss(Objective):
     """reconstruction + KL + γ·TC, TC from the discriminator's logits (class 0: q(z), class 1: permuted)."""
 
     name = "factor"
+    summary = "reconstruction + KL + γ·TC from a discriminator, Kim & Mnih 2018"
     USES_BETA: ClassVar[bool] = False
     OPTIONS: ClassVar[tuple[str, ...]] = ("factor_gamma", "factor_lr")
 
