@@ -14,10 +14,16 @@ TORCH_PIP_ARGS ?=
 # The real MNIST files for the tests; tests that need them are skipped when this folder is absent.
 export BETAVAE_MNIST_DIR ?= $(abspath ../shared/data/mnist)
 
+# Debian's Chromium, which the demo's browser tests drive through Playwright (no browser download
+# works here); installed with apt by `make test`, through sudo when not root.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ORT_WEB := src/betavae/demo/vendor/onnxruntime-web/VERSION
+
 RUN_DIR ?= runs/quickstart-shapes
 RUN_FLAGS ?= --dataset shapes --arch conv28 --latent 10 --beta 4 --steps 2000 --checkpoint-every 500
 
-.PHONY: run test test-fast install bench clean
+.PHONY: run test test-fast install bench clean demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +34,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(STAMP)
+# ONNX Runtime Web for `betavae demo`: its pinned npm package, checked against its integrity hash.
+$(ORT_WEB): | $(STAMP)
+	$(BIN)/python -m betavae.demo.vendor
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+install: $(STAMP) $(ORT_WEB)
 
 # The main job: a short β-VAE run on the Shapes set (conv28, 10 latents, β = 4, 2,000 steps)
 # into $(RUN_DIR), which gets a checkpoint, logs and held-out reconstructions.
@@ -41,14 +55,18 @@ run: $(STAMP)
 	fi
 
 # The linter first (seconds): rules in pyproject.toml, [tool.ruff].
-test: $(STAMP)
+test: $(STAMP) $(ORT_WEB) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 # The tests marked slow (they train, sweep, start processes or Ray) are left out; see tests/conftest.py.
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(ORT_WEB)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The quickstart run (`make run`) in the browser: sliders per latent dimension, held-out images.
+demo: $(STAMP) $(ORT_WEB)
+	$(BIN)/betavae demo $(RUN_DIR)
 
 # time_to_disentangle.py is not here: it trains for hours on a CPU (see docs/time-to-disentangle.md).
 bench: $(STAMP)
@@ -57,4 +75,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sweep_throughput.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache test-output src/betavae/demo/vendor

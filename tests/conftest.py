@@ -29,10 +29,11 @@ def mnist_dir() -> Path:
     return folder
 
 
-# Fixtures that train a model, sweep, or start Ray: every test using one is marked ``slow``
+# Fixtures that train a model, sweep, start Ray or a browser: every test using one is marked ``slow``
 # (see pytest_collection_modifyitems), so ``make test-fast`` never sets one up.
 TRAINING_FIXTURES = frozenset({"trained", "two_runs", "run_dir", "dsprites_run", "finished", "ray_instance",
-                               "mnist_runs", "shapes_run", "mnist_result"})
+                               "mnist_runs", "shapes_run", "mnist_result", "demo_run", "demo_runs",
+                               "mnist_site", "browser"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

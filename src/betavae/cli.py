@@ -639,6 +639,59 @@ def show_kl(run_dir: str) -> None:
     click.echo(kl_figure(run_dir))
 
 
+@app.command()
+@click.argument("run_dir")
+@click.option("--out", help="folder of the models, model.json and test_images.png  [default: RUN_DIR/export]")
+@click.option(
+    "--images", type=int, default=16, show_default=True, help="held-out test images to check and ship"
+)
+@click.option(
+    "--tolerance", type=float, default=1e-4, show_default=True, help="largest |ONNX − PyTorch| allowed"
+)
+def export(run_dir: str, out: str | None, images: int, tolerance: float) -> None:
+    """The run's encoder and decoder as ONNX models for the in-browser demo, checked against PyTorch."""
+    from betavae.demo.export import export_run
+
+    exported = export_run(run_dir, out, images=images, tolerance=tolerance)
+    click.echo(f"wrote {exported.out_dir}: {', '.join(path.name for path in exported.files)}")
+    for line in exported.check_lines():
+        click.echo(line)
+
+
+@app.command()
+@click.argument("run_dirs", nargs=-1, required=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="the port to serve on (0: any free port)")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="the address to serve on; anything but loopback shows the page and models to the network")
+@click.option("--static", "static_dir",
+              help="write a self-contained folder for any static host instead of serving")
+@click.option("--images", type=int, default=16, show_default=True,
+              help="held-out test images the page offers")
+def demo(run_dirs: tuple[str, ...], port: int, host: str, static_dir: str | None, images: int) -> None:
+    """Explore runs in the browser: sliders per latent dimension, drawing, held-out images (ONNX Runtime Web).
+
+    Runs of the same latent size are driven by the same sliders. The models run in the
+    page; the server only hands out the page's files.
+    """
+    import tempfile
+
+    from betavae.demo.server import DemoServer
+    from betavae.demo.site import build_site
+
+    if static_dir is not None:
+        out = build_site(run_dirs, static_dir, images=images, report=click.echo)
+        click.echo(f"wrote {out}: serve it from any static host (e.g. python -m http.server -d {out})")
+        return
+    with tempfile.TemporaryDirectory(prefix="betavae-demo-") as folder:
+        site = build_site(run_dirs, Path(folder) / "site", images=images, report=click.echo)
+        with DemoServer(site, host=host, port=port) as server:
+            if server.warning:
+                click.echo(server.warning, err=True)
+            click.echo(f"serving the demo of {len(run_dirs)} run(s) at {server.url} (Ctrl-C stops)")
+            server.serve_forever()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``betavae`` script."""
     try:

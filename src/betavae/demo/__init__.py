@@ -1,0 +1,7 @@
+"""The interactive demonstration: trained models in the browser, with no Python behind the page.
+
+``export`` writes a run's encoder and decoder as ONNX models (checked against PyTorch with
+onnxruntime), ``site`` assembles the page, the models and ONNX Runtime Web into one folder,
+``server`` serves that folder on 127.0.0.1, and ``vendor`` fetches the pinned ONNX Runtime
+Web files once at set-up, so that ``betavae demo`` never reaches the internet.
+"""

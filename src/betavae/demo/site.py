@@ -1,0 +1,83 @@
+"""The demo folder: the page, each run's ONNX models and ONNX Runtime Web, nothing else.
+
+``betavae demo RUN_DIR... --static DIR`` writes it for any static host; ``betavae demo
+RUN_DIR...`` writes it into a temporary folder and serves that (:mod:`betavae.demo.server`).
+The layout, which ``page/demo.js`` reads::
+
+    index.html  demo.js  demo.css
+    demo.json               the runs in the order given, each with its model.json and folder
+    ort/                    ONNX Runtime Web's script, its WebAssembly and licence (betavae.demo.vendor)
+    runs/<k>-<name>/        encoder.onnx, decoder.onnx, model.json, test_images.png (betavae.demo.export)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from betavae.errors import BetaVAEError
+
+PAGE_DIR = Path(__file__).parent / "page"
+PAGE_FILES = ("index.html", "demo.js", "demo.css")
+MANIFEST = "demo.json"
+RUNS_DIR = "runs"
+ORT_DIR = "ort"
+
+
+def build_site(run_dirs: Sequence[str | Path], out: str | Path, *, images: int = 16,
+               report: Callable[[str], None] = lambda line: None) -> Path:
+    """Export every run into ``out`` and write the page around them; returns ``out``.
+
+    ``out`` is created, or must be an empty folder or an earlier demo folder (which is
+    replaced whole), so that a mistyped ``--static`` never writes into a folder of other files.
+    ``report`` receives one line per exported model with its largest difference from PyTorch.
+    """
+    from betavae.demo import export, vendor
+    from betavae.viz.traversals import ACTIVE_KL
+
+    if not run_dirs:
+        raise BetaVAEError("betavae demo needs at least one run folder")
+    ort_files = vendor.require()
+    out = Path(out)
+    _check_replaceable(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside its destination and moved in whole: a run that fails to export, or a kill,
+    # leaves the earlier demo (or nothing), never a page with some of its runs.
+    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
+    try:
+        entries = []
+        for k, run_dir in enumerate(run_dirs):
+            folder = f"{RUNS_DIR}/{k}-{_safe(Path(run_dir).resolve().name)}"
+            exported = export.export_run(run_dir, building / folder, images=images)
+            entries.append({**exported.manifest, "path": f"{folder}/"})
+            for line in exported.check_lines():
+                report(f"{run_dir}: {line}")
+        for name in PAGE_FILES:
+            shutil.copyfile(PAGE_DIR / name, building / name)
+        shutil.copytree(ort_files, building / ORT_DIR)
+        manifest = {"format": 1, "ort": f"{ORT_DIR}/", "active_kl": ACTIVE_KL, "runs": entries}
+        (building / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        _check_replaceable(out)
+        if out.exists():
+            shutil.rmtree(out)
+        building.rename(out)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return out
+
+
+def _check_replaceable(out: Path) -> None:
+    """``out`` is absent, an empty folder or an earlier demo: replacing it loses nothing of the user's."""
+    if out.exists() and not out.is_dir():
+        raise BetaVAEError(f"{out} is a file; --static needs a folder to write the demo into")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise BetaVAEError(f"{out} holds other files; give an empty or new folder, or an earlier demo's")
+
+
+def _safe(name: str) -> str:
+    """A run folder's name as a URL path part: letters, digits, ``. _ = -`` kept, the rest ``_``."""
+    return re.sub(r"[^A-Za-z0-9._=-]", "_", name) or "run"

@@ -1,0 +1,122 @@
+"""``betavae demo``: the folder it writes (``--static``) and the server it starts, without a browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from tests.commands import run_cli
+from tests.runfolders import train_active_shapes_run
+
+from betavae.demo import site, vendor
+from betavae.demo.export import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, TEST_IMAGES_FILE
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    return train_active_shapes_run(tmp_path_factory.mktemp("demo") / "b1 run")
+
+
+def test_static_folder_holds_the_page_ort_web_and_each_run_in_order(demo_run, tmp_path, capsys):
+    out = tmp_path / "site"
+    code, printed, err = run_cli(["demo", demo_run, demo_run, "--static", out, "--images", "5"], capsys)
+    assert code == 0, err
+    assert printed.count("largest |ONNX − PyTorch|") == 4  # encoder and decoder of each run
+    assert str(out) in printed.splitlines()[-1]
+    manifest = json.loads((out / "demo.json").read_text())
+    assert manifest["format"] == 1 and manifest["ort"] == "ort/"
+    assert [run["path"] for run in manifest["runs"]] == ["runs/0-b1_run/", "runs/1-b1_run/"]
+    for run in manifest["runs"]:
+        folder = out / run["path"]
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            [ENCODER_FILE, DECODER_FILE, MANIFEST_FILE, TEST_IMAGES_FILE])
+        assert run == {**json.loads((folder / MANIFEST_FILE).read_text()), "path": run["path"]}
+        assert run["test_image_count"] == 5 and run["latent_dim"] == 4
+    for name in site.PAGE_FILES:
+        assert (out / name).read_bytes() == (site.PAGE_DIR / name).read_bytes()
+    for name in vendor.ORT_WEB_FILES:
+        assert (out / "ort" / name).read_bytes() == (vendor.vendor_dir() / name).read_bytes()
+
+
+def test_static_replaces_an_earlier_demo_but_never_writes_into_a_folder_of_other_files(demo_run, tmp_path,
+                                                                                      capsys):
+    out = tmp_path / "site"
+    assert run_cli(["demo", demo_run, demo_run, "--static", out, "--images", "2"], capsys)[0] == 0
+    assert run_cli(["demo", demo_run, "--static", out, "--images", "2"], capsys)[0] == 0
+    assert [p.name for p in (out / "runs").iterdir()] == ["0-b1_run"]  # the second run is gone
+
+    other = tmp_path / "papers"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    code, _, err = run_cli(["demo", demo_run, "--static", other], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "holds other files" in err
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+
+
+def test_a_run_that_cannot_be_exported_is_a_one_line_error_and_leaves_the_earlier_demo(demo_run, tmp_path,
+                                                                                       capsys):
+    out = tmp_path / "site"
+    assert run_cli(["demo", demo_run, "--static", out, "--images", "2"], capsys)[0] == 0
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(["demo", demo_run, tmp_path / "empty", "--static", out], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "not a run folder" in err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "site"]  # no half-built folder left
+
+
+def test_without_ort_web_installed_the_demo_says_how_to_install_it(demo_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(vendor, "vendor_dir", lambda: tmp_path / "nowhere")
+    code, _, err = run_cli(["demo", demo_run, "--static", tmp_path / "site"], capsys)
+    assert code == 1 and "python -m betavae.demo.vendor" in err
+    assert not (tmp_path / "site").exists()
+
+
+def _get(url: str) -> tuple[int, bytes, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read(), response.headers["Content-Type"]
+    except urllib.error.HTTPError as error:
+        return error.code, b"", ""
+
+
+def test_demo_serves_on_loopback_prints_the_address_and_stops_cleanly_on_ctrl_c(demo_run):
+    command = [str(Path(sys.executable).parent / "betavae"), "demo", str(demo_run), "--port", "0"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = ""
+        while "serving the demo" not in line:
+            line = server.stdout.readline()
+            assert line, server.stderr.read()
+        url = line.split(" at ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        status, body, kind = _get(url)
+        assert status == 200 and kind.startswith("text/html") and b"demo.js" in body
+        status, body, _ = _get(url + "demo.json")
+        manifest = json.loads(body)
+        status, wasm, kind = _get(url + "ort/ort-wasm-simd-threaded.wasm")
+        assert status == 200 and kind == "application/wasm" and wasm[:4] == b"\0asm"
+        status, onnx, kind = _get(url + manifest["runs"][0]["path"] + "decoder.onnx")
+        assert status == 200 and kind == "application/octet-stream" and len(onnx) > 1000
+        assert _get(url + "runs/")[0] == 404  # no listing
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(b"GET /../../etc/passwd HTTP/1.0\r\n\r\n")
+            assert raw.recv(100).split()[1] == b"404"
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+        tail = server.stderr.read()
+        assert "Traceback" not in tail
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
