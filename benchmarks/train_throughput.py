@@ -127,12 +127,12 @@ def betavae_step(
     graphed = uses_cuda_graph(device, True)
     optimizer = performance.make_optimizer(model.parameters(), 1e-4, device, capturable=graphed)
     loss_fn = make_objective(TrainConfig(objective=objective, latent_dim=10), beta=4.0).to(device)
-    loss_fn.set_dataset_size(len(images))
+    split = split if split is not None else TensorSplit(images)
+    loss_fn.set_dataset_size(len(split))
     step_count = torch.zeros((), dtype=torch.int64, device=device)
     take_step = make_step(model, loss_fn, optimizer, torch.Generator(device=device).manual_seed(0), precision,
                           cuda_graph=True, step_count=step_count,
                           objective_optimizers=loss_fn.make_optimizers(device, capturable=graphed))
-    split = split if split is not None else TensorSplit(images)
     stream = BatchStream(split, batch_size, seed=0, start=0, device=device, read_ahead=read_ahead).__enter__()
 
     def step() -> None:

@@ -29,11 +29,37 @@ def mnist_dir() -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def celeba_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CelebA folder in the real layout (30 images; see celeba_files.py), written once per session.
+
+    Loading it writes the resized cache into it; tests that change files make their own folder.
+    """
+    from celeba_files import write_celeba_folder
+
+    return write_celeba_folder(tmp_path_factory.mktemp("celeba"))
+
+
+# The factor sizes of the tiny 3dshapes.h5 the tests write: the real file's six factors, 192 images.
+SHAPES3D_TEST_SIZES = (2, 2, 2, 2, 4, 3)
+
+
+@pytest.fixture(scope="session")
+def shapes3d_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder holding a tiny ``3dshapes.h5`` in the real layout (drawn scenes), written once."""
+    from betavae.data.shapes3d import FILE_NAME, write_synthetic
+
+    folder = tmp_path_factory.mktemp("data")
+    write_synthetic(folder / FILE_NAME, SHAPES3D_TEST_SIZES)
+    return folder
+
+
 # Fixtures that train a model, sweep, start Ray or a browser: every test using one is marked ``slow``
 # (see pytest_collection_modifyitems), so ``make test-fast`` never sets one up.
 TRAINING_FIXTURES = frozenset({"trained", "two_runs", "run_dir", "dsprites_run", "finished", "ray_instance",
                                "mnist_runs", "shapes_run", "mnist_result", "demo_run", "demo_runs",
-                               "mnist_site", "browser"})
+                               "mnist_site", "browser", "heart_run",
+                               "colour_runs", "celeba_run", "shapes3d_run"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from betavae.cli import Command, app
 from betavae.config import comma_separated
+from betavae.data import DATASETS
+from betavae.models import ARCHITECTURES
 from betavae.runs import RunDir
 from commands import run_cli
 
@@ -57,12 +59,11 @@ def test_config_file_sets_options_and_flags_override_it(tmp_path, capsys):
     [
         (
             ["train", "--dataset", "cifar"],
-            "betavae: error: unknown dataset 'cifar'; choose one of: dsprites, mnist, shapes",
+            f"betavae: error: unknown dataset 'cifar'; choose one of: {', '.join(sorted(DATASETS))}",
         ),
         (
             ["train", "--arch", "vgg"],
-            "betavae: error: unknown architecture 'vgg'; "
-            "choose one of: burgess64, conv28, conv64, conv64_dlib",
+            f"betavae: error: unknown architecture 'vgg'; choose one of: {', '.join(sorted(ARCHITECTURES))}",
         ),
         (
             ["train", "--recon", "l1"],

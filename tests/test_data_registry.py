@@ -10,13 +10,16 @@ from betavae.errors import BetaVAEError
 
 
 def load_small(name, request):
-    """Dataset ``name``, as small as its options make it, from local files only (real MNIST where needed)."""
+    """Dataset ``name``, as small as its options make it, from local files only.
+
+    A dataset read from files takes them from the fixture ``<name>_dir`` (real MNIST, a tiny CelebA folder).
+    """
     accepted = data.options_of(name)
     options = {}
     if "test_size" in accepted:
         options["test_size"] = 100
     if "data_dir" in accepted:
-        options["data_dir"] = str(request.getfixturevalue("mnist_dir"))
+        options["data_dir"] = str(request.getfixturevalue(f"{name}_dir"))
     if "download" in accepted:
         options["download"] = False
     return data.load(name, **options)
@@ -28,6 +31,11 @@ def test_each_entry_says_whether_its_dataset_loads_with_factors_and_its_image_sh
     dataset = load_small(name, request)
     assert isinstance(dataset, data.FactorDataset) is entry.has_factors is data.has_factors(name)
     assert (name in data.with_factors()) is entry.has_factors
+    assert (name in data.with_attributes()) is entry.has_attributes
+    if entry.has_attributes:
+        names = dataset.attribute_names
+        assert len(names) == len(set(names)) >= 1
+        assert dataset.train.attributes().shape == (len(dataset.train), len(names))
     assert tuple(dataset.image_shape) == entry.image_shape
     assert tuple(dataset.train.images(torch.arange(2)).shape) == (2, *entry.image_shape)
     assert tuple(dataset.test.images(torch.arange(2)).shape) == (2, *entry.image_shape)

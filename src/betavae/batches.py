@@ -65,6 +65,11 @@ class BatchStream:
     ``next()`` returns the next step's batch. With ``read_ahead`` (the default for splits
     read on the host) a daemon thread reads batches ahead, :data:`IMAGES_PER_READ` images
     a call; an error in it is raised by the ``next()`` that would have received the batch.
+    Its calls read the same blocks of steps, counted from step 0, whatever the step the
+    stream starts at: a dataset whose images vary in more than their factors (a random
+    colour, noise) draws that per call (:class:`~betavae.data.base.FactorSplit`), so the
+    batches of a resumed run are those of an uninterrupted one on such a set too (read inline,
+    one step a call, it draws others).
     """
 
     def __init__(self, split: ImageSplit, batch_size: int, seed: int, start: int, device: torch.device,
@@ -111,6 +116,8 @@ class BatchStream:
         return fast_layout(x)
 
     def _read(self, step: int) -> None:
+        skip = step % self._steps_per_read  # the block's batches before the first step wanted
+        step -= skip
         while not self._stop.is_set():
             steps = range(step, step + self._steps_per_read)
             try:
@@ -120,7 +127,8 @@ class BatchStream:
             except BaseException as error:  # handed to the training thread, which raises it
                 self._queue.put(error)
                 return
-            for batch in images.split(self.order.batch_size):
+            batches, skip = images.split(self.order.batch_size)[skip:], 0
+            for batch in batches:
                 while not self._stop.is_set():
                     try:
                         self._queue.put(batch, timeout=0.1)

@@ -111,6 +111,7 @@ def _datasets() -> str:
     from betavae.data import DATASETS
 
     return " | ".join(f"{name} ({entry.summary}; {entry.image_shape[1]}×{entry.image_shape[2]}"
+                      f"{' colour' if entry.image_shape[0] > 1 else ''}"
                       f"{', known factors' if entry.has_factors else ''})"
                       for name, entry in DATASETS.items())
 
@@ -195,7 +196,7 @@ def app() -> None:
 @click.option("--device", cls=RegistryHelp, describe=lambda: f"{_names(DEVICES)}  [default: auto]")
 @click.option("--checkpoint-every", type=int, help="steps between checkpoints  [default: 1000]")
 @click.option("--log-every", type=int, help="steps between log entries  [default: 50]")
-@click.option("--data-dir", help="where dataset files are (MNIST); also $BETAVAE_DATA_DIR")
+@click.option("--data-dir", help="where dataset files are (MNIST, shapes3d, celeba); also $BETAVAE_DATA_DIR")
 @click.option("--test-size", type=int, help="held-out images of a synthetic set")
 @click.option(
     "--eval",
@@ -355,7 +356,8 @@ def evaluate(
     cls=RegistryHelp,
     describe=lambda: (
         f"digit (the class label, on a dataset that has one) | factor:NAME (on a dataset with "
-        f"known factors: {_with_factors(', ')})  [default: digit]"
+        f"known factors: {_with_factors(', ')}) | attr:NAME (a binary attribute such as attr:Smiling, "
+        f"on {', '.join(importlib.import_module('betavae.data').with_attributes())})  [default: digit]"
     ),
 )
 @click.option(

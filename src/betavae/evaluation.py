@@ -124,9 +124,10 @@ def cheapest_representation(
     """``represent`` itself, or a :class:`CodeTable` of it when encoding every image once is less work.
 
     The table is used when the metrics would encode more images than the dataset holds
-    and its codes fit in :data:`CODE_TABLE_MAX_BYTES` (so never for the 4,096-pixel code).
+    and its codes fit in :data:`CODE_TABLE_MAX_BYTES` (so never for the 4,096-pixel code),
+    and never for a dataset with nuisance variation, whose images differ at every draw.
     """
-    if getattr(represent, "uses_factors", False) or images_needed <= len(dataset):
+    if getattr(represent, "uses_factors", False) or dataset.has_nuisance or images_needed <= len(dataset):
         return represent
     code_dim = encode_factors(dataset, represent, dataset.index_to_factors([0])).shape[1]
     if len(dataset) * code_dim * 4 > CODE_TABLE_MAX_BYTES:

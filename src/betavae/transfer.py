@@ -69,9 +69,17 @@ class _Series:
 
 
 def task_labels(dataset: ImageDataset, task: str | None) -> tuple[str, np.ndarray, np.ndarray]:
-    """(task name, train labels, test labels) for ``digit`` or ``factor:NAME`` on ``dataset``."""
+    """(task name, train labels, test labels) for ``digit``, ``factor:NAME`` or ``attr:NAME`` on ``dataset``.
+
+    ``attr:NAME`` labels each image 1 where it has the binary attribute NAME (CelebA's
+    Smiling, …), else 0.
+    """
+    has_attributes = data.entry(dataset.name).has_attributes
     if task is None:
         if dataset.train.labels() is None:
+            if has_attributes:
+                raise BetaVAEError(f"dataset {dataset.name!r} has no digit labels; pass --task attr:NAME "
+                                   f"with NAME one of: {', '.join(dataset.attribute_names)}")
             factor_names = getattr(dataset, "factor_names", ())
             raise BetaVAEError(f"dataset {dataset.name!r} has no digit labels; pass --task factor:NAME "
                                f"with NAME one of: {', '.join(factor_names)}")
@@ -79,21 +87,38 @@ def task_labels(dataset: ImageDataset, task: str | None) -> tuple[str, np.ndarra
     if task == "digit":
         train_labels, test_labels = dataset.train.labels(), dataset.test.labels()
         if train_labels is None or test_labels is None:
+            instead = "attr:NAME" if has_attributes else "factor:NAME on a dataset with known factors"
             raise BetaVAEError(f"task 'digit' needs class labels, which dataset {dataset.name!r} has not; "
-                               f"use --task factor:NAME on a dataset with known factors")
+                               f"use --task {instead}")
         return task, np.asarray(train_labels), np.asarray(test_labels)
     if task.startswith("factor:"):
         name = task.removeprefix("factor:")
         if not data.has_factors(dataset.name):
+            instead = "attr:NAME" if has_attributes else "digit"
             raise BetaVAEError(
                 f"task {task!r} needs known generative factors, which dataset {dataset.name!r} "
-                f"has not; use --task digit, or train on {' or '.join(data.with_factors())}"
+                f"has not; use --task {instead}, or train on {' or '.join(data.with_factors())}"
             )
         if name not in dataset.factor_names:  # type: ignore[attr-defined]
             raise unknown_choice(f"factor of {dataset.name}", name, dataset.factor_names)  # type: ignore[attr-defined]
         k = dataset.factor_names.index(name)  # type: ignore[attr-defined]
         return task, dataset.train.factors()[:, k], dataset.test.factors()[:, k]  # type: ignore[attr-defined]
-    raise BetaVAEError(f"unknown task {task!r}; use 'digit' or 'factor:NAME' (e.g. factor:shape)")
+    if task.startswith("attr:"):
+        name = task.removeprefix("attr:")
+        if not has_attributes:
+            raise BetaVAEError(
+                f"task {task!r} needs named binary attributes, which dataset {dataset.name!r} has not; "
+                f"attributes are tasks on {' or '.join(data.with_attributes())}"
+            )
+        train_attributes, test_attributes = dataset.train.attributes(), dataset.test.attributes()
+        if name not in dataset.attribute_names or train_attributes is None or test_attributes is None:
+            raise unknown_choice(f"attribute of {dataset.name}", name, dataset.attribute_names)
+        k = dataset.attribute_names.index(name)
+        return task, train_attributes[:, k], test_attributes[:, k]
+    raise BetaVAEError(
+        f"unknown task {task!r}; use 'digit' or 'factor:NAME' (e.g. factor:shape) or 'attr:NAME' "
+        f"(e.g. attr:Smiling)"
+    )
 
 
 def balanced_sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -249,7 +274,8 @@ def run_transfer(
     ``run_dirs``: run folders trained on one dataset. ``labels``: the numbers ``n`` of
     labelled training images. ``repeats``: draws of the labelled images per ``n``, each
     from ``np.random.default_rng([seed, repeat])``. ``task``: ``digit`` (MNIST, the
-    default there) or ``factor:NAME`` (datasets with known factors). ``out``: where
+    default there), ``factor:NAME`` (datasets with known factors) or ``attr:NAME`` (datasets
+    with binary attributes: CelebA's). ``out``: where
     ``transfer.csv``, ``transfer.svg`` and ``transfer.txt`` go, by default the runs'
     common parent folder; an ``out`` that cannot be a folder is refused before any work,
     and a run folder's lock is held until the files are written. ``max_test``: score on a

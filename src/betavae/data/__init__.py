@@ -25,16 +25,37 @@ class DatasetEntry:
     has_factors: bool  # rendered from known generative factors: it loads as a FactorDataset
     image_shape: tuple[int, int, int]  # (channels, height, width) of its images
     summary: str  # what its images show, in a few words, for the CLI's help
+    # Named binary attributes per image (CelebA's Smiling, …): its splits have attributes(), its
+    # dataset attribute_names, and transfer offers them as tasks attr:NAME.
+    has_attributes: bool = False
 
 
 DATASETS: dict[str, DatasetEntry] = {
     "shapes": DatasetEntry(
         "betavae.data.shapes:load_shapes", True, (1, 28, 28), "square, ellipse or triangle"
     ),
+    "shapes_heart": DatasetEntry(
+        "betavae.data.shapes:load_shapes_heart", True, (1, 28, 28), "the reproducibility report's heart"
+    ),
     "dsprites": DatasetEntry(
         "betavae.data.dsprites:load_dsprites", True, (1, 64, 64), "Matthey et al. 2017's sprites"
     ),
+    "color_dsprites": DatasetEntry(
+        "betavae.data.dsprites_variants:load_color_dsprites", True, (3, 64, 64),
+        "dSprites' sprites, each in a random colour on black",
+    ),
+    "noisy_dsprites": DatasetEntry(
+        "betavae.data.dsprites_variants:load_noisy_dsprites", True, (3, 64, 64),
+        "dSprites' white sprites on uniform noise",
+    ),
+    "shapes3d": DatasetEntry(
+        "betavae.data.shapes3d:load_shapes3d", True, (3, 64, 64), "Burgess & Kim 2018's rendered rooms"
+    ),
     "mnist": DatasetEntry("betavae.data.mnist:load_mnist", False, (1, 28, 28), "handwritten digits"),
+    "celeba": DatasetEntry(
+        "betavae.data.celeba:load_celeba", False, (3, 64, 64), "aligned celebrity faces, 40 attributes",
+        has_attributes=True,
+    ),
 }
 
 
@@ -53,6 +74,11 @@ def has_factors(name: str) -> bool:
 def with_factors() -> list[str]:
     """The names of the datasets with known generative factors, the ones disentanglement is measured on."""
     return [name for name, dataset in DATASETS.items() if dataset.has_factors]
+
+
+def with_attributes() -> list[str]:
+    """The names of the datasets with named binary attributes, the ones ``attr:NAME`` transfer tasks use."""
+    return [name for name, dataset in DATASETS.items() if dataset.has_attributes]
 
 
 def _loader(name: str):
@@ -79,5 +105,5 @@ def load(name: str, **options: Any) -> ImageDataset:
 
 __all__ = [
     "DATASETS", "DatasetEntry", "FactorDataset", "FactorSplit", "ImageDataset", "ImageSplit", "TensorSplit",
-    "entry", "has_factors", "load", "options_of", "with_factors",
+    "entry", "has_factors", "load", "options_of", "with_attributes", "with_factors",
 ]

@@ -7,11 +7,14 @@ of dSprites would take 12 GB, its uint8 form 3 GB, and rendering on the fly noth
 Datasets with known generative factors share :class:`FactorDataset`, the interface
 the disentanglement metrics are written against: every image is addressed by an
 integer index in ``range(len(dataset))`` that is a bijection with a vector of factor
-indices (one per factor, ``0 <= f_k < factor_sizes[k]``).
+indices (one per factor, ``0 <= f_k < factor_sizes[k]``). Some such sets also vary in
+what is not a factor (a colour, noise: *nuisance* variation, drawn afresh for every image
+rendered); their images come from the factors and a ``numpy.random.Generator``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -37,6 +40,11 @@ class ImageSplit(ABC):
 
     def labels(self) -> np.ndarray | None:
         """Class labels (MNIST digits), or None for sets without them."""
+        return None
+
+    def attributes(self) -> np.ndarray | None:
+        """Binary attributes, ``(len, A)`` 0/1 in the order of the dataset's ``attribute_names``
+        (CelebA's Smiling, …), or None for sets without them."""
         return None
 
     def to(self, device: torch.device) -> ImageSplit:
@@ -87,6 +95,7 @@ class ImageDataset(ABC):
     image_shape: tuple[int, int, int]
     train: ImageSplit
     test: ImageSplit
+    attribute_names: tuple[str, ...] = ()  # the columns of the splits' attributes(), if they have any
 
     @property
     def num_pixels(self) -> int:
@@ -103,14 +112,21 @@ class FactorDataset(ImageDataset):
 
     factor_names: tuple[str, ...]
     factor_sizes: tuple[int, ...]
+    # Whether images also vary in what is not a factor (colour, noise), drawn from the generator
+    # given to render: an image is then not a function of its index, and render needs a generator.
+    has_nuisance: bool = False
 
     @abstractmethod
     def factor_values(self, factor: int | str) -> np.ndarray:
         """The real value behind each index of one factor (e.g. scale 0.5 … 1.0)."""
 
     @abstractmethod
-    def render(self, factors: np.ndarray) -> np.ndarray:
-        """Images for factor-index vectors: ``(n, K) int`` → ``(n, C, H, W) uint8`` in 0..255."""
+    def render(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Images for factor-index vectors: ``(n, K) int`` → ``(n, C, H, W) uint8`` in 0..255.
+
+        ``rng`` draws the nuisance variation of a set that has some (:attr:`has_nuisance`;
+        such a set refuses None); the others ignore it and draw nothing from it.
+        """
 
     def __len__(self) -> int:
         return math.prod(self.factor_sizes)
@@ -146,23 +162,38 @@ class FactorDataset(ImageDataset):
         factors = np.asarray(factors, dtype=np.int64)
         return np.ravel_multi_index(tuple(factors.T), self.factor_sizes).astype(np.int64)
 
-    def images_at(self, index: np.ndarray) -> np.ndarray:
-        """The images at flat indices; in-memory variants override this with a lookup."""
-        return self.render(self.index_to_factors(index))
+    def images_at(self, index: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The images at flat indices (``rng`` as for :meth:`render`); in-memory variants override
+        this with a lookup."""
+        return self.render(self.index_to_factors(index), rng)
 
 
 class FactorSplit(ImageSplit):
-    """A subset of a :class:`FactorDataset`, addressed through its flat indices."""
+    """A subset of a :class:`FactorDataset`, addressed through its flat indices.
+
+    The nuisance variation of a set that has some (:attr:`FactorDataset.has_nuisance`) is
+    drawn, for each call of :meth:`images`, from a generator of ``seed`` and the indices
+    the call renders (:func:`nuisance_generator`), not from a generator advanced call by
+    call. So the images of a call depend on what it asks for and nothing else: not on the
+    other calls before it, on which thread makes them, or on which other splits of the
+    dataset were read. Training reads its batches in blocks of steps aligned to step 0
+    (:class:`~betavae.batches.BatchStream`), so the colours or noise of the batch at step
+    ``s`` follow from the seeds and ``s`` alone and a resumed run sees the images an
+    uninterrupted one would; the held-out loss and the figures read the same positions in
+    the same calls every time, so they see the same images every time. Positions read again
+    in another grouping draw other nuisance, as a fresh draw should.
+    """
 
     read_on_host = True
 
     def __init__(
-        self, dataset: FactorDataset, indices: np.ndarray, device: torch.device | str = "cpu"
+        self, dataset: FactorDataset, indices: np.ndarray, device: torch.device | str = "cpu", seed: int = 0
     ) -> None:
         self.dataset = dataset
         self.indices = np.asarray(indices, dtype=np.int64)
         self.image_shape = dataset.image_shape
         self.device = torch.device(device)
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -173,10 +204,21 @@ class FactorSplit(ImageSplit):
 
     def images(self, positions: torch.Tensor) -> torch.Tensor:
         chosen = self.indices[positions.cpu().numpy()]
-        return torch.from_numpy(self.dataset.images_at(chosen)).to(self.device)
+        rng = nuisance_generator(self.seed, chosen) if self.dataset.has_nuisance else None
+        return torch.from_numpy(self.dataset.images_at(chosen, rng)).to(self.device)
 
     def to(self, device: torch.device) -> FactorSplit:
-        return FactorSplit(self.dataset, self.indices, device)
+        return FactorSplit(self.dataset, self.indices, device, self.seed)
+
+
+def nuisance_generator(seed: int, index: np.ndarray) -> np.random.Generator:
+    """The generator of the nuisance variation of the images at flat indices ``index``, read together.
+
+    Keyed by ``seed`` and a 128-bit digest of the indices in their order, so that two reads
+    of different images (or of the same images in another order) draw independently.
+    """
+    digest = hashlib.blake2b(np.ascontiguousarray(index, dtype=np.int64).tobytes(), digest_size=16).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest, "little")])
 
 
 def split_indices(total: int, test_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

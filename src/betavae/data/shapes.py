@@ -17,6 +17,15 @@ Sizes and ranges, and why:
 - pos_x, pos_y: 12 values each in 0..1, mapped to the centre range that keeps the
   largest sprite, in any rotation, a pixel away from the edges (pixels 8.1 to 19.9,
   about 1.1 px a step).
+
+``shapes_heart`` is the reproducibility report's own set, which had one shape, a heart,
+and four factors (scale, rotation, x, y): the heart of dSprites (the same curve,
+:func:`betavae.data.render.rasterize`'s ``heart``) drawn at 28×28 with this set's
+anti-aliasing and sprite size. A heart has no rotational symmetry, so its rotation spans a
+full turn, in dSprites' 40 steps; scale takes dSprites' 6 values in 0.5..1 and x and y 14
+values each (47,040 images). The report gives its set's factors but not their sizes: these
+are ours. Use it to reproduce the report with exactly its kind of data; ``shapes`` adds a
+shape factor (square, ellipse, triangle), which the metrics then also have to find.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import math
 
 import numpy as np
 
+from betavae.data.render import SPRITE_RADIUS
 from betavae.data.sprites import SpriteDataset
 
 
@@ -53,3 +63,45 @@ class ShapesDataset(SpriteDataset):
 def load_shapes(test_size: int = 2_000, seed: int = 0, in_memory: bool = True) -> ShapesDataset:
     """Shapes with ``test_size`` images held out by ``seed``; rendered once at load when ``in_memory``."""
     return ShapesDataset(shapes_values(), test_size, seed, in_memory)
+
+
+def heart_values() -> tuple[np.ndarray, ...]:
+    """The factor values of ``shapes_heart``: scale, rotation (a full turn), pos_x, pos_y."""
+    return (
+        np.linspace(0.5, 1.0, 6),
+        np.arange(40) * (2 * math.pi / 40),
+        np.linspace(0.0, 1.0, 14),
+        np.linspace(0.0, 1.0, 14),
+    )
+
+
+class ShapesHeartDataset(ShapesDataset):
+    """The report's Shapes: one heart, four factors (no shape factor); see the module docstring."""
+
+    name = "shapes_heart"
+    factor_names = ("scale", "rotation", "pos_x", "pos_y")
+    shape_names = ("heart",)
+
+    @property
+    def margin(self) -> float:
+        largest = float(self._values[0].max()) * self.sprite_size * SPRITE_RADIUS  # scale is factor 0 here
+        return largest + 1.0 / self.image_size
+
+    def sprite_parameters(self, factors: np.ndarray) -> tuple[np.ndarray, ...]:
+        """As for the five-factor sets, with the one shape (id 0, the heart) put in front."""
+        factors = self._checked(factors)
+        scale, angle, pos_x, pos_y = (factors[:, k] for k in range(4))
+        span = 1.0 - 2.0 * self.margin
+        return (
+            np.zeros(len(factors), dtype=np.int64),
+            self._values[0][scale] * self.sprite_size,
+            self._values[1][angle],
+            self.margin + self._values[2][pos_x] * span,
+            self.margin + self._values[3][pos_y] * span,
+        )
+
+
+def load_shapes_heart(test_size: int = 4_000, seed: int = 0, in_memory: bool = True) -> ShapesHeartDataset:
+    """The report's heart set with ``test_size`` images held out by ``seed``; rendered once at load when
+    ``in_memory``."""
+    return ShapesHeartDataset(heart_values(), test_size, seed, in_memory)

@@ -84,15 +84,16 @@ class SpriteDataset(FactorDataset):
             self.margin + self._values[4][pos_y] * span,
         )
 
-    def render(self, factors: np.ndarray) -> np.ndarray:
+    def render(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Images for factor-index vectors; ``rng`` is ignored: a sprite is all its factors say."""
         if self._images is not None:
             return self._images[self.factors_to_index(self._checked(factors))]
         return rasterize(*self.sprite_parameters(factors), shapes=self.shape_names,
                          size=self.image_size, supersample=self.supersample)
 
-    def images_at(self, index: np.ndarray) -> np.ndarray:
+    def images_at(self, index: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         if self._images is None:
-            return super().images_at(index)
+            return super().images_at(index, rng)
         index = np.asarray(index, dtype=np.int64)
         if index.size and (index.min() < 0 or index.max() >= len(self)):
             raise IndexError(f"index out of range for {self.name} with {len(self)} images")

@@ -29,7 +29,7 @@ def pixels() -> Representation:
 
 
 def _fitting_images(dataset: FactorDataset, num_fit: int, rng: np.random.Generator) -> np.ndarray:
-    return _flatten(dataset.render(dataset.sample_factors(num_fit, rng)))
+    return _flatten(dataset.render(dataset.sample_factors(num_fit, rng), rng))
 
 
 def pca(

@@ -36,7 +36,8 @@ def beta_vae_score(
     Args:
         dataset: the factor dataset whose images are encoded.
         represent: the representation scored (see :mod:`betavae.metrics.representation`).
-        rng: the only source of randomness: factors, labels and the classifier's seed.
+        rng: the only source of randomness: factors, labels, the classifier's seed and any nuisance
+            variation of the images (a random colour, noise).
         batch_size: pairs averaged into one feature vector (the paper's L).
         n_train: feature vectors the classifier is fitted on.
         n_eval: fresh feature vectors it is scored on.
@@ -75,7 +76,7 @@ def _difference_block(dataset: FactorDataset, represent: Representation, rng: np
     second = dataset.sample_factors(num_points * batch_size, rng)
     rows, fixed = np.arange(len(first)), np.repeat(labels, batch_size)
     second[rows, fixed] = first[rows, fixed]
-    codes = encode_factors(dataset, represent, np.concatenate([first, second]))
+    codes = encode_factors(dataset, represent, np.concatenate([first, second]), rng)
     codes = codes.reshape(2, num_points, batch_size, -1)
     return np.abs(codes[0] - codes[1]).mean(axis=1), labels
 

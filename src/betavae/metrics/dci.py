@@ -65,7 +65,8 @@ def dci(
     Args:
         dataset: the factor dataset whose images are encoded.
         represent: the representation scored (see :mod:`betavae.metrics.representation`).
-        rng: the only source of randomness: which points are sampled, and the predictors' seeds.
+        rng: the only source of randomness: which points are sampled (with their images' nuisance
+            variation, if any), and the predictors' seeds.
         n_train: points each factor's predictor is fitted on.
         n_eval: fresh points its test accuracy is measured on (the reference's ``num_test``).
         regressor: ``"extra_trees"`` (fast, the default) or ``"gbt"`` (the reference's

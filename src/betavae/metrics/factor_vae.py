@@ -48,7 +48,7 @@ def factor_vae_score(
     Args:
         dataset: the factor dataset whose images are encoded.
         represent: the representation scored (see :mod:`betavae.metrics.representation`).
-        rng: the only source of randomness.
+        rng: the only source of randomness (points, and their images' nuisance variation if any).
         batch_size: images per vote, all sharing the value of one factor (L in the paper).
         n_train: votes the majority-vote classifier is built from.
         n_eval: fresh votes it is scored on.
@@ -118,7 +118,7 @@ def _vote_block(
     factors = dataset.sample_factors(num_points * batch_size, rng).reshape(num_points, batch_size, -1)
     points = np.arange(num_points)
     factors[points, :, fixed] = factors[points, 0, fixed][:, None]
-    codes = encode_factors(dataset, represent, factors.reshape(num_points * batch_size, -1))
+    codes = encode_factors(dataset, represent, factors.reshape(num_points * batch_size, -1), rng)
     local_variances = codes.reshape(num_points, batch_size, -1).var(axis=1, ddof=1)
     relative = local_variances[:, active] / global_variances[active]
     return fixed, np.flatnonzero(active)[relative.argmin(axis=1)]

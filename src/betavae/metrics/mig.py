@@ -41,7 +41,8 @@ def mig(
     Args:
         dataset: the factor dataset whose images are encoded.
         represent: the representation scored (see :mod:`betavae.metrics.representation`).
-        rng: the only source of randomness: which factor vectors are sampled.
+        rng: the only source of randomness: which factor vectors are sampled (and their images'
+            nuisance variation, on a dataset that has some).
         n_train: points sampled to estimate the information (the reference's ``num_train``).
         num_bins: equal-width bins each code dimension is cut into before counting.
 

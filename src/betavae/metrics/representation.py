@@ -4,7 +4,10 @@ A *representation* is a function from a batch of images to codes:
 ``represent(images: uint8 array (n, C, H, W)) -> array (n, D)``. For a trained model it
 is the posterior mean μ (:func:`model_representation`). Metrics never call it directly
 but through :func:`encode_factors`, which renders factor vectors in chunks and encodes
-each chunk, so no metric has a per-sample Python loop and memory stays bounded.
+each chunk, so no metric has a per-sample Python loop and memory stays bounded. A metric
+hands it its own generator, from which a dataset with nuisance variation (a random
+colour, noise) draws it, so the metric's numbers on such a set are reproducible for its
+seed; other datasets draw nothing from it.
 
 One representation is not a function of images: the ground-truth factors themselves,
 the ceiling every metric is checked against. A representation with the attribute
@@ -33,13 +36,17 @@ IMAGES_PER_BLOCK = 4 * ENCODE_CHUNK
 
 
 def encode_factors(dataset: FactorDataset, represent: Representation, factors: np.ndarray,
-                   chunk: int = ENCODE_CHUNK) -> np.ndarray:
-    """Codes ``(n, D)`` (float64) of the images with factor-index vectors ``factors`` ``(n, K)``."""
+                   rng: np.random.Generator | None = None, chunk: int = ENCODE_CHUNK) -> np.ndarray:
+    """Codes ``(n, D)`` (float64) of the images with factor-index vectors ``factors`` ``(n, K)``.
+
+    ``rng`` draws the images' nuisance variation (see :meth:`FactorDataset.render`): needed
+    for a dataset that has some, unless the representation reads the factors themselves.
+    """
     factors = np.asarray(factors, dtype=np.int64)
     if getattr(represent, "uses_factors", False):
         codes = np.asarray(represent(factors), dtype=np.float64)
     else:
-        parts = [np.asarray(represent(dataset.render(factors[start:start + chunk])), dtype=np.float64)
+        parts = [np.asarray(represent(dataset.render(factors[start:start + chunk], rng)), dtype=np.float64)
                  for start in range(0, len(factors), chunk)]
         if not parts:
             raise ValueError("no factors to encode")
@@ -65,9 +72,10 @@ def point_blocks(num_points: int, images_per_point: int) -> Iterator[int]:
 
 def sample_codes(dataset: FactorDataset, represent: Representation, n: int,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` i.i.d. points: (codes ``(n, D)``, factor indices ``(n, K)``)."""
+    """``n`` i.i.d. points: (codes ``(n, D)``, factor indices ``(n, K)``); ``rng`` draws the factors,
+    then the images' nuisance variation if the dataset has some."""
     factors = dataset.sample_factors(n, rng)
-    return encode_factors(dataset, represent, factors), factors
+    return encode_factors(dataset, represent, factors, rng), factors
 
 
 def model_representation(model: torch.nn.Module, batch_size: int = 512) -> Representation:
@@ -108,7 +116,9 @@ class CodeTable:
 
     The β-VAE and FactorVAE scores encode 1.9 and 1.0 million images at their default
     sizes, while dSprites has 737,280 distinct images: encoding each once and looking the
-    codes up gives the same codes (μ is deterministic) for a fraction of the work.
+    codes up gives the same codes (μ is deterministic) for a fraction of the work. Not so
+    for a dataset with nuisance variation, whose image at an index differs at every draw:
+    it has no table.
     """
 
     uses_factors = True
@@ -117,6 +127,9 @@ class CodeTable:
                  progress: bool | None = None) -> None:
         from tqdm.auto import tqdm
 
+        if dataset.has_nuisance:
+            raise ValueError(f"{dataset.name} draws every image afresh; a table of one code per index "
+                             "would freeze one draw")
         self._dataset = dataset
         parts = []
         with tqdm(total=len(dataset), desc="encoding every image", unit="img",

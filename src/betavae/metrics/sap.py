@@ -53,7 +53,8 @@ def sap(
     Args:
         dataset: the factor dataset whose images are encoded.
         represent: the representation scored (see :mod:`betavae.metrics.representation`).
-        rng: the only source of randomness: which factor vectors are sampled.
+        rng: the only source of randomness: which factor vectors are sampled (and their images'
+            nuisance variation, on a dataset that has some).
         n_train: points the per-dimension predictors are fitted on.
         n_eval: fresh points the classifiers are scored on (the reference's ``num_test``;
             unused, and not sampled, with ``continuous_factors``, whose score is computed on

@@ -52,7 +52,8 @@ def factor_tracking_figure(
     The folder's lock is held meanwhile.
 
     Args:
-        run_dir: a trained run folder whose dataset has known factors (shapes, dsprites).
+        run_dir: a trained run folder whose dataset has known factors
+            (:func:`betavae.data.with_factors`).
         num_points: points sampled uniformly over the factors and encoded; with 10,000
             each of the 12 positions of Shapes averages about 800 codes.
         seed: seeds the sampled points.
