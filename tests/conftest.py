@@ -59,7 +59,7 @@ def shapes3d_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 TRAINING_FIXTURES = frozenset({"trained", "two_runs", "run_dir", "dsprites_run", "finished", "ray_instance",
                                "mnist_runs", "shapes_run", "mnist_result", "demo_run", "demo_runs",
                                "mnist_site", "browser", "heart_run",
-                               "colour_runs", "celeba_run", "shapes3d_run"})
+                               "colour_runs", "celeba_run", "shapes3d_run", "study"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

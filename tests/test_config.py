@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from betavae.cli import main, train
 from betavae.config import FLAGS, FLOAT32_MAX, TrainConfig, load_config, read_toml, to_toml, typed_names
+from betavae.data import DATASETS
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir, atomic_write_bytes
 
@@ -64,7 +65,7 @@ def test_config_survives_a_toml_round_trip(tmp_path_factory, steps, lr, out, bet
         ({"steps": 0}, "steps must be a positive integer"),
         ({"lr": -1.0}, "lr must be a positive number"),
         ({"beta_norm": float("nan")}, "beta_norm must be a finite"),
-        ({"dataset": "cifar"}, "unknown dataset 'cifar'; choose one of: dsprites, mnist, shapes"),
+        ({"dataset": "cifar"}, f"unknown dataset 'cifar'; choose one of: {', '.join(sorted(DATASETS))}"),
         ({"recon": "l1"}, "choose one of: bernoulli, gaussian"),
         ({"device": "tpu"}, "unknown device 'tpu'"),
         ({"cuda_graph": "yes"}, "cuda_graph must be true or false, got the string 'yes'"),

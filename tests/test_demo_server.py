@@ -427,3 +427,24 @@ def test_the_installed_script_loads_only_files_of_the_vendor_folder():
     loader = (vendor.vendor_dir() / "ort-wasm-simd-threaded.mjs").read_text(encoding="utf-8")
     loaded |= set(re.findall(r"ort-wasm[\w.-]*\.(?:mjs|wasm)", loader))
     assert loaded and loaded <= set(vendor.ORT_WEB_FILES)
+
+
+def test_a_client_that_hangs_up_mid_answer_prints_nothing_but_a_fault_keeps_its_trace_back(tmp_path, capfd):
+    """A browser closing a tab while a file streams is normal; what socketserver reports of it is
+    silenced, any other error in a request is printed as before."""
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "index.html").write_text("<!doctype html>")
+    with DemoServer(root, port=0) as server:
+        for hang_up in (ConnectionResetError(104, "reset by peer"), BrokenPipeError(32, "broken pipe")):
+            try:
+                raise hang_up
+            except OSError:
+                server._http.handle_error(None, ("127.0.0.1", 50000))
+        assert capfd.readouterr().err == ""
+        try:
+            raise RuntimeError("a bug")
+        except RuntimeError:
+            server._http.handle_error(None, ("127.0.0.1", 50000))
+        assert "RuntimeError: a bug" in capfd.readouterr().err
+        assert get(server, "/")[0] == 200  # and the server still answers

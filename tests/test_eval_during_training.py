@@ -215,7 +215,7 @@ def test_resume_takes_a_new_eval_every_but_no_other_evaluation_change(tmp_path):
         (
             ["--dataset", "mnist", "--eval", "mig"],
             "dataset 'mnist' has no known generative factors, so --eval cannot measure disentanglement "
-            "on it; train on shapes or dsprites, or leave out --eval",
+            f"on it; train on {' or '.join(data.with_factors())}, or leave out --eval",
         ),
         (["--eval", "mig", "--eval-every", "0"], "--eval-every must be a positive integer, got 0"),
         (

@@ -245,7 +245,7 @@ def test_baselines_are_fitted_with_a_stream_that_no_metric_draws_from(monkeypatc
 
         return compute_nothing
 
-    def fitted(name, dataset, rng, latent_dim=10, device="cpu"):
+    def fitted(name, dataset, rng, latent_dim=10, device="cpu", num_fit=10_000):
         first_draws["baseline fitting"] = tuple(rng.integers(2**63, size=4))
         return FactorRepresentation(dataset)
 

@@ -160,3 +160,17 @@ def test_a_draw_whose_pairs_all_fixed_one_factor_predicts_that_factor_instead_of
     result = score(dsprites, factor_code(dsprites, lambda v: v.astype(float)), n_train=1, n_eval=200)
     assert result["train_accuracy"] == 1.0
     assert result["eval_accuracy"] == pytest.approx(1 / 5, abs=0.08)  # the one factor's share of the labels
+
+
+def test_several_classifiers_share_the_points_and_the_default_is_the_score(dsprites):
+    """The reproduction's weaker classifiers are fitted on the very points the score is."""
+    from betavae.metrics.beta_vae import beta_vae_scores
+
+    represent = standardised_rotation(dsprites, seed=3)
+    scores = beta_vae_scores(dsprites, represent, np.random.default_rng(5),
+                             {"default": {}, "strong L2": {"C": 1e-4}, "few iterations": {"max_iter": 1}},
+                             n_train=300, n_eval=300)
+    assert scores["default"] == beta_vae_score(dsprites, represent, np.random.default_rng(5), n_train=300,
+                                               n_eval=300)
+    for weaker in ("strong L2", "few iterations"):
+        assert scores[weaker]["train_accuracy"] < scores["default"]["train_accuracy"], weaker

@@ -123,6 +123,7 @@ def test_capacity_at_a_known_kl_and_c():
     assert float(terms.loss) == pytest.approx(recon + 10.0 * 1.5, rel=1e-6)
 
 
+@pytest.mark.slow  # it takes real training steps
 def test_a_schedule_advances_under_the_graph_paths_logic():
     """The step count is a tensor the step advances in place, the way a replayed CUDA graph runs it:
     the same step function, called again, sees a later point of the schedule."""

@@ -557,6 +557,31 @@ def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
         click.echo(path)
 
 
+@app.command()
+@click.option("--scale", default="small", show_default=True,
+              help="smoke (a minute) | small (two CPU cores, about half an hour) | paper (a GPU or cluster)")
+@click.option("--out", default="runs/reproduce", show_default=True, help="the study folder")
+@click.option("--backend", default="local", show_default=True, cls=RegistryHelp,
+              describe=lambda: _names("betavae.studies.backend:BACKENDS"))
+@click.option("--workers", type=int, help="runs at once  [default: one per GPU, else one per core]")
+@click.option("--ray-address", help="a Ray cluster to join  [default: start one here]")
+@click.option("--data-dir", help="where MNIST's files are; also $BETAVAE_DATA_DIR")
+@click.option("--progress/--no-progress", default=None, help="progress bars  [default: on a terminal]")
+def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_address: str | None,
+              data_dir: str | None, progress: bool | None) -> None:
+    """Run the β-VAE study and write report.html / report.md judging each of the paper's claims.
+
+    Killed and run again, it reuses every finished run and measurement; run on a finished
+    folder, it only rewrites the report.
+    """
+    from betavae.studies.backend import BackendOptions
+    from betavae.studies.reproduce import reproduce as run_study
+
+    options = BackendOptions(backend=backend, workers=workers, ray_address=ray_address)
+    report = run_study(scale, out, options, data_dir=data_dir, progress=progress, echo=click.echo)
+    click.echo(report)
+
+
 @app.group()
 def show() -> None:
     """Figures from run folders: reconstructions, traversals, samples, KL, factors."""

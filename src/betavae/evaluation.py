@@ -226,13 +226,16 @@ def evaluate_baseline(
     latent_dim: int = 10,
     device: str = "auto",
     on_metric: Callable[[str, dict[str, float | None], float], None] | None = None,
+    num_fit: int = 10_000,
 ) -> dict[str, dict[str, float | None]]:
-    """Score a baseline representation (see :mod:`betavae.metrics.baselines`) on a dataset."""
+    """Score a baseline representation (see :mod:`betavae.metrics.baselines`) on a dataset; PCA and ICA
+    are fitted on ``num_fit`` images."""
     from betavae.metrics.baselines import baseline
 
     check_sizes(names, sizes)
     dataset = factor_dataset(dataset_name)
     represent = baseline(
-        baseline_name, dataset, baseline_generator(seed), latent_dim=latent_dim, device=resolve_device(device)
+        baseline_name, dataset, baseline_generator(seed), latent_dim=latent_dim,
+        device=resolve_device(device), num_fit=num_fit,
     )
     return score(dataset, represent, names, seed, sizes, on_metric)

@@ -161,6 +161,15 @@ class _HTTPServer(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A browser that goes away mid-answer (a reload, a closed tab) is normal, not a fault to print;
+        anything else keeps socketserver's trace-back."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class DemoServer:
     """Serves the files of one folder over HTTP, on ``host``:``port`` (0: any free port).

@@ -78,14 +78,16 @@ def baseline(
     rng: np.random.Generator,
     latent_dim: int = 10,
     device: str | torch.device = "cpu",
+    num_fit: int = 10_000,
 ) -> Representation:
-    """The baseline representation called ``name`` (one of :data:`BASELINES`)."""
+    """The baseline representation called ``name`` (one of :data:`BASELINES`); PCA and ICA are fitted
+    on ``num_fit`` random images."""
     if name == "pixels":
         return pixels()
     if name == "pca":
-        return pca(dataset, rng, latent_dim)
+        return pca(dataset, rng, latent_dim, num_fit)
     if name == "ica":
-        return ica(dataset, rng, latent_dim)
+        return ica(dataset, rng, latent_dim, num_fit)
     if name == "untrained":
         return untrained(dataset, rng, latent_dim, device=device)
     if name == "factors":

@@ -1,0 +1,389 @@
+"""``betavae reproduce``: the β-VAE study run end to end, and a report that judges each claim.
+
+Built on the existing commands, never beside them: every training run is a point of a
+:func:`~betavae.studies.sweep.run_sweep` (so it resumes, records failures and runs on the
+local or the Ray backend), the metrics are the sweep's (:func:`betavae.evaluation.score`),
+the figures are ``betavae plot``'s and ``show traverse``'s, transfer is ``betavae
+transfer``'s. What is new here is the choice of runs, the measurements no command makes
+(the blur of reconstructions, the β-VAE score with a weaker classifier, the baselines over
+several metric seeds), and the claims (:mod:`betavae.studies.claims`) and report
+(:mod:`betavae.studies.report`) made from them.
+
+The study folder::
+
+    <dataset>/grid/       sweep: β_norm × latent size × seeds (loss, metrics, figures)
+    <dataset>/compare/    sweep: β = 1 against the paper's β = 4 at one latent size, same seeds
+    transfer/<dataset>/   transfer.csv / .svg / .txt of the compare runs
+    measurements.json     blur, weak-classifier scores and baselines, each computed once
+    report.html, report.md
+
+A second invocation reuses every finished run (the sweeps skip them) and every
+measurement (kept in ``measurements.json`` by run and step), and only rewrites the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from betavae.errors import BetaVAEError
+from betavae.runs import RunDir, atomic_write_text, make_folder
+from betavae.studies.backend import BackendOptions
+
+MEASUREMENTS_FILE = "measurements.json"
+PAPER_BETA = 4.0  # the β of the paper's dSprites model (Higgins et al. 2017, Table 1)
+PRIMARY_METRIC = "mig"  # the metric claims 4 and 5 follow: continuous, and not saturated
+BASELINES = ("pixels", "pca", "ica", "untrained")
+# The paper's Table 1 (its disentanglement metric score, dSprites-like 2D shapes), for the baselines table.
+PAPER_SCORES = {"pixels": "45.75 ± 0.8 %", "pca": "84.9 ± 0.4 %", "ica": "42.03 ± 10.6 %",
+                "untrained": "44.14 ± 2.5 %", "vae": "61.58 ± 0.5 %", "beta_vae": "99.23 ± 0.1 %"}
+# The β-VAE score's classifier made weaker, as the reproducibility report suggested ({}: the score's own).
+WEAK_CLASSIFIERS = {"strong L2 (C = 0.001)": {"C": 1e-3}, "few iterations (5)": {"max_iter": 5}}
+
+
+@dataclass(frozen=True)
+class Part:
+    """One dataset of the study: its name in the registry, its architecture, and what it measures."""
+
+    folder: str
+    dataset: str
+    arch: str
+    factors: bool  # disentanglement metrics (else held-out loss only)
+    transfer_task: str | None = None
+
+
+PARTS = (
+    Part("shapes", "shapes_heart", "conv28", True),
+    Part("dsprites", "dsprites", "conv64", True, "factor:shape"),
+    Part("mnist", "mnist", "conv28", False, "digit"),
+)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big the study is: the grid, the training, the seeds and the sizes of every measurement."""
+
+    name: str
+    why: str
+    beta_norms: tuple[float, ...]
+    latent_dims: tuple[int, ...]
+    seeds: int
+    steps: dict[str, int]  # per part folder
+    batch_size: int
+    compare_latent: int
+    metrics: tuple[str, ...]
+    n_train: int
+    n_eval: int
+    test_size: dict[str, int] = field(default_factory=dict)
+    baseline_seeds: int = 3
+    baseline_fit: int = 10_000  # images PCA and ICA are fitted on
+    transfer_labels: tuple[int, ...] = (10, 100, 1000)
+    transfer_repeats: int = 3
+    transfer_test: int | None = 2000
+    blur_images: int = 256
+
+
+ALL_METRICS = ("beta_vae", "factor_vae", "mig", "dci", "sap")
+SCALES = {
+    "smoke": Scale(
+        "smoke", "the test suite's: every part runs, on runs too short to judge anything",
+        beta_norms=(0.01, 1.0), latent_dims=(4, 8), seeds=1, steps={"shapes": 30, "dsprites": 6, "mnist": 30},
+        batch_size=32, compare_latent=4, metrics=("beta_vae", "mig"), n_train=40, n_eval=20,
+        test_size={"shapes": 500, "dsprites": 500}, baseline_seeds=2, baseline_fit=500,
+        transfer_labels=(10, 50), transfer_repeats=2, transfer_test=300, blur_images=32),
+    "small": Scale(
+        "small", "sized for two CPU cores in about half an hour: a 3 × 2 grid and the β = 1 / β = 4 "
+        "comparison over 3 seeds, short runs (Shapes and MNIST 1,500 steps, dSprites 600)",
+        beta_norms=(0.002, 0.05, 2.0), latent_dims=(5, 10), seeds=3,
+        steps={"shapes": 1500, "dsprites": 600, "mnist": 1500}, batch_size=64, compare_latent=10,
+        metrics=ALL_METRICS, n_train=2000, n_eval=1000, test_size={"shapes": 2000, "dsprites": 5000}),
+    "paper": Scale(
+        "paper", "the report's 5 × 5 grid over the finer β_norm range 2e-5 … 20 it wished for, the "
+        "paper's training lengths, 5 seeds: for a GPU or a Ray cluster",
+        beta_norms=(2e-5, 2e-4, 2e-3, 2e-2, 2e-1, 2.0, 20.0), latent_dims=(5, 10, 25, 50, 125), seeds=5,
+        steps={"shapes": 100_000, "dsprites": 300_000, "mnist": 100_000}, batch_size=64, compare_latent=10,
+        metrics=ALL_METRICS, n_train=10_000, n_eval=5_000, baseline_seeds=5,
+        transfer_labels=(10, 30, 100, 300, 1000, 3000, 10000), transfer_repeats=5, transfer_test=None,
+        blur_images=1000),
+}
+
+
+def scale_of(name: str) -> Scale:
+    """The scale called ``name``; another name is a one-line error listing them."""
+    from betavae.errors import unknown_choice
+
+    if name not in SCALES:
+        raise unknown_choice("scale", name, SCALES)
+    return SCALES[name]
+
+
+# --- running the parts ---------------------------------------------------------------------------
+
+
+def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options: BackendOptions | None = None,
+              data_dir: str | None = None, progress: bool | None = None,
+              echo: Callable[[str], None] = print, command: str | None = None) -> Path:
+    """Run (or resume) the study at ``scale`` into ``out`` and write its report; return the report's path."""
+    chosen = scale_of(scale)
+    out = make_folder(out, "study folder")
+    options = options or BackendOptions()
+    timings: dict[str, float] = {}
+    skipped: list[str] = []
+    parts = []
+    for part in PARTS:
+        if part.folder == "mnist" and not _mnist_available(data_dir):
+            skipped.append("MNIST: the four MNIST files were not found (and nothing is downloaded here); "
+                           "put them in --data-dir or $BETAVAE_DATA_DIR, or run `betavae train --dataset "
+                           "mnist` once online, then run this command again")
+            echo(f"skipping the MNIST parts: {skipped[-1]}")
+            continue
+        parts.append(part)
+        for kind in ("grid", "compare"):
+            started = time.perf_counter()
+            echo(f"{part.folder} {kind}: {out / part.folder / kind}")
+            _sweep(part, kind, chosen, out, options, data_dir, progress)
+            timings[f"{part.folder} {kind}"] = time.perf_counter() - started
+    store = Measurements(out / MEASUREMENTS_FILE)
+    started = time.perf_counter()
+    measured = _measure(parts, chosen, out, store, data_dir, echo)
+    timings["measurements"] = time.perf_counter() - started
+    started = time.perf_counter()
+    from betavae.studies.study_report import write_study_report
+
+    report = write_study_report(out, chosen, parts, measured, timings, skipped,
+                                command or _command(chosen, out, options, data_dir))
+    timings["report"] = time.perf_counter() - started
+    return report
+
+
+def _command(scale: Scale, out: Path, options: BackendOptions, data_dir: str | None) -> str:
+    words = ["betavae", "reproduce", "--scale", scale.name, "--out", str(out), "--backend", options.backend]
+    if options.workers is not None:
+        words += ["--workers", str(options.workers)]
+    if data_dir:
+        words += ["--data-dir", data_dir]
+    return shlex.join(words)
+
+
+def _mnist_available(data_dir: str | None) -> bool:
+    from betavae import data
+
+    try:
+        data.load("mnist", data_dir=data_dir, download=False)
+    except BetaVAEError:
+        return False
+    return True
+
+
+def _training(part: Part, scale: Scale, data_dir: str | None) -> dict[str, Any]:
+    training: dict[str, Any] = {"dataset": part.dataset, "arch": part.arch, "steps": scale.steps[part.folder],
+                                "batch_size": scale.batch_size}
+    if part.folder in scale.test_size:
+        training["test_size"] = scale.test_size[part.folder]
+    if part.folder == "mnist" and data_dir:
+        training["data_dir"] = data_dir
+    return training
+
+
+def _sweep(part: Part, kind: str, scale: Scale, out: Path, options: BackendOptions, data_dir: str | None,
+           progress: bool | None) -> None:
+    from betavae.studies.grid import build_spec
+    from betavae.studies.sweep import run_sweep
+
+    training = _training(part, scale, data_dir)
+    if kind == "grid":
+        training.update(beta_norm=list(scale.beta_norms), latent_dim=list(scale.latent_dims))
+    else:
+        training.update(beta=[1.0, PAPER_BETA], latent_dim=scale.compare_latent)
+    sweep_options: dict[str, Any] = {"seeds": scale.seeds}
+    if part.factors:
+        sweep_options.update(metrics=list(scale.metrics), n_train=scale.n_train, n_eval=scale.n_eval)
+    spec = build_spec(training, sweep_options, source=f"reproduce {part.folder} {kind}")
+    summary = run_sweep(spec, out / part.folder / kind, options, progress=progress)
+    for name, error in summary.failed:
+        raise BetaVAEError(f"run {name} of {out / part.folder / kind} failed ({error}); fix it and run "
+                           f"betavae reproduce again, which resumes (see betavae sweep --retry-failed)")
+
+
+def rows_of(sweep_dir: Path) -> list[dict[str, Any]]:
+    from betavae.studies.results import result_rows
+
+    return [row for row in result_rows(sweep_dir)[0] if row["status"] == "done"]
+
+
+# --- measurements no command makes, each kept once computed ---------------------------------------
+
+
+class Measurements:
+    """``measurements.json``: values keyed by what they were computed from, written after each one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.values: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        except json.JSONDecodeError:
+            self.values = {}  # written atomically, so only a hand-edited file gets here: measure again
+
+    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self.values:
+            self.values[key] = compute()
+            atomic_write_text(self.path, json.dumps(self.values, indent=1, allow_nan=True))
+        return self.values[key]
+
+
+def _run_key(run_dir: Path, what: str) -> str:
+    """``blur:shapes/grid/bn0.01-z4-s0@30``: a measurement of one run's weights at one step."""
+    where = f"{run_dir.parent.parent.name}/{run_dir.parent.name}/{run_dir.name}"
+    return f"{what}:{where}@{RunDir(run_dir).checkpoint_step()}"
+
+
+@dataclass
+class Measured:
+    """Everything the claims and the report read, per part folder."""
+
+    grid: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    compare: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    blur: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    weak: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    baselines: dict[str, dict[str, list[dict[str, float | None]]]] = field(default_factory=dict)
+    transfer: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    figures: dict[str, list[Path]] = field(default_factory=dict)
+
+
+def _measure(parts: Sequence[Part], scale: Scale, out: Path, store: Measurements, data_dir: str | None,
+             echo: Callable[[str], None]) -> Measured:
+    from betavae.studies.sharpness import reconstruction_sharpness
+
+    measured = Measured()
+    for part in parts:
+        grid_dir, compare_dir = out / part.folder / "grid", out / part.folder / "compare"
+        measured.grid[part.folder] = grid = rows_of(grid_dir)
+        measured.compare[part.folder] = rows_of(compare_dir)
+        echo(f"{part.folder}: blur of reconstructions")
+        measured.blur[part.folder] = _per_run(
+            store, "blur", grid_dir, grid, lambda run: reconstruction_sharpness(run, scale.blur_images))
+        if part.factors:
+            echo(f"{part.folder}: the β-VAE score with weaker classifiers; baselines")
+            measured.weak[part.folder] = _per_run(store, "weak", grid_dir, grid,
+                                                  lambda run: _weak_scores(run, scale))
+            measured.baselines[part.folder] = _baselines(store, part, scale)
+        if part.transfer_task:
+            echo(f"{part.folder}: transfer ({part.transfer_task})")
+            measured.transfer[part.folder] = _transfer(part, scale, out, compare_dir, store)
+        measured.figures[part.folder] = _figures(part, grid_dir, compare_dir)
+    return measured
+
+
+def _per_run(store: Measurements, what: str, sweep_dir: Path, rows: Sequence[dict[str, Any]],
+             compute: Callable[[Path], dict[str, float]]) -> list[dict[str, Any]]:
+    """``compute(run folder)`` for each row's run, kept in ``store``, beside the row's grid cell."""
+    cells = []
+    for row in rows:
+        run_dir = sweep_dir / row["run"]
+        values = store.get(_run_key(run_dir, what), lambda run_dir=run_dir: compute(run_dir))
+        cell = {key: row[key] for key in ("run", "seed", "beta", "beta_norm", "latent_dim")}
+        cells.append({**cell, **values})
+    return cells
+
+
+def _baselines(store: Measurements, part: Part, scale: Scale) -> dict[str, list[dict[str, float | None]]]:
+    """Each baseline's headline scores, once per metric seed (their spread over seeds)."""
+    return {name: [store.get(f"baseline:{part.folder}:{name}:{seed}",
+                             lambda name=name, seed=seed: _baseline(part, name, seed, scale))
+                   for seed in range(scale.baseline_seeds)]
+            for name in BASELINES}
+
+
+def _weak_scores(run_dir: Path, scale: Scale) -> dict[str, float]:
+    """The β-VAE score of a run with its own classifier ("default") and each weaker one, same points."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from betavae.evaluation import factor_dataset, metric_generator
+    from betavae.metrics.beta_vae import beta_vae_scores
+    from betavae.metrics.representation import model_representation
+    from betavae.runs import load_model
+
+    run = RunDir(run_dir)
+    config = run.read_config()
+    dataset = factor_dataset(config.dataset, **config.dataset_kwargs())
+    represent = model_representation(load_model(run))
+    with warnings.catch_warnings():  # a classifier stopped early on purpose does not converge
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scores = beta_vae_scores(dataset, represent, metric_generator(0, "beta_vae"),
+                                 {"default": {}, **WEAK_CLASSIFIERS}, n_train=scale.n_train,
+                                 n_eval=scale.n_eval)
+    return {name: values["eval_accuracy"] for name, values in scores.items()}
+
+
+def _baseline(part: Part, name: str, seed: int, scale: Scale) -> dict[str, float | None]:
+    from betavae.evaluation import evaluate_baseline
+
+    results = evaluate_baseline(name, part.dataset, list(scale.metrics), seed=seed,
+                                sizes={"n_train": scale.n_train, "n_eval": scale.n_eval},
+                                latent_dim=scale.compare_latent, device="cpu",
+                                num_fit=scale.baseline_fit)
+    return {metric: _headline(metric, values) for metric, values in results.items()}
+
+
+def _headline(metric: str, values: dict[str, float | None]) -> float | None:
+    from betavae.metrics import METRICS
+
+    return values.get(METRICS[metric].headline)
+
+
+def _transfer(part: Part, scale: Scale, out: Path, compare_dir: Path, store: Measurements
+              ) -> list[dict[str, Any]]:
+    from betavae.transfer import run_transfer
+
+    runs = rows_of(compare_dir)
+    key = "transfer:" + part.folder + ":" + ",".join(
+        f"{row['run']}@{RunDir(compare_dir / row['run']).checkpoint_step()}" for row in runs)
+
+    def compute() -> list[dict[str, Any]]:
+        result = run_transfer([compare_dir / row["run"] for row in runs], labels=scale.transfer_labels,
+                              repeats=scale.transfer_repeats, task=part.transfer_task,
+                              out=out / "transfer" / part.folder, baselines=(), max_test=scale.transfer_test)
+        seeds = {row["run"]: row["seed"] for row in runs}
+        return [{**row, "seed": seeds.get(row["run"])} for row in result.rows]
+
+    return store.get(key, compute)
+
+
+def _figures(part: Part, grid_dir: Path, compare_dir: Path) -> list[Path]:
+    from betavae.studies.results import result_rows
+    from betavae.viz.sweep import plot_sweep
+    from betavae.viz.traversals import traversal_figure
+
+    rows, spec = result_rows(grid_dir)
+    figures = [path for path in plot_sweep(grid_dir, rows, spec.varied()) if path.suffix == ".png"]
+    paper_runs = [row for row in rows_of(compare_dir) if row["beta"] == PAPER_BETA and row["seed"] == 0]
+    for row in paper_runs[:1]:
+        figures += traversal_figure(compare_dir / row["run"], dims="all")
+    return figures
+
+
+# --- the environment -------------------------------------------------------------------------------
+
+
+def environment() -> dict[str, str]:
+    import sklearn
+    import torch
+
+    from betavae.device import resolve_device
+
+    device = resolve_device("auto")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "device": f"{device.type} ({name})",
+            "threads": str(torch.get_num_threads()), "cores": str(os.cpu_count()),
+            "platform": platform.platform()}
