@@ -448,3 +448,12 @@ def test_a_client_that_hangs_up_mid_answer_prints_nothing_but_a_fault_keeps_its_
             server._http.handle_error(None, ("127.0.0.1", 50000))
         assert "RuntimeError: a bug" in capfd.readouterr().err
         assert get(server, "/")[0] == 200  # and the server still answers
+
+
+def test_serving_from_this_thread_and_a_background_thread_at_once_is_refused(tmp_path):
+    """Two loops on one socket race when stopped (the CLI hung on Ctrl-C that way once)."""
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "index.html").write_text("<!doctype html>")
+    with DemoServer(root, port=0) as server, pytest.raises(RuntimeError, match="background thread"):
+        server.serve_forever()

@@ -712,11 +712,11 @@ def demo(run_dirs: tuple[str, ...], port: int, host: str, static_dir: str | None
         return
     with tempfile.TemporaryDirectory(prefix="betavae-demo-") as folder:
         site = build_site(run_dirs, Path(folder) / "site", images=images, report=click.echo)
-        with DemoServer(site, host=host, port=port) as server:
-            if server.warning:
-                click.echo(server.warning, err=True)
-            click.echo(f"serving the demo of {len(run_dirs)} run(s) at {server.url} (Ctrl-C stops)")
-            server.serve_forever()
+        server = DemoServer(site, host=host, port=port)  # served from this thread: Ctrl-C stops it
+        if server.warning:
+            click.echo(server.warning, err=True)
+        click.echo(f"serving the demo of {len(run_dirs)} run(s) at {server.url} (Ctrl-C stops)")
+        server.serve_forever()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -162,6 +162,18 @@ class FactorDataset(ImageDataset):
         factors = np.asarray(factors, dtype=np.int64)
         return np.ravel_multi_index(tuple(factors.T), self.factor_sizes).astype(np.int64)
 
+    def hold_out(self, test_size: int, seed: int) -> None:
+        """Set ``train`` and ``test``: ``test_size`` images held out by ``seed`` (:func:`split_indices`);
+        an impossible ``test_size`` is a one-line error naming the set and its size."""
+        from betavae.errors import BetaVAEError
+
+        try:
+            train, test = split_indices(len(self), test_size, seed)
+        except ValueError as error:
+            raise BetaVAEError(f"{self.name}: {error} (the set has {len(self)} images)") from None
+        self.train = FactorSplit(self, train)
+        self.test = FactorSplit(self, test)
+
     def images_at(self, index: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """The images at flat indices (``rng`` as for :meth:`render`); in-memory variants override
         this with a lookup."""

@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from betavae.data.base import FactorDataset, FactorSplit, split_indices
+from betavae.data.base import FactorDataset
 from betavae.data.mnist import data_root
 from betavae.errors import BetaVAEError
 
@@ -87,12 +87,7 @@ class Shapes3DDataset(FactorDataset):
         self.factor_sizes = tuple(len(values) for values in self._values)
         self._file = ImageFile(self.path)
         self._images = self._file.read_all() if in_memory else None
-        try:
-            train, test = split_indices(len(self), test_size, seed)
-        except ValueError as error:
-            raise BetaVAEError(f"{self.name}: {error} (the set has {len(self)} images)") from None
-        self.train = FactorSplit(self, train)
-        self.test = FactorSplit(self, test)
+        self.hold_out(test_size, seed)
 
     @property
     def in_memory(self) -> bool:

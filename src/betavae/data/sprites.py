@@ -7,9 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from betavae.data.base import FactorDataset, FactorSplit, split_indices
+from betavae.data.base import FactorDataset
 from betavae.data.render import SPRITE_RADIUS, rasterize
-from betavae.errors import BetaVAEError
 
 
 class SpriteDataset(FactorDataset):
@@ -50,12 +49,7 @@ class SpriteDataset(FactorDataset):
         self._images = images
         if in_memory and images is None:
             self._images = self._render_all()
-        try:
-            train, test = split_indices(len(self), test_size, seed)
-        except ValueError as error:
-            raise BetaVAEError(f"{self.name}: {error} (the set has {len(self)} images)") from None
-        self.train = FactorSplit(self, train)
-        self.test = FactorSplit(self, test)
+        self.hold_out(test_size, seed)
 
     @property
     def in_memory(self) -> bool:

@@ -223,7 +223,10 @@ class DemoServer:
         return self
 
     def serve_forever(self) -> None:
-        """Serve until Ctrl-C, then close and return."""
+        """Serve from this thread until Ctrl-C, then close and return. Not with :meth:`start`: two
+        loops serving one socket race when stopped."""
+        if self._thread is not None:
+            raise RuntimeError("the server already serves from a background thread (start())")
         try:
             self._http.serve_forever()
         except KeyboardInterrupt:

@@ -72,7 +72,10 @@ class Judgement:
 
 def judge(samples: Iterable[float], expect: Direction) -> tuple[str, Effect]:
     """The verdict of :data:`RULE` on per-seed effects expected to be ``positive`` or ``negative``."""
-    effect = Effect.of(samples)
+    return _verdict(Effect.of(samples), expect)
+
+
+def _verdict(effect: Effect, expect: Direction) -> tuple[str, Effect]:
     if effect.n < 2 or effect.se is None or not math.isfinite(effect.mean):
         return INCONCLUSIVE, effect
     signed = effect.mean if expect == "positive" else -effect.mean
@@ -219,13 +222,7 @@ def judge_unpaired(better: Sequence[float], worse: Sequence[float], expect: Dire
     b, w = Effect.of(better), Effect.of(worse)
     if b.n < 2 or w.n < 2 or b.se is None or w.se is None:
         return INCONCLUSIVE, Effect(b.mean - w.mean, None, min(b.n, w.n))
-    effect = Effect(b.mean - w.mean, math.sqrt(b.se**2 + w.se**2), min(b.n, w.n))
-    signed = effect.mean if expect == "positive" else -effect.mean
-    if signed > SPREAD * effect.se:
-        return HELD, effect
-    if signed < -SPREAD * effect.se:
-        return NOT_HELD, effect
-    return INCONCLUSIVE, effect
+    return _verdict(Effect(b.mean - w.mean, math.sqrt(b.se**2 + w.se**2), min(b.n, w.n)), expect)
 
 
 def no_gain(samples: Sequence[float], margin: float) -> tuple[str, Effect]:
