@@ -98,13 +98,19 @@ def combine(verdicts: Sequence[str]) -> str:
 def judged(parts: Sequence[tuple[str, Sequence[float], Direction]], unit: str = "seed",
            digits: int = 3) -> Judgement:
     """A claim of named parts, each a list of per-seed effects and its expected sign."""
-    verdicts, effects, reasons = [], [], []
+    verdicts = []
     for name, samples, expect in parts:
         verdict, effect = judge(samples, expect)
-        verdicts.append(verdict)
-        effects.append(f"{name} {effect.text(digits, unit)}")
-        reasons.append(f"{name}: {verdict} (expected {expect})")
-    return Judgement(combine(verdicts), "; ".join(effects), "; ".join(reasons))
+        verdicts.append((name, verdict, effect, f"expected {expect}"))
+    return summarised(verdicts, unit, digits)
+
+
+def summarised(parts: Sequence[tuple[str, str, Effect, str]], unit: str = "seed", digits: int = 3
+               ) -> Judgement:
+    """A claim of named parts already judged, each ``(name, verdict, effect, what was expected)``."""
+    return Judgement(combine([verdict for _, verdict, _, _ in parts]),
+                     "; ".join(f"{name} {effect.text(digits, unit)}" for name, _, effect, _ in parts),
+                     "; ".join(f"{name}: {verdict} ({expected})" for name, verdict, _, expected in parts))
 
 
 # --- per-seed effects from result rows -----------------------------------------------------------

@@ -279,8 +279,9 @@ def _measure(parts: Sequence[Part], scale: Scale, out: Path, store: Measurements
             measured.baselines[part.folder] = _baselines(store, part, scale)
         if part.transfer_task:
             echo(f"{part.folder}: transfer ({part.transfer_task})")
-            measured.transfer[part.folder] = _transfer(part, scale, out, compare_dir, store)
-        measured.figures[part.folder] = _figures(part, grid_dir, compare_dir)
+            measured.transfer[part.folder] = _transfer(part, scale, out, compare_dir,
+                                                       measured.compare[part.folder], store)
+        measured.figures[part.folder] = _figures(part, grid_dir, compare_dir, measured.compare[part.folder])
     return measured
 
 
@@ -341,11 +342,10 @@ def _headline(metric: str, values: dict[str, float | None]) -> float | None:
     return values.get(METRICS[metric].headline)
 
 
-def _transfer(part: Part, scale: Scale, out: Path, compare_dir: Path, store: Measurements
-              ) -> list[dict[str, Any]]:
+def _transfer(part: Part, scale: Scale, out: Path, compare_dir: Path, runs: Sequence[dict[str, Any]],
+              store: Measurements) -> list[dict[str, Any]]:
     from betavae.transfer import run_transfer
 
-    runs = rows_of(compare_dir)
     key = "transfer:" + part.folder + ":" + ",".join(
         f"{row['run']}@{RunDir(compare_dir / row['run']).checkpoint_step()}" for row in runs)
 
@@ -359,14 +359,15 @@ def _transfer(part: Part, scale: Scale, out: Path, compare_dir: Path, store: Mea
     return store.get(key, compute)
 
 
-def _figures(part: Part, grid_dir: Path, compare_dir: Path) -> list[Path]:
+def _figures(part: Part, grid_dir: Path, compare_dir: Path, compare_rows: Sequence[dict[str, Any]]
+             ) -> list[Path]:
     from betavae.studies.results import result_rows
     from betavae.viz.sweep import plot_sweep
     from betavae.viz.traversals import traversal_figure
 
     rows, spec = result_rows(grid_dir)
     figures = [path for path in plot_sweep(grid_dir, rows, spec.varied()) if path.suffix == ".png"]
-    paper_runs = [row for row in rows_of(compare_dir) if row["beta"] == PAPER_BETA and row["seed"] == 0]
+    paper_runs = [row for row in compare_rows if row["beta"] == PAPER_BETA and row["seed"] == 0]
     for row in paper_runs[:1]:
         figures += traversal_figure(compare_dir / row["run"], dims="all")
     return figures

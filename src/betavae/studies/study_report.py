@@ -191,22 +191,20 @@ def _scores_of(part: Part, measured: Measured, metric: str) -> dict[str, list[fl
 
 
 def _baseline_order(parts: Sequence[Part], measured: Measured) -> Judgement:
-    verdicts, texts = [], []
+    judged = []
     for part in parts:
         samples = _scores_of(part, measured, "beta_vae")
         for better, worse in (("vae", "pixels"), ("pca", "vae"), ("beta_vae", "pca")):
             verdict, effect = claims.judge_unpaired(samples[better], samples[worse])
-            verdicts.append(verdict)
-            texts.append(f"{part.folder} {LABELS[better]} − {LABELS[worse]} {effect.text(3)}: {verdict}")
+            judged.append((f"{part.folder} {LABELS[better]} − {LABELS[worse]}", verdict, effect,
+                           "expected positive"))
         verdict, effect = claims.judge_unpaired(samples["ica"], samples["pixels"])
         if effect.n < 2 or effect.se is None:
             same = INCONCLUSIVE
         else:  # "about equal": the difference stays within its spread
             same = HELD if verdict == INCONCLUSIVE else NOT_HELD
-        verdicts.append(same)
-        texts.append(f"{part.folder} ICA ≈ pixels {effect.text(3)}: {same}")
-    ours = "; ".join(text.rsplit(":", 1)[0] for text in texts)
-    return Judgement(claims.combine(verdicts), ours, "; ".join(texts))
+        judged.append((f"{part.folder} ICA − pixels", same, effect, "expected within its spread"))
+    return claims.summarised(judged)
 
 
 def _baselines_section(parts: Sequence[Part], measured: Measured, scale: Scale) -> Section:
