@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from betavae.cli import Command, app
 from betavae.config import comma_separated
 from betavae.data import DATASETS
+from betavae.metrics import METRICS
 from betavae.models import ARCHITECTURES
 from betavae.runs import RunDir
 from commands import run_cli
@@ -150,8 +151,8 @@ def test_every_option_that_takes_a_value_refuses_an_option_in_its_place(command,
         ),
         (
             ["train", "--eval", "--eval-every", "5", "--out", "{tmp}/out"],
-            "--eval needs a value (metrics measured during training, comma-separated: beta_vae, "
-            "factor_vae, mig, dci, sap, or all), got the option --eval-every",
+            f"--eval needs a value (metrics measured during training, comma-separated: "
+            f"{', '.join(METRICS)}, or all), got the option --eval-every",
         ),
         (
             ["train", "--out", "-h"],

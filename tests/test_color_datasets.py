@@ -153,7 +153,7 @@ def scores(dataset, seed):
         name: metrics.get(name).compute(
             dataset, code_of(dataset), evaluation.metric_generator(seed, name), **METRIC_SIZES[name]
         )
-        for name in metrics.METRICS
+        for name in metrics.ALL_METRICS
     }
 
 

@@ -133,10 +133,9 @@ def test_a_cuda_graph_step_refuses_a_batch_of_another_shape():
         take_step(x[:8])
 
 
-def test_a_cuda_graph_run_resumed_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
+def test_a_cuda_graph_run_resumed_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
     """The noise generator's state advances with each replay and travels in the checkpoint."""
-    # Without it, GPU runs of one seed differ (README, time to disentangle); with it this matched bit for bit.
-    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    # Without --deterministic, GPU runs of one seed differ (README, time to disentangle).
     config = TrainConfig(
         dataset="dsprites",
         arch="conv64",
@@ -146,6 +145,7 @@ def test_a_cuda_graph_run_resumed_ends_with_the_weights_of_an_uninterrupted_one(
         log_every=10,
         test_size=200,
         device="cuda",
+        deterministic=True,
         out=str(tmp_path / "whole"),
     )
     train(config, progress=False)
@@ -177,3 +177,18 @@ def test_a_run_trained_on_cuda_resumes_there_and_loads_anywhere(tmp_path):
     model = load_model(tmp_path / "run", device="cpu")
     assert next(model.parameters()).device.type == "cpu"
     assert torch.isfinite(model.encode(torch.rand(2, 1, 28, 28))[0]).all()
+
+
+def test_deterministic_runs_of_one_seed_end_with_the_same_weights(tmp_path):
+    """``--deterministic`` (what ``betavae reproduce --scale paper`` trains with) repeats a run's numbers."""
+    config = TrainConfig(dataset="dsprites", arch="conv64", latent_dim=4, steps=60, checkpoint_every=60,
+                         log_every=20, test_size=200, device="cuda", deterministic=True,
+                         out=str(tmp_path / "a"))
+    train(config, progress=False)
+    assert torch.backends.cudnn.deterministic and torch.are_deterministic_algorithms_enabled()
+    train(TrainConfig(**{**config.to_dict(), "out": str(tmp_path / "b")}), progress=False)
+    first, second = (RunDir(tmp_path / name).load_checkpoint()["model"] for name in ("a", "b"))
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    fast = TrainConfig(**{**config.to_dict(), "deterministic": False, "out": str(tmp_path / "c")})
+    train(fast, progress=False)
+    assert not torch.backends.cudnn.deterministic and not torch.are_deterministic_algorithms_enabled()

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from betavae import data, evaluation
 from betavae.errors import BetaVAEError
-from betavae.metrics import model_representation
+from betavae.metrics import METRICS, model_representation
 from betavae.runs import RunDir, load_model
 from betavae.train import TrainingInterrupted, train
 from clocks import steps_take
@@ -210,7 +210,7 @@ def test_resume_takes_a_new_eval_every_but_no_other_evaluation_change(tmp_path):
     [
         (
             ["--eval", "nope"],
-            "unknown metric 'nope'; choose one of: beta_vae, dci, factor_vae, mig, sap (--eval)",
+            f"unknown metric 'nope'; choose one of: {', '.join(sorted(METRICS))} (--eval)",
         ),
         (
             ["--dataset", "mnist", "--eval", "mig"],

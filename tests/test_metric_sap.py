@@ -72,6 +72,22 @@ def test_classification_scores_are_the_reference_svms_test_accuracies():
             )
 
 
+def test_dimensions_with_the_same_training_values_share_a_fit_but_score_their_own_test_values():
+    rng = np.random.default_rng(5)
+    factors = rng.integers(0, [3, 5], size=(300, 2))
+    informative = factors[:, 0] + rng.normal(0, 0.5, 300)
+    black = np.zeros(300)  # a pixel no training image touched
+    train = np.stack([informative, informative, black, black], axis=1)[:200]
+    test = np.stack([informative, rng.normal(size=300), black, rng.uniform(0, 3, 300)], axis=1)[200:]
+    scores = _classification_scores(train, factors[:200], test, factors[200:])
+    for d in range(4):
+        for k in range(2):
+            alone = LinearSVC(C=0.01, class_weight="balanced", dual=False)
+            alone.fit(train[:, d : d + 1], factors[:200, k])
+            assert scores[d, k] == alone.score(test[:, d : d + 1], factors[200:, k])
+    assert scores[0, 0] != scores[1, 0]  # one fit, two test columns
+
+
 def test_squared_correlations_match_numpy_and_are_zero_for_a_collapsed_dimension():
     rng = np.random.default_rng(2)
     factors = rng.integers(0, 9, size=(300, 3))

@@ -9,19 +9,25 @@ import pytest
 from tests.commands import run_cli
 
 from betavae.studies.claims import VERDICTS
-from betavae.studies.reproduce import MEASUREMENTS_FILE, reproduce
+from betavae.studies.reproduce import MEASUREMENTS_FILE, PARTS, _training, reproduce, scale_of
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    """The smoke study, with no MNIST anywhere (its parts are skipped, and the report says why)."""
+def study(tmp_path_factory, request) -> Path:
+    """The smoke study, on real MNIST where the tests have it (else its parts are skipped, and the report
+    says why; the second invocation below hides MNIST either way)."""
+    try:
+        data_dir = request.getfixturevalue("mnist_dir")
+    except pytest.skip.Exception:
+        data_dir = tmp_path_factory.mktemp("no_data")
     out = tmp_path_factory.mktemp("study") / "reproduce"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BETAVAE_DATA_DIR", str(tmp_path_factory.mktemp("no_data")))
+        patch.setenv("BETAVAE_DATA_DIR", str(data_dir))
         lines: list[str] = []
-        report = reproduce("smoke", out, progress=False, echo=lines.append)
+        report = reproduce("smoke", out, progress=False, echo=lines.append, download=False)
     assert report == out / "report.html"
-    assert any(line.startswith("skipping the MNIST parts") for line in lines)
+    skipped = any(line.startswith("skipping the MNIST parts") for line in lines)
+    assert skipped == (not (out / "mnist").exists())
     return out
 
 
@@ -39,7 +45,16 @@ def test_the_report_judges_every_claim_by_its_stated_rule(study):
         assert row[5].strip("*") in VERDICTS, row
     assert "standard errors" in markdown and "standard errors" in html  # the rule is stated
     assert "betavae reproduce --scale smoke" in markdown
-    assert "MNIST" in markdown.split("## Skipped", 1)[1]  # what was not run, and why
+    # every metric named with its variant and settings
+    metrics_section = markdown.split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    for name in scale_of("smoke").metrics:
+        assert f"| {name}: ".replace("_", "\\_") in metrics_section  # Markdown escapes the underscore
+    assert "Higgins et al. 2017" in metrics_section and r"n\_train = 40, n\_eval = 20" in metrics_section
+    if (study / "mnist").exists():  # the held-out loss claim and transfer include MNIST
+        assert "mnist: grid and figures" in markdown
+        claim_text = {number: " ".join(" ".join(row) for row in rows if int(row[0]) == number)
+                      for number in (1, 7)}
+        assert "mnist" in claim_text[1] and "MNIST" in claim_text[7], claim_text
 
 
 def test_every_figure_the_report_names_is_there_and_not_empty(study):
@@ -52,17 +67,32 @@ def test_every_figure_the_report_names_is_there_and_not_empty(study):
     assert (study / "report.html").read_text().count("data:image/") == len(figures)
 
 
-def test_a_second_invocation_reuses_every_run_and_measurement(study):
+def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_skipped(study):
     logs = {path: path.read_bytes() for path in study.glob("*/*/*/log.jsonl")}
-    assert len(logs) == 12  # Shapes and dSprites: a 2 × 2 grid and β = 1 / β = 4, one seed
+    parts = 3 if (study / "mnist").exists() else 2
+    assert len(logs) == 6 * parts  # per dataset: a 2 × 2 grid and β = 1 / β = 4, one seed
     measurements = (study / MEASUREMENTS_FILE).read_bytes()
     report_before = (study / "report.md").stat().st_mtime_ns
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BETAVAE_DATA_DIR", str(study.parent))
-        reproduce("smoke", study, progress=False, echo=lambda line: None)
+        patch.setenv("BETAVAE_DATA_DIR", str(study.parent))  # no MNIST here
+        lines: list[str] = []
+        reproduce("smoke", study, progress=False, echo=lines.append, download=False)
     assert {path: path.read_bytes() for path in study.glob("*/*/*/log.jsonl")} == logs  # no training step
     assert (study / MEASUREMENTS_FILE).read_bytes() == measurements  # nothing measured again
     assert (study / "report.md").stat().st_mtime_ns > report_before
+    assert any(line.startswith("skipping the MNIST parts") for line in lines)
+    markdown = (study / "report.md").read_text()
+    assert "MNIST" in markdown.split("## Skipped", 1)[1]  # what was not run, and why
+    assert "mnist: grid and figures" not in markdown
+
+
+def test_the_paper_scale_uses_the_reference_predictors_and_deterministic_kernels():
+    paper, small = scale_of("paper"), scale_of("small")
+    assert "dci_gbt" in paper.metrics and "dci" not in paper.metrics
+    assert all(_training(part, paper, None)["deterministic"] for part in PARTS)
+    assert all("deterministic" not in _training(part, small, None) for part in PARTS)
+    assert small.seeds >= 3 and small.seeds_of_grid >= 2  # a spread over seeds for every claim
+    assert len(small.beta_norms) >= 3 and len(small.latent_dims) >= 2  # a peak: three β; a shift: two sizes
 
 
 def test_an_unknown_scale_is_a_one_line_error(tmp_path, capsys):

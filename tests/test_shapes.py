@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -63,6 +64,20 @@ def test_in_memory_lookup_matches_rendering_on_the_fly(shapes):
     index = np.random.default_rng(1).integers(0, len(shapes), 300)
     np.testing.assert_array_equal(shapes.images_at(index), on_the_fly.images_at(index))
     np.testing.assert_array_equal(shapes.render(shapes.index_to_factors(index)), on_the_fly.images_at(index))
+
+
+def test_a_process_renders_a_set_once_and_shares_it_read_only(shapes, monkeypatch):
+    again = load_shapes(test_size=500, seed=3)  # another split of the same images
+    assert again._images is shapes._images  # the array rendered for the module's fixture
+    with pytest.raises(ValueError, match="read-only"):
+        again._images[0, 0, 0, 0] = 1
+    assert (again.images_at(np.arange(3)) == shapes.images_at(np.arange(3))).all()
+    assert again.images_at(np.arange(3)).flags.writeable  # lookups are the caller's own copies
+    monkeypatch.setattr("betavae.data.sprites._rendered", OrderedDict())
+    monkeypatch.setattr("betavae.data.sprites.RENDER_CACHE_BYTES", 0)  # too big to keep: rendered each time
+    first, second = load_shapes(), load_shapes()
+    assert first._images is not second._images and first._images.flags.writeable
+    np.testing.assert_array_equal(first._images, shapes._images)
 
 
 def test_sprites_never_touch_the_border(shapes):

@@ -191,6 +191,11 @@ def app() -> None:
     default=None,
     help="on CUDA, replay each step from one captured graph instead of launching its kernels  [default: on]",
 )
+@click.option(
+    "--deterministic/--no-deterministic",
+    default=None,
+    help="on CUDA, kernels that give the same numbers for the same seed every time (slower)  [default: off]",
+)
 @click.option("--seed", type=SEED, help="[default: 0]")
 @click.option("--out", help="run folder  [default: runs/<dataset>-<arch>-z<M>-b<β>-s<seed>]")
 @click.option("--device", cls=RegistryHelp, describe=lambda: f"{_names(DEVICES)}  [default: auto]")
@@ -417,7 +422,7 @@ def _sweep_flags(command):
     from betavae.config import FLAGS, takes_list
 
     for key, flag in reversed(list(FLAGS.items())):
-        if key in ("out", "seed", "cuda_graph"):
+        if key in ("out", "seed", "cuda_graph", "deterministic"):  # switches: a sweep's TOML file sets them
             continue
         if takes_list(key):  # its value is a list: the commas give that list, the same for every run
             command = click.option(flag, key, metavar="A,B", help="comma-separated, one list for every run")(
@@ -559,16 +564,18 @@ def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
 
 @app.command()
 @click.option("--scale", default="small", show_default=True,
-              help="smoke (a minute) | small (two CPU cores, about half an hour) | paper (a GPU or cluster)")
+              help="smoke (a minute) | small (two CPU cores, under half an hour) | paper (a GPU or cluster)")
 @click.option("--out", default="runs/reproduce", show_default=True, help="the study folder")
 @click.option("--backend", default="local", show_default=True, cls=RegistryHelp,
               describe=lambda: _names("betavae.studies.backend:BACKENDS"))
 @click.option("--workers", type=int, help="runs at once  [default: one per GPU, else one per core]")
 @click.option("--ray-address", help="a Ray cluster to join  [default: start one here]")
 @click.option("--data-dir", help="where MNIST's files are; also $BETAVAE_DATA_DIR")
+@click.option("--download/--no-download", default=True, show_default=True,
+              help="fetch MNIST from its mirrors when its files are absent (offline: its parts are skipped)")
 @click.option("--progress/--no-progress", default=None, help="progress bars  [default: on a terminal]")
 def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_address: str | None,
-              data_dir: str | None, progress: bool | None) -> None:
+              data_dir: str | None, download: bool, progress: bool | None) -> None:
     """Run the β-VAE study and write report.html / report.md judging each of the paper's claims.
 
     Killed and run again, it reuses every finished run and measurement; run on a finished
@@ -578,8 +585,9 @@ def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_addre
     from betavae.studies.reproduce import reproduce as run_study
 
     options = BackendOptions(backend=backend, workers=workers, ray_address=ray_address)
-    report = run_study(scale, out, options, data_dir=data_dir, progress=progress, echo=click.echo)
-    click.echo(report)
+    report = run_study(scale, out, options, data_dir=data_dir, progress=progress, echo=click.echo,
+                       download=download)
+    click.echo(f"report: {report}  (and {report.with_suffix('.md').name} beside it)")
 
 
 @app.group()

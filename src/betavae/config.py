@@ -36,7 +36,8 @@ SEED_MAX = 2**63 - 1
 FLAGS: dict[str, str] = {
     "dataset": "--dataset", "arch": "--arch", "latent_dim": "--latent", "beta": "--beta",
     "beta_norm": "--beta-norm", "recon": "--recon", "steps": "--steps", "batch_size": "--batch-size",
-    "lr": "--lr", "precision": "--precision", "cuda_graph": "--cuda-graph", "seed": "--seed", "out": "--out",
+    "lr": "--lr", "precision": "--precision", "cuda_graph": "--cuda-graph",
+    "deterministic": "--deterministic", "seed": "--seed", "out": "--out",
     "device": "--device", "checkpoint_every": "--checkpoint-every", "log_every": "--log-every",
     "data_dir": "--data-dir", "test_size": "--test-size", "eval": "--eval", "eval_every": "--eval-every",
     "eval_seed": "--eval-seed", "eval_n_train": "--eval-n-train", "eval_n_eval": "--eval-n-eval",
@@ -80,6 +81,7 @@ class TrainConfig:
     lr: float | None = None  # the architecture's (models.ARCHITECTURES)
     precision: str = "fp32"
     cuda_graph: bool = True  # on CUDA, replay each step from a captured graph (betavae.steps)
+    deterministic: bool = False  # on CUDA, kernels that repeat their numbers (betavae.performance)
     seed: int = 0
     out: str | None = None
     device: str = "auto"

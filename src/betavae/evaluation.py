@@ -42,7 +42,7 @@ def parse_metric_names(text: str, flag: str = "--metrics") -> list[str]:
 
     if not text.strip():
         raise BetaVAEError(f"no metric given; choose from: all, {', '.join(metrics.METRICS)} ({flag})")
-    names = list(metrics.METRICS) if text.strip() == "all" else comma_separated(text, flag)
+    names = list(metrics.ALL_METRICS) if text.strip() == "all" else comma_separated(text, flag)
     for name in names:
         try:
             metrics.get(name)

@@ -100,6 +100,27 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=not capturing)
 
 
+def use_deterministic_kernels(device: torch.device, deterministic: bool) -> None:
+    """On CUDA, choose kernels that give the same numbers every time (``deterministic``) or the fastest.
+
+    Deterministic means cuDNN's deterministic algorithms, cuBLAS with a fixed workspace
+    (``CUBLAS_WORKSPACE_CONFIG``, read when cuBLAS starts, so set before the first product)
+    and PyTorch's deterministic alternatives, which raise for an operation that has none:
+    the same seed twice then gives the same weights on the same GPU, at a cost in speed
+    (``benchmarks/deterministic_cost.py``). Without it, atomics in cuDNN's backward kernels
+    make two runs of one seed drift apart. These switches are the process's, as PyTorch's
+    are; each run sets them to its own config. A CPU's kernels are deterministic already
+    (same machine, same threads), so nothing changes there.
+    """
+    if device.type != "cuda":
+        return
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic)
+
+
 def make_optimizer(parameters: Iterable[torch.nn.Parameter], lr: float, device: torch.device,
                    capturable: bool = False, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
     """Adam, with its fused single-kernel step where PyTorch has one for the device.

@@ -7,7 +7,7 @@ not the loop lives in small helpers below it.
 Determinism: the batch at step ``s`` depends only on ``(seed, s)`` (:class:`~betavae.batches.BatchOrder`),
 and the noise generator's state travels in the checkpoint, so a run interrupted and
 resumed ends with the same weights as one that never stopped (on the same machine; on a
-GPU, only with ``torch.backends.cudnn.deterministic`` on, see the README).
+GPU, only with ``--deterministic``, see :func:`betavae.performance.use_deterministic_kernels`).
 
 Time: a training clock (:class:`_TrainingClock`) counts the seconds of training since the
 run began, carried across resumes in the checkpoint; evaluations during training
@@ -55,6 +55,7 @@ RESUMABLE_CHANGES = {
     "log_every",
     "device",
     "cuda_graph",
+    "deterministic",
     "out",
     "data_dir",
     "eval_every",
@@ -398,6 +399,7 @@ class _Setup:
         beta, beta_norm = _betas(config, num_pixels)
         device = resolve_device(config.device)
         performance.check_precision(config.precision, device)
+        performance.use_deterministic_kernels(device, config.deterministic)  # before any CUDA product
         performance.keep_freed_memory()
         torch.manual_seed(config.seed)  # the initial weights
         model = models.build(arch, config.latent_dim, dataset.image_shape)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,6 +10,13 @@ from tqdm import tqdm
 
 from betavae.data.base import FactorDataset
 from betavae.data.render import SPRITE_RADIUS, rasterize
+
+# Rendered sets kept for this process, so that a study loading Shapes once per run, metric and
+# baseline renders it once: keyed by class and factor values, read-only, most recent last.
+# Only small sets are kept (Shapes and its heart are tens of MB; dSprites in memory is 3 GB).
+RENDER_CACHE_BYTES = 256 * 2**20
+RENDER_CACHE_SETS = 4
+_rendered: OrderedDict[tuple, np.ndarray] = OrderedDict()
 
 
 class SpriteDataset(FactorDataset):
@@ -48,7 +56,7 @@ class SpriteDataset(FactorDataset):
             raise ValueError(f"expected images of shape {(len(self), *self.image_shape)}, got {images.shape}")
         self._images = images
         if in_memory and images is None:
-            self._images = self._render_all()
+            self._images = self._rendered_once()
         self.hold_out(test_size, seed)
 
     @property
@@ -102,6 +110,21 @@ class SpriteDataset(FactorDataset):
                 f"factor indices out of range for {self.name} with factor sizes {self.factor_sizes}"
             )
         return factors
+
+    def _rendered_once(self) -> np.ndarray:
+        """:meth:`_render_all`, or the read-only array this process rendered for the same set before."""
+        key = (type(self), self.image_size, self.supersample, self.sprite_size,
+               tuple(values.tobytes() for values in self._values))
+        if key in _rendered:
+            _rendered.move_to_end(key)
+            return _rendered[key]
+        images = self._render_all()
+        if images.nbytes <= RENDER_CACHE_BYTES:
+            images.setflags(write=False)
+            _rendered[key] = images
+            while len(_rendered) > RENDER_CACHE_SETS:
+                _rendered.popitem(last=False)
+        return images
 
     def _render_all(self, chunk: int = 16_384) -> np.ndarray:
         """Every image in index order, rendered chunk by chunk into one ``uint8`` array."""

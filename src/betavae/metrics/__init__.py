@@ -12,6 +12,7 @@ sweep's tables read the rest from it.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,11 @@ class Metric:
     images_encoded: Callable[[Mapping[str, Any]], int]
     # The smallest sizes it computes with, by size name (every size not listed: 1 point).
     min_sizes: Mapping[str, int] = field(default_factory=dict)
+    # The paper that defined it, and what it fits on the codes: how a report names its variant.
+    reference: str = ""
+    predictor: str = ""
+    # Whether ``--metrics all`` includes it (not a variant that gives the same numbers far slower).
+    in_all: bool = True
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -67,25 +73,44 @@ METRICS: dict[str, Metric] = {
         "β-VAE score",
         headline="eval_accuracy",
         images_encoded=lambda p: (p["n_train"] + p["n_eval"]) * 2 * p["batch_size"],
+        reference="Higgins et al. 2017",
+        predictor="logistic regression (scikit-learn's defaults) on |z₁ − z₂| averaged over batch_size pairs",
     ),
     "factor_vae": Metric(
         factor_vae_score,
         "FactorVAE score",
         headline="eval_accuracy",
         images_encoded=lambda p: (p["n_train"] + p["n_eval"]) * p["batch_size"] + p["num_variance_estimate"],
+        reference="Kim & Mnih 2018",
+        predictor="majority vote from the least-variance (rescaled) dimension to the fixed factor",
     ),
     # With one point MIG divides by the entropy of factors that took one value (0/0, NaN every time),
     # found by running each metric on dSprites with a random projection of the pixels at sizes 1, 2, 3 …
     # Above it a small draw can still be degenerate by chance (at 2 points, half the MIGs are NaN,
     # written as null with evaluation.NAN_REASON), rarely once the sizes reach tens of points.
     "mig": Metric(
-        mig, "MIG", headline="mig", images_encoded=lambda p: p["n_train"], min_sizes={"n_train": 2}
+        mig, "MIG", headline="mig", images_encoded=lambda p: p["n_train"], min_sizes={"n_train": 2},
+        reference="Chen et al. 2018",
+        predictor="mutual information of each dimension with each factor, histograms of num_bins bins",
     ),
     "dci": Metric(
         dci,
         "DCI disentanglement",
         headline="disentanglement",
         images_encoded=lambda p: p["n_train"] + p["n_eval"],
+        reference="Eastwood & Williams 2018",
+        predictor="importances of extremely randomised trees, 30 per factor (fast; close to the reference's)",
+    ),
+    # The reference's predictor (disentanglement_lib's GradientBoostingClassifier): the numbers that
+    # compare with published ones, minutes per representation on a CPU; so not part of "all".
+    "dci_gbt": Metric(
+        functools.partial(dci, regressor="gbt"),
+        "DCI disentanglement (GBT)",
+        headline="disentanglement",
+        images_encoded=lambda p: p["n_train"] + p["n_eval"],
+        reference="Eastwood & Williams 2018",
+        predictor="importances of gradient-boosted trees, scikit-learn's defaults (disentanglement_lib's)",
+        in_all=False,
     ),
     # With continuous_factors SAP scores the training points alone and draws no evaluation points.
     "sap": Metric(
@@ -93,8 +118,13 @@ METRICS: dict[str, Metric] = {
         "SAP score",
         headline="sap",
         images_encoded=lambda p: p["n_train"] + (0 if p["continuous_factors"] else p["n_eval"]),
+        reference="Kumar et al. 2018",
+        predictor="per dimension and factor, a linear SVM (C = 0.01) on that one dimension",
     ),
 }
+
+# What ``--metrics all`` means: every metric but slower variants of another.
+ALL_METRICS = tuple(name for name, metric in METRICS.items() if metric.in_all)
 
 
 def get(name: str) -> Metric:
@@ -105,6 +135,7 @@ def get(name: str) -> Metric:
 
 
 __all__ = [
-    "METRICS", "SIZE_NAMES", "FactorRepresentation", "Metric", "Representation", "beta_vae_score", "dci",
-    "encode_factors", "factor_vae_score", "get", "mig", "model_representation", "sample_codes", "sap",
+    "ALL_METRICS", "METRICS", "SIZE_NAMES", "FactorRepresentation", "Metric", "Representation",
+    "beta_vae_score", "dci", "encode_factors", "factor_vae_score", "get", "mig", "model_representation",
+    "sample_codes", "sap",
 ]

@@ -46,13 +46,24 @@ def pca(
 def ica(
     dataset: FactorDataset, rng: np.random.Generator, latent_dim: int = 10, num_fit: int = 10_000
 ) -> Representation:
-    """``latent_dim`` independent components (FastICA) of ``num_fit`` random images."""
+    """``latent_dim`` independent components (FastICA) of ``num_fit`` random images.
+
+    On binary sprite images FastICA often reaches its 400 iterations before its tolerance;
+    the unmixing it has then is still a linear map of the pixels, which is all the baseline
+    claims to be (the paper's own ICA score spreads ±10.6 points over runs), so scikit-learn's
+    warning about it is not passed on.
+    """
+    import warnings
+
     from sklearn.decomposition import FastICA
+    from sklearn.exceptions import ConvergenceWarning
 
     model = FastICA(
         n_components=latent_dim, whiten="unit-variance", max_iter=400, random_state=int(rng.integers(2**31))
     )
-    model.fit(_fitting_images(dataset, num_fit, rng))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(_fitting_images(dataset, num_fit, rng))
     return lambda images: model.transform(_flatten(images))
 
 

@@ -112,12 +112,21 @@ def importance_matrix(
     Fits one classifier per factor on ``codes`` ``(n, D)`` → ``factors[:, k]``; returns
     the importance matrix ``(D, K)`` (each column sums to 1 unless the predictor never
     split), and the train and test accuracy per factor ``(K,)``. Seeds come from ``rng``.
+
+    A factor that took one value in every training point (a small draw) gives nothing to
+    learn: no dimension is important for it and it is predicted as that value, which is what
+    the extra trees do and what boosting, which refuses a single class, is spared.
     """
     num_codes, num_factors = codes.shape[1], factors.shape[1]
     importance = np.zeros((num_codes, num_factors))
     train_accuracy, test_accuracy = np.zeros(num_factors), np.zeros(num_factors)
     for k in range(num_factors):
         model = _predictor(regressor, int(rng.integers(2**31)))
+        values = np.unique(factors[:, k])
+        if len(values) == 1:
+            train_accuracy[k] = 1.0
+            test_accuracy[k] = np.mean(test_factors[:, k] == values[0])
+            continue
         model.fit(codes, factors[:, k])
         importance[:, k] = np.abs(model.feature_importances_)
         train_accuracy[k] = np.mean(model.predict(codes) == factors[:, k])
