@@ -7,8 +7,8 @@ rerun gives the same numbers. This measures the price: one run configuration (co
 dSprites at batch 64 by default, the paper scale's dSprites runs) trained twice with the
 same seed without the switch and twice with it, each run a ``betavae train`` process of its
 own (the switches and ``CUBLAS_WORKSPACE_CONFIG`` are a process's). Side by side it
-prints, per mode, the images/s of the two runs (the training log's, over the logged
-windows after the first, so the CUDA graph's capture and warm-up are left out), the step
+prints, per mode, the images/s of the two runs (the median of the training log's windows, as
+the sweep reports it, which the CUDA graph's capture in the first window does not move), the step
 time over the fast mode's, and the largest weight difference between the two runs of the
 same seed: 0 when deterministic is what it says.
 
@@ -21,7 +21,6 @@ their numbers on one machine, which ``tests/test_train.py`` checks).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 import torch
 
 from betavae.runs import RunDir
+from betavae.studies.worker import typical_rate
 
 MODES = {"fast": "--no-deterministic", "deterministic": "--deterministic"}
 
@@ -42,12 +42,6 @@ def train_once(out: Path, args: argparse.Namespace, flag: str) -> None:
                "--checkpoint-every", str(args.steps), "--log-every", str(args.log_every), "--seed", "0",
                "--device", args.device, "--no-progress", flag, "--out", str(out)]
     subprocess.run(command, check=True, capture_output=True, text=True)
-
-
-def images_per_second(run: Path) -> float:
-    """Median images/s over the logged windows after the first (capture and warm-up excluded)."""
-    entries = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-    return statistics.median(entry["images_per_s"] for entry in entries[1:] or entries)
 
 
 def largest_difference(first: Path, second: Path) -> float:
@@ -76,7 +70,7 @@ def main() -> None:
             runs = [Path(folder) / f"{mode}-{attempt}" for attempt in (1, 2)]
             for run in runs:
                 train_once(run, args, flag)
-            results[mode] = ([images_per_second(run) for run in runs], largest_difference(*runs))
+            results[mode] = ([typical_rate(RunDir(run)) for run in runs], largest_difference(*runs))
     fast = statistics.mean(results["fast"][0])
     print(f"\n{'mode':<14} {'images/s (two runs)':>22} {'step time × fast':>17} {'same seed: max |Δw|':>20}")
     for mode, (speeds, difference) in results.items():

@@ -121,12 +121,13 @@ def importance_matrix(
     importance = np.zeros((num_codes, num_factors))
     train_accuracy, test_accuracy = np.zeros(num_factors), np.zeros(num_factors)
     for k in range(num_factors):
-        model = _predictor(regressor, int(rng.integers(2**31)))
+        seed = int(rng.integers(2**31))  # drawn for every factor, so the later factors' seeds stay put
         values = np.unique(factors[:, k])
         if len(values) == 1:
             train_accuracy[k] = 1.0
             test_accuracy[k] = np.mean(test_factors[:, k] == values[0])
             continue
+        model = _predictor(regressor, seed)
         model.fit(codes, factors[:, k])
         importance[:, k] = np.abs(model.feature_importances_)
         train_accuracy[k] = np.mean(model.predict(codes) == factors[:, k])

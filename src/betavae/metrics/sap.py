@@ -94,14 +94,15 @@ def _classification_scores(codes: np.ndarray, factors: np.ndarray, test_codes: n
     fitted: dict[tuple[bytes, int], LinearSVC | DummyClassifier] = {}
     for d in range(codes.shape[1]):
         column = np.ascontiguousarray(codes[:, d:d + 1])
+        values = column.tobytes()
         for k in range(factors.shape[1]):
-            classifier = fitted.get((column.tobytes(), k))
+            classifier = fitted.get((values, k))
             if classifier is None:
                 classifier = LinearSVC(C=0.01, class_weight="balanced", dual=False)
                 if len(np.unique(factors[:, k])) == 1:
                     classifier = DummyClassifier(strategy="most_frequent")
                 classifier.fit(column, factors[:, k])
-                fitted[(column.tobytes(), k)] = classifier
+                fitted[(values, k)] = classifier
             scores[d, k] = np.mean(classifier.predict(test_codes[:, d:d + 1]) == test_factors[:, k])
     return scores
 

@@ -27,17 +27,12 @@ from betavae.studies.reproduce import (
     Scale,
     environment,
 )
+from betavae.studies.results import headline_column as headline  # a metric's main column: mig.mig
 
 LOSS = "test.loss"
 NO_GAIN_MARGIN = 0.02  # accuracy: "does not improve" means by less than two points
 LABELS = {"pixels": "Raw pixels", "pca": "PCA", "ica": "ICA", "untrained": "VAE untrained",
           "vae": "VAE (β = 1)", "beta_vae": f"β-VAE (β = {PAPER_BETA:g})"}
-
-
-def headline(metric: str) -> str:
-    from betavae.studies.results import headline_column
-
-    return headline_column(metric)
 
 
 def write_study_report(out: Path, scale: Scale, parts: Sequence[Part], measured: Measured,

@@ -130,12 +130,13 @@ def collect_result(run, task: dict[str, Any]) -> dict[str, Any]:
             name: {key: value for key, value in section.get(name, {}).items()} for name in task["metrics"]
         },
         "metric_settings": {"seed": task["metric_seed"], **task["sizes"]},
-        "images_per_s": _typical_rate(run),
+        "images_per_s": typical_rate(run),
     }
 
 
-def _typical_rate(run) -> float | None:
-    """The median images/s of the run's log entries (the last attempt's speed dominates a resumed run)."""
+def typical_rate(run) -> float | None:
+    """The median images/s of the run's log entries (the last attempt's speed dominates a resumed run,
+    and a first window slowed by warm-up or a CUDA graph's capture does not move it)."""
     rates = []
     try:
         lines = run.log_path.read_text(encoding="utf-8").splitlines()
