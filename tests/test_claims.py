@@ -41,7 +41,21 @@ def test_a_claim_of_parts_needs_every_part():
     judgement = claims.judged([("loss vs β", [1, 1.2, 0.9], "positive"),
                                ("loss vs M", [-2, -2.1, -1.9], "negative")])
     assert judgement.verdict == HELD
-    assert "loss vs M -2.000" in judgement.ours and "expected negative" in judgement.why
+    assert [(part.name, part.expected, part.verdict) for part in judgement.parts] \
+        == [("loss vs β", "> 0", HELD), ("loss vs M", "< 0", HELD)]
+    assert judgement.parts[1].ours == claims.Effect.of([-2, -2.1, -1.9]).text(3)
+    assert "loss vs M < 0: -2.000" in judgement.ours and judgement.why == "held in every part (2)"
+
+
+def test_why_says_how_the_parts_make_the_verdict():
+    clear, tie, loss = [1.0, 1.1, 0.9], [0.1, -0.1, 0.05], [-1.0, -1.1, -0.9]
+    failing = claims.judged([("a", clear, "positive"), ("b", loss, "positive"), ("c", tie, "positive")])
+    assert failing.verdict == NOT_HELD and failing.why == "not held in 1 of 3 parts: b"
+    undecided = claims.judged([("a", clear, "positive"), ("b", tie, "positive"), ("c", tie, "positive")])
+    assert undecided.verdict == INCONCLUSIVE and undecided.why == "2 of 3 parts inconclusive, none not held"
+    many = claims.judged([(name, loss, "positive") for name in "abcde"])
+    assert many.why == "not held in 5 of 5 parts: the parts marked so"  # too many to name in one line
+    assert claims.judged([("a", loss, "positive")]).why == "its one part is not held"
 
 
 def grid(value, seeds=(0, 1, 2), beta_norms=(0.002, 0.02, 0.2, 2.0), latents=(5, 10, 25), noise=0.01):

@@ -22,7 +22,9 @@ from PIL import Image
 
 from betavae.errors import BetaVAEError
 from betavae.studies.report import (
+    CLAIMS_HEADER,
     VERDICTS,
+    ClaimPart,
     ClaimRow,
     Figure,
     Report,
@@ -128,6 +130,12 @@ def claims() -> list[ClaimRow]:
                  "0.10 ± 0.15 (3 seeds)", "inconclusive", "the interval contains 0"),
         ClaimRow(3, TRICKY, "a < b", "a & b", "-0.30 ± 0.05 (3 seeds)", "not held",
                  "the upper end of the interval is below 0"),
+        ClaimRow(4, "Larger β gives a higher held-out loss", "shown", "—",
+                 "shapes loss > 0: +4.1 ± 0.3 (3 seeds), held; "
+                 "mnist <loss> < 0: -0.2 ± 0.9 (3 seeds), inconclusive",
+                 "inconclusive", "1 of 2 parts inconclusive, none not held",
+                 (ClaimPart("shapes loss", "> 0", "+4.1 ± 0.3 (3 seeds)", "held"),
+                  ClaimPart("mnist <loss>", "< 0", "-0.2 ± 0.9 (3 seeds)", "inconclusive"))),
     ]
 
 
@@ -213,15 +221,51 @@ def test_claims_table_comes_first_with_one_row_and_a_visible_verdict_per_claim(s
     for row, claim in zip(rows, report.claims, strict=True):
         cells = row.find_all("td")
         assert [cell.text() for cell in cells] == [str(claim.number), claim.claim, claim.paper,
-                                                    claim.reproducibility_report, claim.ours, claim.verdict,
-                                                    claim.why]
+                                                    claim.reproducibility_report, ours_text(claim),
+                                                    claim.verdict, claim.why]
         assert f"verdict-{claim.verdict.replace(' ', '-')}" in cells[5].attrs["class"]
+        # each cell names its column, which the phone's layout shows above it
+        assert [cell.attrs["data-label"] for cell in cells] == CLAIMS_HEADER
     body_text = document.text()
     assert report.rule in body_text
     assert body_text.index(report.rule) < body_text.index(report.claims[0].claim)
     assert [code.text() for code in document.find_all("code")] == [report.command]
     assert document.find_all("h1")[0].text() == report.title
     assert report.scale in body_text
+
+
+def ours_text(claim: ClaimRow) -> str:
+    """What the HTML's Ours cell reads: the effect, or each part with its relation, effect and verdict."""
+    if not claim.parts:
+        return claim.ours
+    return "".join(f"{part.name} {part.expected}: {part.ours} {part.verdict}" for part in claim.parts)
+
+
+def test_a_claim_in_parts_lists_each_part_with_its_own_verdict(study):
+    report, out_dir, _ = study
+    html_path, markdown_path = write_report(report, out_dir)
+    claim = report.claims[-1]
+    row = parse_html(html_path.read_text(encoding="utf-8")).find_all("table")[0].find_all("tr")[-1]
+    items = row.find_all("li")
+    assert [item.text() for item in items] == [f"{part.name} {part.expected}: {part.ours} {part.verdict}"
+                                               for part in claim.parts]
+    for item, part in zip(items, claim.parts, strict=True):
+        tag = item.find_all("span")[-1]
+        assert tag.text() == part.verdict and f"verdict-{part.verdict}" in tag.attrs["class"]
+    markdown = markdown_path.read_text(encoding="utf-8")
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {claim.number} |"))
+    lines_of_ours = markdown_cells(line)[4].split("<br>")
+    assert lines_of_ours == [markdown_text(f"{part.name} {part.expected}: {part.ours}, {part.verdict}")
+                             for part in claim.parts]
+    assert "mnist &lt;loss>" in lines_of_ours[1]  # each line escaped; only the breaks are HTML
+
+
+def test_a_part_with_an_unknown_verdict_is_refused(study, tmp_path):
+    report, _, _ = study
+    claim = report.claims[-1]
+    broken = replace(claim, parts=(claim.parts[0], replace(claim.parts[1], verdict="maybe")))
+    with pytest.raises(ValueError, match="maybe"):
+        write_report(replace(report, claims=[*report.claims[:-1], broken]), tmp_path / "nowhere")
 
 
 def test_every_table_scrolls_inside_its_own_wrapper(study):
@@ -242,7 +286,8 @@ def test_html_shows_skipped_parts_environment_and_timings(study):
         == [[key, value] for key, value in report.environment.items()]
     assert [[c.text() for c in row.find_all("td")] for row in tables[3].find_all("tbody")[0].find_all("tr")] \
         == [["shapes", "12.3 s"], ["dsprites", "4 min 05 s"], ["total", "2 h 03 min"]]
-    assert [item.text() for item in document.find_all("li")] == report.skipped
+    skipped = document.find_all("ul")[-1]  # after the claims' lists of parts
+    assert [item.text() for item in skipped.find_all("li")] == report.skipped
 
 
 # ------------------------------------------------------------------------------------------ Markdown
@@ -362,8 +407,30 @@ def test_a_copy_never_replaces_a_different_file(study):
 
 # ------------------------------------------------------------------------------------------- browser
 
+CLAIMS_LAYOUT = """() => {
+    const table = document.querySelector('table.claims');
+    const rows = [...table.querySelectorAll('tbody tr')];
+    return {
+        viewport: window.innerWidth,
+        body: document.body.scrollWidth,
+        page: document.documentElement.scrollWidth,
+        images: [...document.images].map(i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width]),
+        wrap: [table.parentElement.scrollWidth, table.parentElement.clientWidth],
+        header_height: table.querySelector('thead').getBoundingClientRect().height,
+        rows: rows.map(row => [...row.cells].map(cell => {
+            const box = cell.getBoundingClientRect();
+            return {label: cell.dataset.label, top: box.top, left: box.left, right: box.right,
+                    width: box.width, shown: box.height > 0 && cell.textContent.length > 0};
+        })),
+    };
+}"""
+DESKTOP = {"width": 1280, "height": 900}
+
+
 @pytest.mark.slow
 def test_report_fits_a_phone_in_chromium(study):
+    """On a phone the claims are cards: nothing scrolls sideways, every cell of a claim under the one
+    before, its verdict right under its number; on a wide screen they are a table of rows."""
     if not CHROMIUM.is_file():
         pytest.skip(f"Chromium not found at {CHROMIUM}: `make test` installs it (apt: chromium)")
     playwright_api = pytest.importorskip("playwright.sync_api")
@@ -376,23 +443,31 @@ def test_report_fits_a_phone_in_chromium(study):
             page = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True)
             page.on("request", lambda request: requests.append(request.url))
             page.goto(html_path.as_uri(), wait_until="load")
-            sizes = page.evaluate("""() => ({
-                viewport: window.innerWidth,
-                body: document.body.scrollWidth,
-                page: document.documentElement.scrollWidth,
-                images: [...document.images].map(
-                    i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width]),
-                claims: [document.querySelector('.table-wrap').scrollWidth,
-                         document.querySelector('.table-wrap').clientWidth],
-            })""")
+            phone = page.evaluate(CLAIMS_LAYOUT)
             OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(OUTPUT_DIR / "report-phone.png"), full_page=True)
+            wide = browser.new_page(viewport=DESKTOP, device_scale_factor=1)
+            wide.goto(html_path.as_uri(), wait_until="load")
+            desktop = wide.evaluate(CLAIMS_LAYOUT)
         finally:
             browser.close()
-    assert sizes["viewport"] == PHONE["width"]
-    assert sizes["body"] <= sizes["viewport"] and sizes["page"] <= sizes["viewport"], sizes
-    assert len(sizes["images"]) == 4
-    for complete, natural_width, shown_width in sizes["images"]:
+    assert phone["viewport"] == PHONE["width"]
+    assert phone["body"] <= phone["viewport"] and phone["page"] <= phone["viewport"], phone
+    assert len(phone["images"]) == 4
+    for complete, natural_width, shown_width in phone["images"]:
         assert complete and natural_width > 0 and 0 < shown_width <= PHONE["width"]
-    assert sizes["claims"][0] > sizes["claims"][1], "the claims table should be wider than a phone and scroll"
+    assert phone["wrap"][0] <= phone["wrap"][1], "the claims should fit a phone without scrolling sideways"
+    assert phone["header_height"] <= 1  # the column names are the cards' labels instead
+    for cells in phone["rows"]:
+        assert all(cell["shown"] and 0 <= cell["left"] and cell["right"] <= PHONE["width"] for cell in cells)
+        tops = {cell["label"]: cell["top"] for cell in cells}
+        in_order = sorted(tops, key=tops.get)
+        assert in_order[:2] == ["#", "Verdict"], in_order  # the verdict right under the claim's number
+        assert [label for label in in_order if label not in ("#", "Verdict")] \
+            == [label for label in CLAIMS_HEADER if label not in ("#", "Verdict")]
+    assert desktop["header_height"] > 1
+    for cells in desktop["rows"]:
+        assert len({round(cell["top"]) for cell in cells}) == 1  # one row, its cells side by side
+        lefts = [cell["left"] for cell in cells]
+        assert lefts == sorted(lefts) and len(set(lefts)) == len(lefts)
     assert [url for url in requests if not url.startswith(("file:", "data:"))] == []

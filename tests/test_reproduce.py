@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -84,6 +85,26 @@ def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_s
     markdown = (study / "report.md").read_text()
     assert "MNIST" in markdown.split("## Skipped", 1)[1]  # what was not run, and why
     assert "mnist: grid and figures" not in markdown
+
+
+def test_mnist_given_by_data_dir_serves_runs_that_found_it_elsewhere(study, request):
+    """The runs above read MNIST through $BETAVAE_DATA_DIR and recorded no folder; an invocation
+    given ``data_dir`` instead (a Path, as library callers pass it) measures and draws them from it."""
+    if not (study / "mnist").exists():
+        pytest.skip("the study ran without MNIST: nothing of it to serve")
+    mnist_dir = request.getfixturevalue("mnist_dir")
+    logs = {path: path.read_bytes() for path in study.glob("*/*/*/log.jsonl")}
+    measurements = (study / MEASUREMENTS_FILE).read_bytes()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BETAVAE_DATA_DIR", str(study.parent))  # no MNIST here
+        lines: list[str] = []
+        reproduce("smoke", study, data_dir=Path(mnist_dir), progress=False, echo=lines.append, download=False)
+        assert os.environ["BETAVAE_DATA_DIR"] == str(study.parent)  # the caller's environment, as it was
+    assert not any(line.startswith("skipping the MNIST parts") for line in lines)
+    assert {path: path.read_bytes() for path in study.glob("*/*/*/log.jsonl")} == logs  # no training step
+    assert (study / MEASUREMENTS_FILE).read_bytes() == measurements
+    markdown = (study / "report.md").read_text()
+    assert "mnist: grid and figures" in markdown and "--data-dir" in markdown
 
 
 def test_the_paper_scale_uses_the_reference_predictors_and_deterministic_kernels():

@@ -85,12 +85,15 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, download: bool = 
     )
 
 
+DATA_DIR_VARIABLE = "BETAVAE_DATA_DIR"  # the environment's data folder, when no data_dir is given
+
+
 def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """The folder datasets live under: ``data_dir``, else ``$BETAVAE_DATA_DIR``, else the user cache."""
     if data_dir is not None:
         return Path(data_dir).expanduser()
-    if os.environ.get("BETAVAE_DATA_DIR"):
-        return Path(os.environ["BETAVAE_DATA_DIR"]).expanduser()
+    if os.environ.get(DATA_DIR_VARIABLE):
+        return Path(os.environ[DATA_DIR_VARIABLE]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache).expanduser() / "betavae"
 

@@ -61,13 +61,35 @@ class Effect:
         return f"{self.mean:+.{digits}f}{spread} ({self.n} {unit}{'s' if self.n != 1 else ''})"
 
 
+# How a part's claimed direction reads beside its name: "shapes loss/log β_norm > 0".
+EXPECTED = {"positive": "> 0", "negative": "< 0"}
+ABOUT_ZERO = "≈ 0"  # "about equal": the effect stays within its spread
+NAMED_FAILURES = 3  # a "not held" names its failing parts up to this many, else points at their marks
+
+
+@dataclass(frozen=True)
+class ClaimPart:
+    """One measured part of a claim (a dataset, a metric) with its own verdict."""
+
+    name: str  # "shapes loss/log β_norm"
+    expected: str  # the claimed relation of the effect: "> 0", "< 0", "≈ 0"
+    ours: str  # the effect with its spread: "+47.462 ± 2.611 (2 seeds)"
+    verdict: str  # one of VERDICTS
+
+
 @dataclass(frozen=True)
 class Judgement:
-    """A verdict, the effect it rests on (as text) and one line on why."""
+    """A verdict, the effect it rests on (as text), one line on why, and the judged parts behind it.
+
+    A claim of several parts (a dataset and metric each) keeps every part's own verdict in
+    ``parts`` so that the report can list them one per line; ``why`` then says only how they
+    combine into the claim's verdict.
+    """
 
     verdict: str
     ours: str
     why: str
+    parts: tuple[ClaimPart, ...] = ()
 
 
 def judge(samples: Iterable[float], expect: Direction) -> tuple[str, Effect]:
@@ -101,16 +123,37 @@ def judged(parts: Sequence[tuple[str, Sequence[float], Direction]], unit: str = 
     verdicts = []
     for name, samples, expect in parts:
         verdict, effect = judge(samples, expect)
-        verdicts.append((name, verdict, effect, f"expected {expect}"))
+        verdicts.append((name, verdict, effect, EXPECTED[expect]))
     return summarised(verdicts, unit, digits)
 
 
 def summarised(parts: Sequence[tuple[str, str, Effect, str]], unit: str = "seed", digits: int = 3
                ) -> Judgement:
-    """A claim of named parts already judged, each ``(name, verdict, effect, what was expected)``."""
-    return Judgement(combine([verdict for _, verdict, _, _ in parts]),
-                     "; ".join(f"{name} {effect.text(digits, unit)}" for name, _, effect, _ in parts),
-                     "; ".join(f"{name}: {verdict} ({expected})" for name, verdict, _, expected in parts))
+    """A claim of named parts already judged, each ``(name, verdict, effect, expected relation)``,
+    the relation as :data:`EXPECTED` writes it (or :data:`ABOUT_ZERO`)."""
+    judged_parts = tuple(ClaimPart(name, expected, effect.text(digits, unit), verdict)
+                         for name, verdict, effect, expected in parts)
+    verdict = combine([part.verdict for part in judged_parts])
+    ours = "; ".join(f"{part.name} {part.expected}: {part.ours}, {part.verdict}" for part in judged_parts)
+    return Judgement(verdict, ours, combination(judged_parts), judged_parts)
+
+
+def combination(parts: Sequence[ClaimPart]) -> str:
+    """One line on how the parts' verdicts make the claim's, by :func:`combine`'s rule: which parts
+    decided a "not held", how many were left undecided in an "inconclusive"."""
+    count = len(parts)
+    failed = [part.name for part in parts if part.verdict == NOT_HELD]
+    open_ = sum(part.verdict == INCONCLUSIVE for part in parts)
+    if not parts:
+        return "nothing measured"
+    if count == 1:
+        return f"its one part is {parts[0].verdict}"
+    if failed:
+        named = ", ".join(failed) if len(failed) <= NAMED_FAILURES else "the parts marked so"
+        return f"not held in {len(failed)} of {count} parts: {named}"
+    if open_:
+        return f"{open_} of {count} parts inconclusive, none not held"
+    return f"held in every part ({count})"
 
 
 # --- per-seed effects from result rows -----------------------------------------------------------

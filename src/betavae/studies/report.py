@@ -2,14 +2,16 @@
 
 Pure rendering: the caller has trained, measured and drawn; this module lays the results out.
 ``report.html`` is self-contained (figures embedded as ``data:`` URIs, inline CSS, no script,
-nothing fetched), so it opens from disk or an e-mail attachment, and it fits a phone's width
-(tables scroll sideways inside their own box). ``report.md`` says the same in GitHub-flavoured
-Markdown for reading in a repository, with its figures as files beside it.
+nothing fetched), so it opens from disk or an e-mail attachment, and it fits a phone's width:
+on a narrow screen the claims table becomes one card per claim, read top to bottom, and the
+other tables scroll sideways inside their own box. ``report.md`` says the same in
+GitHub-flavoured Markdown for reading in a repository, with its figures as files beside it.
 
 Order, in both: title, scale, the command that reruns the study, the verdict rule and the claims
 table (each claim: the paper's result, the reproducibility report's, ours with its spread, the
-verdict and why), then the caller's sections (baselines table, figures per part), the parts
-skipped, the environment and the time each part took.
+verdict and why; a claim judged in parts lists each part on its own line with its verdict),
+then the caller's sections (baselines table, figures per part), the parts skipped, the
+environment and the time each part took.
 
 A figure that is missing or empty is a :class:`~betavae.errors.BetaVAEError` raised before
 anything is written: the report never names a figure that is not there.
@@ -27,8 +29,8 @@ from urllib.parse import quote
 
 from betavae.errors import BetaVAEError
 from betavae.runs import atomic_write_bytes, atomic_write_text, make_folder
+from betavae.studies.claims import VERDICTS, ClaimPart
 
-VERDICTS = ("held", "not held", "inconclusive")
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "report.md"
 # Where report.md's figures that live outside the report's folder are copied to.
@@ -56,7 +58,11 @@ class Table:
 
 @dataclass(frozen=True)
 class ClaimRow:
-    """One claim of the paper, the results for it, and the verdict on ours."""
+    """One claim of the paper, the results for it, and the verdict on ours.
+
+    A claim judged in parts lists them in ``parts`` (shown one per line, each with its verdict);
+    ``ours`` then holds the same in one line, and ``why`` how the parts make the verdict.
+    """
 
     number: int
     claim: str
@@ -65,6 +71,7 @@ class ClaimRow:
     ours: str  # with its spread: "+0.21 ± 0.06 (3 seeds)"
     verdict: str  # one of VERDICTS
     why: str  # one line: how the verdict follows from the numbers
+    parts: tuple[ClaimPart, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,8 +117,9 @@ def write_report(report: Report, out_dir: Path) -> tuple[Path, Path]:
 
 def _check(report: Report) -> None:
     for claim in report.claims:
-        if claim.verdict not in VERDICTS:
-            raise ValueError(f"claim {claim.number} has verdict {claim.verdict!r}, not one of {VERDICTS}")
+        for verdict in (claim.verdict, *(part.verdict for part in claim.parts)):
+            if verdict not in VERDICTS:
+                raise ValueError(f"claim {claim.number} has verdict {verdict!r}, not one of {VERDICTS}")
     for table in _tables(report):
         for row in table.rows:
             if len(row) != len(table.header):
@@ -193,7 +201,7 @@ CSS = """
 * { box-sizing: border-box; }
 body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1f;
        background: #fff; overflow-wrap: anywhere; }
-main { max-width: 60rem; margin: 0 auto; padding: 1rem; }
+main { max-width: 72rem; margin: 0 auto; padding: 1rem; }
 h1 { font-size: 1.6rem; line-height: 1.25; margin: 0.5rem 0 1rem; }
 h2 { font-size: 1.25rem; margin: 2rem 0 0.5rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
 pre { background: #f4f4f6; padding: 0.75rem; border-radius: 6px; overflow-x: auto; white-space: pre; }
@@ -206,10 +214,30 @@ th, td { border: 1px solid #d6d6da; padding: 0.35rem 0.55rem; text-align: left; 
 th { background: #f4f4f6; }
 table.claims td { min-width: 7rem; }
 table.claims td:first-child { min-width: 0; }
-td.verdict { font-weight: 600; white-space: nowrap; }
-td.verdict-held { background: #d8f0dc; color: #0b5a1f; }
-td.verdict-not-held { background: #f9d7d7; color: #8b1010; }
-td.verdict-inconclusive { background: #e6e6e9; color: #333; }
+table.claims td.ours { min-width: 24rem; }
+.verdict { font-weight: 600; white-space: nowrap; }
+.verdict-held { background: #d8f0dc; color: #0b5a1f; }
+.verdict-not-held { background: #f9d7d7; color: #8b1010; }
+.verdict-inconclusive { background: #e6e6e9; color: #333; }
+ul.parts { margin: 0; padding: 0; list-style: none; }
+ul.parts li { margin: 0 0 0.3rem; }
+.part-name { font-weight: 600; }
+.effect { white-space: nowrap; }
+span.verdict { font-size: 0.82em; padding: 0 0.35em; border-radius: 4px; }
+@media (max-width: 44rem) {  /* a phone: one card per claim, labels from data-label */
+  table.claims, table.claims tbody, table.claims td { display: block; width: 100%; }
+  table.claims thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
+  table.claims tr { display: flex; flex-direction: column; border: 1px solid #d6d6da; border-radius: 6px;
+                    margin: 0 0 0.9rem; overflow: hidden; }
+  table.claims td, table.claims td.ours { order: 2; border: 0; border-top: 1px solid #ececef; min-width: 0; }
+  table.claims td:first-child { order: 0; border-top: 0; background: #f4f4f6; font-weight: 700; }
+  table.claims td.verdict { order: 1; }  /* the verdict under the claim's number, before the evidence */
+  table.claims td::before { content: attr(data-label); display: block; font-size: 0.8rem; font-weight: 600;
+                            color: #555; }
+  table.claims td:first-child::before, table.claims td.verdict::before { display: inline; }
+  table.claims td:first-child::before { content: "Claim "; font-size: inherit; color: inherit; }
+  table.claims td.verdict::before { content: "Verdict: "; }
+}
 figure { margin: 1rem 0; }
 figure img { display: block; max-width: 100%; height: auto; }
 figcaption { color: #444; font-size: 0.92rem; margin-top: 0.3rem; }
@@ -265,17 +293,42 @@ def _html_table(header: list[str], rows: list[list[str]], caption_html: str = ""
     return f'<div class="table-wrap"><table>{caption}<thead>{head}</thead><tbody>{body}</tbody></table></div>'
 
 
+def _verdict_class(verdict: str) -> str:
+    return "verdict verdict-" + verdict.replace(" ", "-")
+
+
 def _html_claims(claims: list[ClaimRow]) -> str:
+    """The claims table; each cell carries its column's name in ``data-label`` for the phone's cards."""
     e = html.escape
     head = "<tr>" + "".join(f"<th>{e(cell)}</th>" for cell in CLAIMS_HEADER) + "</tr>"
     rows = []
     for claim in claims:
-        cells = [str(claim.number), claim.claim, claim.paper, claim.reproducibility_report, claim.ours]
-        verdict_class = "verdict verdict-" + claim.verdict.replace(" ", "-")
-        rows.append("<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in cells)
-                    + f'<td class="{verdict_class}">{e(claim.verdict)}</td><td>{e(claim.why)}</td></tr>')
+        cells = [(e(str(claim.number)), ""), (e(claim.claim), ""), (e(claim.paper), ""),
+                 (e(claim.reproducibility_report), ""), (_html_ours(claim), "ours"),
+                 (e(claim.verdict), _verdict_class(claim.verdict)), (e(claim.why), "")]
+        labelled = zip(CLAIMS_HEADER, cells, strict=True)
+        rows.append("<tr>" + "".join(_labelled_cell(label, content, css_class)
+                                     for label, (content, css_class) in labelled) + "</tr>")
     return (f'<div class="table-wrap"><table class="claims"><thead>{head}</thead>'
             f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def _labelled_cell(label: str, content_html: str, css_class: str) -> str:
+    css = f' class="{css_class}"' if css_class else ""
+    return f'<td{css} data-label="{html.escape(label)}">{content_html}</td>'
+
+
+def _html_ours(claim: ClaimRow) -> str:
+    """Ours: the effect with its spread, or for a claim in parts one line per part with its verdict."""
+    e = html.escape
+    if not claim.parts:
+        return e(claim.ours)
+    items = "".join(
+        f'<li><span class="part-name">{e(part.name)} {e(part.expected)}</span>: '
+        f'<span class="effect">{e(part.ours)} '
+        f'<span class="{_verdict_class(part.verdict)}">{e(part.verdict)}</span></span></li>'
+        for part in claim.parts)
+    return f'<ul class="parts">{items}</ul>'
 
 
 # ------------------------------------------------------------------------------------------ Markdown
@@ -310,8 +363,8 @@ def render_markdown(report: Report, targets: dict[Path, str]) -> str:
     lines = [f"# {t(report.title)}", "", f"**Scale:** {t(report.scale)}", "",
              "**Rerun with:**", "", f"{fence}bash", report.command, fence, "",
              "## Claims", "", f"**Verdict rule:** {t(report.rule)}", ""]
-    claim_rows = [[str(c.number), c.claim, c.paper, c.reproducibility_report, c.ours, c.verdict, c.why]
-                  for c in report.claims]
+    claim_rows = [[str(c.number), c.claim, c.paper, c.reproducibility_report, _markdown_ours(c), c.verdict,
+                   c.why] for c in report.claims]
     lines += _markdown_table(CLAIMS_HEADER, claim_rows, bold_column=5)
     tables = figures = 0
     for section in report.sections:
@@ -337,12 +390,21 @@ def render_markdown(report: Report, targets: dict[Path, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _markdown_table(header: list[str], rows: list[list[str]], bold_column: int | None = None) -> list[str]:
+def _markdown_ours(claim: ClaimRow) -> str | list[str]:
+    """The claim's effect, or one line per part (GitHub breaks a table cell's lines at ``<br>``)."""
+    return [f"{part.name} {part.expected}: {part.ours}, {part.verdict}" for part in claim.parts] or claim.ours
+
+
+def _markdown_table(header: list[str], rows: list[list[str | list[str]]], bold_column: int | None = None
+                    ) -> list[str]:
+    """A GFM table; a cell given as a list of lines shows them one under another."""
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(cells) + " |"
 
-    def cell(text: str, column: int) -> str:
-        text = markdown_text(text)
+    def cell(content: str | list[str], column: int) -> str:
+        if isinstance(content, list):
+            return "<br>".join(markdown_text(text) for text in content)
+        text = markdown_text(content)
         return f"**{text}**" if column == bold_column and text else text
 
     return ([line([markdown_text(h) for h in header]), line(["---"] * len(header))]

@@ -23,12 +23,13 @@ measurement (kept in ``measurements.json`` by run and step), and only rewrites t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,15 +147,18 @@ def scale_of(name: str) -> Scale:
 
 
 def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options: BackendOptions | None = None,
-              data_dir: str | None = None, progress: bool | None = None,
+              data_dir: str | Path | None = None, progress: bool | None = None,
               echo: Callable[[str], None] = print, command: str | None = None, download: bool = True) -> Path:
     """Run (or resume) the study at ``scale`` into ``out`` and write its report; return the report's path.
 
     MNIST is read from ``data_dir`` (else ``$BETAVAE_DATA_DIR``, else the user cache) and, when
     absent there and ``download``, fetched from its mirrors; if that fails (offline) its parts are
-    skipped with the reason, which the report repeats.
+    skipped with the reason, which the report repeats. A ``data_dir`` given now also serves the
+    finished runs of an earlier invocation that found MNIST elsewhere (their measurements and
+    figures read it again).
     """
     began = time.perf_counter()
+    data_dir = str(data_dir) if data_dir is not None else None
     chosen = scale_of(scale)
     out = make_folder(out, "study folder")
     options = options or BackendOptions()
@@ -175,7 +179,8 @@ def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options:
             timings[f"{part.folder} {kind}"] = time.perf_counter() - started
     store = Measurements(out / MEASUREMENTS_FILE)
     started = time.perf_counter()
-    measured = _measure(parts, chosen, out, store, data_dir, echo)
+    with _data_folder(data_dir):
+        measured = _measure(parts, chosen, out, store, echo)
     timings["measurements"] = time.perf_counter() - started
     timings["in all (this invocation)"] = time.perf_counter() - began
     started = time.perf_counter()
@@ -284,7 +289,31 @@ class Measured:
     figures: dict[str, list[Path]] = field(default_factory=dict)
 
 
-def _measure(parts: Sequence[Part], scale: Scale, out: Path, store: Measurements, data_dir: str | None,
+@contextlib.contextmanager
+def _data_folder(data_dir: str | None) -> Iterator[None]:
+    """``$BETAVAE_DATA_DIR`` set to ``data_dir`` (when given) while the study measures and draws.
+
+    Measurements, transfer and figures load each run's dataset from its recorded config, and a
+    run trained while MNIST came from ``$BETAVAE_DATA_DIR`` or the user cache records no folder:
+    without this, a later invocation given ``--data-dir`` instead would not find MNIST for them.
+    """
+    from betavae.data.mnist import DATA_DIR_VARIABLE
+
+    if data_dir is None:
+        yield
+        return
+    before = os.environ.get(DATA_DIR_VARIABLE)
+    os.environ[DATA_DIR_VARIABLE] = data_dir
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(DATA_DIR_VARIABLE, None)
+        else:
+            os.environ[DATA_DIR_VARIABLE] = before
+
+
+def _measure(parts: Sequence[Part], scale: Scale, out: Path, store: Measurements,
              echo: Callable[[str], None]) -> Measured:
     from betavae.studies.sharpness import reconstruction_sharpness
 

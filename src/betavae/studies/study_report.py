@@ -78,7 +78,8 @@ def write_study_report(out: Path, scale: Scale, parts: Sequence[Part], measured:
 
 
 def _claim(number: int, claim: str, paper: str, report: str, judgement: Judgement) -> ClaimRow:
-    return ClaimRow(number, claim, paper, report, judgement.ours, judgement.verdict, judgement.why)
+    return ClaimRow(number, claim, paper, report, judgement.ours, judgement.verdict, judgement.why,
+                    judgement.parts)
 
 
 def _loss_claim(parts: Sequence[Part], measured: Measured) -> Judgement:
@@ -193,13 +194,13 @@ def _baseline_order(parts: Sequence[Part], measured: Measured) -> Judgement:
         for better, worse in (("vae", "pixels"), ("pca", "vae"), ("beta_vae", "pca")):
             verdict, effect = claims.judge_unpaired(samples[better], samples[worse])
             judged.append((f"{part.folder} {LABELS[better]} − {LABELS[worse]}", verdict, effect,
-                           "expected positive"))
+                           claims.EXPECTED["positive"]))
         verdict, effect = claims.judge_unpaired(samples["ica"], samples["pixels"])
         if effect.n < 2 or effect.se is None:
             same = INCONCLUSIVE
         else:  # "about equal": the difference stays within its spread
             same = HELD if verdict == INCONCLUSIVE else NOT_HELD
-        judged.append((f"{part.folder} ICA − pixels", same, effect, "expected within its spread"))
+        judged.append((f"{part.folder} ICA − pixels", same, effect, claims.ABOUT_ZERO))
     return claims.summarised(judged)
 
 
