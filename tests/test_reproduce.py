@@ -66,6 +66,11 @@ def test_every_figure_the_report_names_is_there_and_not_empty(study):
         path = study / figure
         assert path.is_file() and path.stat().st_size > 0, figure
     assert (study / "report.html").read_text().count("data:image/") == len(figures)
+    transfers = {part.folder for part in PARTS if part.transfer_task and (study / part.folder).exists()}
+    assert {f"transfer/{folder}/transfer.svg" for folder in transfers} <= set(figures)
+    captions = re.findall(r"\*Figure \d+\.\* (.+)", markdown)
+    assert len(captions) == len(figures) and all(len(caption) > 40 for caption in captions), captions
+    assert sum("Few-label transfer" in caption for caption in captions) == len(transfers)
 
 
 def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_skipped(study):
@@ -74,6 +79,8 @@ def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_s
     assert len(logs) == 6 * parts  # per dataset: a 2 × 2 grid and β = 1 / β = 4, one seed
     measurements = (study / MEASUREMENTS_FILE).read_bytes()
     report_before = (study / "report.md").stat().st_mtime_ns
+    transfer_figure = study / "transfer" / "dsprites" / "transfer.svg"
+    transfer_figure.unlink()  # the study keeps the rows; the picture is drawn again from them
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BETAVAE_DATA_DIR", str(study.parent))  # no MNIST here
         lines: list[str] = []
@@ -84,6 +91,7 @@ def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_s
     assert any(line.startswith("skipping the MNIST parts") for line in lines)
     markdown = (study / "report.md").read_text()
     assert "MNIST" in markdown.split("## Skipped", 1)[1]  # what was not run, and why
+    assert transfer_figure.stat().st_size > 0 and "transfer/dsprites/transfer.svg" in markdown
     assert "mnist: grid and figures" not in markdown
 
 

@@ -282,6 +282,16 @@ def test_the_summary_tables_every_runs_loss_and_accuracy_at_every_n_and_keeps_th
     assert "n=10: best β=4, β_norm=0.0102, M=2, loss 1.704 ± 0.005, acc 0.357 (the reference)" in summary
 
 
+def test_seeds_of_one_setting_are_told_apart_by_their_run_folder_in_figure_and_summary():
+    runs = [("b1-s0", 1.0, 10), ("b1-s1", 1.0, 10), ("b4-s0", 4.0, 10)]
+    curves = transfer_curves(synthetic_rows(runs))
+    labels = [curve.label for curve in curves]
+    assert labels == ["β=1, β_norm=0.0128, M=10 (b1-s0)", "β=1, β_norm=0.0128, M=10 (b1-s1)",
+                      "β=4, β_norm=0.051, M=10"]  # a setting with one run keeps the plain label
+    summary = summarise(curves, "synthetic")
+    assert all(table_line(summary, n, curve) is not None for curve in curves for n in (10, 100))
+
+
 def test_balanced_sample_spreads_the_remainder_and_draws_each_image_once():
     labels = np.repeat(np.arange(3), 50)
     sample = balanced_sample(labels, 14, np.random.default_rng(0))

@@ -15,8 +15,10 @@ the seed and the repeat, so every representation is fitted on the same images.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -408,7 +410,10 @@ def transfer_curves(rows: Sequence[dict[str, Any]]) -> list[TransferCurve]:
                 run, beta, beta_norm, latent_dim, series_label(run, beta, beta_norm, latent_dim), scores
             )
         )
-    return curves
+    # Runs alike but for their seed would share a label: the run's folder name tells them apart.
+    shared = {label for label, count in Counter(curve.label for curve in curves).items() if count > 1}
+    return [dataclasses.replace(curve, label=f"{curve.label} ({curve.run})") if curve.label in shared
+            else curve for curve in curves]
 
 
 def reference_run(runs: Sequence[TransferCurve]) -> TransferCurve:

@@ -330,11 +330,13 @@ def _measure(parts: Sequence[Part], scale: Scale, out: Path, store: Measurements
             measured.weak[part.folder] = _per_run(store, "weak", grid_dir, grid,
                                                   lambda run: _weak_scores(run, scale))
             measured.baselines[part.folder] = _baselines(store, part, scale)
+        figures = _figures(part, grid_dir, compare_dir, measured.compare[part.folder])
         if part.transfer_task:
             echo(f"{part.folder}: transfer ({part.transfer_task})")
             measured.transfer[part.folder] = _transfer(part, scale, out, compare_dir,
                                                        measured.compare[part.folder], store)
-        measured.figures[part.folder] = _figures(part, grid_dir, compare_dir, measured.compare[part.folder])
+            figures.append(_transfer_figure(part, scale, out, measured.transfer[part.folder]))
+        measured.figures[part.folder] = figures
     return measured
 
 
@@ -405,6 +407,19 @@ def _transfer(part: Part, scale: Scale, out: Path, compare_dir: Path, runs: Sequ
         return [{**row, "seed": seeds.get(row["run"])} for row in result.rows]
 
     return store.get(key, compute)
+
+
+def _transfer_figure(part: Part, scale: Scale, out: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """The transfer experiment's figure as ``run_transfer`` drew it, or drawn again from the kept rows
+    when its file is gone: the study keeps the rows (``measurements.json``), not the picture."""
+    from betavae.transfer import PLOT_FILE, transfer_curves
+    from betavae.viz.transfer import transfer_figure
+
+    path = make_folder(out / "transfer" / part.folder, "transfer folder") / PLOT_FILE
+    if not path.is_file() or path.stat().st_size == 0:
+        title = f"{part.dataset}, task {part.transfer_task}, {scale.transfer_repeats} repeats"
+        transfer_figure(transfer_curves(rows), path, title)
+    return path
 
 
 def _figures(part: Part, grid_dir: Path, compare_dir: Path, compare_rows: Sequence[dict[str, Any]]

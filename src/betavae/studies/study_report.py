@@ -8,6 +8,7 @@ and the sections of the report, which :func:`betavae.studies.report.write_report
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,7 +69,7 @@ def write_study_report(out: Path, scale: Scale, parts: Sequence[Part], measured:
     sections = [_metrics_section(scale), _baselines_section(factor_parts, measured, scale)]
     for part in parts:
         sections.append(Section(f"{part.dataset}: grid and figures", [_part_text(part, scale)], [],
-                                [Figure(path, _caption(path))
+                                [Figure(path, _caption(path, part, scale))
                                  for path in measured.figures.get(part.folder, [])]))
     report = Report(
         title="β-VAE, reproduced", command=command, scale=f"{scale.name}: {scale.why}", rule=claims.RULE,
@@ -256,8 +257,29 @@ def _part_text(part: Part, scale: Scale) -> str:
             f"{PAPER_BETA:g} at latent size {scale.compare_latent} × {scale.seeds} seed(s).")
 
 
-def _caption(path: Path) -> str:
-    stem = path.stem.replace("_", " ")
-    if path.parent.name == "figures":
-        return f"{path.parent.parent.name} {stem}"
-    return f"{path.parent.name}: {stem}"
+def _caption(path: Path, part: Part, scale: Scale) -> str:
+    """What a figure of a part shows, from the name its drawing function gives it
+    (:mod:`betavae.viz.sweep`, :func:`~betavae.viz.traversals.traversal_figure`, the transfer
+    figure); a name none of them gives keeps its folder and stem."""
+    from betavae import metrics
+
+    stem, seeds = path.stem, f"{scale.seeds_of_grid} seed{'s' if scale.seeds_of_grid != 1 else ''}"
+    if stem == "loss_vs_beta_norm":
+        return (f"Held-out loss against β_norm, one line per latent size, mean ± std over the grid's "
+                f"{seeds}; the star marks β = 1.")
+    if stem.startswith("heatmap_") and stem.removeprefix("heatmap_") in metrics.METRICS:
+        label = metrics.get(stem.removeprefix("heatmap_")).label
+        return f"{label} over β_norm × latent size, each cell the mean ± std over the grid's {seeds}."
+    if re.fullmatch(r"recon_z\d+", stem):
+        return (f"Held-out images (first column) and their reconstructions by each β_norm of the grid, "
+                f"one column per run, at latent size {stem.removeprefix('recon_z')} (first seed); claim 2 "
+                f"measures their blur.")
+    if stem == "traversal":
+        return (f"Latent traversals of the β = {PAPER_BETA:g} run {path.parent.name}: each row one latent "
+                f"dimension (by KL, largest first) from −2.5 to 2.5, the others at a held-out image's code.")
+    if path.parent.parent.name == "transfer" and path.suffix == ".svg":
+        return (f"Few-label transfer ({part.transfer_task}): a softmax classifier on the frozen encoder's μ "
+                f"of each β = 1 and β = {PAPER_BETA:g} run; held-out loss and accuracy against the number "
+                f"of labels (band: ± 1 std over {scale.transfer_repeats} draws).")
+    folder = path.parent.parent.name if path.parent.name == "figures" else path.parent.name
+    return f"{folder}: {stem.replace('_', ' ')}"

@@ -34,7 +34,8 @@ class TransferCurve:
     """One representation (a run, or a baseline of one latent size) and its :class:`Score` per ``n``.
 
     ``run`` is the run folder's name, or ``baseline:NAME``; ``label`` is how the figure and
-    the summary name it (β, β_norm and the latent size M).
+    the summary name it (β, β_norm and the latent size M, and the run's folder name when
+    another run shares them: seeds of one setting).
     """
 
     run: str
