@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from tests.commands import run_cli
 
+from betavae.runs import RunDir
 from betavae.studies.claims import VERDICTS
-from betavae.studies.reproduce import MEASUREMENTS_FILE, PARTS, _training, reproduce, scale_of
+from betavae.studies.reproduce import (
+    MEASUREMENTS_FILE,
+    PARTS,
+    SUCCESSORS,
+    SUCCESSORS_FOLDER,
+    _training,
+    checked_successors,
+    reproduce,
+    scale_of,
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +84,28 @@ def test_every_figure_the_report_names_is_there_and_not_empty(study):
     assert sum("Few-label transfer" in caption for caption in captions) == len(transfers)
 
 
+def test_the_successors_are_trained_beside_the_beta_vae_and_scored_in_the_baselines_table(study):
+    smoke = scale_of("smoke")
+    shapes_table = (study / "report.md").read_text().split("*Table 2.* shapes", 1)[1].split("*Table 3.*")[0]
+    for objective, label in (("beta_tc", "β-TCVAE"), ("factor", "FactorVAE")):
+        assert objective in smoke.successors
+        runs = sorted((study / "shapes" / SUCCESSORS_FOLDER / objective).glob("*/config.toml"))
+        assert len(runs) == smoke.successor_seeds
+        config = RunDir(runs[0].parent).read_config()
+        assert config.objective == objective and config.latent_dim == smoke.compare_latent
+        assert all(getattr(config, key) == value for key, value in SUCCESSORS[objective].items())
+        row = next(line for line in shapes_table.splitlines() if line.startswith(f"| {label}"))
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:-1]]
+        assert cells[1] == "—" and len(cells) == 2 + len(smoke.metrics)  # not in the paper's table
+        assert all(re.fullmatch(r"-?\d+\.\d{3} \(1 seed\)", cell) for cell in cells[2:]), row
+    assert not (study / "dsprites" / SUCCESSORS_FOLDER).exists()  # smoke trains them on the heart set only
+
+
 def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_skipped(study):
-    logs = {path: path.read_bytes() for path in study.glob("*/*/*/log.jsonl")}
+    logs = {path: path.read_bytes() for path in study.rglob("log.jsonl")}
     parts = 3 if (study / "mnist").exists() else 2
-    assert len(logs) == 6 * parts  # per dataset: a 2 × 2 grid and β = 1 / β = 4, one seed
+    successors = len(scale_of("smoke").successors)  # one seed each, on the heart set
+    assert len(logs) == 6 * parts + successors  # per dataset: a 2 × 2 grid and β = 1 / β = 4, one seed
     measurements = (study / MEASUREMENTS_FILE).read_bytes()
     report_before = (study / "report.md").stat().st_mtime_ns
     transfer_figure = study / "transfer" / "dsprites" / "transfer.svg"
@@ -85,7 +114,7 @@ def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_s
         patch.setenv("BETAVAE_DATA_DIR", str(study.parent))  # no MNIST here
         lines: list[str] = []
         reproduce("smoke", study, progress=False, echo=lines.append, download=False)
-    assert {path: path.read_bytes() for path in study.glob("*/*/*/log.jsonl")} == logs  # no training step
+    assert {path: path.read_bytes() for path in study.rglob("log.jsonl")} == logs  # no training step
     assert (study / MEASUREMENTS_FILE).read_bytes() == measurements  # nothing measured again
     assert (study / "report.md").stat().st_mtime_ns > report_before
     assert any(line.startswith("skipping the MNIST parts") for line in lines)
@@ -101,7 +130,7 @@ def test_mnist_given_by_data_dir_serves_runs_that_found_it_elsewhere(study, requ
     if not (study / "mnist").exists():
         pytest.skip("the study ran without MNIST: nothing of it to serve")
     mnist_dir = request.getfixturevalue("mnist_dir")
-    logs = {path: path.read_bytes() for path in study.glob("*/*/*/log.jsonl")}
+    logs = {path: path.read_bytes() for path in study.rglob("log.jsonl")}
     measurements = (study / MEASUREMENTS_FILE).read_bytes()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BETAVAE_DATA_DIR", str(study.parent))  # no MNIST here
@@ -109,7 +138,7 @@ def test_mnist_given_by_data_dir_serves_runs_that_found_it_elsewhere(study, requ
         reproduce("smoke", study, data_dir=Path(mnist_dir), progress=False, echo=lines.append, download=False)
         assert os.environ["BETAVAE_DATA_DIR"] == str(study.parent)  # the caller's environment, as it was
     assert not any(line.startswith("skipping the MNIST parts") for line in lines)
-    assert {path: path.read_bytes() for path in study.glob("*/*/*/log.jsonl")} == logs  # no training step
+    assert {path: path.read_bytes() for path in study.rglob("log.jsonl")} == logs  # no training step
     assert (study / MEASUREMENTS_FILE).read_bytes() == measurements
     markdown = (study / "report.md").read_text()
     assert "mnist: grid and figures" in markdown and "--data-dir" in markdown
@@ -122,8 +151,31 @@ def test_the_paper_scale_uses_the_reference_predictors_and_deterministic_kernels
     assert all("deterministic" not in _training(part, small, None) for part in PARTS)
     assert small.seeds >= 3 and small.seeds_of_grid >= 2  # a spread over seeds for every claim
     assert len(small.beta_norms) >= 3 and len(small.latent_dims) >= 2  # a peak: three β; a shift: two sizes
+    shapes, dsprites, mnist = PARTS
+    every_successor = [f"{SUCCESSORS_FOLDER}/{objective}" for objective in SUCCESSORS]
+    assert paper.sweeps_of(shapes) == paper.sweeps_of(dsprites) == ["grid", "compare", *every_successor]
+    assert paper.sweeps_of(mnist) == small.sweeps_of(mnist) == ["grid", "compare"]  # no factors to score
+    assert small.sweeps_of(shapes) == ["grid", "compare"]  # they do not fit its half hour unless asked
+    asked = replace(small, successors=checked_successors(["factor", "beta_tc"]))
+    assert asked.sweeps_of(shapes)[2:] == [f"{SUCCESSORS_FOLDER}/beta_tc", f"{SUCCESSORS_FOLDER}/factor"]
+    assert asked.sweeps_of(dsprites) == ["grid", "compare"]  # 200 steps teach dSprites nothing to compare
 
 
 def test_an_unknown_scale_is_a_one_line_error(tmp_path, capsys):
     code, _, err = run_cli(["reproduce", "--scale", "huge", "--out", tmp_path / "study"], capsys)
     assert code == 1 and len(err.strip().splitlines()) == 1 and "smoke" in err
+
+
+@pytest.mark.parametrize("given, message", [("beta_tc,betavae", "unknown successor 'betavae'"),
+                                            ("beta_tc,,factor", "single commas")])
+def test_an_unknown_successor_is_a_one_line_error_before_any_work(tmp_path, capsys, given, message):
+    args = ["reproduce", "--scale", "smoke", "--successors", given, "--out", tmp_path / "study"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and message in err
+    assert "beta_tc, capacity, dip, factor" in err or "single commas" in err  # the names to choose from
+    assert not (tmp_path / "study" / "shapes").exists()
+
+
+def test_successors_named_all_or_none_or_in_any_order_keep_the_registry_order():
+    assert checked_successors(["dip", "beta_tc"]) == ("beta_tc", "dip")
+    assert checked_successors(list(SUCCESSORS)) == tuple(SUCCESSORS) and checked_successors([]) == ()

@@ -573,20 +573,33 @@ def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
 @click.option("--data-dir", help="where MNIST's files are; also $BETAVAE_DATA_DIR")
 @click.option("--download/--no-download", default=True, show_default=True,
               help="fetch MNIST from its mirrors when its files are absent (offline: its parts are skipped)")
+@click.option("--successors", metavar="NAMES", cls=RegistryHelp,
+              describe=lambda: "the β-VAE's successors to train beside it and score in the baselines "
+                               "table, separated by commas: "
+                               f"{_names('betavae.studies.reproduce:SUCCESSORS', ', ')}; all; none  "
+                               "[default: the scale's: none at small (they do not fit its half hour), "
+                               "all at paper]")
 @click.option("--progress/--no-progress", default=None, help="progress bars  [default: on a terminal]")
 def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_address: str | None,
-              data_dir: str | None, download: bool, progress: bool | None) -> None:
+              data_dir: str | None, download: bool, successors: str | None, progress: bool | None) -> None:
     """Run the β-VAE study and write report.html / report.md judging each of the paper's claims.
 
     Killed and run again, it reuses every finished run and measurement; run on a finished
     folder, it only rewrites the report.
     """
+    from betavae.config import comma_separated
     from betavae.studies.backend import BackendOptions
+    from betavae.studies.reproduce import SUCCESSORS
     from betavae.studies.reproduce import reproduce as run_study
 
+    chosen = None
+    if successors is not None:
+        named = {"all": list(SUCCESSORS), "none": []}
+        chosen = named.get(successors.strip(), None)
+        chosen = comma_separated(successors, "--successors") if chosen is None else chosen
     options = BackendOptions(backend=backend, workers=workers, ray_address=ray_address)
     report = run_study(scale, out, options, data_dir=data_dir, progress=progress, echo=click.echo,
-                       download=download)
+                       download=download, successors=chosen)
     click.echo(f"report: {report}  (and {report.with_suffix('.md').name} beside it)")
 
 

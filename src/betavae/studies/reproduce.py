@@ -24,6 +24,7 @@ measurement (kept in ``measurements.json`` by run and step), and only rewrites t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -47,6 +48,15 @@ BASELINES = ("pixels", "pca", "ica", "untrained")
 # The paper's Table 1 (its disentanglement metric score, dSprites-like 2D shapes), for the baselines table.
 PAPER_SCORES = {"pixels": "45.75 ± 0.8 %", "pca": "84.9 ± 0.4 %", "ica": "42.03 ± 10.6 %",
                 "untrained": "44.14 ± 2.5 %", "vae": "61.58 ± 0.5 %", "beta_vae": "99.23 ± 0.1 %"}
+# The β-VAE's successors (docs/objectives.md) beside it in the baselines table: the training keys of each
+# objective's sweep, the settings of the toolkit's dSprites comparison (docs/objectives.md).
+SUCCESSORS = {
+    "beta_tc": {"beta": 6.0},  # Chen et al. 2018: total-correlation weight 6
+    "factor": {"factor_gamma": 35.0},  # Kim & Mnih 2018: the toolkit's default γ
+    "capacity": {"capacity_gamma": 1000.0, "capacity_max": 25.0},  # Burgess et al.'s dSprites γ and C_max
+    "dip": {"dip_type": "ii", "dip_lambda_od": 10.0, "beta": 1.0},  # Kumar et al. 2018: DIP-VAE II, KL × 1
+}
+SUCCESSORS_FOLDER = "successors"  # PART/successors/OBJECTIVE: one sweep over seeds per objective
 # The β-VAE score's classifier made weaker, as the reproducibility report suggested ({}: the score's own).
 WEAK_CLASSIFIERS = {"strong L2 (C = 0.001)": {"C": 1e-3}, "few iterations (5)": {"max_iter": 5}}
 
@@ -93,10 +103,26 @@ class Scale:
     blur_images: int = 256
     grid_seeds: int | None = None  # of the β_norm × latent grid (claims 1, 2, 4, 5, 6); None: ``seeds``
     deterministic: bool = False  # on a GPU, kernels that repeat their numbers (train --deterministic)
+    successors: tuple[str, ...] = ()  # objectives of SUCCESSORS trained beside the β-VAE …
+    successor_parts: tuple[str, ...] = ()  # … on these part folders (sets with known factors) …
+    successor_seeds: int | None = None  # … over this many seeds; None: ``seeds``
 
     @property
     def seeds_of_grid(self) -> int:
         return self.seeds if self.grid_seeds is None else self.grid_seeds
+
+    @property
+    def seeds_of_successors(self) -> int:
+        return self.seeds if self.successor_seeds is None else self.successor_seeds
+
+    def successors_of(self, part: Part) -> tuple[str, ...]:
+        """The successors trained on ``part``: none on a set without factors to score them by."""
+        return self.successors if part.factors and part.folder in self.successor_parts else ()
+
+    def sweeps_of(self, part: Part) -> list[str]:
+        """The sweeps of ``part``, as folders under it: the grid, the comparison, each successor's."""
+        successors = [f"{SUCCESSORS_FOLDER}/{objective}" for objective in self.successors_of(part)]
+        return ["grid", "compare", *successors]
 
 
 # The five metrics, DCI with its fast predictor (what `--metrics all` computes).
@@ -109,7 +135,8 @@ SCALES = {
         beta_norms=(0.01, 1.0), latent_dims=(4, 8), seeds=1, steps={"shapes": 30, "dsprites": 6, "mnist": 30},
         batch_size=32, compare_latent=4, metrics=("beta_vae", "mig"), n_train=40, n_eval=20,
         test_size={"shapes": 500, "dsprites": 500}, baseline_seeds=2, baseline_fit=500,
-        transfer_labels=(10, 50), transfer_repeats=2, transfer_test=300, blur_images=32),
+        transfer_labels=(10, 50), transfer_repeats=2, transfer_test=300, blur_images=32,
+        successors=("beta_tc", "factor"), successor_parts=("shapes",), successor_seeds=1),
     "small": Scale(
         "small", "sized for two CPU cores in under half an hour (make run; 26 minutes measured, "
         "docs/reproduce.md): the smallest grid that can show each claim, 3 β_norm (the report's lower "
@@ -117,11 +144,13 @@ SCALES = {
         "against β = 4 over 3 seeds; short runs (the heart set 400 steps, MNIST 250, dSprites 200: "
         "conv64 on 64 × 64 images is several times the work of a step, and 200 steps are far too few "
         "to disentangle dSprites, which its verdicts then show) and every metric on 300 + 150 points, "
-        "the most this budget allows",
+        "the most this budget allows; the β-VAE's successors only when asked (--successors: β-TCVAE "
+        "and FactorVAE on the heart set over 2 seeds add some 2½ minutes)",
         beta_norms=(0.002, 0.02, 0.2), latent_dims=(5, 10), seeds=3, grid_seeds=2,
         steps={"shapes": 400, "dsprites": 200, "mnist": 250}, batch_size=64, compare_latent=10,
         metrics=STUDY_METRICS, n_train=300, n_eval=150, test_size={"shapes": 2000, "dsprites": 5000},
-        baseline_fit=2000, transfer_labels=(10, 100, 1000), transfer_test=2000, blur_images=256),
+        baseline_fit=2000, transfer_labels=(10, 100, 1000), transfer_test=2000, blur_images=256,
+        successor_parts=("shapes",), successor_seeds=2),
     "paper": Scale(
         "paper", "the report's 5 × 5 grid over the finer β_norm range 2e-5 … 20 it wished for, the "
         "paper's training lengths, 5 seeds, DCI with the reference's boosted trees, deterministic GPU "
@@ -130,7 +159,7 @@ SCALES = {
         steps={"shapes": 100_000, "dsprites": 300_000, "mnist": 100_000}, batch_size=64, compare_latent=10,
         metrics=REFERENCE_METRICS, n_train=10_000, n_eval=5_000, baseline_seeds=5, deterministic=True,
         transfer_labels=(10, 30, 100, 300, 1000, 3000, 10000), transfer_repeats=5, transfer_test=None,
-        blur_images=1000),
+        blur_images=1000, successors=tuple(SUCCESSORS), successor_parts=("shapes", "dsprites")),
 }
 
 
@@ -148,8 +177,13 @@ def scale_of(name: str) -> Scale:
 
 def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options: BackendOptions | None = None,
               data_dir: str | Path | None = None, progress: bool | None = None,
-              echo: Callable[[str], None] = print, command: str | None = None, download: bool = True) -> Path:
+              echo: Callable[[str], None] = print, command: str | None = None, download: bool = True,
+              successors: Sequence[str] | None = None) -> Path:
     """Run (or resume) the study at ``scale`` into ``out`` and write its report; return the report's path.
+
+    ``successors``: the objectives of :data:`SUCCESSORS` to train beside the β-VAE (the scale's
+    parts, seeds and length) and score in the baselines table, instead of the scale's own choice
+    (none at ``small``, whose half hour they do not fit; all at ``paper``).
 
     MNIST is read from ``data_dir`` (else ``$BETAVAE_DATA_DIR``, else the user cache) and, when
     absent there and ``download``, fetched from its mirrors; if that fails (offline) its parts are
@@ -160,6 +194,8 @@ def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options:
     began = time.perf_counter()
     data_dir = str(data_dir) if data_dir is not None else None
     chosen = scale_of(scale)
+    if successors is not None:
+        chosen = dataclasses.replace(chosen, successors=checked_successors(successors))
     out = make_folder(out, "study folder")
     options = options or BackendOptions()
     timings: dict[str, float] = {}
@@ -172,7 +208,7 @@ def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options:
             echo(f"skipping the MNIST parts: {skipped[-1]}")
             continue
         parts.append(part)
-        for kind in ("grid", "compare"):
+        for kind in chosen.sweeps_of(part):
             started = time.perf_counter()
             echo(f"{part.folder} {kind}: {out / part.folder / kind}")
             _sweep(part, kind, chosen, out, options, data_dir, progress)
@@ -187,17 +223,30 @@ def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options:
     from betavae.studies.study_report import write_study_report
 
     report = write_study_report(out, chosen, parts, measured, timings, skipped,
-                                command or _command(chosen, out, options, data_dir))
+                                command or _command(chosen, out, options, data_dir, successors))
     timings["report"] = time.perf_counter() - started
     return report
 
 
-def _command(scale: Scale, out: Path, options: BackendOptions, data_dir: str | None) -> str:
+def checked_successors(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` as a tuple in :data:`SUCCESSORS`' order, each once; an unknown one is a one-line error."""
+    from betavae.errors import unknown_choice
+
+    for name in names:
+        if name not in SUCCESSORS:
+            raise unknown_choice("successor", name, SUCCESSORS)
+    return tuple(name for name in SUCCESSORS if name in names)
+
+
+def _command(scale: Scale, out: Path, options: BackendOptions, data_dir: str | None,
+             successors: Sequence[str] | None) -> str:
     words = ["betavae", "reproduce", "--scale", scale.name, "--out", str(out), "--backend", options.backend]
     if options.workers is not None:
         words += ["--workers", str(options.workers)]
     if data_dir:
         words += ["--data-dir", data_dir]
+    if successors is not None:
+        words += ["--successors", ",".join(scale.successors) or "none"]
     return shlex.join(words)
 
 
@@ -230,11 +279,17 @@ def _sweep(part: Part, kind: str, scale: Scale, out: Path, options: BackendOptio
     from betavae.studies.sweep import run_sweep
 
     training = _training(part, scale, data_dir)
+    seeds = scale.seeds
     if kind == "grid":
         training.update(beta_norm=list(scale.beta_norms), latent_dim=list(scale.latent_dims))
-    else:
+        seeds = scale.seeds_of_grid
+    elif kind == "compare":
         training.update(beta=[1.0, PAPER_BETA], latent_dim=scale.compare_latent)
-    sweep_options: dict[str, Any] = {"seeds": scale.seeds_of_grid if kind == "grid" else scale.seeds}
+    else:  # successors/OBJECTIVE
+        objective = kind.removeprefix(f"{SUCCESSORS_FOLDER}/")
+        training.update(objective=objective, latent_dim=scale.compare_latent, **SUCCESSORS[objective])
+        seeds = scale.seeds_of_successors
+    sweep_options: dict[str, Any] = {"seeds": seeds}
     if part.factors:
         sweep_options.update(metrics=list(scale.metrics), n_train=scale.n_train, n_eval=scale.n_eval)
     spec = build_spec(training, sweep_options, source=f"reproduce {part.folder} {kind}")
@@ -286,6 +341,7 @@ class Measured:
     weak: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     baselines: dict[str, dict[str, list[dict[str, float | None]]]] = field(default_factory=dict)
     transfer: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    successors: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)  # part → objective
     figures: dict[str, list[Path]] = field(default_factory=dict)
 
 
@@ -330,6 +386,9 @@ def _measure(parts: Sequence[Part], scale: Scale, out: Path, store: Measurements
             measured.weak[part.folder] = _per_run(store, "weak", grid_dir, grid,
                                                   lambda run: _weak_scores(run, scale))
             measured.baselines[part.folder] = _baselines(store, part, scale)
+            successors_dir = out / part.folder / SUCCESSORS_FOLDER
+            measured.successors[part.folder] = {objective: rows_of(successors_dir / objective)
+                                                for objective in scale.successors_of(part)}
         figures = _figures(part, grid_dir, compare_dir, measured.compare[part.folder])
         if part.transfer_task:
             echo(f"{part.folder}: transfer ({part.transfer_task})")
