@@ -25,7 +25,7 @@ import torch
 from betavae import evaluation
 from betavae.config import TrainConfig
 from betavae.data.base import FactorDataset, ImageDataset
-from betavae.metrics import METRICS
+from betavae.metrics import headline_value
 from betavae.metrics.representation import model_representation
 from betavae.runs import DURING_TRAINING_SECTION, RunDir
 from betavae.traininglog import TrainingLog
@@ -127,5 +127,5 @@ def progress_line(entry: dict[str, Any], names: list[str]) -> str:
 def headline(metric: str, values: dict[str, Any]) -> str:
     """``mig 0.123``: a metric's main score (its ``headline`` in :data:`betavae.metrics.METRICS`),
     ``n/a`` where NaN."""
-    value = values.get(METRICS[metric].headline)
+    value = headline_value(metric, values)
     return f"{metric} {'n/a' if value is None else f'{value:.3f}'}"

@@ -346,11 +346,11 @@ def _held_out_images(split: Any, count: int) -> torch.Tensor:
 def _headline_metrics(run: RunDir, step: int) -> dict[str, float | None]:
     """Each metric evaluated on the checkpoint's weights: its headline score (None where it was NaN)."""
     from betavae.evaluation import METRICS_SECTION
-    from betavae.metrics import METRICS
+    from betavae.metrics import METRICS, headline_value
 
     section = run.current_result(METRICS_SECTION, step) or {}
-    return {name: section[name].get(info.headline) for name, info in METRICS.items()
-            if isinstance(section.get(name), dict)}
+    return {name: headline_value(name, section[name])
+            for name in METRICS if isinstance(section.get(name), dict)}
 
 
 def _save_strip(images: torch.Tensor, path: Path) -> Path:

@@ -134,8 +134,13 @@ def get(name: str) -> Metric:
     return METRICS[name]
 
 
+def headline_value(name: str, values: dict[str, Any]) -> Any:
+    """The main score among a metric's ``values`` (its :attr:`Metric.headline`), None where absent."""
+    return values.get(get(name).headline)
+
+
 __all__ = [
     "ALL_METRICS", "METRICS", "SIZE_NAMES", "FactorRepresentation", "Metric", "Representation",
-    "beta_vae_score", "dci", "encode_factors", "factor_vae_score", "get", "mig", "model_representation",
-    "sample_codes", "sap",
+    "beta_vae_score", "dci", "encode_factors", "factor_vae_score", "get", "headline_value", "mig",
+    "model_representation", "sample_codes", "sap",
 ]

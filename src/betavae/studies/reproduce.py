@@ -243,6 +243,8 @@ def _command(scale: Scale, out: Path, options: BackendOptions, data_dir: str | N
     words = ["betavae", "reproduce", "--scale", scale.name, "--out", str(out), "--backend", options.backend]
     if options.workers is not None:
         words += ["--workers", str(options.workers)]
+    if options.ray_address:
+        words += ["--ray-address", options.ray_address]
     if data_dir:
         words += ["--data-dir", data_dir]
     if successors is not None:
@@ -437,18 +439,13 @@ def _weak_scores(run_dir: Path, scale: Scale) -> dict[str, float]:
 
 def _baseline(part: Part, name: str, seed: int, scale: Scale) -> dict[str, float | None]:
     from betavae.evaluation import evaluate_baseline
+    from betavae.metrics import headline_value
 
     results = evaluate_baseline(name, part.dataset, list(scale.metrics), seed=seed,
                                 sizes={"n_train": scale.n_train, "n_eval": scale.n_eval},
                                 latent_dim=scale.compare_latent, device="cpu",
                                 num_fit=scale.baseline_fit)
-    return {metric: _headline(metric, values) for metric, values in results.items()}
-
-
-def _headline(metric: str, values: dict[str, float | None]) -> float | None:
-    from betavae.metrics import METRICS
-
-    return values.get(METRICS[metric].headline)
+    return {metric: headline_value(metric, values) for metric, values in results.items()}
 
 
 def _transfer(part: Part, scale: Scale, out: Path, compare_dir: Path, runs: Sequence[dict[str, Any]],
