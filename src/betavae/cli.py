@@ -592,11 +592,11 @@ def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_addre
     from betavae.studies.reproduce import SUCCESSORS
     from betavae.studies.reproduce import reproduce as run_study
 
+    named = {"all": list(SUCCESSORS), "none": []}
     chosen = None
     if successors is not None:
-        named = {"all": list(SUCCESSORS), "none": []}
-        chosen = named.get(successors.strip(), None)
-        chosen = comma_separated(successors, "--successors") if chosen is None else chosen
+        chosen = named[successors.strip()] if successors.strip() in named \
+            else comma_separated(successors, "--successors")
     options = BackendOptions(backend=backend, workers=workers, ray_address=ray_address)
     report = run_study(scale, out, options, data_dir=data_dir, progress=progress, echo=click.echo,
                        download=download, successors=chosen)

@@ -356,13 +356,18 @@ def _transfer(
 
     csv_path = folder / CSV_FILE
     atomic_write_text(csv_path, to_csv(rows))
-    title = f"{dataset.name}, task {task}, {repeats} repeat{'s' if repeats > 1 else ''}"
+    title = transfer_title(dataset.name, task, repeats)
     curves = transfer_curves(rows)
     plot_path = transfer_figure(curves, folder / PLOT_FILE, title)
     summary = summarise(curves, title)
     summary_path = folder / SUMMARY_FILE
     atomic_write_text(summary_path, summary)
     return TransferResult(rows, csv_path, plot_path, summary_path, summary)
+
+
+def transfer_title(dataset: str, task: str, repeats: int) -> str:
+    """``mnist, task digit, 3 repeats``: how the figure and the summary name an experiment."""
+    return f"{dataset}, task {task}, {repeats} repeat{'s' if repeats > 1 else ''}"
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:

@@ -76,6 +76,10 @@ class ClaimPart:
     ours: str  # the effect with its spread: "+47.462 ± 2.611 (2 seeds)"
     verdict: str  # one of VERDICTS
 
+    def text(self) -> str:
+        """``shapes loss/log β_norm > 0: +47.462 ± 2.611 (2 seeds), held``: the part in one line."""
+        return f"{self.name} {self.expected}: {self.ours}, {self.verdict}"
+
 
 @dataclass(frozen=True)
 class Judgement:
@@ -134,7 +138,7 @@ def summarised(parts: Sequence[tuple[str, str, Effect, str]], unit: str = "seed"
     judged_parts = tuple(ClaimPart(name, expected, effect.text(digits, unit), verdict)
                          for name, verdict, effect, expected in parts)
     verdict = combine([part.verdict for part in judged_parts])
-    ours = "; ".join(f"{part.name} {part.expected}: {part.ours}, {part.verdict}" for part in judged_parts)
+    ours = "; ".join(part.text() for part in judged_parts)
     return Judgement(verdict, ours, combination(judged_parts), judged_parts)
 
 

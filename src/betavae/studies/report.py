@@ -392,7 +392,7 @@ def render_markdown(report: Report, targets: dict[Path, str]) -> str:
 
 def _markdown_ours(claim: ClaimRow) -> str | list[str]:
     """The claim's effect, or one line per part (GitHub breaks a table cell's lines at ``<br>``)."""
-    return [f"{part.name} {part.expected}: {part.ours}, {part.verdict}" for part in claim.parts] or claim.ours
+    return [part.text() for part in claim.parts] or claim.ours
 
 
 def _markdown_table(header: list[str], rows: list[list[str | list[str]]], bold_column: int | None = None

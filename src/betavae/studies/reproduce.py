@@ -468,12 +468,12 @@ def _transfer(part: Part, scale: Scale, out: Path, compare_dir: Path, runs: Sequ
 def _transfer_figure(part: Part, scale: Scale, out: Path, rows: Sequence[dict[str, Any]]) -> Path:
     """The transfer experiment's figure as ``run_transfer`` drew it, or drawn again from the kept rows
     when its file is gone: the study keeps the rows (``measurements.json``), not the picture."""
-    from betavae.transfer import PLOT_FILE, transfer_curves
+    from betavae.transfer import PLOT_FILE, transfer_curves, transfer_title
     from betavae.viz.transfer import transfer_figure
 
     path = make_folder(out / "transfer" / part.folder, "transfer folder") / PLOT_FILE
     if not path.is_file() or path.stat().st_size == 0:
-        title = f"{part.dataset}, task {part.transfer_task}, {scale.transfer_repeats} repeats"
+        title = transfer_title(part.dataset, part.transfer_task, scale.transfer_repeats)
         transfer_figure(transfer_curves(rows), path, title)
     return path
 

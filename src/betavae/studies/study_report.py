@@ -278,6 +278,7 @@ def _caption(path: Path, part: Part, scale: Scale) -> str:
     (:mod:`betavae.viz.sweep`, :func:`~betavae.viz.traversals.traversal_figure`, the transfer
     figure); a name none of them gives keeps its folder and stem."""
     from betavae import metrics
+    from betavae.transfer import PLOT_FILE
 
     stem, seeds = path.stem, f"{scale.seeds_of_grid} seed{'s' if scale.seeds_of_grid != 1 else ''}"
     if stem == "loss_vs_beta_norm":
@@ -293,7 +294,7 @@ def _caption(path: Path, part: Part, scale: Scale) -> str:
     if stem == "traversal":
         return (f"Latent traversals of the β = {PAPER_BETA:g} run {path.parent.name}: each row one latent "
                 f"dimension (by KL, largest first) from −2.5 to 2.5, the others at a held-out image's code.")
-    if path.parent.parent.name == "transfer" and path.suffix == ".svg":
+    if path.name == PLOT_FILE:
         return (f"Few-label transfer ({part.transfer_task}): a softmax classifier on the frozen encoder's μ "
                 f"of each β = 1 and β = {PAPER_BETA:g} run; held-out loss and accuracy against the number "
                 f"of labels (band: ± 1 std over {scale.transfer_repeats} draws).")
