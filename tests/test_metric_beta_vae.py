@@ -15,7 +15,7 @@ import pytest
 
 from betavae.data import load
 from betavae.data.dsprites import DSpritesDataset
-from betavae.metrics.beta_vae import beta_vae_score
+from betavae.metrics.beta_vae import beta_vae_score, beta_vae_scores
 from betavae.metrics.representation import IMAGES_PER_BLOCK, FactorRepresentation
 from known_codes import centroid_and_size, factor_code, in_units_of_its_spread
 
@@ -43,6 +43,16 @@ def standardised_rotation(dataset: DSpritesDataset, seed: int):
 
 def score(dataset, represent, seed: int = 0, **sizes) -> dict[str, float]:
     return beta_vae_score(dataset, represent, np.random.default_rng(seed), **{**SIZES, **sizes})
+
+
+def scaled(represent, factor: float):
+    """``represent`` with every code multiplied by ``factor``: the same code in other units."""
+
+    def rescaled(factors: np.ndarray) -> np.ndarray:
+        return represent(factors) * factor
+
+    rescaled.uses_factors = True
+    return rescaled
 
 
 # --- known answers ----------------------------------------------------------------------
@@ -164,8 +174,6 @@ def test_a_draw_whose_pairs_all_fixed_one_factor_predicts_that_factor_instead_of
 
 def test_several_classifiers_share_the_points_and_the_default_is_the_score(dsprites):
     """The reproduction's weaker classifiers are fitted on the very points the score is."""
-    from betavae.metrics.beta_vae import beta_vae_scores
-
     represent = standardised_rotation(dsprites, seed=3)
     scores = beta_vae_scores(dsprites, represent, np.random.default_rng(5),
                              {"default": {}, "strong L2": {"C": 1e-4}, "few iterations": {"max_iter": 1}},
@@ -174,3 +182,42 @@ def test_several_classifiers_share_the_points_and_the_default_is_the_score(dspri
                                                n_eval=300)
     for weaker in ("strong L2", "few iterations"):
         assert scores[weaker]["train_accuracy"] < scores["default"]["train_accuracy"], weaker
+
+
+# --- standardised classifiers -----------------------------------------------------------
+
+STRONG_L2 = {"raw": {"C": 1e-3}, "standardised": {"C": 1e-3, "standardise": True}}
+
+
+def test_strong_l2_on_a_tiny_scale_code_names_the_majority_factor_unless_standardised(dsprites):
+    # A perfect code in tiny units (a collapsed-looking run): its differences are ~1e-4, so
+    # a penalty of C = 1e-3 keeps the weights far too small to matter and only the intercept,
+    # the most frequent training factor, is left. That is what a code carrying nothing
+    # scores on the same points (same seed, same labels).
+    tiny = scaled(factor_code(dsprites), 1e-3)
+    scores = beta_vae_scores(dsprites, tiny, np.random.default_rng(0), STRONG_L2, **SIZES)
+    majority = score(dsprites, factor_code(dsprites, lambda v: np.full((len(v), 4), 1.5)))
+    assert scores["raw"]["eval_accuracy"] == pytest.approx(majority["eval_accuracy"], abs=0.01)
+    assert scores["standardised"]["eval_accuracy"] >= 0.99
+
+
+def test_standardised_classifier_scores_a_code_the_same_in_any_units(dsprites):
+    # An imperfect code (about 0.9 with C = 1e-3), so that equal scores say more than "both 1.0".
+    # Raw, the same penalty reads the two units very differently (about 0.4 and 0.9).
+    rotated = standardised_rotation(dsprites, seed=5)
+    in_units, in_thousandths = (beta_vae_scores(dsprites, scaled(rotated, factor), np.random.default_rng(0),
+                                                STRONG_L2, **SIZES)
+                                for factor in (1.0, 1_000.0))
+    standardised = in_units["standardised"]
+    assert standardised["eval_accuracy"] < 0.95
+    # Rounding may move a point on the boundary: one in 1,000 is allowed.
+    assert standardised == pytest.approx(in_thousandths["standardised"], abs=1e-3)
+    assert in_thousandths["raw"]["eval_accuracy"] - in_units["raw"]["eval_accuracy"] > 0.3
+
+
+def test_a_standardised_classifier_also_predicts_the_one_factor_a_draw_fixed(dsprites):
+    # One training point: one label, nothing to separate, standardised or not.
+    scores = beta_vae_scores(dsprites, factor_code(dsprites), np.random.default_rng(0),
+                             {"standardised": {"standardise": True}, "default": {}}, n_train=1, n_eval=200)
+    assert scores["standardised"] == scores["default"]
+    assert scores["standardised"]["train_accuracy"] == 1.0

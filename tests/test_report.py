@@ -1,4 +1,4 @@
-"""The report of ``betavae reproduce`` (betavae.studies.report): real figures in, HTML and Markdown out.
+"""The report of ``betavae reproduce`` (betavae.study.report): real figures in, HTML and Markdown out.
 
 The HTML is read back with the standard library's parser (and, in one slow test, shown in a
 headless Chromium at a phone's size); the Markdown's figure links are followed to the files.
@@ -21,7 +21,7 @@ from matplotlib.figure import Figure as MplFigure
 from PIL import Image
 
 from betavae.errors import BetaVAEError
-from betavae.studies.report import (
+from betavae.study.report import (
     CLAIMS_HEADER,
     VERDICTS,
     ClaimPart,
@@ -346,7 +346,7 @@ def test_any_cell_text_survives_both_renderers(cells):
     report = Report("t", "betavae reproduce", "smoke", "rule", [], [Section("s", tables=[table])], {}, {}, [])
     assert [td.text() for td in parse_html(render_html(report, {})).find_all("td")] == cells
 
-    from betavae.studies.report import render_markdown
+    from betavae.study.report import render_markdown
 
     lines = render_markdown(report, {}).splitlines()
     row = lines[lines.index("| " + " | ".join(table.header) + " |") + 2]

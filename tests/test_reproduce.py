@@ -7,21 +7,24 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tests.commands import run_cli
 
 from betavae.runs import RunDir
-from betavae.studies.claims import VERDICTS
-from betavae.studies.reproduce import (
+from betavae.study.claims import VERDICTS
+from betavae.study.design import (
+    FIGURES_SWEEP,
     MEASUREMENTS_FILE,
     PARTS,
+    REPORT_SAYS,
     SUCCESSORS,
     SUCCESSORS_FOLDER,
-    _training,
     checked_successors,
-    reproduce,
     scale_of,
 )
+from betavae.study.runner import _training, reproduce
+from betavae.study.stats import MIN_SEEDS
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +55,20 @@ def test_the_report_judges_every_claim_by_its_stated_rule(study):
     markdown = (study / "report.md").read_text()
     html = (study / "report.html").read_text()
     rows = claim_rows(markdown)
-    assert sorted({int(row[0]) for row in rows}) == list(range(1, 9))
+    assert sorted({row[0] for row in rows}, key=lambda n: (int(n.rstrip("b")), n)) \
+        == ["1", "2", "3", "4", "5", "6", "6b", "7", "8"]
     for row in rows:
         assert row[5].strip("*") in VERDICTS, row
-    assert "standard errors" in markdown and "standard errors" in html  # the rule is stated
+        # one seed: no part is decided, and each says why
+        assert row[5].strip("*") == "inconclusive", row
+        assert "too few seeds" in row[4] or "not trained" in row[4], row
+    for rule in ("Student", "Holm", "sign-flip", "two one-sided tests"):  # the rule is stated
+        assert rule in markdown and rule in html
+    # the reproducibility report's column, from its findings, for claims 1 to 7
+    for row in rows:
+        if row[0] != "8":
+            assert row[3] not in ("", "—"), row
+    assert "not shown" in next(row[3] for row in rows if row[0] == "3")
     assert "betavae reproduce --scale smoke" in markdown
     # every metric named with its variant and settings
     metrics_section = markdown.split("## Metrics", 1)[1].split("\n## ", 1)[0]
@@ -63,8 +76,8 @@ def test_the_report_judges_every_claim_by_its_stated_rule(study):
         assert f"| {name}: ".replace("_", "\\_") in metrics_section  # Markdown escapes the underscore
     assert "Higgins et al. 2017" in metrics_section and r"n\_train = 40, n\_eval = 20" in metrics_section
     if (study / "mnist").exists():  # the held-out loss claim and transfer include MNIST
-        assert "mnist: grid and figures" in markdown
-        claim_text = {number: " ".join(" ".join(row) for row in rows if int(row[0]) == number)
+        assert "mnist: runs, grid and figures" in markdown
+        claim_text = {number: " ".join(" ".join(row) for row in rows if row[0] == str(number))
                       for number in (1, 7)}
         assert "mnist" in claim_text[1] and "MNIST" in claim_text[7], claim_text
 
@@ -73,11 +86,14 @@ def test_every_figure_the_report_names_is_there_and_not_empty(study):
     markdown = (study / "report.md").read_text()
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert len(figures) >= 6  # per dataset: loss, heatmaps, reconstructions, a traversal
+    assert "| run | β\\_norm | β | M | seed |" in markdown  # every run with its trained mark
+    assert markdown.count("✗ ") >= 4 and "not trained" in markdown  # smoke's runs are far too short
     for figure in figures:
         path = study / figure
         assert path.is_file() and path.stat().st_size > 0, figure
     assert (study / "report.html").read_text().count("data:image/") == len(figures)
-    transfers = {part.folder for part in PARTS if part.transfer_task and (study / part.folder).exists()}
+    transfers = {part.folder for part in PARTS.values()
+                 if part.transfer_task and (study / part.folder).exists()}
     assert {f"transfer/{folder}/transfer.svg" for folder in transfers} <= set(figures)
     captions = re.findall(r"\*Figure \d+\.\* (.+)", markdown)
     assert len(captions) == len(figures) and all(len(caption) > 40 for caption in captions), captions
@@ -96,8 +112,11 @@ def test_the_successors_are_trained_beside_the_beta_vae_and_scored_in_the_baseli
         assert all(getattr(config, key) == value for key, value in SUCCESSORS[objective].items())
         row = next(line for line in shapes_table.splitlines() if line.startswith(f"| {label}"))
         cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:-1]]
-        assert cells[1] == "—" and len(cells) == 2 + len(smoke.metrics)  # not in the paper's table
-        assert all(re.fullmatch(r"-?\d+\.\d{3} \(1 seed\)", cell) for cell in cells[2:]), row
+        assert len(cells) == 1 + len(smoke.metrics)  # the paper's column stands beside dSprites only
+        assert all(re.fullmatch(r"-?\d+\.\d{3} \(1 seed\)", cell) for cell in cells[1:]), row
+    markdown = (study / "report.md").read_text()
+    dsprites_table = markdown.split("*Table 3.* dsprites", 1)[1].split("*Table 4.*")[0]
+    assert "paper (its score, Fig. 6)" in dsprites_table and "99.23" in dsprites_table
     assert not (study / "dsprites" / SUCCESSORS_FOLDER).exists()  # smoke trains them on the heart set only
 
 
@@ -105,7 +124,8 @@ def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_s
     logs = {path: path.read_bytes() for path in study.rglob("log.jsonl")}
     parts = 3 if (study / "mnist").exists() else 2
     successors = len(scale_of("smoke").successors)  # one seed each, on the heart set
-    assert len(logs) == 6 * parts + successors  # per dataset: a 2 × 2 grid and β = 1 / β = 4, one seed
+    figure_runs = len(scale_of("smoke").figure_betas) * len(scale_of("smoke").figure_latents)  # heart set
+    assert len(logs) == 6 * parts + successors + figure_runs  # per set: a 2 × 2 grid, β = 1 / β = 4, one seed
     measurements = (study / MEASUREMENTS_FILE).read_bytes()
     report_before = (study / "report.md").stat().st_mtime_ns
     transfer_figure = study / "transfer" / "dsprites" / "transfer.svg"
@@ -121,7 +141,7 @@ def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_s
     markdown = (study / "report.md").read_text()
     assert "MNIST" in markdown.split("## Skipped", 1)[1]  # what was not run, and why
     assert transfer_figure.stat().st_size > 0 and "transfer/dsprites/transfer.svg" in markdown
-    assert "mnist: grid and figures" not in markdown
+    assert "mnist: runs, grid and figures" not in markdown
 
 
 def test_mnist_given_by_data_dir_serves_runs_that_found_it_elsewhere(study, request):
@@ -141,24 +161,42 @@ def test_mnist_given_by_data_dir_serves_runs_that_found_it_elsewhere(study, requ
     assert {path: path.read_bytes() for path in study.rglob("log.jsonl")} == logs  # no training step
     assert (study / MEASUREMENTS_FILE).read_bytes() == measurements
     markdown = (study / "report.md").read_text()
-    assert "mnist: grid and figures" in markdown and "--data-dir" in markdown
+    assert "mnist: runs, grid and figures" in markdown and "--data-dir" in markdown
 
 
 def test_the_paper_scale_uses_the_reference_predictors_and_deterministic_kernels():
     paper, small = scale_of("paper"), scale_of("small")
     assert "dci_gbt" in paper.metrics and "dci" not in paper.metrics
-    assert all(_training(part, paper, None)["deterministic"] for part in PARTS)
-    assert all("deterministic" not in _training(part, small, None) for part in PARTS)
-    assert small.seeds >= 3 and small.seeds_of_grid >= 2  # a spread over seeds for every claim
-    assert len(small.beta_norms) >= 3 and len(small.latent_dims) >= 2  # a peak: three β; a shift: two sizes
-    shapes, dsprites, mnist = PARTS
+    assert all(_training(part, paper, None, part.recon)["deterministic"] for part in paper.parts_of())
+    assert all("deterministic" not in _training(part, small, None, part.recon) for part in small.parts_of())
+    shapes, dsprites, mnist = PARTS["shapes"], PARTS["dsprites"], PARTS["mnist"]
     every_successor = [f"{SUCCESSORS_FOLDER}/{objective}" for objective in SUCCESSORS]
-    assert paper.sweeps_of(shapes) == paper.sweeps_of(dsprites) == ["grid", "compare", *every_successor]
-    assert paper.sweeps_of(mnist) == small.sweeps_of(mnist) == ["grid", "compare"]  # no factors to score
+    assert paper.sweeps_of(shapes) == ["grid", "compare", FIGURES_SWEEP, *every_successor]
+    assert paper.sweeps_of(dsprites) == ["grid", "compare", *every_successor]
+    assert paper.sweeps_of(mnist) == ["grid", "compare", FIGURES_SWEEP]  # no factors to score
     assert small.sweeps_of(shapes) == ["grid", "compare"]  # they do not fit its half hour unless asked
     asked = replace(small, successors=checked_successors(["factor", "beta_tc"]))
     assert asked.sweeps_of(shapes)[2:] == [f"{SUCCESSORS_FOLDER}/beta_tc", f"{SUCCESSORS_FOLDER}/factor"]
-    assert asked.sweeps_of(dsprites) == ["grid", "compare"]  # 200 steps teach dSprites nothing to compare
+
+
+def test_small_is_the_reports_scope_sized_to_decide_and_dsprites_moves_to_medium():
+    small, medium, paper = scale_of("small"), scale_of("medium"), scale_of("paper")
+    assert small.parts == ("shapes", "mnist")  # the report's sets at 28 × 28
+    assert "dsprites" in medium.parts and "dsprites" in paper.parts
+    for scale in (small, medium, paper):  # at least 3 seeds for every compared setting
+        assert min(scale.seeds, scale.seeds_of_grid, *map(scale.grid_seeds_of, scale.parts_of())) >= MIN_SEEDS
+    assert min(medium.seeds, medium.seeds_of_grid) >= 5  # the exact tests of coarse effects need 5 …
+    assert small.grid_seeds_of(PARTS["shapes"]) >= 5  # … as small's grid on the heart set has them
+    assert PARTS["shapes"].recon == PARTS["mnist"].recon == "gaussian"  # the report's squared error …
+    assert PARTS["shapes"].compare_recon == "bernoulli"  # … beside the paper's loss where β = 4 means its β
+    assert len(small.beta_norms) >= 3 and len(small.latent_dims) >= 2  # a peak inside: three β_norm
+    ratio = max(small.latent_dims) / min(small.latent_dims)  # pairs of runs share a raw β: M at fixed β
+    assert any(abs(b2 / b1 - ratio) < 1e-9 for b1 in small.beta_norms for b2 in small.beta_norms)
+    decades = np.log10(max(paper.beta_norms) / min(paper.beta_norms))
+    assert min(paper.beta_norms) == 2e-5 and max(paper.beta_norms) == 20
+    assert len(paper.beta_norms) >= 3 * decades
+    assert paper.figure_betas == (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0) and 2 in paper.figure_latents
+    assert set(REPORT_SAYS) >= {1, 2, 3, 4, 5, 6, "6b", 7}
 
 
 def test_an_unknown_scale_is_a_one_line_error(tmp_path, capsys):

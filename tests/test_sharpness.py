@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from betavae.data import load
-from betavae.studies.sharpness import high_frequency_share
+from betavae.study.sharpness import high_frequency_share
 
 
 def blur(images: np.ndarray, passes: int) -> np.ndarray:

@@ -564,7 +564,10 @@ def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
 
 @app.command()
 @click.option("--scale", default="small", show_default=True,
-              help="smoke (a minute) | small (two CPU cores, under half an hour) | paper (a GPU or cluster)")
+              help="smoke (a minute, decides nothing) | small (the report's sets on two CPU cores, under "
+                   "half an hour) | medium (adds dSprites and 5 seeds: a night on two cores, an hour on a "
+                   "GPU) | "
+                   "paper (a GPU cluster)")
 @click.option("--out", default="runs/reproduce", show_default=True, help="the study folder")
 @click.option("--backend", default="local", show_default=True, cls=RegistryHelp,
               describe=lambda: _names("betavae.studies.backend:BACKENDS"))
@@ -576,7 +579,7 @@ def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
 @click.option("--successors", metavar="NAMES", cls=RegistryHelp,
               describe=lambda: "the β-VAE's successors to train beside it and score in the baselines "
                                "table, separated by commas: "
-                               f"{_names('betavae.studies.reproduce:SUCCESSORS', ', ')}; all; none  "
+                               f"{_names('betavae.study.design:SUCCESSORS', ', ')}; all; none  "
                                "[default: the scale's: none at small (they do not fit its half hour), "
                                "all at paper]")
 @click.option("--progress/--no-progress", default=None, help="progress bars  [default: on a terminal]")
@@ -589,8 +592,8 @@ def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_addre
     """
     from betavae.config import comma_separated
     from betavae.studies.backend import BackendOptions
-    from betavae.studies.reproduce import SUCCESSORS
-    from betavae.studies.reproduce import reproduce as run_study
+    from betavae.study.design import SUCCESSORS
+    from betavae.study.runner import reproduce as run_study
 
     named = {"all": list(SUCCESSORS), "none": []}
     chosen = None

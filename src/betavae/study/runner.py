@@ -6,14 +6,17 @@ local or the Ray backend), the metrics are the sweep's (:func:`betavae.evaluatio
 the figures are ``betavae plot``'s and ``show traverse``'s, transfer is ``betavae
 transfer``'s. What is new here is the choice of runs, the measurements no command makes
 (the blur of reconstructions, the β-VAE score with a weaker classifier, the baselines over
-several metric seeds), and the claims (:mod:`betavae.studies.claims`) and report
-(:mod:`betavae.studies.report`) made from them.
+several metric seeds), and the claims (:mod:`betavae.study.claims`) and report
+(:mod:`betavae.study.report`) made from them.
 
-The study folder::
+The design (parts, scales, constants) is :mod:`betavae.study.design`, which the report imports
+too; this module trains and measures, :mod:`betavae.study.study_report` judges. The study folder::
 
-    <dataset>/grid/       sweep: β_norm × latent size × seeds (loss, metrics, figures)
-    <dataset>/compare/    sweep: β = 1 against the paper's β = 4 at one latent size, same seeds
-    transfer/<dataset>/   transfer.csv / .svg / .txt of the compare runs
+    <set>/grid/           sweep: β_norm × latent size × seeds (loss, metrics, figures)
+    <set>/compare/        sweep: β = 1 against the paper's β = 4 at one latent size, same seeds
+    <set>/figures/        sweep: the report's raw-β figure settings (medium and paper scales)
+    <set>/successors/X/   sweep: objective X over seeds (where the scale or --successors asks)
+    transfer/<set>/       transfer.csv / .svg / .txt of the compare runs
     measurements.json     blur, weak-classifier scores and baselines, each computed once
     report.html, report.md
 
@@ -27,150 +30,32 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
 import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir, atomic_write_text, make_folder
 from betavae.studies.backend import BackendOptions
-
-MEASUREMENTS_FILE = "measurements.json"
-PAPER_BETA = 4.0  # the β of the paper's dSprites model (Higgins et al. 2017, Table 1)
-PRIMARY_METRIC = "mig"  # the metric claims 4 and 5 follow: continuous, and not saturated
-BASELINES = ("pixels", "pca", "ica", "untrained")
-# The paper's Table 1 (its disentanglement metric score, dSprites-like 2D shapes), for the baselines table.
-PAPER_SCORES = {"pixels": "45.75 ± 0.8 %", "pca": "84.9 ± 0.4 %", "ica": "42.03 ± 10.6 %",
-                "untrained": "44.14 ± 2.5 %", "vae": "61.58 ± 0.5 %", "beta_vae": "99.23 ± 0.1 %"}
-# The β-VAE's successors (docs/objectives.md) beside it in the baselines table: the training keys of each
-# objective's sweep, the settings of the toolkit's dSprites comparison (docs/objectives.md).
-SUCCESSORS = {
-    "beta_tc": {"beta": 6.0},  # Chen et al. 2018: total-correlation weight 6
-    "factor": {"factor_gamma": 35.0},  # Kim & Mnih 2018: the toolkit's default γ
-    "capacity": {"capacity_gamma": 1000.0, "capacity_max": 25.0},  # Burgess et al.'s dSprites γ and C_max
-    "dip": {"dip_type": "ii", "dip_lambda_od": 10.0, "beta": 1.0},  # Kumar et al. 2018: DIP-VAE II, KL × 1
-}
-SUCCESSORS_FOLDER = "successors"  # PART/successors/OBJECTIVE: one sweep over seeds per objective
-# The β-VAE score's classifier made weaker, as the reproducibility report suggested ({}: the score's own).
-WEAK_CLASSIFIERS = {"strong L2 (C = 0.001)": {"C": 1e-3}, "few iterations (5)": {"max_iter": 5}}
-
-
-@dataclass(frozen=True)
-class Part:
-    """One dataset of the study: its name in the registry, its architecture, and what it measures."""
-
-    folder: str
-    dataset: str
-    arch: str
-    factors: bool  # disentanglement metrics (else held-out loss only)
-    transfer_task: str | None = None
-
-
-PARTS = (
-    Part("shapes", "shapes_heart", "conv28", True),
-    Part("dsprites", "dsprites", "conv64", True, "factor:shape"),
-    Part("mnist", "mnist", "conv28", False, "digit"),
+from betavae.study.design import (
+    BASELINES,
+    FIGURES_SWEEP,
+    MEASUREMENTS_FILE,
+    PAPER_BETA,
+    SUCCESSORS,
+    SUCCESSORS_FOLDER,
+    WEAK_CLASSIFIERS,
+    Measured,
+    Part,
+    Scale,
+    checked_successors,
+    scale_of,
 )
+from betavae.study.trained import curve_flattened, marks
 
-
-@dataclass(frozen=True)
-class Scale:
-    """How big the study is: the grid, the training, the seeds and the sizes of every measurement."""
-
-    name: str
-    why: str
-    beta_norms: tuple[float, ...]
-    latent_dims: tuple[int, ...]
-    seeds: int  # of the β = 1 / β = 4 comparison (claims 3, 7 and 8)
-    steps: dict[str, int]  # per part folder
-    batch_size: int
-    compare_latent: int
-    metrics: tuple[str, ...]
-    n_train: int
-    n_eval: int
-    test_size: dict[str, int] = field(default_factory=dict)
-    baseline_seeds: int = 3
-    baseline_fit: int = 10_000  # images PCA and ICA are fitted on
-    transfer_labels: tuple[int, ...] = (10, 100, 1000)
-    transfer_repeats: int = 3
-    transfer_test: int | None = 2000
-    blur_images: int = 256
-    grid_seeds: int | None = None  # of the β_norm × latent grid (claims 1, 2, 4, 5, 6); None: ``seeds``
-    deterministic: bool = False  # on a GPU, kernels that repeat their numbers (train --deterministic)
-    successors: tuple[str, ...] = ()  # objectives of SUCCESSORS trained beside the β-VAE …
-    successor_parts: tuple[str, ...] = ()  # … on these part folders (sets with known factors) …
-    successor_seeds: int | None = None  # … over this many seeds; None: ``seeds``
-
-    @property
-    def seeds_of_grid(self) -> int:
-        return self.seeds if self.grid_seeds is None else self.grid_seeds
-
-    @property
-    def seeds_of_successors(self) -> int:
-        return self.seeds if self.successor_seeds is None else self.successor_seeds
-
-    def successors_of(self, part: Part) -> tuple[str, ...]:
-        """The successors trained on ``part``: none on a set without factors to score them by."""
-        return self.successors if part.factors and part.folder in self.successor_parts else ()
-
-    def sweeps_of(self, part: Part) -> list[str]:
-        """The sweeps of ``part``, as folders under it: the grid, the comparison, each successor's."""
-        successors = [f"{SUCCESSORS_FOLDER}/{objective}" for objective in self.successors_of(part)]
-        return ["grid", "compare", *successors]
-
-
-# The five metrics, DCI with its fast predictor (what `--metrics all` computes).
-STUDY_METRICS = ("beta_vae", "factor_vae", "mig", "dci", "sap")
-# At paper scale, DCI with the reference's gradient-boosted trees, so its numbers compare with published ones.
-REFERENCE_METRICS = ("beta_vae", "factor_vae", "mig", "dci_gbt", "sap")
-SCALES = {
-    "smoke": Scale(
-        "smoke", "the test suite's: every part runs, on runs too short to judge anything",
-        beta_norms=(0.01, 1.0), latent_dims=(4, 8), seeds=1, steps={"shapes": 30, "dsprites": 6, "mnist": 30},
-        batch_size=32, compare_latent=4, metrics=("beta_vae", "mig"), n_train=40, n_eval=20,
-        test_size={"shapes": 500, "dsprites": 500}, baseline_seeds=2, baseline_fit=500,
-        transfer_labels=(10, 50), transfer_repeats=2, transfer_test=300, blur_images=32,
-        successors=("beta_tc", "factor"), successor_parts=("shapes",), successor_seeds=1),
-    "small": Scale(
-        "small", "sized for two CPU cores in under half an hour (make run; 26 minutes measured, "
-        "docs/reproduce.md): the smallest grid that can show each claim, 3 β_norm (the report's lower "
-        "three) × 2 latent sizes (a peak needs three β, a shift two sizes) over 2 seeds, and β = 1 "
-        "against β = 4 over 3 seeds; short runs (the heart set 400 steps, MNIST 250, dSprites 200: "
-        "conv64 on 64 × 64 images is several times the work of a step, and 200 steps are far too few "
-        "to disentangle dSprites, which its verdicts then show) and every metric on 300 + 150 points, "
-        "the most this budget allows; the β-VAE's successors only when asked (--successors: β-TCVAE "
-        "and FactorVAE on the heart set over 2 seeds add some 2½ minutes)",
-        beta_norms=(0.002, 0.02, 0.2), latent_dims=(5, 10), seeds=3, grid_seeds=2,
-        steps={"shapes": 400, "dsprites": 200, "mnist": 250}, batch_size=64, compare_latent=10,
-        metrics=STUDY_METRICS, n_train=300, n_eval=150, test_size={"shapes": 2000, "dsprites": 5000},
-        baseline_fit=2000, transfer_labels=(10, 100, 1000), transfer_test=2000, blur_images=256,
-        successor_parts=("shapes",), successor_seeds=2),
-    "paper": Scale(
-        "paper", "the report's 5 × 5 grid over the finer β_norm range 2e-5 … 20 it wished for, the "
-        "paper's training lengths, 5 seeds, DCI with the reference's boosted trees, deterministic GPU "
-        "kernels (the same seed gives the same numbers): for a GPU or a Ray cluster",
-        beta_norms=(2e-5, 2e-4, 2e-3, 2e-2, 2e-1, 2.0, 20.0), latent_dims=(5, 10, 25, 50, 125), seeds=5,
-        steps={"shapes": 100_000, "dsprites": 300_000, "mnist": 100_000}, batch_size=64, compare_latent=10,
-        metrics=REFERENCE_METRICS, n_train=10_000, n_eval=5_000, baseline_seeds=5, deterministic=True,
-        transfer_labels=(10, 30, 100, 300, 1000, 3000, 10000), transfer_repeats=5, transfer_test=None,
-        blur_images=1000, successors=tuple(SUCCESSORS), successor_parts=("shapes", "dsprites")),
-}
-
-
-def scale_of(name: str) -> Scale:
-    """The scale called ``name``; another name is a one-line error listing them."""
-    from betavae.errors import unknown_choice
-
-    if name not in SCALES:
-        raise unknown_choice("scale", name, SCALES)
-    return SCALES[name]
-
+WEAK_KEY = "weak-standardised"  # measurements.json's key of the weak scores (standardised features)
 
 # --- running the parts ---------------------------------------------------------------------------
 
@@ -201,8 +86,8 @@ def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options:
     timings: dict[str, float] = {}
     skipped: list[str] = []
     parts = []
-    for part in PARTS:
-        problem = _mnist_problem(data_dir, download) if part.folder == "mnist" else None
+    for part in chosen.parts_of():
+        problem = _mnist_problem(data_dir, download) if part.dataset == "mnist" else None
         if problem is not None:
             skipped.append(f"MNIST: {problem}; then run this command again, which goes on from here")
             echo(f"skipping the MNIST parts: {skipped[-1]}")
@@ -220,22 +105,12 @@ def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options:
     timings["measurements"] = time.perf_counter() - started
     timings["in all (this invocation)"] = time.perf_counter() - began
     started = time.perf_counter()
-    from betavae.studies.study_report import write_study_report
+    from betavae.study.study_report import write_study_report
 
     report = write_study_report(out, chosen, parts, measured, timings, skipped,
                                 command or _command(chosen, out, options, data_dir, successors))
     timings["report"] = time.perf_counter() - started
     return report
-
-
-def checked_successors(names: Sequence[str]) -> tuple[str, ...]:
-    """``names`` as a tuple in :data:`SUCCESSORS`' order, each once; an unknown one is a one-line error."""
-    from betavae.errors import unknown_choice
-
-    for name in names:
-        if name not in SUCCESSORS:
-            raise unknown_choice("successor", name, SUCCESSORS)
-    return tuple(name for name in SUCCESSORS if name in names)
 
 
 def _command(scale: Scale, out: Path, options: BackendOptions, data_dir: str | None,
@@ -263,16 +138,22 @@ def _mnist_problem(data_dir: str | None, download: bool) -> str | None:
     return None
 
 
-def _training(part: Part, scale: Scale, data_dir: str | None) -> dict[str, Any]:
+def _training(part: Part, scale: Scale, data_dir: str | None, recon: str) -> dict[str, Any]:
     training: dict[str, Any] = {"dataset": part.dataset, "arch": part.arch, "steps": scale.steps[part.folder],
-                                "batch_size": scale.batch_size}
+                                "batch_size": scale.batch_size, "recon": recon}
     if part.folder in scale.test_size:
         training["test_size"] = scale.test_size[part.folder]
-    if part.folder == "mnist" and data_dir:
+    if part.dataset == "mnist" and data_dir:
         training["data_dir"] = data_dir
     if scale.deterministic:
         training["deterministic"] = True
     return training
+
+
+def recon_of(part: Part, kind: str) -> str:
+    """The reconstruction loss of a sweep of ``part``: the grid's and the report's figure settings',
+    or the comparison's (which the successors, compared with it, share)."""
+    return part.recon if kind in ("grid", FIGURES_SWEEP) else part.compare_recon
 
 
 def _sweep(part: Part, kind: str, scale: Scale, out: Path, options: BackendOptions, data_dir: str | None,
@@ -280,19 +161,21 @@ def _sweep(part: Part, kind: str, scale: Scale, out: Path, options: BackendOptio
     from betavae.studies.grid import build_spec
     from betavae.studies.sweep import run_sweep
 
-    training = _training(part, scale, data_dir)
+    training = _training(part, scale, data_dir, recon_of(part, kind))
     seeds = scale.seeds
     if kind == "grid":
         training.update(beta_norm=list(scale.beta_norms), latent_dim=list(scale.latent_dims))
-        seeds = scale.seeds_of_grid
+        seeds = scale.grid_seeds_of(part)
     elif kind == "compare":
         training.update(beta=[1.0, PAPER_BETA], latent_dim=scale.compare_latent)
+    elif kind == FIGURES_SWEEP:
+        training.update(beta=list(scale.figure_betas), latent_dim=list(scale.figure_latents))
     else:  # successors/OBJECTIVE
         objective = kind.removeprefix(f"{SUCCESSORS_FOLDER}/")
         training.update(objective=objective, latent_dim=scale.compare_latent, **SUCCESSORS[objective])
         seeds = scale.seeds_of_successors
     sweep_options: dict[str, Any] = {"seeds": seeds}
-    if part.factors:
+    if part.factors and kind != FIGURES_SWEEP:
         sweep_options.update(metrics=list(scale.metrics), n_train=scale.n_train, n_eval=scale.n_eval)
     spec = build_spec(training, sweep_options, source=f"reproduce {part.folder} {kind}")
     summary = run_sweep(spec, out / part.folder / kind, options, progress=progress)
@@ -301,10 +184,32 @@ def _sweep(part: Part, kind: str, scale: Scale, out: Path, options: BackendOptio
                            f"betavae reproduce again, which resumes (see betavae sweep --retry-failed)")
 
 
-def rows_of(sweep_dir: Path) -> list[dict[str, Any]]:
+def rows_of(sweep_dir: Path, recon: str) -> list[dict[str, Any]]:
+    """The finished runs of a sweep as result rows, each with its loss (``recon``), whether its training
+    loss flattened (``flat``) and its mark (``trained``, ``trained_why``; :mod:`betavae.study.trained`)."""
     from betavae.studies.results import result_rows
 
-    return [row for row in result_rows(sweep_dir)[0] if row["status"] == "done"]
+    rows = [row for row in result_rows(sweep_dir)[0] if row["status"] == "done"]
+    for row in rows:
+        row["recon"] = recon
+        row["flat"] = curve_flattened(training_losses(sweep_dir / row["run"]))
+    for row, mark in zip(rows, (marks(rows)[row["run"]] for row in rows), strict=True):
+        row["trained"], row["trained_why"] = mark.trained, mark.why
+    return rows
+
+
+def training_losses(run_dir: Path) -> list[float]:
+    """The training loss of each entry of a run's ``log.jsonl``, in order (evaluations left out)."""
+    losses = []
+    path = RunDir(run_dir).log_path
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill: the entries before it still tell the curve
+        if isinstance(entry.get("loss"), (int, float)) and "images_per_s" in entry:
+            losses.append(float(entry["loss"]))
+    return losses
 
 
 # --- measurements no command makes, each kept once computed ---------------------------------------
@@ -333,20 +238,6 @@ def _run_key(run_dir: Path, what: str) -> str:
     return f"{what}:{where}@{RunDir(run_dir).checkpoint_step()}"
 
 
-@dataclass
-class Measured:
-    """Everything the claims and the report read, per part folder."""
-
-    grid: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    compare: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    blur: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    weak: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    baselines: dict[str, dict[str, list[dict[str, float | None]]]] = field(default_factory=dict)
-    transfer: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    successors: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)  # part → objective
-    figures: dict[str, list[Path]] = field(default_factory=dict)
-
-
 @contextlib.contextmanager
 def _data_folder(data_dir: str | None) -> Iterator[None]:
     """``$BETAVAE_DATA_DIR`` set to ``data_dir`` (when given) while the study measures and draws.
@@ -373,24 +264,28 @@ def _data_folder(data_dir: str | None) -> Iterator[None]:
 
 def _measure(parts: Sequence[Part], scale: Scale, out: Path, store: Measurements,
              echo: Callable[[str], None]) -> Measured:
-    from betavae.studies.sharpness import reconstruction_sharpness
+    from betavae.study.sharpness import reconstruction_sharpness
 
     measured = Measured()
     for part in parts:
         grid_dir, compare_dir = out / part.folder / "grid", out / part.folder / "compare"
-        measured.grid[part.folder] = grid = rows_of(grid_dir)
-        measured.compare[part.folder] = rows_of(compare_dir)
+        measured.grid[part.folder] = grid = rows_of(grid_dir, part.recon)
+        measured.compare[part.folder] = rows_of(compare_dir, part.compare_recon)
+        if FIGURES_SWEEP in scale.sweeps_of(part):
+            measured.figure_runs[part.folder] = rows_of(out / part.folder / FIGURES_SWEEP, part.recon)
         echo(f"{part.folder}: blur of reconstructions")
         measured.blur[part.folder] = _per_run(
             store, "blur", grid_dir, grid, lambda run: reconstruction_sharpness(run, scale.blur_images))
         if part.factors:
             echo(f"{part.folder}: the β-VAE score with weaker classifiers; baselines")
-            measured.weak[part.folder] = _per_run(store, "weak", grid_dir, grid,
+            measured.weak[part.folder] = _per_run(store, WEAK_KEY, grid_dir, grid,
                                                   lambda run: _weak_scores(run, scale))
             measured.baselines[part.folder] = _baselines(store, part, scale)
             successors_dir = out / part.folder / SUCCESSORS_FOLDER
-            measured.successors[part.folder] = {objective: rows_of(successors_dir / objective)
-                                                for objective in scale.successors_of(part)}
+            measured.factor_counts[part.folder] = _factor_count(part)
+            measured.successors[part.folder] = {
+                objective: rows_of(successors_dir / objective, part.compare_recon)
+                for objective in scale.successors_of(part)}
         figures = _figures(part, grid_dir, compare_dir, measured.compare[part.folder])
         if part.transfer_task:
             echo(f"{part.folder}: transfer ({part.transfer_task})")
@@ -408,7 +303,7 @@ def _per_run(store: Measurements, what: str, sweep_dir: Path, rows: Sequence[dic
     for row in rows:
         run_dir = sweep_dir / row["run"]
         values = store.get(_run_key(run_dir, what), lambda run_dir=run_dir: compute(run_dir))
-        cell = {key: row[key] for key in ("run", "seed", "beta", "beta_norm", "latent_dim")}
+        cell = {key: row[key] for key in ("run", "seed", "beta", "beta_norm", "latent_dim", "trained")}
         cells.append({**cell, **values})
     return cells
 
@@ -419,6 +314,13 @@ def _baselines(store: Measurements, part: Part, scale: Scale) -> dict[str, list[
                              lambda name=name, seed=seed: _baseline(part, name, seed, scale))
                    for seed in range(scale.baseline_seeds)]
             for name in BASELINES}
+
+
+def _factor_count(part: Part) -> int:
+    """How many factors of ``part``'s set vary: the paper's and FactorVAE's scores are at chance at 1/this."""
+    from betavae.evaluation import factor_dataset
+
+    return factor_dataset(part.dataset).num_factors
 
 
 def _weak_scores(run_dir: Path, scale: Scale) -> dict[str, float]:
@@ -490,20 +392,3 @@ def _figures(part: Part, grid_dir: Path, compare_dir: Path, compare_rows: Sequen
     for row in paper_runs[:1]:
         figures += traversal_figure(compare_dir / row["run"], dims="all")
     return figures
-
-
-# --- the environment -------------------------------------------------------------------------------
-
-
-def environment() -> dict[str, str]:
-    import sklearn
-    import torch
-
-    from betavae.device import resolve_device
-
-    device = resolve_device("auto")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__, "device": f"{device.type} ({name})",
-            "threads": str(torch.get_num_threads()), "cores": str(os.cpu_count()),
-            "platform": platform.platform()}

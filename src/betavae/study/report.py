@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from betavae.errors import BetaVAEError
 from betavae.runs import atomic_write_bytes, atomic_write_text, make_folder
-from betavae.studies.claims import VERDICTS, ClaimPart
+from betavae.study.claims import VERDICTS, ClaimPart
 
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "report.md"
@@ -64,7 +64,7 @@ class ClaimRow:
     ``ours`` then holds the same in one line, and ``why`` how the parts make the verdict.
     """
 
-    number: int
+    number: int | str  # 6b: a second claim under one number
     claim: str
     paper: str
     reproducibility_report: str
@@ -222,7 +222,8 @@ table.claims td.ours { min-width: 24rem; }
 ul.parts { margin: 0; padding: 0; list-style: none; }
 ul.parts li { margin: 0 0 0.3rem; }
 .part-name { font-weight: 600; }
-.effect { white-space: nowrap; }
+.effect { overflow-wrap: anywhere; }
+.part-why { color: #555; font-size: 0.9em; }
 span.verdict { font-size: 0.82em; padding: 0 0.35em; border-radius: 4px; }
 @media (max-width: 44rem) {  /* a phone: one card per claim, labels from data-label */
   table.claims, table.claims tbody, table.claims td { display: block; width: 100%; }
@@ -326,7 +327,9 @@ def _html_ours(claim: ClaimRow) -> str:
     items = "".join(
         f'<li><span class="part-name">{e(part.name)} {e(part.expected)}</span>: '
         f'<span class="effect">{e(part.ours)} '
-        f'<span class="{_verdict_class(part.verdict)}">{e(part.verdict)}</span></span></li>'
+        f'<span class="{_verdict_class(part.verdict)}">{e(part.verdict)}</span></span>'
+        + (f' <span class="part-why">({e(part.why)})</span>' if part.why and part.verdict != "held" else "")
+        + "</li>"
         for part in claim.parts)
     return f'<ul class="parts">{items}</ul>'
 
