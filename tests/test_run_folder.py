@@ -15,7 +15,7 @@ import torch
 
 from betavae.config import TrainConfig, read_toml, to_toml
 from betavae.errors import BetaVAEError
-from betavae.runs import RunDir, load_model
+from betavae.runs import RunDir, atomic_write_text, load_model
 from betavae.train import CheckpointNotWritten, TrainingDiverged, TrainingInterrupted, train
 from commands import run_cli
 from processes import locked_by_another_process, wait_until
@@ -408,10 +408,22 @@ def test_errors_name_the_flags_the_user_typed(tmp_path, capsys):
 
 def test_stale_temporaries_of_a_killed_write_are_removed_on_the_next_start(tmp_path, trained):
     run_dir = copy_run(trained, tmp_path / "run")
-    (run_dir / ".checkpoint.pt.k1ll3d.tmp").write_bytes(b"\0" * 1000)
-    (run_dir / ".metrics.json.x.tmp").write_text("{")
+    (run_dir / ".checkpoint.pt.betavae-k1ll3d.tmp").write_bytes(b"\0" * 1000)
+    (run_dir / ".metrics.json.betavae-x.tmp").write_text("{")
+    (run_dir / ".mynotes.tmp").write_text("the user's own")  # not ours: it stays
+    (run_dir / ".config.toml.draft.tmp").write_text("the user's own too")
     train(tiny_config(run_dir, steps=6), resume=True, progress=False)
-    assert temporaries(run_dir) == []
+    assert temporaries(run_dir) == [".config.toml.draft.tmp", ".mynotes.tmp"]
+    assert (run_dir / ".mynotes.tmp").read_text() == "the user's own"
+
+
+def test_an_atomic_write_names_its_temporary_with_the_mark_a_resume_looks_for(tmp_path, monkeypatch):
+    seen = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda source, target: (seen.append(Path(source).name),
+                                                                real_replace(source, target)))
+    atomic_write_text(tmp_path / "metrics.json", "{}")
+    assert len(seen) == 1 and seen[0].startswith(".metrics.json.betavae-") and seen[0].endswith(".tmp")
 
 
 # -- fault injection -------------------------------------------------------------------------

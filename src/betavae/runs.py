@@ -55,6 +55,9 @@ CHECKPOINT_KEYS = ("step", "model", "optimizer", "noise_state", "config", "deriv
 # TensorBoard names its files events.out.tfevents.<time>.<host>...: the only ones of
 # tensorboard/ that are ours.
 TENSORBOARD_PREFIX = "events.out.tfevents."
+# The mark in the name of every temporary of an atomic write (``.<file>.betavae-<random>.tmp``): what
+# lets a resume delete the temporaries a kill left behind and nothing a user named ``.notes.tmp``.
+TEMPORARY_MARK = "betavae-"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -67,7 +70,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    prefix = f".{path.name}.{TEMPORARY_MARK}"
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
@@ -219,10 +223,11 @@ class RunDir:
     def remove_stale_temporaries(self) -> list[Path]:
         """Delete the temporaries of atomic writes that a kill left behind; call while holding the lock.
 
-        Only files named as :func:`atomic_write_bytes` names them (``.<file>.<random>.tmp``),
-        and only in this folder: with the lock held no other process is writing them.
+        Only files named as :func:`atomic_write_bytes` names them (``.<file>.betavae-<random>.tmp``),
+        and only in this folder: with the lock held no other process is writing them. A user's own
+        ``.notes.tmp`` is not ours and stays.
         """
-        stale = [path for path in self.path.glob(".*.tmp") if path.is_file()]
+        stale = [path for path in self.path.glob(f".*.{TEMPORARY_MARK}*.tmp") if path.is_file()]
         for path in stale:
             path.unlink(missing_ok=True)
         return stale
