@@ -61,6 +61,28 @@ def test_static_replaces_an_earlier_demo_but_never_writes_into_a_folder_of_other
     assert [p.name for p in other.iterdir()] == ["notes.txt"]
 
 
+def test_static_never_deletes_a_users_folder_that_holds_a_demo_json_or_a_file_added_to_a_demo(
+        demo_run, tmp_path, capsys):
+    """A user's project with its own demo.json, and a file the user put into an earlier demo folder,
+    are refused in one line naming what is in the way; not one byte is lost (issue 32, item 1)."""
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    for name, text in (("demo.json", "{}"), ("thesis.tex", "chapter 1"), ("src/model.py", "print()")):
+        (project / name).write_text(text)
+    before = {path: path.read_bytes() for path in project.rglob("*") if path.is_file()}
+    code, _, err = run_cli(["demo", demo_run, "--static", project, "--images", "2"], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "no marker" in err
+    assert {path: path.read_bytes() for path in project.rglob("*") if path.is_file()} == before
+
+    site_dir = tmp_path / "site"
+    assert run_cli(["demo", demo_run, "--static", site_dir, "--images", "2"], capsys)[0] == 0
+    (site_dir / "notes.txt").write_text("my notes on the demo")
+    code, _, err = run_cli(["demo", demo_run, "--static", site_dir, "--images", "2"], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "notes.txt" in err
+    assert (site_dir / "notes.txt").read_text() == "my notes on the demo"
+    assert (site_dir / site.MANIFEST).is_file()  # the earlier demo stands, whole
+
+
 def test_a_run_that_cannot_be_exported_is_a_one_line_error_and_leaves_the_earlier_demo(demo_run, tmp_path,
                                                                                        capsys):
     out = tmp_path / "site"

@@ -8,6 +8,11 @@ The layout, which ``page/demo.js`` reads::
     demo.json               the runs in the order given, each with its model.json and folder
     ort/                    ONNX Runtime Web's script, its WebAssembly and licence (betavae.demo.vendor)
     runs/<k>-<name>/        encoder.onnx, decoder.onnx, model.json, test_images.png (betavae.demo.export)
+    .betavae-demo.json      the marker: every file above, as written (the server never hands it out)
+
+A later ``--static`` onto the same folder replaces it only when the marker proves that betavae
+wrote it and it holds nothing else: a user's file added to it, or a folder of the user's own that
+happens to hold a ``demo.json``, is refused in one line and never deleted.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ PAGE_FILES = ("index.html", "demo.js", "demo.css")
 MANIFEST = "demo.json"
 RUNS_DIR = "runs"
 ORT_DIR = "ort"
+MARKER = ".betavae-demo.json"  # what betavae demo wrote into the folder: {"kind", "format", "files"}
+MARKER_KIND = "betavae demo --static"
 
 
 def build_site(run_dirs: Sequence[str | Path], out: str | Path, *, images: int = 16,
@@ -61,6 +68,8 @@ def build_site(run_dirs: Sequence[str | Path], out: str | Path, *, images: int =
         shutil.copytree(ort_files, building / ORT_DIR)
         manifest = {"format": 1, "ort": f"{ORT_DIR}/", "active_kl": ACTIVE_KL, "runs": entries}
         (building / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        marker = {"kind": MARKER_KIND, "format": 1, "files": _files_of(building)}
+        (building / MARKER).write_text(json.dumps(marker, indent=1))
         _check_replaceable(out)
         if out.exists():
             shutil.rmtree(out)
@@ -70,12 +79,32 @@ def build_site(run_dirs: Sequence[str | Path], out: str | Path, *, images: int =
     return out
 
 
+def _files_of(folder: Path) -> list[str]:
+    """Every file under ``folder`` (its marker aside), as sorted POSIX paths relative to it."""
+    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*")
+                  if path.is_file() or path.is_symlink()) if folder.is_dir() else []
+
+
 def _check_replaceable(out: Path) -> None:
-    """``out`` is absent, an empty folder or an earlier demo: replacing it loses nothing of the user's."""
-    if out.exists() and not out.is_dir():
-        raise BetaVAEError(f"{out} is a file; --static needs a folder to write the demo into")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise BetaVAEError(f"{out} holds other files; give an empty or new folder, or an earlier demo's")
+    """``out`` is absent, an empty folder, or a demo folder whose marker lists exactly the files in it:
+    replacing it loses nothing of the user's."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise BetaVAEError(f"{out} is not a folder; --static needs a folder to write the demo into")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    try:
+        marker = json.loads((out / MARKER).read_text())
+        recorded = set(marker["files"]) if marker.get("kind") == MARKER_KIND else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        recorded = None
+    if recorded is None:
+        raise BetaVAEError(f"{out} holds other files and no marker of betavae demo's; give an empty or new "
+                           f"folder, or one an earlier betavae demo --static wrote")
+    foreign = sorted(set(_files_of(out)) - recorded - {MARKER})
+    if foreign:
+        more = f" and {len(foreign) - 1} more files" if len(foreign) > 1 else ""
+        raise BetaVAEError(f"{out} is an earlier demo but also holds {foreign[0]}{more} that betavae did "
+                           f"not write; move them away or give another folder")
 
 
 def _safe(name: str) -> str:
