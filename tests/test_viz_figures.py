@@ -180,3 +180,25 @@ def test_show_commands_writing_into_a_folder_being_trained_name_the_holders_pid(
             assert f"in use by process {pid} (betavae train)" in err, (command, err)
         after = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
     assert after == before
+
+
+def test_recon_out_never_replaces_a_runs_files_or_a_users_but_replaces_its_own_figure(two_runs, tmp_path,
+                                                                                         capsys):
+    """issue 32, item 2: --out onto checkpoint.pt, config.toml, a user's PNG or notes refuses in one line and
+    leaves every byte; a figure show recon wrote before is replaced."""
+    run = tmp_path / "run"
+    shutil.copytree(two_runs / "b1", run)
+    (tmp_path / "mine.png").write_bytes(b"\x89PNG my own picture")
+    (run / "notes.txt").write_text("my notes")
+    before = {path: path.read_bytes() for path in [*run.rglob("*"), tmp_path / "mine.png"] if path.is_file()}
+    for target in (run / "checkpoint.pt", run / "config.toml", run / "notes.txt", run / "reconstructions.png",
+                   tmp_path / "mine.png"):
+        code, _, err = show(["recon", str(run), "--n", "2", "--out", str(target)], capsys)
+        assert code == 1 and len(err.splitlines()) == 1 and str(target) in err, (target, err)
+    after = {path: path.read_bytes() for path in [*run.rglob("*"), tmp_path / "mine.png"] if path.is_file()}
+    assert after == before
+
+    figure = tmp_path / "figures" / "recon.png"
+    for _ in range(2):  # a new name, then the same name again: its own figure is replaced
+        code, out, err = show(["recon", str(run), "--n", "2", "--out", str(figure)], capsys)
+        assert code == 0 and out == str(figure), err

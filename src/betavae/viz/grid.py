@@ -58,11 +58,26 @@ def column_grid(
     return canvas
 
 
-def save_png(image: Image.Image, path: Path) -> Path:
-    """Write a PNG atomically and return its path."""
+def save_png(image: Image.Image, path: Path, software: str | None = None) -> Path:
+    """Write a PNG atomically and return its path; ``software`` goes into its ``Software`` text chunk,
+    so that a later command can tell a file it wrote from a user's (:func:`written_by`)."""
     import io
 
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if software:
+        info.add_text("Software", software)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", pnginfo=info)
     atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def written_by(path: Path, software: str) -> bool:
+    """Whether ``path`` is a PNG whose ``Software`` text is ``software`` (one :func:`save_png` wrote)."""
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and getattr(image, "text", {}).get("Software") == software
+    except (OSError, ValueError, SyntaxError):
+        return False

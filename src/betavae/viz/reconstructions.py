@@ -12,12 +12,14 @@ from betavae.data.base import ImageSplit
 from betavae.errors import BetaVAEError
 from betavae.models import BetaVAE
 from betavae.runs import RunDir, common_parent, load_model, make_folder, shared_dataset
-from betavae.viz.grid import column_grid, save_png
+from betavae.viz.grid import column_grid, save_png, written_by
 
 # The figure training writes into its run folder.
 FILE_NAME = "reconstructions.png"
 # The figure ``betavae show recon`` writes without --out: another name, so that it never replaces training's.
 SHOW_FILE_NAME = "show-recon.png"
+# The PNG text that marks a figure as show recon's: the only existing file an --out may replace.
+SHOW_SOFTWARE = "betavae show recon"
 
 
 def run_title(derived: DerivedValues, latent_dim: int) -> str:
@@ -26,7 +28,7 @@ def run_title(derived: DerivedValues, latent_dim: int) -> str:
 
 
 def reconstruction_figure(split: ImageSplit, models: Sequence[BetaVAE], titles: Sequence[str], path: Path,
-                          n: int = 8, seed: int = 0) -> Path:
+                          n: int = 8, seed: int = 0, software: str | None = None) -> Path:
     """First column: ``n`` images of ``split``; column ``j + 1``: ``models[j]``'s reconstructions.
 
     The images are drawn at random with ``seed`` (the same for every run, so figures of
@@ -40,7 +42,7 @@ def reconstruction_figure(split: ImageSplit, models: Sequence[BetaVAE], titles: 
     for model in models:
         device = next(model.parameters()).device
         columns.append(model.reconstruct(inputs.to(device).float().div(255)).cpu())
-    return save_png(column_grid(columns, ["input", *titles]), path)
+    return save_png(column_grid(columns, ["input", *titles]), path, software)
 
 
 def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str | Path | None = None,
@@ -62,6 +64,7 @@ def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str
         out = folder / SHOW_FILE_NAME
     else:
         out = Path(out) / SHOW_FILE_NAME if Path(out).is_dir() else Path(out)
+        _check_replaceable(out)
         make_folder(out.parent, "output folder")
     target = RunDir(out.parent)
     with target.lock_if_run_folder("betavae show"):
@@ -72,4 +75,16 @@ def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str
             run_title(run.read_derived(), config.latent_dim)
             for run, config in zip(runs, configs, strict=True)
         ]
-        return reconstruction_figure(dataset.test, models, titles, out, n=n)
+        return reconstruction_figure(dataset.test, models, titles, out, n=n, software=SHOW_SOFTWARE)
+
+
+def _check_replaceable(out: Path) -> None:
+    """``--out`` names a PNG that is new, or one this command wrote before: never a run folder's
+    checkpoint, config or log, nor a file of the user's (one line naming it, nothing written)."""
+    if out.suffix.lower() != ".png":
+        raise BetaVAEError(f"--out {out}: the figure is a PNG; give a file name ending in .png, or a folder")
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise BetaVAEError(f"--out {out} is not a plain file; give a new .png name or a folder")
+    if out.exists() and not written_by(out, SHOW_SOFTWARE):
+        raise BetaVAEError(f"--out {out} exists and betavae show recon did not write it; give a new name "
+                           f"(or move that file away)")
