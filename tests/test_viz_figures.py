@@ -202,3 +202,15 @@ def test_recon_out_never_replaces_a_runs_files_or_a_users_but_replaces_its_own_f
     for _ in range(2):  # a new name, then the same name again: its own figure is replaced
         code, out, err = show(["recon", str(run), "--n", "2", "--out", str(figure)], capsys)
         assert code == 0 and out == str(figure), err
+
+
+def test_library_callers_redraw_their_own_figures_whoever_wrote_the_file_before(two_runs, tmp_path):
+    """A sweep's recon_z<M>.png (drawn by the library under its own name, maybe by an older version
+    without show recon's mark) is redrawn: only the user's --out is guarded, not the library call."""
+    from betavae.viz.reconstructions import compare_reconstructions
+
+    figure = tmp_path / "figures" / "recon_z4.png"
+    figure.parent.mkdir()
+    Image.new("L", (4, 4)).save(figure)  # no mark of show recon's
+    assert compare_reconstructions([two_runs / "b1"], n=2, out=figure) == figure
+    assert Image.open(figure).size != (4, 4)

@@ -64,7 +64,6 @@ def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str
         out = folder / SHOW_FILE_NAME
     else:
         out = Path(out) / SHOW_FILE_NAME if Path(out).is_dir() else Path(out)
-        _check_replaceable(out)
         make_folder(out.parent, "output folder")
     target = RunDir(out.parent)
     with target.lock_if_run_folder("betavae show"):
@@ -78,13 +77,18 @@ def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str
         return reconstruction_figure(dataset.test, models, titles, out, n=n, software=SHOW_SOFTWARE)
 
 
-def _check_replaceable(out: Path) -> None:
-    """``--out`` names a PNG that is new, or one this command wrote before: never a run folder's
-    checkpoint, config or log, nor a file of the user's (one line naming it, nothing written)."""
+def user_figure_path(out: str | Path) -> Path:
+    """``show recon --out``'s target: a folder's :data:`SHOW_FILE_NAME` (a name only this command
+    gives), or a PNG that is new or one this command wrote before; never a run folder's checkpoint,
+    config or log, nor a file of the user's (one line naming it, nothing written). Library callers
+    that write under names of their own (a sweep's figures) pass ``out`` to
+    :func:`compare_reconstructions` directly."""
+    out = Path(out) / SHOW_FILE_NAME if Path(out).is_dir() else Path(out)
     if out.suffix.lower() != ".png":
         raise BetaVAEError(f"--out {out}: the figure is a PNG; give a file name ending in .png, or a folder")
     if out.is_symlink() or (out.exists() and not out.is_file()):
         raise BetaVAEError(f"--out {out} is not a plain file; give a new .png name or a folder")
-    if out.exists() and not written_by(out, SHOW_SOFTWARE):
+    if out.exists() and out.name != SHOW_FILE_NAME and not written_by(out, SHOW_SOFTWARE):
         raise BetaVAEError(f"--out {out} exists and betavae show recon did not write it; give a new name "
                            f"(or move that file away)")
+    return out
