@@ -123,17 +123,18 @@ def claim_3(measured: Measured) -> Judgement:
 
 
 def claim_4(measured: Measured) -> Judgement:
-    return by_part(measured, study_report._fall_past_peak)
+    return by_part(measured, claims.fall_past_peak)
 
 
 def claim_5(measured: Measured) -> Judgement:
-    return by_part(measured, study_report._reach_gain)
+    return by_part(measured, claims.reach_gain)
 
 
-def by_part(measured: Measured, evidence: Callable[[Measured, Any, str], stats.Evidence]) -> Judgement:
+def by_part(measured: Measured, effect: Callable[[list[Row], str], list[float]]) -> Judgement:
     """Claims 4 and 5 as write_study_report builds them: one part per set with factors, on the paper's
     score."""
-    return claims.judged([(part.folder, EXPECTED["positive"], evidence(measured, part, SCORE))
+    return claims.judged([(part.folder, EXPECTED["positive"],
+                           study_report._grid_effect(measured, part, effect, SCORE))
                           for part in factor_parts(SMALL)])
 
 

@@ -41,6 +41,13 @@ def summary(case: str, null: Counter[str], power: float, more: str = "") -> str:
     return line
 
 
+def check_rates(null: Counter[str], power: float, line: str, least_power: float = 0.5) -> None:
+    """Both false rates with no effect within :data:`BOUND`, and the power above ``least_power``."""
+    assert null[HELD] <= BOUND, line
+    assert null[NOT_HELD] <= BOUND, line
+    assert power > least_power, line
+
+
 def mc_error(rate: float) -> float:
     return math.sqrt(max(rate * (1 - rate), 1e-4) / STUDIES)
 
@@ -56,9 +63,7 @@ def test_mean_effect_errs_at_most_alpha_and_has_the_power_of_students_t(n):
                           seed=10 + n)[HELD]
     theory = float(scipy_stats.nct.sf(scipy_stats.t.ppf(1 - ALPHA, n - 1), n - 1, shift * math.sqrt(n)))
     line = summary(f"mean_effect, {n} seeds", null, power, f"; theory {theory:.2f}")
-    assert null[HELD] <= BOUND, line
-    assert null[NOT_HELD] <= BOUND, line
-    assert power > 0.5, line
+    check_rates(null, power, line)
     assert abs(power - theory) <= 3 * mc_error(theory), line
 
 
@@ -68,9 +73,7 @@ def test_mean_effect_errs_at_most_alpha_on_heavy_tailed_effects():
     power = verdict_rates(lambda rng: [stats.mean_effect(rng.standard_t(3, n) - 3.0, "negative")],
                           seed=33)[HELD]
     line = summary(f"mean_effect, Student-t(3) effects, {n} seeds", null, power)
-    assert null[HELD] <= BOUND, line
-    assert null[NOT_HELD] <= BOUND, line
-    assert power > 0.5, line
+    check_rates(null, power, line)
 
 
 @pytest.mark.parametrize("n", [3, 5])
@@ -81,9 +84,7 @@ def test_group_difference_errs_at_most_alpha_with_unequal_spreads(n):
     null = verdict_rates(lambda rng: groups(rng, 0.0), seed=40 + n)
     power = verdict_rates(lambda rng: groups(rng, 8.0), seed=50 + n)[HELD]
     line = summary(f"group_difference, {n} + {n} seeds, spreads 1 and 3", null, power)
-    assert null[HELD] <= BOUND, line
-    assert null[NOT_HELD] <= BOUND, line
-    assert power > 0.5, line
+    check_rates(null, power, line)
 
 
 @pytest.mark.parametrize("n", [5, 6])
@@ -95,9 +96,7 @@ def test_coarse_effect_errs_at_most_alpha_on_shares_of_runs(n):
     null = verdict_rates(lambda rng: shares(rng, 0.5), seed=60 + n)
     power = verdict_rates(lambda rng: shares(rng, 0.9), seed=70 + n)[HELD]
     line = summary(f"coarse_effect, {n} seeds", null, power)
-    assert null[HELD] <= BOUND, line
-    assert null[NOT_HELD] <= BOUND, line
-    assert power > 0.8, line
+    check_rates(null, power, line, least_power=0.8)
 
 
 def test_separation_errs_at_most_alpha_and_is_never_not_held():

@@ -80,7 +80,7 @@ def build_site(run_dirs: Sequence[str | Path], out: str | Path, *, images: int =
 
 
 def _files_of(folder: Path) -> list[str]:
-    """Every file under ``folder`` (its marker aside), as sorted POSIX paths relative to it."""
+    """Every file under ``folder``, as sorted POSIX paths relative to it."""
     return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*")
                   if path.is_file() or path.is_symlink()) if folder.is_dir() else []
 

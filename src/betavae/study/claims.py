@@ -134,19 +134,29 @@ def slope_per_seed(rows: Iterable[Row], x: str, y: str, within: str, log_x: bool
     return [slope for slope in slopes if slope is not None]
 
 
-def slope_at_fixed_beta(rows: Iterable[Row], y: str) -> list[float]:
-    """Per seed, the slope of ``y`` against log10 latent size among runs that share a raw β (equal to
-    one part in a million), averaged over those β: the latent size's own effect, which a comparison at
-    fixed β_norm confounds with β (β = β_norm·N/M)."""
-    effects = []
-    for group in by_seed(rows).values():
+def same_beta_groups(rows: Iterable[Row]) -> dict[Any, list[list[Row]]]:
+    """Per seed, the groups of its runs that share a raw β (equal to one part in a million) across two
+    or more latent sizes: what a comparison of latent sizes at fixed β rests on."""
+    groups = {}
+    for seed, group in by_seed(rows).items():
         by_beta: dict[float, list[Row]] = defaultdict(list)
         for row in group:
             if row.get("beta") is not None:
                 key = next((beta for beta in by_beta if math.isclose(beta, row["beta"], rel_tol=1e-6,
                                                                      abs_tol=1e-12)), float(row["beta"]))
                 by_beta[key].append(row)
-        slopes = [mean_slope(members, "latent_dim", y, within="seed") for members in by_beta.values()]
+        groups[seed] = [members for members in by_beta.values()
+                        if len({row["latent_dim"] for row in members}) >= 2]
+    return groups
+
+
+def slope_at_fixed_beta(rows: Iterable[Row], y: str) -> list[float]:
+    """Per seed, the slope of ``y`` against log10 latent size among runs that share a raw β, averaged
+    over those β: the latent size's own effect, which a comparison at fixed β_norm confounds with β
+    (β = β_norm·N/M)."""
+    effects = []
+    for groups in same_beta_groups(rows).values():
+        slopes = [mean_slope(members, "latent_dim", y, within="seed") for members in groups]
         slopes = [slope for slope in slopes if slope is not None]
         if slopes:
             effects.append(float(np.mean(slopes)))

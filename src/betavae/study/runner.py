@@ -150,7 +150,7 @@ def _training(part: Part, scale: Scale, data_dir: str | None, recon: str) -> dic
     return training
 
 
-def recon_of(part: Part, kind: str) -> str:
+def _recon_of(part: Part, kind: str) -> str:
     """The reconstruction loss of a sweep of ``part``: the grid's and the report's figure settings',
     or the comparison's (which the successors, compared with it, share)."""
     return part.recon if kind in ("grid", FIGURES_SWEEP) else part.compare_recon
@@ -161,7 +161,7 @@ def _sweep(part: Part, kind: str, scale: Scale, out: Path, options: BackendOptio
     from betavae.studies.grid import build_spec
     from betavae.studies.sweep import run_sweep
 
-    training = _training(part, scale, data_dir, recon_of(part, kind))
+    training = _training(part, scale, data_dir, _recon_of(part, kind))
     seeds = scale.seeds
     if kind == "grid":
         training.update(beta_norm=list(scale.beta_norms), latent_dim=list(scale.latent_dims))
@@ -193,8 +193,9 @@ def rows_of(sweep_dir: Path, recon: str) -> list[dict[str, Any]]:
     for row in rows:
         row["recon"] = recon
         row["flat"] = curve_flattened(training_losses(sweep_dir / row["run"]))
-    for row, mark in zip(rows, (marks(rows)[row["run"]] for row in rows), strict=True):
-        row["trained"], row["trained_why"] = mark.trained, mark.why
+    marked = marks(rows)
+    for row in rows:
+        row["trained"], row["trained_why"] = marked[row["run"]].trained, marked[row["run"]].why
     return rows
 
 
@@ -269,10 +270,11 @@ def _measure(parts: Sequence[Part], scale: Scale, out: Path, store: Measurements
     measured = Measured()
     for part in parts:
         grid_dir, compare_dir = out / part.folder / "grid", out / part.folder / "compare"
-        measured.grid[part.folder] = grid = rows_of(grid_dir, part.recon)
-        measured.compare[part.folder] = rows_of(compare_dir, part.compare_recon)
+        measured.grid[part.folder] = grid = rows_of(grid_dir, _recon_of(part, "grid"))
+        measured.compare[part.folder] = rows_of(compare_dir, _recon_of(part, "compare"))
         if FIGURES_SWEEP in scale.sweeps_of(part):
-            measured.figure_runs[part.folder] = rows_of(out / part.folder / FIGURES_SWEEP, part.recon)
+            measured.figure_runs[part.folder] = rows_of(out / part.folder / FIGURES_SWEEP,
+                                                        _recon_of(part, FIGURES_SWEEP))
         echo(f"{part.folder}: blur of reconstructions")
         measured.blur[part.folder] = _per_run(
             store, "blur", grid_dir, grid, lambda run: reconstruction_sharpness(run, scale.blur_images))
@@ -284,7 +286,7 @@ def _measure(parts: Sequence[Part], scale: Scale, out: Path, store: Measurements
             successors_dir = out / part.folder / SUCCESSORS_FOLDER
             measured.factor_counts[part.folder] = _factor_count(part)
             measured.successors[part.folder] = {
-                objective: rows_of(successors_dir / objective, part.compare_recon)
+                objective: rows_of(successors_dir / objective, _recon_of(part, SUCCESSORS_FOLDER))
                 for objective in scale.successors_of(part)}
         figures = _figures(part, grid_dir, compare_dir, measured.compare[part.folder])
         if part.transfer_task:

@@ -149,32 +149,64 @@ def _t_evidence(method: str, estimate: float, se: float, df: float, n: int, expe
                     p_held, p_not, mde, unit=unit)
 
 
-def mean_effect(effects: Sequence[float | None], expect: Direction, unit: str = "seed") -> Evidence:
-    """Student's one-sample t test of per-seed effects (paired differences included)."""
+@dataclass(frozen=True)
+class _Spread:
+    """A difference of means with its standard error, degrees of freedom and seed count."""
+
+    estimate: float
+    se: float
+    df: float
+    n: int
+
+
+def _one_sample(effects: Sequence[float | None], method: str, unit: str = "seed") -> _Spread | Evidence:
+    """The mean of per-seed effects with Student's standard error, or the undecidable :class:`Evidence`."""
     values = _finite(effects)
-    method = "t"
     few = _few(method, values, unit)
     if few is not None:
         return few
-    se = float(values.std(ddof=1) / math.sqrt(values.size))
-    return _t_evidence(method, float(values.mean()), se, values.size - 1, int(values.size), expect, unit)
+    return _Spread(float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.size)), values.size - 1,
+                   int(values.size))
+
+
+def _two_groups(first: Sequence[float | None], second: Sequence[float | None], method: str
+                ) -> _Spread | Evidence:
+    """mean(``first``) − mean(``second``) with Welch's standard error and degrees, or the undecidable
+    :class:`Evidence`."""
+    a, b = _finite(first), _finite(second)
+    n = int(min(a.size, b.size))
+    estimate = float(a.mean() - b.mean()) if a.size and b.size else math.nan
+    if n < MIN_SEEDS:
+        return Evidence(method, estimate, n, reason=f"too few seeds ({n} < {MIN_SEEDS})")
+    if _constant(a) and _constant(b):
+        return Evidence(method, estimate, n, reason="zero spread over seeds: nothing to measure noise by")
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    df = (va + vb) ** 2 / ((va**2 / (a.size - 1) if va else 0.0) + (vb**2 / (b.size - 1) if vb else 0.0))
+    return _Spread(estimate, math.sqrt(va + vb), df, n)
+
+
+def half_width(values: Sequence[float]) -> float:
+    """Half the 90 % Student t interval of the mean of ``values`` (two or more): the spread the report's
+    tables print beside a mean, the same bounds as every part's interval."""
+    array = _finite(values)
+    return float(scipy_stats.t.ppf(1 - ALPHA, array.size - 1) * array.std(ddof=1) / math.sqrt(array.size))
+
+
+def mean_effect(effects: Sequence[float | None], expect: Direction, unit: str = "seed") -> Evidence:
+    """Student's one-sample t test of per-seed effects (paired differences included)."""
+    spread = _one_sample(effects, "t", unit)
+    if isinstance(spread, Evidence):
+        return spread
+    return _t_evidence("t", spread.estimate, spread.se, spread.df, spread.n, expect, unit)
 
 
 def group_difference(better: Sequence[float | None], worse: Sequence[float | None],
                      expect: Direction = "positive") -> Evidence:
     """Welch's t test of mean(``better``) − mean(``worse``) for two independent groups of seeds."""
-    a, b = _finite(better), _finite(worse)
-    method = "Welch t"
-    n = int(min(a.size, b.size))
-    estimate = float(a.mean() - b.mean()) if a.size and b.size else math.nan
-    if n < MIN_SEEDS:
-        return Evidence(method, estimate, n, reason=f"too few seeds ({n} < {MIN_SEEDS})")
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    if _constant(a) and _constant(b):
-        return Evidence(method, estimate, n, reason="zero spread over seeds: nothing to measure noise by")
-    se = math.sqrt(va + vb)
-    df = (va + vb) ** 2 / ((va**2 / (a.size - 1) if va else 0.0) + (vb**2 / (b.size - 1) if vb else 0.0))
-    return _t_evidence(method, estimate, se, df, n, expect)
+    spread = _two_groups(better, worse, "Welch t")
+    if isinstance(spread, Evidence):
+        return spread
+    return _t_evidence("Welch t", spread.estimate, spread.se, spread.df, spread.n, expect)
 
 
 def coarse_effect(effects: Sequence[float | None], expect: Direction, unit: str = "seed") -> Evidence:
@@ -221,31 +253,23 @@ def equivalence(effects: Sequence[float | None], margin: float, unit: str = "see
     smaller one (Bonferroni), else a true difference inside a margin that is small against seed
     noise would be called "not held" up to twice as often as :data:`ALPHA`.
     """
-    values = _finite(effects)
-    few = _few("TOST", values, unit)
-    if few is not None:
-        return few
-    se = float(values.std(ddof=1) / math.sqrt(values.size))
-    return _equivalent(float(values.mean()), se, values.size - 1, int(values.size), margin, unit)
+    spread = _one_sample(effects, "TOST", unit)
+    if isinstance(spread, Evidence):
+        return spread
+    return _equivalent(spread, margin, unit)
 
 
 def group_equivalence(first: Sequence[float | None], second: Sequence[float | None], margin: float
                       ) -> Evidence:
     """:func:`equivalence` of two independent groups' means (Welch's standard error and degrees)."""
-    a, b = _finite(first), _finite(second)
-    n = int(min(a.size, b.size))
-    estimate = float(a.mean() - b.mean()) if a.size and b.size else math.nan
-    if n < MIN_SEEDS:
-        return Evidence("TOST", estimate, n, reason=f"too few seeds ({n} < {MIN_SEEDS})")
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    if _constant(a) and _constant(b):
-        return Evidence("TOST", estimate, n, reason="zero spread over seeds: nothing to measure noise by")
-    df = (va + vb) ** 2 / ((va**2 / (a.size - 1) if va else 0.0) + (vb**2 / (b.size - 1) if vb else 0.0))
-    return _equivalent(estimate, math.sqrt(va + vb), df, n, margin)
+    spread = _two_groups(first, second, "TOST")
+    if isinstance(spread, Evidence):
+        return spread
+    return _equivalent(spread, margin)
 
 
-def _equivalent(estimate: float, se: float, df: float, n: int, margin: float, unit: str = "seed"
-                ) -> Evidence:
+def _equivalent(spread: _Spread, margin: float, unit: str = "seed") -> Evidence:
+    estimate, se, df, n = spread.estimate, spread.se, spread.df, spread.n
     above_low = float(scipy_stats.t.sf((estimate + margin) / se, df))  # H0: effect ≤ −margin
     below_high = float(scipy_stats.t.cdf((estimate - margin) / se, df))  # H0: effect ≥ margin
     p_held = max(above_low, below_high)
@@ -263,13 +287,11 @@ def _equivalent(estimate: float, se: float, df: float, n: int, margin: float, un
 def no_gain(effects: Sequence[float | None], margin: float, unit: str = "seed") -> Evidence:
     """"X does not improve on Y by ``margin`` or more": held when the gain's upper 95 % bound is below
     ``margin``; not held when its lower bound is above it (a one-sided test each way)."""
-    values = _finite(effects)
-    few = _few(f"t against {margin:g}", values, unit)
-    if few is not None:
-        return few
-    se = float(values.std(ddof=1) / math.sqrt(values.size))
-    shifted = _t_evidence(f"t against {margin:g}", float(values.mean()) - margin, se, values.size - 1,
-                          int(values.size), "negative", unit)
+    method = f"t against {margin:g}"
+    spread = _one_sample(effects, method, unit)
+    if isinstance(spread, Evidence):
+        return spread
+    shifted = _t_evidence(method, spread.estimate - margin, spread.se, spread.df, spread.n, "negative", unit)
     return replace(shifted, estimate=shifted.estimate + margin, low=shifted.low + margin,
                    high=shifted.high + margin, mde=None)  # its reference is the margin, not 0
 

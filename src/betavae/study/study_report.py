@@ -14,7 +14,7 @@ import math
 import os
 import platform
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +72,12 @@ def write_study_report(out: Path, scale: Scale, parts: Sequence[Part], measured:
         _claim(4, "Too large a β lowers disentanglement again: the paper's score at the largest β_norm is "
                   "below its score at the best interior β_norm.", parts,
                claims.judged([(part.folder, EXPECTED["positive"],
-                               _fall_past_peak(measured, part, headline(SCORE_METRIC)))
+                               _grid_effect(measured, part, claims.fall_past_peak, headline(SCORE_METRIC)))
                               for part in factor_parts])),
         _claim(5, "Larger latent spaces keep high disentanglement up to larger β_norm: the paper's score "
                   "falls less from low to high β_norm at larger latent sizes.", parts,
                claims.judged([(part.folder, EXPECTED["positive"],
-                               _reach_gain(measured, part, headline(SCORE_METRIC)))
+                               _grid_effect(measured, part, claims.reach_gain, headline(SCORE_METRIC)))
                               for part in factor_parts])),
         *_saturation_claims(factor_parts, measured, scale),
         *_transfer_claims(parts, measured),
@@ -184,12 +184,7 @@ def _blur_claim(parts: Sequence[Part], measured: Measured) -> Judgement:
 def _sharing_beta(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The rows that share their seed's raw β with a row of another latent size (what the fixed-β
     comparison rests on)."""
-    shared = []
-    for row in rows:
-        if any(other is not row and other["seed"] == row["seed"] and other["latent_dim"] != row["latent_dim"]
-               and math.isclose(other["beta"], row["beta"], rel_tol=1e-6, abs_tol=1e-12) for other in rows):
-            shared.append(row)
-    return shared
+    return [row for groups in claims.same_beta_groups(rows).values() for members in groups for row in members]
 
 
 def _beta_vs_vae(parts: Sequence[Part], measured: Measured, scale: Scale) -> Judgement:
@@ -207,14 +202,12 @@ def _beta_vs_vae(parts: Sequence[Part], measured: Measured, scale: Scale) -> Jud
     return claims.judged(pieces)
 
 
-def _fall_past_peak(measured: Measured, part: Part, column: str) -> Evidence:
+def _grid_effect(measured: Measured, part: Part, effect: Callable[[list[dict[str, Any]], str], list[float]],
+                 column: str) -> Evidence:
+    """A claim about the grid's ``column`` (claims 4 and 5): ``effect``'s per-seed values, expected
+    positive, resting on every run of the grid."""
     grid = measured.grid[part.folder]
-    return _resting_on(stats.mean_effect(claims.fall_past_peak(grid, column), "positive"), grid)
-
-
-def _reach_gain(measured: Measured, part: Part, column: str) -> Evidence:
-    grid = measured.grid[part.folder]
-    return _resting_on(stats.mean_effect(claims.reach_gain(grid, column), "positive"), grid)
+    return _resting_on(stats.mean_effect(effect(grid, column), "positive"), grid)
 
 
 def _saturation_claims(parts: Sequence[Part], measured: Measured, scale: Scale) -> list[ClaimRow]:
@@ -313,11 +306,7 @@ def _spread(values: Sequence[float]) -> str:
     unit = f"({len(finite)} seed{'s' if len(finite) != 1 else ''})"
     if len(finite) < 2:
         return f"{finite[0]:.3f} {unit}"
-    from scipy import stats as scipy_stats
-
-    half = float(scipy_stats.t.ppf(1 - stats.ALPHA, len(finite) - 1) * np.std(finite, ddof=1)
-                 / math.sqrt(len(finite)))
-    return f"{np.mean(finite):.3f} ± {half:.3f} {unit}"
+    return f"{np.mean(finite):.3f} ± {stats.half_width(finite):.3f} {unit}"
 
 
 def _baselines_section(parts: Sequence[Part], measured: Measured, scale: Scale) -> Section:
@@ -354,13 +343,15 @@ def _every_metric_section(parts: Sequence[Part], measured: Measured, scale: Scal
         for metric in scale.metrics:
             column = headline(metric)
             separation = _resting_on(stats.separation(claims.setting_groups(grid, column)), grid)
-            fall = claims.judged([("", "", _fall_past_peak(measured, part, column))])
-            reach = claims.judged([("", "", _reach_gain(measured, part, column))])
+            fall = _grid_effect(measured, part, claims.fall_past_peak, column)
+            reach = _grid_effect(measured, part, claims.reach_gain, column)
             values = [row[column] for row in grid if row.get(column) is not None]
             above = ((np.mean(values) - chance_of[metric]) / (1 - chance_of[metric])) if values else math.nan
-            body.append([part.folder, metric, f"{chance_of[metric]:.3f}", f"{above:.3f}",
-                         separation.text(), _verdict_of(separation), fall.parts[0].ours, fall.verdict,
-                         reach.parts[0].ours, reach.verdict])
+            separates = _alone(separation)
+            body.append([part.folder, metric, f"{chance_of[metric]:.3f}", f"{above:.3f}", separation.text(),
+                         separates.verdict + (f": {separates.why}" if separates.verdict == stats.INCONCLUSIVE
+                                              else ""),
+                         fall.text(), _alone(fall).verdict, reach.text(), _alone(reach).verdict])
     header = ["set", "metric", "chance", "mean above chance (share of the range)",
               "F of settings over seed noise", "separates", "claim 4: fall past the peak", "claim 4",
               "claim 5: reach gain", "claim 5"]
@@ -373,9 +364,9 @@ def _every_metric_section(parts: Sequence[Part], measured: Measured, scale: Scal
                    if body else [], [])
 
 
-def _verdict_of(evidence: Evidence) -> str:
-    verdict, (part,) = stats.judge([evidence])
-    return verdict if verdict != stats.INCONCLUSIVE else f"{verdict}: {part.why}"
+def _alone(evidence: Evidence) -> stats.PartVerdict:
+    """``evidence`` judged as a claim of its own (the table beside the claims)."""
+    return stats.judge([evidence])[1][0]
 
 
 def _run_tables(part: Part, measured: Measured, scale: Scale) -> list[Table]:

@@ -31,10 +31,6 @@ class Mark:
     trained: bool
     why: str
 
-    @property
-    def symbol(self) -> str:
-        return "✓" if self.trained else "✗"
-
 
 def curve_flattened(losses: Sequence[float], tolerance: float = FLAT_TOLERANCE) -> bool | None:
     """Whether a training loss curve (logged in order) has flattened: the last quarter of training
@@ -99,7 +95,3 @@ def marks(rows: Iterable[Mapping[str, Any]]) -> dict[str, Mark]:
             result[row["run"]] = Mark(False, f"{text}; training loss {state}")
     return result
 
-
-def untrained(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The runs of ``rows`` marked untrained (each row carries its ``trained`` mark)."""
-    return [row["run"] for row in rows if not row.get("trained", False)]
