@@ -626,9 +626,9 @@ def show_recon(run_dirs: tuple[str, ...], count: int, out: str | None) -> None:
 
     Written as show-recon.png, beside (never over) the reconstructions.png that training writes.
     """
-    from betavae.viz.reconstructions import compare_reconstructions, user_figure_path
+    from betavae.viz.reconstructions import compare_reconstructions
 
-    click.echo(compare_reconstructions(run_dirs, n=count, out=user_figure_path(out) if out else None))
+    click.echo(compare_reconstructions(run_dirs, n=count, out=out, users_out=True))
 
 
 @show.command("traverse")

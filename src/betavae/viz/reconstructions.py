@@ -46,13 +46,16 @@ def reconstruction_figure(split: ImageSplit, models: Sequence[BetaVAE], titles: 
 
 
 def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str | Path | None = None,
-                            device: str | torch.device = "cpu") -> Path:
+                            device: str | torch.device = "cpu", users_out: bool = False) -> Path:
     """Held-out inputs and their reconstructions by each run, columns labelled with β, β_norm and M.
 
     The runs must share a dataset; the figure goes to ``out``, else to
     :data:`SHOW_FILE_NAME` in the run folder (one run) or in the folder that holds the
     runs (several: a sweep's folder), never over training's own :data:`FILE_NAME`. When
     that folder is a run folder, its lock is held while the figure is made and written.
+    ``users_out``: ``out`` is a user's ``--out``, which replaces only what show recon wrote
+    (:func:`user_figure_path`); library callers that write under names of their own (a sweep's
+    figures) leave it off and redraw their files whoever wrote them.
     """
     if not run_dirs:
         raise BetaVAEError("give at least one run folder")
@@ -63,7 +66,7 @@ def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str
         folder = runs[0].path if len(runs) == 1 else common_parent([run.path for run in runs])
         out = folder / SHOW_FILE_NAME
     else:
-        out = Path(out) / SHOW_FILE_NAME if Path(out).is_dir() else Path(out)
+        out = user_figure_path(out) if users_out else _figure_path(out)
         make_folder(out.parent, "output folder")
     target = RunDir(out.parent)
     with target.lock_if_run_folder("betavae show"):
@@ -80,10 +83,8 @@ def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str
 def user_figure_path(out: str | Path) -> Path:
     """``show recon --out``'s target: a folder's :data:`SHOW_FILE_NAME` (a name only this command
     gives), or a PNG that is new or one this command wrote before; never a run folder's checkpoint,
-    config or log, nor a file of the user's (one line naming it, nothing written). Library callers
-    that write under names of their own (a sweep's figures) pass ``out`` to
-    :func:`compare_reconstructions` directly."""
-    out = Path(out) / SHOW_FILE_NAME if Path(out).is_dir() else Path(out)
+    config or log, nor a file of the user's (one line naming it, nothing written)."""
+    out = _figure_path(out)
     if out.suffix.lower() != ".png":
         raise BetaVAEError(f"--out {out}: the figure is a PNG; give a file name ending in .png, or a folder")
     if out.is_symlink() or (out.exists() and not out.is_file()):
@@ -92,3 +93,8 @@ def user_figure_path(out: str | Path) -> Path:
         raise BetaVAEError(f"--out {out} exists and betavae show recon did not write it; give a new name "
                            f"(or move that file away)")
     return out
+
+
+def _figure_path(out: str | Path) -> Path:
+    """``out`` itself, or the :data:`SHOW_FILE_NAME` in it when it is a folder."""
+    return Path(out) / SHOW_FILE_NAME if Path(out).is_dir() else Path(out)
