@@ -60,9 +60,10 @@ from matplotlib.figure import Figure
 from betavae.config import TrainConfig
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
+from betavae.files import atomic_write_text
 from betavae.models import learning_rate
 from betavae.performance import bf16_supported
-from betavae.runs import DURING_TRAINING_SECTION, RunDir, atomic_write_text
+from betavae.runs import DURING_TRAINING_SECTION, RunDir
 from betavae.studies.grid import GridPoint, GridSpec
 from betavae.studies.state import STATE_FILE, SweepState
 from betavae.studies.sweep import BackendOptions, SweepInterrupted, run_sweep

@@ -185,7 +185,7 @@ def test_an_option_given_where_a_value_belongs_is_a_usage_error_before_any_work(
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "--seed", "-1"], "--seed must be a whole number from 0 to 9223372036854775807, got -1"),
+        (["train", "--seed", "-1"], "--seed must be a whole number from 0 to 4294967295, got -1"),
         (["train", "--latent", "-3"], "--latent must be a positive integer, got -3"),
         (["show", "recon", "{tmp}/run", "--n", "-2"], "--n -2 draws no image; give --n 1 or more"),
     ],

@@ -9,7 +9,8 @@ from betavae.cli import main, train
 from betavae.config import FLAGS, FLOAT32_MAX, TrainConfig, load_config, read_toml, to_toml, typed_names
 from betavae.data import DATASETS
 from betavae.errors import BetaVAEError
-from betavae.runs import RunDir, atomic_write_bytes
+from betavae.files import atomic_write_bytes
+from betavae.runs import RunDir
 
 
 def test_flags_override_file_which_overrides_defaults(tmp_path):
@@ -71,10 +72,10 @@ def test_config_survives_a_toml_round_trip(tmp_path_factory, steps, lr, out, bet
         ({"cuda_graph": "yes"}, "cuda_graph must be true or false, got the string 'yes'"),
         ({"beta": True}, "beta must be a number, got the boolean true"),
         ({"device": 3}, "device must be a string, got the integer 3"),
-        ({"seed": -1}, "seed must be a whole number from 0 to 9223372036854775807, got -1"),
+        ({"seed": -1}, "seed must be a whole number from 0 to 4294967295, got -1"),
         (
             {"seed": 2**63},
-            "seed must be a whole number from 0 to 9223372036854775807, got 9223372036854775808",
+            "seed must be a whole number from 0 to 4294967295, got 9223372036854775808",
         ),
     ],
 )
@@ -130,7 +131,7 @@ def test_seed_out_of_range_is_refused_by_every_command(tmp_path, capsys, args, s
     err = capsys.readouterr().err
     assert exit_info.value.code != 0
     assert err.splitlines() == [
-        f"betavae: error: --seed must be a whole number from 0 to 9223372036854775807, got {shown}"
+        f"betavae: error: --seed must be a whole number from 0 to 4294967295, got {shown}"
     ]
     assert not out.exists()  # refused before any work
 
@@ -145,7 +146,7 @@ def test_validation_names_the_flag_the_user_typed():
             {"arch": "vgg"},
             "unknown architecture 'vgg'; choose one of: burgess64, conv28, conv64, conv64_dlib (--arch)",
         ),
-        ({"seed": -1}, "--seed must be a whole number from 0 to 9223372036854775807, got -1"),
+        ({"seed": -1}, "--seed must be a whole number from 0 to 4294967295, got -1"),
         ({"lr": 1e39}, "--lr must be a positive number no larger than 3.4e38 (float32), got 1e+39"),
         ({"cuda_graph": 1}, "--cuda-graph must be true or false, got the integer 1"),
     ]:

@@ -16,6 +16,7 @@ import pytest
 from tests.commands import run_cli
 from tests.runfolders import train_active_shapes_run
 
+from betavae import files
 from betavae.demo import site, vendor
 from betavae.demo.export import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, TEST_IMAGES_FILE
 
@@ -37,7 +38,7 @@ def test_static_folder_holds_the_page_ort_web_and_each_run_in_order(demo_run, tm
     for run in manifest["runs"]:
         folder = out / run["path"]
         assert sorted(p.name for p in folder.iterdir()) == sorted(
-            [ENCODER_FILE, DECODER_FILE, MANIFEST_FILE, TEST_IMAGES_FILE])
+            [ENCODER_FILE, DECODER_FILE, MANIFEST_FILE, TEST_IMAGES_FILE, files.MARKER])
         assert run == {**json.loads((folder / MANIFEST_FILE).read_text()), "path": run["path"]}
         assert run["test_image_count"] == 5 and run["latent_dim"] == 4
     for name in site.PAGE_FILES:
@@ -71,7 +72,7 @@ def test_static_never_deletes_a_users_folder_that_holds_a_demo_json_or_a_file_ad
         (project / name).write_text(text)
     before = {path: path.read_bytes() for path in project.rglob("*") if path.is_file()}
     code, _, err = run_cli(["demo", demo_run, "--static", project, "--images", "2"], capsys)
-    assert code == 1 and len(err.strip().splitlines()) == 1 and "no marker" in err
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "no mark of betavae demo" in err
     assert {path: path.read_bytes() for path in project.rglob("*") if path.is_file()} == before
 
     site_dir = tmp_path / "site"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from tests.commands import run_cli
 
+from betavae.errors import BetaVAEError
 from betavae.runs import RunDir
 from betavae.study.claims import VERDICTS
 from betavae.study.design import (
@@ -217,3 +218,13 @@ def test_an_unknown_successor_is_a_one_line_error_before_any_work(tmp_path, caps
 def test_successors_named_all_or_none_or_in_any_order_keep_the_registry_order():
     assert checked_successors(["dip", "beta_tc"]) == ("beta_tc", "dip")
     assert checked_successors(list(SUCCESSORS)) == tuple(SUCCESSORS) and checked_successors([]) == ()
+
+
+def test_a_study_made_at_one_scale_is_refused_at_another_before_any_work(study):
+    """``--scale small`` onto the smoke study's folder queued 12 more points into its grids; now it is
+    one line naming both scales, and no state of the study changes (issue 32, item 10)."""
+    states = {path: path.read_bytes() for path in study.rglob("sweep.db")}
+    assert states
+    with pytest.raises(BetaVAEError, match=r"with scale smoke, not small; .* the same scale to continue it"):
+        reproduce("small", study, progress=False, echo=print, download=False)
+    assert {path: path.read_bytes() for path in study.rglob("sweep.db")} == states

@@ -15,7 +15,8 @@ import torch
 
 from betavae.config import TrainConfig, read_toml, to_toml
 from betavae.errors import BetaVAEError
-from betavae.runs import RunDir, atomic_write_text, load_model
+from betavae.files import atomic_write_text
+from betavae.runs import RunDir, load_model
 from betavae.train import CheckpointNotWritten, TrainingDiverged, TrainingInterrupted, train
 from commands import run_cli
 from processes import locked_by_another_process, wait_until
@@ -96,9 +97,18 @@ def test_a_new_run_refuses_a_folder_holding_run_files_that_are_not_its_own(tmp_p
     (tmp_path / "u" / "tensorboard").mkdir(parents=True)
     (tmp_path / "u" / "tensorboard" / "mine").write_text("keep me")
     err = one_line_error(capsys, tiny_flags(tmp_path / "u"))
-    assert "is not a betavae run folder" in err and "tensorboard" in err
+    assert "did not write" in err and "tensorboard/mine" in err
     assert (tmp_path / "u" / "tensorboard" / "mine").read_text() == "keep me"
     assert not (tmp_path / "u" / "config.toml").exists()
+
+
+def test_a_new_run_refuses_a_folder_of_the_users_own_files(tmp_path, capsys):
+    (tmp_path / "u").mkdir()
+    (tmp_path / "u" / "reconstructions.png").write_bytes(b"my figure")
+    err = one_line_error(capsys, tiny_flags(tmp_path / "u"))
+    assert "already holds files that betavae train did not write (reconstructions.png)" in err
+    assert (tmp_path / "u" / "reconstructions.png").read_bytes() == b"my figure"
+    assert sorted(path.name for path in (tmp_path / "u").iterdir()) == ["reconstructions.png"]
 
 
 def test_a_new_run_clears_only_the_log_and_curves_an_unfinished_attempt_wrote(tmp_path, trained):
@@ -264,7 +274,7 @@ def test_an_unwritable_folder_at_checkpoint_time_is_one_line(tmp_path, trained, 
             raise PermissionError(13, "Permission denied", str(run_dir))
         return real_mkstemp(*args, prefix=prefix, **kwargs)
 
-    monkeypatch.setattr("betavae.runs.tempfile.mkstemp", refused)
+    monkeypatch.setattr("betavae.files.tempfile.mkstemp", refused)
     with pytest.raises(
         CheckpointNotWritten, match="step 6 in .*: Permission denied; the checkpoint of step 4 is kept"
     ):

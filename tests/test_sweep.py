@@ -423,3 +423,21 @@ def test_a_grid_that_changes_what_a_run_is_needs_another_folder(finished, tmp_pa
     shutil.copytree(finished, out)
     code, _, err = run_cli(["sweep", *FLAGS, "--recon", "gaussian", "--out", out], capsys)
     assert code == 1 and "already holds run bn0.01-z2-s0 made with another recon" in err, err
+
+
+@pytest.mark.slow
+def test_a_workers_environment_is_the_sweeps_when_it_starts_not_the_first_sweeps(tmp_path, monkeypatch,
+                                                                                  mnist_dir):
+    """The local backend forks its workers from a server started by the process's first sweep; a
+    ``$BETAVAE_DATA_DIR`` set after that (as ``reproduce`` does for MNIST) must reach later runs."""
+    monkeypatch.delenv("BETAVAE_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no MNIST in a user cache either
+    one = {**TRAINING, "steps": 2, "beta_norm": 1.0, "latent_dim": 2}
+    first = run_sweep(build_spec(one, {"seeds": 1}), tmp_path / "shapes", BackendOptions(workers=1),
+                      progress=False)
+    assert first.counts["done"] == 1
+    monkeypatch.setenv("BETAVAE_DATA_DIR", str(mnist_dir))
+    mnist = {**one, "dataset": "mnist", "test_size": None}
+    second = run_sweep(build_spec(mnist, {"seeds": 1}), tmp_path / "mnist", BackendOptions(workers=1),
+                       progress=False)
+    assert second.counts == {**second.counts, "done": 1, "failed": 0}

@@ -467,6 +467,7 @@ def _sweep_flags(command):
     "--gpus-per-run", type=float, help="Ray: GPUs each run reserves  [default: 1 when the cluster has GPUs]"
 )
 @click.option("--retry-failed", is_flag=True, help="run the failed runs again")
+@click.option("--large-grid", is_flag=True, help="run a grid of more than 10,000 runs (refused without it)")
 @click.option("--progress/--no-progress", default=None, help="progress bar  [default: on a terminal]")
 def sweep(
     grid_file: str | None,
@@ -482,6 +483,7 @@ def sweep(
     cpus_per_run: float | None,
     gpus_per_run: float | None,
     retry_failed: bool,
+    large_grid: bool,
     progress: bool | None,
     **training: str | None,
 ) -> None:
@@ -489,9 +491,11 @@ def sweep(
 
     The grid comes from GRID_FILE (TOML: training keys, a list sweeps a key; options in a
     [sweep] table) and/or the flags, which override it. Without either, the grid the sweep
-    folder was last run with is continued.
+    folder was last run with is continued. Given to a folder that has a grid, they only grow
+    it: values are added to its swept keys, seeds to its seeds, more --steps to every run; a
+    change to what its runs are is refused.
     """
-    from betavae.studies.grid import spec_from_command_line
+    from betavae.studies.grid import grid_changes, spec_from_command_line
     from betavae.studies.state import stored_spec
     from betavae.studies.sweep import BackendOptions, run_sweep
 
@@ -506,14 +510,20 @@ def sweep(
         "n_eval": n_eval,
         "metric_seed": metric_seed,
     }
-    spec, names = spec_from_command_line(grid_file, training, options, stored_spec(out))
+    backend = BackendOptions(backend, workers, ray_address, cpus_per_run, gpus_per_run).check()
+    stored = stored_spec(out)
+    spec, names = spec_from_command_line(grid_file, training, options, stored, out)
+    for line in grid_changes(stored, spec) if stored is not None else []:
+        click.echo(line)
     summary = run_sweep(
         spec,
         out,
-        BackendOptions(backend, workers, ray_address, cpus_per_run, gpus_per_run),
+        backend,
         retry_failed=retry_failed,
         progress=progress,
         names=names,
+        large_grid=large_grid,
+        echo=click.echo,
     )
     counts = summary.counts
     left = counts["queued"] + counts["running"]
@@ -535,10 +545,13 @@ def results(sweep_dir: str, as_json: bool) -> None:
     and .json."""
     import json
 
-    from betavae.studies.results import format_table, result_rows, write_results
+    from betavae.studies.results import cut_off_note, format_table, result_rows, write_results
 
     rows, spec = result_rows(sweep_dir)
     csv_path, json_path = write_results(sweep_dir, rows, spec)
+    note = cut_off_note(rows, sweep_dir)
+    if note:
+        click.echo(note, err=True)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -552,10 +565,19 @@ def results(sweep_dir: str, as_json: bool) -> None:
 @click.option("--no-recon", is_flag=True, help="skip the reconstructions (they load every run's model)")
 def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
     """The report's figures of a sweep: held-out loss against β_norm, metric heatmaps, reconstructions."""
-    from betavae.studies.results import result_rows
+    from collections import Counter
+
+    from betavae.studies.results import cut_off_note, result_rows
     from betavae.viz.sweep import plot_sweep
 
     rows, spec = result_rows(sweep_dir)
+    note = cut_off_note(rows, sweep_dir)
+    if note and not any(row["status"] == "done" for row in rows):
+        statuses = sorted(Counter(row["status"] for row in rows).items())
+        counts = ", ".join(f"{count} {status}" for status, count in statuses)
+        raise BetaVAEError(f"nothing to plot in {sweep_dir}: no run has finished ({counts}); {note}")
+    if note:
+        click.echo(note, err=True)
     for path in plot_sweep(
         Path(sweep_dir), rows, spec.varied(), out=Path(out) if out else None, recon=not no_recon
     ):

@@ -30,8 +30,12 @@ DERIVED_TABLE = "derived"
 FLOAT32_MAX = 3.4028234663852886e38
 """``torch.finfo(torch.float32).max``: a larger learning rate or β is infinite in training."""
 
-SEED_MAX = 2**63 - 1
-"""The largest seed: TOML's largest integer (numpy refuses negative seeds; torch takes up to 2**64 − 1)."""
+SEED_MAX = 2**32 - 1
+"""The largest seed: scikit-learn's ``random_state`` (PCA's, in ``transfer``) refuses 2**32 and above.
+
+numpy refuses negative seeds, torch takes up to 2**64 − 1 and TOML up to 2**63 − 1: the range
+every generator a command seeds accepts is scikit-learn's.
+"""
 
 FLAGS: dict[str, str] = {
     "dataset": "--dataset", "arch": "--arch", "latent_dim": "--latent", "beta": "--beta",
@@ -55,15 +59,46 @@ def typed_names(flags_given: Iterable[str]) -> dict[str, str]:
     return {name: FLAGS[name] for name in flags_given}
 
 
+def setting_name(key: str, names: Mapping[str, str] | None) -> str:
+    """How a message names field ``key`` as a setting to change: what the user typed for it (``names``),
+    else its flag when they typed flags, else its field name.
+
+    For advice ("only --steps, --out … may change"), not for a value's origin: a value the user
+    did not type came from their config file (or the library), whose key is its field name.
+    """
+    names = names or {}
+    if key in names:
+        return names[key]
+    on_command_line = any(name.startswith("--") for name in names.values())
+    return FLAGS.get(key, key) if on_command_line else key
+
+
 def check_seed(seed: object, name: str = "seed") -> int:
     """``seed`` if every generator of a run takes it, else a one-line error calling it ``name``.
 
-    The one check of seeds, for every command: numpy's ``SeedSequence`` refuses negative
-    seeds with a trace-back, and a config file cannot hold an integer above 2**63 − 1.
+    The one check of seeds, for every command and library entry point that takes one: numpy's
+    ``SeedSequence`` refuses negative seeds and scikit-learn's ``random_state`` 2**32 and
+    above, each with a trace-back (:data:`SEED_MAX`).
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
         raise BetaVAEError(f"{name} must be a whole number from 0 to {SEED_MAX}, got {seed!r}")
     return seed
+
+
+def check_weight(value: float, name: str, positive: bool = False) -> float:
+    """``value`` if training can multiply by it, else a one-line error calling it ``name``.
+
+    The one check of a β, an objective's weight or a learning rate: 0 or more (more than 0 when
+    ``positive``) and finite in float32, the precision training computes in; NaN and ±∞ are
+    refused here rather than diverging the run with advice about ``--lr``.
+    """
+    at_least = 0 < value if positive else 0 <= value  # False for NaN
+    if isinstance(value, bool) or not (at_least and value <= FLOAT32_MAX):
+        raise BetaVAEError(
+            f"{name} must be a finite {'positive' if positive else 'non-negative'} number no larger than "
+            f"3.4e38 (float32), got {value!r}"
+        )
+    return value
 
 
 @dataclass
@@ -131,6 +166,7 @@ class TrainConfig:
         from betavae.performance import PRECISIONS
 
         called = {**{key: key for key in self.keys()}, **(names or {})}
+        setting = functools.partial(setting_name, names=names)
         for key in self.keys():
             problem = type_problem(key, getattr(self, key))
             if problem is not None:
@@ -151,11 +187,13 @@ class TrainConfig:
             if getattr(self, option) != getattr(defaults, option):  # set, and ignored: say so
                 owners = [name for name in OBJECTIVES if option in options_of(name)]
                 raise BetaVAEError(f"{called[option]} is an option of objective {' or '.join(owners)}, "
-                                   f"not of {self.objective}; choose {owners[0]} with --objective")
-        if not get_objective(self.objective).USES_BETA:
+                                   f"not of {self.objective}; choose {owners[0]} with {setting('objective')}")
+        objective = get_objective(self.objective)
+        objective.check_options({key: getattr(self, key) for key in objective.OPTIONS}, called)
+        if not objective.USES_BETA:
             for key in ("beta", "beta_norm"):
                 if getattr(self, key) is not None:
-                    own = ", ".join(options_of(self.objective))
+                    own = ", ".join(setting(option) for option in options_of(self.objective))
                     raise BetaVAEError(f"objective {self.objective} does not use β ({called[key]}); its "
                                        f"weights are its own options: {own}")
         if self.beta_warmup < 0:
@@ -164,18 +202,14 @@ class TrainConfig:
             raise BetaVAEError(
                 f"give β either raw ({called['beta']}) or normalised ({called['beta_norm']}), not both"
             )
-        for key in ("latent_dim", "steps", "batch_size", "checkpoint_every", "log_every"):
+        for key in ("latent_dim", "steps", "batch_size", "checkpoint_every", "log_every", "test_size"):
             value = getattr(self, key)
-            if value < 1:
+            if value is not None and value < 1:
                 raise BetaVAEError(f"{called[key]} must be a positive integer, got {value!r}")
         check_seed(self.seed, called["seed"])
         for key in ("beta", "beta_norm"):
-            value = getattr(self, key)
-            if value is not None and not 0 <= value <= FLOAT32_MAX:  # also refuses nan
-                raise BetaVAEError(
-                    f"{called[key]} must be a finite non-negative number no larger than "
-                    f"3.4e38 (float32), got {value!r}"
-                )
+            if getattr(self, key) is not None:
+                check_weight(getattr(self, key), called[key])
         if self.lr is not None and not 0 < self.lr <= FLOAT32_MAX:
             raise BetaVAEError(
                 f"{called['lr']} must be a positive number no larger than 3.4e38 (float32), got {self.lr!r}"
@@ -225,11 +259,21 @@ class TrainConfig:
         # runs that differ only in their training seed must be tested on the same images.
         return kwargs
 
-    def load_dataset(self):
-        """The dataset (and held-out split) this config trains on: ``betavae.data.load`` with its options."""
+    def load_dataset(self, names: Mapping[str, str] | None = None):
+        """The dataset (and held-out split) this config trains on: ``betavae.data.load`` with its options.
+
+        ``names`` as for :meth:`validate`: a ``test_size`` larger than the set, which only the
+        loaded set can tell, is refused under the name the user typed (``--test-size``).
+        """
         from betavae.data import load
 
-        return load(self.dataset, **self.dataset_kwargs())
+        try:
+            return load(self.dataset, **self.dataset_kwargs())
+        except BetaVAEError as error:
+            typed = (names or {}).get("test_size", "test_size")
+            if self.test_size is None or typed == "test_size" or "test_size" not in str(error):
+                raise
+            raise BetaVAEError(str(error).replace("test_size", typed, 1)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -16,7 +16,7 @@ run folder says, it must never lie and never lose work:
   the ``step`` of the checkpoint it was computed from; when training goes past that step,
   the section moves to ``history`` (kept, not deleted), and readers refuse a section whose
   step is not the checkpoint's (:meth:`RunDir.current_result`).
-- **Writes are atomic** (:func:`atomic_write_bytes`): a file holds its old or its new
+- **Writes are atomic** (:func:`betavae.files.atomic_write_bytes`): a file holds its old or its new
   content, never half; temporaries a kill left behind are removed on the next start.
 """
 
@@ -26,7 +26,6 @@ import errno
 import io
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -37,6 +36,7 @@ import torch
 
 from betavae.config import DERIVED_TABLE, DerivedValues, TrainConfig, load_config, read_toml, to_toml
 from betavae.errors import BetaVAEError
+from betavae.files import TEMPORARY_MARK, atomic_write_bytes, atomic_write_text
 
 CONFIG_FILE = "config.toml"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -55,56 +55,6 @@ CHECKPOINT_KEYS = ("step", "model", "optimizer", "noise_state", "config", "deriv
 # TensorBoard names its files events.out.tfevents.<time>.<host>...: the only ones of
 # tensorboard/ that are ours.
 TENSORBOARD_PREFIX = "events.out.tfevents."
-# The mark in the name of every temporary of an atomic write (``.<file>.betavae-<random>.tmp``): what
-# lets a resume delete the temporaries a kill left behind and nothing a user named ``.notes.tmp``.
-TEMPORARY_MARK = "betavae-"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` so that ``path`` holds either the old or the new content, never half.
-
-    The bytes go to a temporary file in the same folder, are flushed to disk, and then
-    replace ``path`` with one rename, which POSIX makes atomic. A write that fails (a full
-    disk) removes its temporary; one killed half-way leaves it for
-    :meth:`RunDir.remove_stale_temporaries`.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}.{TEMPORARY_MARK}"
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def make_folder(path: str | Path, what: str = "output folder") -> Path:
-    """Create folder ``path`` (and its parents), or say in one line why it cannot be one.
-
-    ``what`` names the folder in the message ("run folder", "output folder").
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise BetaVAEError(f"{what} {path} is a file, not a folder; choose another path")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), path)
-        raise BetaVAEError(
-            f"cannot create {what} {path}: {blocking} is a file, not a folder; choose another path"
-        ) from None
-    except OSError as error:
-        raise BetaVAEError(f"cannot create {what} {path}: {error.strerror or error}") from None
-    return path
 
 
 class _HeldLocks:
@@ -210,6 +160,28 @@ class RunDir:
         sweep's), which no single writer owns.
         """
         return self.lock(purpose) if self.config_path.exists() else nullcontext()
+
+    def in_use_message(self) -> str | None:
+        """The one-line message :meth:`lock` would give now (another process writes here), else None.
+
+        For advice that depends on it: "finish it with --resume" is wrong while the run still trains.
+        """
+        import fcntl
+
+        with _held.guard:
+            if any(folder == self.path.resolve() for folder, _ in _held.counts):
+                return None  # this process is the writer
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except OSError:
+            return None  # no lock file: nobody has written here
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return self._in_use_message()
+        finally:
+            os.close(fd)
+        return None
 
     def _in_use_message(self) -> str:
         try:
@@ -339,9 +311,13 @@ class RunDir:
                 self.checkpoint_path, map_location=map_location, weights_only=False, mmap=mmap
             )
         except Exception as error:  # a truncated or foreign file: say which and what to do
-            reason = " ".join(str(error).split())[:200]
+            # torch's first sentence says what failed; the rest is advice that ours replaces. A longer
+            # one (mmap's "please torch.save …") would mislead, so it is left out rather than cut.
+            first = " ".join(str(error).split()).split(". ")[0].rstrip(".")
+            reason = f" ({first})" if first and len(first) <= 160 else ""
             raise BetaVAEError(
-                f"checkpoint {self.checkpoint_path} cannot be read ({reason}); delete it and train again"
+                f"checkpoint {self.checkpoint_path} cannot be read: it is truncated, damaged or not a "
+                f"PyTorch file{reason}; delete it and train again"
             ) from None
         missing = [
             key for key in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint

@@ -30,15 +30,16 @@ import torch
 from tqdm.auto import tqdm
 
 import betavae
-from betavae import data, models, performance
+from betavae import data, files, models, performance
 from betavae.batches import BatchStream
-from betavae.config import DerivedValues, TrainConfig
+from betavae.config import DerivedValues, TrainConfig, setting_name
 from betavae.data.base import ImageSplit
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
+from betavae.files import make_folder
 from betavae.interrupt import StopRequest
 from betavae.objectives import LossTerms, Objective, beta_from_norm, make_objective, norm_from_beta
-from betavae.runs import RunDir, make_folder
+from betavae.runs import RunDir
 from betavae.steps import make_step, uses_cuda_graph
 from betavae.tracking import EvaluationHistory
 from betavae.traininglog import TrainingLog
@@ -107,13 +108,13 @@ def train(
     """
     began = time.perf_counter()  # the training clock counts from here: every run pays its set-up
     config.validate(names)
-    config, dataset = _with_run_folder(config, resume)
+    config, dataset = _with_run_folder(config, resume, names)
     run = RunDir(config.out)
     with run.lock("betavae train"):
         run.remove_stale_temporaries()
         run.read_metrics()  # an unreadable metrics.json fails now, not after the training
         checkpoint = _checkpoint_to_resume(run, config, names) if resume else _start_fresh(run)
-        setup = _Setup.create(config, dataset)
+        setup = _Setup.create(config, dataset, names)
         model, objective, device = setup.model, setup.objective, setup.device
         graphed = uses_cuda_graph(device, config.cuda_graph)
         optimizer = performance.make_optimizer(model.parameters(), setup.derived.lr, device,
@@ -392,8 +393,9 @@ class _Setup:
     derived: DerivedValues  # all but the optimiser and the step, which train() adds once it made them
 
     @classmethod
-    def create(cls, config: TrainConfig, dataset: data.ImageDataset | None = None) -> _Setup:
-        dataset = config.load_dataset() if dataset is None else dataset
+    def create(cls, config: TrainConfig, dataset: data.ImageDataset | None = None,
+               names: Mapping[str, str] | None = None) -> _Setup:
+        dataset = config.load_dataset(names) if dataset is None else dataset
         arch = _arch(config, dataset)
         num_pixels = dataset.num_pixels
         beta, beta_norm = _betas(config, num_pixels)
@@ -444,7 +446,9 @@ def default_run_path(config: TrainConfig, arch: str, beta: float) -> str:
     return str(Path("runs") / f"{config.dataset}-{arch}-z{config.latent_dim}-{beta_text}-s{config.seed}")
 
 
-def _with_run_folder(config: TrainConfig, resume: bool) -> tuple[TrainConfig, data.ImageDataset | None]:
+def _with_run_folder(
+    config: TrainConfig, resume: bool, names: Mapping[str, str] | None = None
+) -> tuple[TrainConfig, data.ImageDataset | None]:
     """``config`` with its run folder (named after the run when not given), and the dataset if that loaded it.
 
     A new run's folder is created here; a run to resume must exist, and nothing is loaded
@@ -454,15 +458,30 @@ def _with_run_folder(config: TrainConfig, resume: bool) -> tuple[TrainConfig, da
     if config.out is None:
         if resume:
             raise BetaVAEError("--resume needs --out: the run folder to continue")
-        dataset = config.load_dataset()
+        dataset = config.load_dataset(names)
         out = default_run_path(config, _arch(config, dataset), _betas(config, dataset.num_pixels)[0])
         config = dataclasses.replace(config, out=out)
     run = RunDir(config.out)
     if not resume:
+        _refuse_a_folder_of_others(run, names)
         make_folder(run.path, "run folder")
     else:
         run.require_checkpoint_to_resume()
     return config, dataset
+
+
+def _refuse_a_folder_of_others(run: RunDir, names: Mapping[str, str] | None) -> None:
+    """A new run goes into a new or empty folder, or one an earlier attempt of a run left (its
+    ``config.toml``, judged by :meth:`RunDir.clear_unfinished_attempt`); never among a user's files."""
+    if not run.path.is_dir() or run.config_path.exists():
+        return
+    others = [name for name in files.files_of(run.path)
+              if name != run.lock_path.name and not files.is_temporary(Path(name).name)]
+    if others:
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        flag = (names or {}).get("out", "out")
+        raise BetaVAEError(f"{flag} {run.path} already holds files that betavae train did not write "
+                           f"({others[0]}{more}); give a new or empty folder")
 
 
 def _start_fresh(run: RunDir) -> None:
@@ -486,7 +505,7 @@ def _checkpoint_to_resume(
     checkpoint = run.load_checkpoint()
     saved_values = checkpoint["config"]
     saved = DerivedValues.from_dict(checkpoint["derived"], str(run.checkpoint_path))
-    label = lambda key: (names or {}).get(key, key)
+    label = lambda key: (names or {}).get(key, key)  # the value's origin: a flag typed, else a file's key
     changed = [
         key
         for key, value in config.to_dict().items()
@@ -498,7 +517,7 @@ def _checkpoint_to_resume(
         listed = ", ".join(label(key) for key in sorted(changed))
         raise BetaVAEError(
             f"cannot resume {run.path} with a different {listed}: that would be another experiment; "
-            f"only {', '.join(label(key) for key in sorted(RESUMABLE_CHANGES))} may change "
+            f"only {', '.join(setting_name(key, names) for key in sorted(RESUMABLE_CHANGES))} may change "
             f"(train a new run with another --out)"
         )
     step = int(checkpoint["step"])

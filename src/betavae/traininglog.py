@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from betavae.runs import atomic_write_text
+from betavae.files import atomic_write_text
 
 
 class TrainingLog:

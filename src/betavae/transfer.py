@@ -28,17 +28,21 @@ import numpy as np
 import torch
 
 from betavae import data
+from betavae.config import check_seed
 from betavae.data.base import ImageDataset, ImageSplit
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError, unknown_choice
+from betavae.files import claim_file, made_by_betavae, make_folder, record_file, write_file
 from betavae.generators import named_generator
 from betavae.metrics.representation import ENCODE_CHUNK, Representation, model_representation
-from betavae.runs import RunDir, atomic_write_text, common_parent, load_model, make_folder, shared_dataset
+from betavae.runs import RunDir, common_parent, load_model, shared_dataset
 from betavae.viz.transfer import Score, TransferCurve, transfer_figure
 
 CSV_FILE = "transfer.csv"
 PLOT_FILE = "transfer.svg"
 SUMMARY_FILE = "transfer.txt"
+# Who wrote those three files, in the mark of a folder of the user's (betavae.files).
+KIND = "betavae transfer"
 COLUMNS = ("run", "beta", "beta_norm", "latent_dim", "n", "repeat", "loss", "accuracy")
 TRANSFER_BASELINES = ("pixels", "pca", "untrained")
 # Training images PCA is fitted on (a seeded subset when the split is larger).
@@ -287,10 +291,13 @@ def run_transfer(
         raise BetaVAEError("give at least one RUN_DIR to transfer from")
     if repeats < 1:
         raise BetaVAEError(f"--repeats must be at least 1, got {repeats}")
+    check_seed(seed, "--seed")
     runs = [RunDir(path) for path in run_dirs]
     folder = (
         make_folder(out, "output folder") if out is not None else common_parent([run.path for run in runs])
     )
+    for name in (CSV_FILE, PLOT_FILE, SUMMARY_FILE):  # before the work: never over a file of the user's
+        _claim(folder / name)
     target = RunDir(folder)
     with target.lock_if_run_folder("betavae transfer"):
         return _transfer(runs, labels, repeats, task, folder, seed, baselines, device, max_test)
@@ -354,15 +361,24 @@ def _transfer(
                 }
             )
 
-    csv_path = folder / CSV_FILE
-    atomic_write_text(csv_path, to_csv(rows))
+    csv_path = write_file(folder / CSV_FILE, to_csv(rows), KIND, ours=_in_betavae_folder)
     title = transfer_title(dataset.name, task, repeats)
     curves = transfer_curves(rows)
-    plot_path = transfer_figure(curves, folder / PLOT_FILE, title)
+    plot_path = transfer_figure(curves, _claim(folder / PLOT_FILE), title)
+    record_file(plot_path, KIND)
     summary = summarise(curves, title)
-    summary_path = folder / SUMMARY_FILE
-    atomic_write_text(summary_path, summary)
+    summary_path = write_file(folder / SUMMARY_FILE, summary, KIND, ours=_in_betavae_folder)
     return TransferResult(rows, csv_path, plot_path, summary_path, summary)
+
+
+def _claim(path: Path) -> Path:
+    """``path`` if transfer may write it: new, written by transfer before, or in a folder of betavae's
+    (a run's, a sweep's), where its name is transfer's alone."""
+    return claim_file(path, KIND, ours=_in_betavae_folder)
+
+
+def _in_betavae_folder(path: Path) -> bool:
+    return made_by_betavae(path.parent)
 
 
 def transfer_title(dataset: str, task: str, repeats: int) -> str:

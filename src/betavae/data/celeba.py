@@ -63,7 +63,7 @@ from tqdm import tqdm
 from betavae.data.base import ImageDataset, ImageSplit
 from betavae.data.mnist import data_root
 from betavae.errors import BetaVAEError
-from betavae.runs import atomic_write_text
+from betavae.files import atomic_write_text
 
 IMAGE_FOLDER = "img_align_celeba"
 ATTRIBUTE_FILE = "list_attr_celeba.txt"

@@ -34,8 +34,9 @@ import torch
 from torch import nn
 
 from betavae.errors import BetaVAEError
+from betavae.files import atomic_write_bytes, atomic_write_text, claim_folder
 from betavae.models import BetaVAE
-from betavae.runs import RunDir, atomic_write_bytes, atomic_write_text, load_model, make_folder
+from betavae.runs import RunDir, load_model
 
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
@@ -45,6 +46,8 @@ TEST_IMAGES_FILE = "test_images.png"
 FORMAT = 1
 # The folder of a run that ``export_run`` writes into unless told otherwise.
 EXPORT_DIR = "export"
+# The kind in the mark of an export folder (betavae.files): the only folder an export writes into.
+KIND = "betavae export"
 # ONNX Runtime Web 1.30 runs opset 17.
 OPSET = 17
 # The domains of standard ONNX operators; anything else (ATen fallbacks, custom ops) the browser cannot run.
@@ -139,7 +142,7 @@ def export_model(
         check = check_onnx(model, encoder, decoder, images=check_inputs, tolerance=tolerance, seed=seed)
     finally:
         model.train(was_training)
-    out_dir = make_folder(out_dir, "export folder")
+    out_dir = claim_export_folder(out_dir)
     atomic_write_bytes(out_dir / ENCODER_FILE, encoder)
     atomic_write_bytes(out_dir / DECODER_FILE, decoder)
     return check
@@ -227,6 +230,7 @@ def export_run(
     out = run.path / EXPORT_DIR if out_dir is None else Path(out_dir)
     inside = out.resolve().is_relative_to(run.path.resolve())
     with run.lock("betavae export") if inside else nullcontext():
+        claim_export_folder(out)  # before the work: a user's folder is refused, not written into
         config = run.read_config()
         derived = run.read_derived()
         kl_per_dim = held_out_kl(run, config.latent_dim)  # a folder without a checkpoint fails here
@@ -259,6 +263,24 @@ def export_run(
         }
         atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     return ExportedRun(out, manifest, check)
+
+
+def claim_export_folder(out: str | Path) -> Path:
+    """``out`` as an export's folder: new, empty, or an earlier export's (by its mark, or, for one
+    written before marks, by a ``model.json`` of ours and only the files an export writes)."""
+    return claim_folder(out, KIND, what="export folder", adopt=_earlier_export)
+
+
+def _earlier_export(folder: Path) -> bool:
+    names = {path.name for path in folder.iterdir()}
+    written = {ENCODER_FILE, DECODER_FILE, MANIFEST_FILE, TEST_IMAGES_FILE}
+    if not names <= written or MANIFEST_FILE not in names:
+        return False
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("encoder") == ENCODER_FILE and "check" in manifest
 
 
 def read_metadata(model: bytes | str | Path) -> dict[str, str]:

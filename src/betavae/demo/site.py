@@ -8,11 +8,12 @@ The layout, which ``page/demo.js`` reads::
     demo.json               the runs in the order given, each with its model.json and folder
     ort/                    ONNX Runtime Web's script, its WebAssembly and licence (betavae.demo.vendor)
     runs/<k>-<name>/        encoder.onnx, decoder.onnx, model.json, test_images.png (betavae.demo.export)
-    .betavae-demo.json      the marker: every file above, as written (the server never hands it out)
+    .betavae.json           the mark (betavae.files): every file above, as written (never served)
 
-A later ``--static`` onto the same folder replaces it only when the marker proves that betavae
-wrote it and it holds nothing else: a user's file added to it, or a folder of the user's own that
-happens to hold a ``demo.json``, is refused in one line and never deleted.
+A later ``--static`` onto the same folder replaces it only when the mark proves that betavae
+wrote it and it holds nothing else (:func:`betavae.files.remove_owned_folder`): a user's file
+added to it, or a folder of the user's own that happens to hold a ``demo.json``, is refused in
+one line and never deleted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from betavae import files
 from betavae.errors import BetaVAEError
 
 PAGE_DIR = Path(__file__).parent / "page"
@@ -31,8 +33,9 @@ PAGE_FILES = ("index.html", "demo.js", "demo.css")
 MANIFEST = "demo.json"
 RUNS_DIR = "runs"
 ORT_DIR = "ort"
-MARKER = ".betavae-demo.json"  # what betavae demo wrote into the folder: {"kind", "format", "files"}
-MARKER_KIND = "betavae demo --static"
+# The kind in the mark of a demo folder: what lets a later --static replace it.
+KIND = "betavae demo --static"
+WHAT = "folder for --static"
 
 
 def build_site(run_dirs: Sequence[str | Path], out: str | Path, *, images: int = 16,
@@ -50,7 +53,7 @@ def build_site(run_dirs: Sequence[str | Path], out: str | Path, *, images: int =
         raise BetaVAEError("betavae demo needs at least one run folder")
     ort_files = vendor.require()
     out = Path(out)
-    _check_replaceable(out)
+    files.check_removable(out, KIND, WHAT)  # before minutes of exporting, not after
     out.parent.mkdir(parents=True, exist_ok=True)
     # Built beside its destination and moved in whole: a run that fails to export, or a kill,
     # leaves the earlier demo (or nothing), never a page with some of its runs.
@@ -68,43 +71,12 @@ def build_site(run_dirs: Sequence[str | Path], out: str | Path, *, images: int =
         shutil.copytree(ort_files, building / ORT_DIR)
         manifest = {"format": 1, "ort": f"{ORT_DIR}/", "active_kl": ACTIVE_KL, "runs": entries}
         (building / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        marker = {"kind": MARKER_KIND, "format": 1, "files": _files_of(building)}
-        (building / MARKER).write_text(json.dumps(marker, indent=1))
-        _check_replaceable(out)
-        if out.exists():
-            shutil.rmtree(out)
+        files.write_mark(building, files.Mark(KIND, files=dict.fromkeys(files.files_of(building), KIND)))
+        files.remove_owned_folder(out, KIND, WHAT)  # checked again: it may have changed
         building.rename(out)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return out
-
-
-def _files_of(folder: Path) -> list[str]:
-    """Every file under ``folder``, as sorted POSIX paths relative to it."""
-    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*")
-                  if path.is_file() or path.is_symlink()) if folder.is_dir() else []
-
-
-def _check_replaceable(out: Path) -> None:
-    """``out`` is absent, an empty folder, or a demo folder whose marker lists exactly the files in it:
-    replacing it loses nothing of the user's."""
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise BetaVAEError(f"{out} is not a folder; --static needs a folder to write the demo into")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    try:
-        marker = json.loads((out / MARKER).read_text())
-        recorded = set(marker["files"]) if marker.get("kind") == MARKER_KIND else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        recorded = None
-    if recorded is None:
-        raise BetaVAEError(f"{out} holds other files and no marker of betavae demo's; give an empty or new "
-                           f"folder, or one an earlier betavae demo --static wrote")
-    foreign = sorted(set(_files_of(out)) - recorded - {MARKER})
-    if foreign:
-        more = f" and {len(foreign) - 1} more files" if len(foreign) > 1 else ""
-        raise BetaVAEError(f"{out} is an earlier demo but also holds {foreign[0]}{more} that betavae did "
-                           f"not write; move them away or give another folder")
 
 
 def _safe(name: str) -> str:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from betavae.config import check_weight
 from betavae.errors import BetaVAEError, unknown_choice
 from betavae.models.vae import VAEOutput
 
@@ -113,8 +114,7 @@ class Objective(nn.Module):
         super().__init__()
         if recon not in RECONSTRUCTIONS:
             raise unknown_choice("reconstruction loss", recon, RECONSTRUCTIONS)
-        if not beta >= 0:
-            raise BetaVAEError(f"beta must be a non-negative number, got {beta}")
+        check_weight(beta, "beta")
         if warmup_steps < 0:
             raise BetaVAEError(f"the β warm-up must be 0 or more steps, got {warmup_steps}")
         self.beta = float(beta)
@@ -125,6 +125,15 @@ class Objective(nn.Module):
     def from_config(cls, config: Any, beta: float) -> Objective:
         """The objective a run of ``config`` (a :class:`~betavae.config.TrainConfig`) trains with."""
         return cls(beta, config.recon, config.beta_warmup)
+
+    @classmethod
+    def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:
+        """Refuse values of :attr:`OPTIONS` (``values``, by field) that the objective cannot train with.
+
+        One line naming the option as ``called`` says (what the user typed: ``--capacity-gamma``),
+        else by its field. The config calls it before any work, the constructor for a library
+        user; none to check here.
+        """
 
     def set_dataset_size(self, dataset_size: int) -> None:
         """The number of training images; for objectives that estimate over the dataset

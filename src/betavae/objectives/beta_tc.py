@@ -30,10 +30,12 @@ The estimators need N: the training loop sets it with :meth:`BetaTCVAELoss.set_d
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
+from betavae.config import check_weight
 from betavae.errors import BetaVAEError, unknown_choice
 from betavae.models.vae import VAEOutput
 from betavae.objectives.base import LossTerms, Objective
@@ -76,12 +78,7 @@ class BetaTCVAELoss(Objective):
     def __init__(self, beta: float, alpha: float = 1.0, gamma: float = 1.0, sampling: str = "mws",
                  dataset_size: int = 1, recon: str = "bernoulli", warmup_steps: int = 0) -> None:
         super().__init__(beta=beta, recon=recon, warmup_steps=warmup_steps)
-        if not alpha >= 0:
-            raise BetaVAEError(f"the β-TCVAE weight tc_alpha must be a non-negative number, got {alpha}")
-        if not gamma >= 0:
-            raise BetaVAEError(f"the β-TCVAE weight tc_gamma must be a non-negative number, got {gamma}")
-        if sampling not in SAMPLINGS:
-            raise unknown_choice("β-TCVAE sampling (tc_sampling)", sampling, SAMPLINGS)
+        self.check_options({"tc_alpha": alpha, "tc_gamma": gamma, "tc_sampling": sampling})
         self.alpha = float(alpha)
         self.gamma = float(gamma)
         self.sampling = sampling
@@ -91,6 +88,16 @@ class BetaTCVAELoss(Objective):
     def from_config(cls, config: Any, beta: float) -> BetaTCVAELoss:
         return cls(beta, config.tc_alpha, config.tc_gamma, config.tc_sampling,
                    recon=config.recon, warmup_steps=config.beta_warmup)
+
+    @classmethod
+    def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:
+        """α and γ finite and 0 or more; a known estimator of q(z)."""
+        name = {key: key for key in cls.OPTIONS} | dict(called or {})
+        check_weight(values["tc_alpha"], name["tc_alpha"])
+        check_weight(values["tc_gamma"], name["tc_gamma"])
+        sampling = values["tc_sampling"]
+        if sampling not in SAMPLINGS:
+            raise unknown_choice(f"β-TCVAE sampling ({name['tc_sampling']})", sampling, SAMPLINGS)
 
     def set_dataset_size(self, dataset_size: int) -> None:
         """N, the number of training images the minibatch estimates of q(z) stand for."""

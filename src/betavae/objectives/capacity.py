@@ -9,10 +9,12 @@ schedule's length defaults to the run's own number of steps.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
+from betavae.config import check_weight
 from betavae.errors import BetaVAEError
 from betavae.models.vae import VAEOutput
 from betavae.objectives.base import LossTerms, Objective, linear_ramp
@@ -28,12 +30,10 @@ class CapacityLoss(Objective):
 
     def __init__(self, gamma: float = 1000.0, capacity_max: float = 25.0, capacity_steps: int = 100_000,
                  recon: str = "bernoulli", warmup_steps: int = 0) -> None:
+        self.check_options(
+            {"capacity_gamma": gamma, "capacity_max": capacity_max, "capacity_steps": capacity_steps}
+        )
         super().__init__(beta=gamma, recon=recon, warmup_steps=warmup_steps)
-        if not capacity_max >= 0:
-            raise BetaVAEError(f"the capacity C_max must be a non-negative number of nats, "
-                               f"got {capacity_max}")
-        if capacity_steps < 1:
-            raise BetaVAEError(f"the capacity schedule must last at least 1 step, got {capacity_steps}")
         self.gamma = float(gamma)
         self.capacity_max = float(capacity_max)
         self.capacity_steps = int(capacity_steps)
@@ -42,6 +42,16 @@ class CapacityLoss(Objective):
     def from_config(cls, config: Any, beta: float) -> CapacityLoss:
         return cls(config.capacity_gamma, config.capacity_max, config.capacity_steps or config.steps,
                    config.recon, config.beta_warmup)
+
+    @classmethod
+    def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:
+        """γ and C_max (nats) finite and 0 or more; a schedule of at least 1 step (None: the run's)."""
+        name = {key: key for key in cls.OPTIONS} | dict(called or {})
+        check_weight(values["capacity_gamma"], name["capacity_gamma"])
+        check_weight(values["capacity_max"], name["capacity_max"])
+        steps = values["capacity_steps"]
+        if steps is not None and steps < 1:
+            raise BetaVAEError(f"{name['capacity_steps']} must be at least 1 step, got {steps}")
 
     def capacity(self, step: torch.Tensor | None) -> torch.Tensor | float:
         """C at ``step``: C_max·min(1, step / capacity_steps); C_max after training (None)."""

@@ -14,11 +14,13 @@ disentanglement_lib's. The batch covariance divides by the batch size, as there.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
-from betavae.errors import BetaVAEError, unknown_choice
+from betavae.config import check_weight
+from betavae.errors import unknown_choice
 from betavae.models.vae import VAEOutput
 from betavae.objectives.base import LossTerms, Objective
 
@@ -44,14 +46,9 @@ class DIPVAELoss(Objective):
     def __init__(self, beta: float, dip_type: str = "ii", lambda_od: float = 10.0,
                  lambda_d: float | None = None, recon: str = "bernoulli", warmup_steps: int = 0) -> None:
         super().__init__(beta=beta, recon=recon, warmup_steps=warmup_steps)
-        if dip_type not in DIP_TYPES:
-            raise unknown_choice("DIP-VAE type (dip_type)", dip_type, DIP_TYPES)
+        self.check_options({"dip_type": dip_type, "dip_lambda_od": lambda_od, "dip_lambda_d": lambda_d})
         if lambda_d is None:
             lambda_d = 10.0 * lambda_od if dip_type == "i" else lambda_od
-        if not lambda_od >= 0:
-            raise BetaVAEError(f"the DIP-VAE weight dip_lambda_od must be 0 or more, got {lambda_od}")
-        if not lambda_d >= 0:
-            raise BetaVAEError(f"the DIP-VAE weight dip_lambda_d must be 0 or more, got {lambda_d}")
         self.dip_type = dip_type
         self.lambda_od = float(lambda_od)
         self.lambda_d = float(lambda_d)
@@ -60,6 +57,16 @@ class DIPVAELoss(Objective):
     def from_config(cls, config: Any, beta: float) -> DIPVAELoss:
         return cls(beta, config.dip_type, config.dip_lambda_od, config.dip_lambda_d,
                    recon=config.recon, warmup_steps=config.beta_warmup)
+
+    @classmethod
+    def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:
+        """A known type; λ_od and λ_d (None: its default from λ_od) finite and 0 or more."""
+        name = {key: key for key in cls.OPTIONS} | dict(called or {})
+        if values["dip_type"] not in DIP_TYPES:
+            raise unknown_choice(f"DIP-VAE type ({name['dip_type']})", values["dip_type"], DIP_TYPES)
+        check_weight(values["dip_lambda_od"], name["dip_lambda_od"])
+        if values["dip_lambda_d"] is not None:
+            check_weight(values["dip_lambda_d"], name["dip_lambda_d"])
 
     def penalties(self, output: VAEOutput) -> dict[str, torch.Tensor]:
         """Σ_{i≠j} Cov_ij² and Σ_i (Cov_ii − 1)² of this batch."""

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from betavae import performance
-from betavae.errors import BetaVAEError
+from betavae.config import check_weight
 from betavae.models.vae import VAEOutput
 from betavae.objectives.base import LossTerms, Objective
 
@@ -62,10 +62,7 @@ class FactorVAELoss(Objective):
     def __init__(self, latent_dim: int, gamma: float = 35.0, lr: float = 1e-4, recon: str = "bernoulli",
                  warmup_steps: int = 0, hidden: int = 1000) -> None:
         super().__init__(beta=1.0, recon=recon, warmup_steps=warmup_steps)
-        if not gamma >= 0:
-            raise BetaVAEError(f"FactorVAE's γ must be a non-negative number, got {gamma}")
-        if not lr > 0:
-            raise BetaVAEError(f"the discriminator's learning rate must be positive, got {lr}")
+        self.check_options({"factor_gamma": gamma, "factor_lr": lr})
         self.gamma = float(gamma)
         self.lr = float(lr)
         self.discriminator = discriminator(latent_dim, hidden)
@@ -73,6 +70,13 @@ class FactorVAELoss(Objective):
     @classmethod
     def from_config(cls, config: Any, beta: float) -> FactorVAELoss:
         return cls(config.latent_dim, config.factor_gamma, config.factor_lr, config.recon, config.beta_warmup)
+
+    @classmethod
+    def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:
+        """γ finite and 0 or more; the discriminator's learning rate finite and more than 0."""
+        name = {key: key for key in cls.OPTIONS} | dict(called or {})
+        check_weight(values["factor_gamma"], name["factor_gamma"])
+        check_weight(values["factor_lr"], name["factor_lr"], positive=True)
 
     def total_correlation(self, z: torch.Tensor) -> torch.Tensor:
         """The density-ratio estimate of TC on codes ``z``: batch mean of logit(q(z)) − logit(permuted).

@@ -40,3 +40,16 @@ class BackendOptions:
     ray_address: str | None = None
     cpus_per_run: float | None = None  # ray: CPUs each run reserves (None: 1)
     gpus_per_run: float | None = None
+
+    def check(self) -> BackendOptions:
+        """These options, or a one-line error: called before a command prints or creates anything."""
+        from betavae.errors import BetaVAEError
+
+        if self.backend not in BACKENDS:
+            raise BetaVAEError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
+        if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 1):
+            raise BetaVAEError(f"--workers must be a positive integer, got {self.workers}")
+        for flag, value in (("--cpus-per-run", self.cpus_per_run), ("--gpus-per-run", self.gpus_per_run)):
+            if value is not None and not (value >= 0 and value != float("inf")):
+                raise BetaVAEError(f"{flag} must be a finite number 0 or above, got {value}")
+        return self

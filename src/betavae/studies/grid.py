@@ -18,6 +18,12 @@ sweep's own options in a ``[sweep]`` table::
     [sweep]
     seeds = 3                    # or a list: [0, 4, 7]
     metrics = ["mig", "factor_vae"]
+
+A grid's size is counted before any point is made (:func:`check_size`): a list typed too long
+is easier than running it, so more than :data:`LARGE_GRID` runs need a confirmation.
+
+Given again to a sweep folder that has a grid, keys and options are laid onto the stored grid
+(:func:`continue_grid`), which only grows: every earlier run keeps its name and settings.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +55,10 @@ NOT_SWEPT = {"out"}
 # Short names of keys in run folder names: bn0.02-z10-s0.
 NAME_PARTS = {"beta_norm": "bn", "beta": "b", "latent_dim": "z", "seed": "s", "lr": "lr", "batch_size": "bs",
               "steps": "n", "arch": "", "dataset": "", "recon": "", "precision": "", "objective": ""}
+# More runs than LARGE_GRID are refused unless confirmed (betavae sweep --large-grid); more than
+# MAX_GRID_RUNS always: each point is a config in memory and a row of the state before anything runs.
+LARGE_GRID = 10_000
+MAX_GRID_RUNS = 1_000_000
 # Options of the [sweep] table, with what each must be.
 SWEEP_OPTIONS = {"seeds": "a positive integer (how many seeds, from 0) or a list of seeds",
                  "metrics": "a list of metric names", "metric_seed": "a seed",
@@ -132,10 +143,7 @@ def expand_grid(spec: GridSpec, out: str | Path, names: Mapping[str, str] | None
     points = []
     for seed, *combination in itertools.product(spec.seeds, *(axes[key] for key in keys)):
         values = dict(zip(keys, combination, strict=True))
-        parts = [f"{NAME_PARTS.get(key, key)}{labels[key][index]}"
-                 for key, index in ((key, axes[key].index(value)) for key, value in values.items())
-                 if len(axes[key]) > 1]
-        name = "-".join([*parts, f"s{seed}"])
+        name = _point_name(values, seed, axes, labels)
         config = dataclasses.replace(TrainConfig.from_dict({**spec.fixed, **values}, source="grid"),
                                      seed=seed, out=str(Path(out) / name))
         try:
@@ -144,6 +152,40 @@ def expand_grid(spec: GridSpec, out: str | Path, names: Mapping[str, str] | None
             raise BetaVAEError(f"grid point {name}: {error}") from None
         points.append(GridPoint(name, {**values, "seed": seed}, config))
     return points
+
+
+def _point_name(values: Mapping[str, Any], seed: int, axes: Mapping[str, Sequence[Any]],
+                labels: Mapping[str, list[str]]) -> str:
+    """A point's run folder name: the label of its value of each key that varies, then its seed."""
+    parts = [f"{NAME_PARTS.get(key, key)}{labels[key][axes[key].index(value)]}"
+             for key, value in values.items() if len(axes[key]) > 1]
+    return "-".join([*parts, f"s{seed}"])
+
+
+def grid_size(spec: GridSpec) -> int:
+    """How many runs ``spec``'s grid holds, counted without making them."""
+    return len(spec.seeds) * math.prod(len(values) for values in spec.swept.values())
+
+
+def describe_size(spec: GridSpec) -> str:
+    """``20,000 runs (100 beta_norm × 100 latent_dim × 2 seeds)``: the size and what makes it."""
+    runs, seeds = grid_size(spec), len(spec.seeds)
+    factors = [f"{len(values)} {key}" for key, values in spec.swept.items() if len(values) > 1]
+    factors.append(f"{seeds:,} seed{'s' if seeds != 1 else ''}")
+    return f"{runs:,} run{'s' if runs != 1 else ''} ({' × '.join(factors)})"
+
+
+def check_size(spec: GridSpec, large: bool = False) -> int:
+    """The number of runs of ``spec``'s grid; refused in one line above :data:`LARGE_GRID` unless
+    ``large`` (the user confirmed it), and above :data:`MAX_GRID_RUNS` always."""
+    runs = grid_size(spec)
+    if runs > MAX_GRID_RUNS:
+        raise BetaVAEError(f"the grid has {describe_size(spec)}, more than one sweep holds "
+                           f"({MAX_GRID_RUNS:,}); sweep fewer values")
+    if runs > LARGE_GRID and not large:
+        raise BetaVAEError(f"the grid has {describe_size(spec)}, more than {LARGE_GRID:,}; sweep fewer "
+                           f"values, or pass --large-grid to run them all")
+    return runs
 
 
 def _value_labels(axes: Mapping[str, Sequence[Any]]) -> dict[str, list[str]]:
@@ -283,6 +325,9 @@ def _seeds(
         return seeds
     if isinstance(given, bool) or not isinstance(given, int) or given < 1:
         raise BetaVAEError(f"{source}: seeds must be {SWEEP_OPTIONS['seeds']}, got {given!r}")
+    if given > MAX_GRID_RUNS:  # counted before listed: a list of billions of seeds fills the memory
+        raise BetaVAEError(f"{source}: seeds {given:,} is more runs than one sweep holds "
+                           f"({MAX_GRID_RUNS:,}); give fewer seeds")
     return list(range(given))
 
 
@@ -320,24 +365,24 @@ def spec_from_command_line(
     training_flags: Mapping[str, str | None],
     option_flags: Mapping[str, Any],
     stored: GridSpec | None = None,
+    out: str | Path | None = None,
 ) -> tuple[GridSpec, dict[str, str]]:
     """The grid of ``betavae sweep``: the grid file's, with the flags given laid over it.
 
-    Without a file and without training flags, ``stored``: the grid the sweep folder was
-    last started with (so ``betavae sweep --out DIR`` continues a sweep). Returns the spec
-    and the flags given for each key, for messages.
+    For a sweep folder that already has a grid (``stored``), what is given is laid onto that
+    grid by :func:`continue_grid`, so that its earlier runs keep what they are; with nothing
+    given, the stored grid is continued as it is (``betavae sweep --out DIR``). ``out`` names
+    the folder in refusals. Returns the spec and the flags given for each key, for messages.
     """
     from betavae.config import FLAGS
     from betavae.evaluation import parse_metric_names
 
     given = {key: text for key, text in training_flags.items() if text is not None}
     options_given = {key: value for key, value in option_flags.items() if value is not None}
-    if grid_file is None and not given:
-        if stored is None:
-            raise BetaVAEError(
-                "no grid given: pass a GRID_FILE or flags such as --beta-norm 0.002,0.2 --latent 5,10"
-            )
-        return _with_options(stored, options_given), {}
+    if grid_file is None and not given and stored is None:
+        raise BetaVAEError(
+            "no grid given: pass a GRID_FILE or flags such as --beta-norm 0.002,0.2 --latent 5,10"
+        )
     training: dict[str, Any] = {}
     options: dict[str, Any] = {}
     source = "sweep flags"
@@ -357,21 +402,10 @@ def spec_from_command_line(
         training[key] = values if takes_list(key) or len(values) > 1 else values[0]
     options.update(_parsed_seeds(options_given))
     names = {key: FLAGS[key] for key in given if key in FLAGS}
-    return build_spec(training, options, source=source, names=names), names
-
-
-def _with_options(spec: GridSpec, options: Mapping[str, Any]) -> GridSpec:
-    """A stored grid with sweep options given again on the command line (metrics, sizes, seeds)."""
-    if not options:
-        return spec
-    values = {
-        "seeds": spec.seeds,
-        "metrics": spec.metrics,
-        "metric_seed": spec.metric_seed,
-        **{key: value for key, value in spec.sizes.items() if value is not None},
-    }
-    values.update(_parsed_seeds(options))
-    return build_spec({**spec.fixed, **spec.swept}, values, source="sweep flags")
+    spec = build_spec(training, options, source=source, names=names)
+    if stored is None:
+        return spec, names
+    return continue_grid(stored, spec, set(training), set(options), names, out), names
 
 
 def _parsed_seeds(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -380,3 +414,155 @@ def _parsed_seeds(options: Mapping[str, Any]) -> dict[str, Any]:
         return dict(options)
     seeds = parse_flag_values(str(options["seeds"]), "--seeds")
     return {**options, "seeds": seeds if len(seeds) > 1 else seeds[0]}
+
+
+# -- a grid given again to its sweep folder --------------------------------------------------
+
+
+def continue_grid(
+    stored: GridSpec,
+    given: GridSpec,
+    training_keys: Collection[str],
+    option_keys: Collection[str],
+    names: Mapping[str, str] | None = None,
+    out: str | Path | None = None,
+) -> GridSpec:
+    """A sweep folder's grid ``stored`` with the keys and options set in ``given`` laid onto it.
+
+    ``training_keys`` and ``option_keys`` are the ones the user set (by flag or grid file);
+    the others keep their stored values. The grid only grows, so that every run the folder
+    holds keeps its name and stays the experiment it was (a shrunk grid would leave rows in
+    ``betavae results`` that no longer belong to it; a changed one, runs that are not what
+    their grid says):
+
+    - values given for a swept key are added to its axis (those already there stay);
+    - seeds given are added to the stored ones;
+    - a key every run shares takes a new value only when it is resumable (``resumable_keys``:
+      more steps make finished runs train on from their checkpoints; fewer are refused);
+    - any other new value of a key every run shares is refused in one line naming the key,
+      its stored value and the new one: it would change what the runs are, or, as a second
+      value, sweep the key and rename every run;
+    - the metrics options given replace the stored ones (finished runs are only measured).
+
+    :func:`grid_changes` says what the result changed, for the command to print.
+    """
+    from betavae.config import FLAGS
+
+    called = {**{key: key for key in TrainConfig.keys()}, **(names or {})}
+    where = str(out) if out is not None else "this sweep folder"
+    defaults = TrainConfig().to_dict()
+    fixed = dict(stored.fixed)
+    swept = {key: list(values) for key, values in stored.swept.items()}
+    for key, other in (("beta", "beta_norm"), ("beta_norm", "beta")):
+        held = _values_of(stored, other, defaults)
+        if key in training_keys and other not in training_keys and held != [None]:
+            wanted = _shown(_values_of(given, key, defaults))
+            raise BetaVAEError(
+                f"{where} gives β as {other} ({_shown(held)}); {called[key]} {wanted} would change every "
+                f"run's β: give {other} values ({FLAGS.get(other, other)}), or use another --out"
+            )
+    for key in training_keys:
+        if key == "seed":
+            continue  # seeds are added below
+        old, new = _values_of(stored, key, defaults), _values_of(given, key, defaults)
+        if new == old:
+            continue
+        if len(old) > 1:
+            swept[key] = old + [value for value in new if value not in old]
+        elif key in resumable_keys() and len(new) == 1:
+            if key == "steps" and new[0] < old[0]:
+                raise BetaVAEError(
+                    f"{called[key]} {new[0]} is fewer than the {old[0]} steps the runs of {where} were "
+                    f"asked for; a sweep's runs only train on: give {called[key]} {old[0]} or more"
+                )
+            swept.pop(key, None)
+            fixed[key] = new[0]
+        elif old[0] in new:
+            raise BetaVAEError(
+                f"{called[key]} {_shown(new)} would sweep {key}, which every run of {where} has at "
+                f"{_shown(old)}: their folder names would change; sweep {key} in another --out"
+            )
+        else:
+            raise BetaVAEError(
+                f"{where} already holds run {_first_name(stored)} made with another {key} ({_shown(old)}, "
+                f"not {_shown(new)}); a grid that changes what its runs are needs another --out"
+            )
+    seeds = list(stored.seeds)
+    if "seeds" in option_keys or "seed" in training_keys:
+        seeds += [seed for seed in given.seeds if seed not in seeds]
+    options: dict[str, Any] = {"seeds": seeds, "metrics": stored.metrics, "metric_seed": stored.metric_seed,
+                               **{key: value for key, value in stored.sizes.items() if value is not None}}
+    for key in set(option_keys) - {"seeds"}:
+        options[key] = getattr(given, key)
+    options = {key: value for key, value in options.items() if value is not None}
+    merged = build_spec({**fixed, **swept}, options, source="sweep flags", names=names)
+    _check_names_kept(stored, merged, where)
+    return merged
+
+
+def grid_changes(stored: GridSpec, merged: GridSpec) -> list[str]:
+    """What :func:`continue_grid` changed of a sweep's grid, a line each: added values and seeds with
+    the runs they add, new values of resumable keys, new metrics options. Empty when nothing changed."""
+    defaults = TrainConfig().to_dict()
+    added = [
+        f"{key} + {_shown(values[len(stored.swept[key]):])}"
+        for key, values in merged.swept.items()
+        if key in stored.swept and len(values) > len(stored.swept[key])
+    ]
+    if len(merged.seeds) > len(stored.seeds):
+        added.append(f"seeds + {_shown(merged.seeds[len(stored.seeds):])}")
+    lines = []
+    if added:
+        before, new_runs = grid_size(stored), grid_size(merged) - grid_size(stored)
+        runs = f"{new_runs:,} new run{'s' if new_runs != 1 else ''}"
+        lines.append(f"extends the grid: {'; '.join(added)} ({runs} beside the {before:,} it had)")
+    for key in sorted(set(stored.fixed) | set(merged.fixed)):
+        old, new = _values_of(stored, key, defaults), _values_of(merged, key, defaults)
+        if old != new:
+            then = " (finished runs train on from their checkpoints)" if key == "steps" else ""
+            lines.append(f"{key} {_shown(old)} → {_shown(new)} for every run{then}")
+    for key in ("metrics", "metric_seed", "n_train", "n_eval"):
+        old, new = getattr(stored, key), getattr(merged, key)
+        if old != new:
+            lines.append(f"{key} {_option_text(old)} → {_option_text(new)} (finished runs are measured "
+                         f"where they lack it)")
+    return lines
+
+
+def _values_of(spec: GridSpec, key: str, defaults: Mapping[str, Any]) -> list[Any]:
+    """The values ``spec`` gives ``key``: its axis, its one fixed value, or TrainConfig's default."""
+    if key in spec.swept:
+        return list(spec.swept[key])
+    return [spec.fixed[key] if key in spec.fixed else defaults.get(key)]
+
+
+def _shown(values: Sequence[Any]) -> str:
+    """Values as a flag takes them (``0.01,1``); None as the default it stands for, [] as none."""
+    return ",".join("the default" if value is None else _label(value) if value != [] else "none"
+                    for value in values)
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(value) or "none"
+    return _shown([value])
+
+
+def _first_name(spec: GridSpec) -> str:
+    """The run folder name of ``spec``'s first point, without making the grid."""
+    axes = spec.swept
+    first = {key: values[0] for key, values in axes.items()}
+    return _point_name(first, spec.seeds[0], axes, _value_labels(axes))
+
+
+def _check_names_kept(stored: GridSpec, merged: GridSpec, where: str) -> None:
+    """Refuse a grown grid whose values would be labelled otherwise in folder names (0.1 beside
+    0.1000001 needs more digits): the folder's runs would not be found under their names."""
+    old_labels, new_labels = _value_labels(stored.swept), _value_labels(merged.swept)
+    for key, labels in old_labels.items():
+        if len(labels) > 1 and new_labels[key][:len(labels)] != labels:
+            index = next(i for i, label in enumerate(labels) if new_labels[key][i] != label)
+            raise BetaVAEError(
+                f"the values given would rename the runs of {where} ({key} {labels[index]} would read "
+                f"{new_labels[key][index]} in their folder names); sweep them in another --out"
+            )

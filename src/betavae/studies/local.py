@@ -88,7 +88,8 @@ class LocalBackend:
         }
         receive, send = self._context.Pipe(duplex=False)
         process = self._context.Process(
-            target=_worker_main, args=(task, send, os.getpid()), name=f"betavae-sweep:{task['name']}"
+            target=_worker_main, args=(task, send, os.getpid(), dict(os.environ)),
+            name=f"betavae-sweep:{task['name']}",
         )
         process.start()
         send.close()  # the child's end: the parent keeps only its own, so a dead child reads as EOF
@@ -146,8 +147,13 @@ class LocalBackend:
 
 
 def _worker_main(
-    task: dict[str, Any], results: multiprocessing.connection.Connection, sweep_pid: int
+    task: dict[str, Any], results: multiprocessing.connection.Connection, sweep_pid: int,
+    environment: dict[str, str],
 ) -> None:
+    # The sweep's environment as it is now, not as it was when the fork server started (the first
+    # sweep of the process): a $BETAVAE_DATA_DIR set since then is where this run finds its data.
+    os.environ.clear()
+    os.environ.update(environment)
     # A process group of its own: the terminal's Ctrl-C goes to the sweep, which forwards exactly one
     # SIGINT (a second would make the training loop stop at once instead of saving a checkpoint).
     os.setpgid(0, 0)

@@ -5,6 +5,9 @@ swept), the seed, the run's status, its held-out loss terms and every value of e
 metric, flattened as ``<metric>.<value>`` (``mig.mig``, ``dci.completeness``). Written as
 ``results.csv`` (for spreadsheets and pandas) and ``results.json`` (with the grid) in the
 sweep folder, each atomically.
+
+A run the state says is ``running`` while no sweep driver holds the folder is shown as
+``cut off`` (its driver was killed: ``kill -9``, a reboot), with how to resume it.
 """
 
 from __future__ import annotations
@@ -12,19 +15,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
 from betavae.errors import BetaVAEError
+from betavae.files import atomic_write_text
 from betavae.metrics import METRICS
-from betavae.runs import atomic_write_text
 from betavae.studies.grid import GridSpec
-from betavae.studies.state import STATE_FILE, SweepState
+from betavae.studies.state import STATE_FILE, SweepState, driver_running
 
 CSV_FILE = "results.csv"
 JSON_FILE = "results.json"
 # The columns every row starts with, before the swept keys' and the results'.
 LEADING = ("run", "status", "dataset", "arch", "steps", "latent_dim", "beta", "beta_norm", "seed")
+# The status of a run marked running whose sweep driver is gone.
+CUT_OFF = "cut off"
 
 
 def open_state(sweep_dir: str | Path) -> SweepState:
@@ -37,18 +43,34 @@ def open_state(sweep_dir: str | Path) -> SweepState:
 
 
 def result_rows(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], GridSpec]:
-    """Every run of the sweep in ``sweep_dir`` as a flat row, and the grid it was last started with."""
+    """Every run of the sweep in ``sweep_dir`` as a flat row, and the grid it was last started with.
+
+    A run marked ``running`` has the status :data:`CUT_OFF` when no driver holds the folder.
+    """
     with open_state(sweep_dir) as state:
         spec = state.spec() or GridSpec()
-        rows = [_flatten(row, spec) for row in state.rows()]
+        stored = state.rows()
+    cut_off = any(row["status"] == "running" for row in stored) and not driver_running(sweep_dir)
+    rows = [_flatten(row, spec, cut_off) for row in stored]
     return rows, spec
 
 
-def _flatten(row: dict[str, Any], spec: GridSpec) -> dict[str, Any]:
+def cut_off_note(rows: list[dict[str, Any]], sweep_dir: str | Path) -> str | None:
+    """The line saying how many of ``rows`` were cut off and how to resume them; None when none was."""
+    count = sum(row["status"] == CUT_OFF for row in rows)
+    if not count:
+        return None
+    runs, them = ("runs", "them") if count > 1 else ("run", "it")
+    return (f"{count} {runs} cut off (the sweep running {them} was stopped); resume with betavae sweep "
+            f"--out {shlex.quote(str(sweep_dir))}")
+
+
+def _flatten(row: dict[str, Any], spec: GridSpec, cut_off: bool = False) -> dict[str, Any]:
     config, result = row["config"], row["result"] or {}
     derived = result.get("derived", {})
+    status = CUT_OFF if cut_off and row["status"] == "running" else row["status"]
     flat: dict[str, Any] = {
-        "run": row["name"], "status": row["status"], "dataset": config["dataset"],
+        "run": row["name"], "status": status, "dataset": config["dataset"],
         "arch": derived.get("arch") or config.get("arch"), "steps": config["steps"],
         "latent_dim": config["latent_dim"], "beta": derived.get("beta", config.get("beta")),
         "beta_norm": derived.get("beta_norm", config.get("beta_norm")), "seed": config["seed"],

@@ -9,7 +9,11 @@ a Ray cluster, return their results to it. A run's status moves
 
 and a run found ``running`` when a sweep starts was cut off (its driver is gone, or it
 would still hold the lock), so it is queued again: its worker resumes it from its last
-checkpoint, not from step 0.
+checkpoint, not from step 0. Read while no driver holds the lock (:func:`driver_running`),
+``running`` means the same: cut off.
+
+The file is created whole (never empty), so an empty or corrupt ``sweep.db`` is an
+unreadable state, refused in one line rather than read as a sweep without runs.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 from betavae.errors import BetaVAEError
+from betavae.files import atomic_write_bytes
+from betavae.runs import LOCK_FILE
 from betavae.studies.grid import GridPoint, GridSpec, resumable_keys
 
 STATE_FILE = "sweep.db"
@@ -51,17 +57,34 @@ class SweepState:
     """The SQLite state of one sweep folder; a context manager that closes the connection."""
 
     def __init__(self, sweep_dir: str | Path) -> None:
+        """Open the state of ``sweep_dir``, creating it when the folder has none (only the driver,
+        holding the folder's lock, opens a folder without one)."""
         self.path = Path(sweep_dir) / STATE_FILE
         try:
+            if not self.path.exists() and self.path.parent.is_dir():
+                self._create()
+            elif self.path.is_file() and self.path.stat().st_size == 0:
+                # SQLite would take an empty file for a new state, and the sweep for one without runs.
+                raise BetaVAEError(self._unreadable("it is empty"))
             # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE) in _transaction.
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self._db.row_factory = sqlite3.Row
             self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as error:
-            raise BetaVAEError(
-                f"{self.path} is not a readable sweep state ({error}); "
-                f"move it away to start the sweep's bookkeeping again (run folders are kept)"
-            ) from None
+            raise BetaVAEError(self._unreadable(str(error))) from None
+
+    def _create(self) -> None:
+        """Write a new state with its tables in one atomic write: connecting creates an empty file
+        first, and a sweep killed then would leave one."""
+        with closing(sqlite3.connect(":memory:")) as fresh:
+            fresh.executescript(SCHEMA)
+            atomic_write_bytes(self.path, fresh.serialize())
+
+    def _unreadable(self, why: str) -> str:
+        return (
+            f"{self.path} is an unreadable sweep state ({why}); move it away and run betavae sweep again "
+            f"with the sweep's grid: its run folders are kept, and their finished runs reused"
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -220,6 +243,31 @@ def stored_spec(out: str | Path) -> GridSpec | None:
         return None
     with SweepState(out) as state:
         return state.spec()
+
+
+def driver_running(sweep_dir: str | Path) -> bool:
+    """Whether a sweep driver holds the lock of ``sweep_dir`` now, so that its ``running`` runs run.
+
+    The driver holds the lock (``flock``, :meth:`betavae.runs.RunDir.lock`) for as long as it
+    lives, and the kernel drops it however the driver ends (``kill -9`` too), so a run marked
+    ``running`` in a folder whose lock is free was cut off. Asking for a shared lock tests it
+    without taking it from anyone; a lock that cannot be tested counts as held.
+    """
+    import fcntl
+
+    try:
+        fd = os.open(Path(sweep_dir) / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # no driver ever ran there
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True  # held (EWOULDBLOCK), or a lock this system cannot test
+    finally:
+        os.close(fd)  # releases the shared lock when it was granted
+    return False
 
 
 def _differing_keys(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:

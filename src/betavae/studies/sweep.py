@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,17 +25,20 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from betavae.errors import BetaVAEError
+from betavae.files import claim_folder
 from betavae.interrupt import StopRequest
-from betavae.runs import DURING_TRAINING_SECTION, METRICS_FILE, RunDir, make_folder
-from betavae.studies.backend import BACKENDS, Backend, BackendOptions
-from betavae.studies.grid import GridPoint, GridSpec, expand_grid
+from betavae.runs import DURING_TRAINING_SECTION, LOCK_FILE, METRICS_FILE, RunDir
+from betavae.studies.backend import Backend, BackendOptions
+from betavae.studies.grid import GridPoint, GridSpec, check_size, describe_size, expand_grid
 from betavae.studies.results import result_rows, write_results
-from betavae.studies.state import SweepState
+from betavae.studies.state import STATE_FILE, SweepState
 from betavae.studies.worker import task_for
 from betavae.tracking import headline, progress_line
 
 POLL_SECONDS = 1.0  # how often the display reads the running runs' logs
 MAX_ATTEMPTS = 3  # starts of a run whose worker keeps dying before it is marked failed
+# The kind in the mark of a sweep folder (betavae.files): the only folder a sweep writes its runs into.
+KIND = "betavae sweep"
 
 
 class SweepInterrupted(BetaVAEError):
@@ -51,27 +54,36 @@ class SweepSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run, error)
 
 
+def _earlier_sweep(folder: Path) -> bool:
+    """A sweep folder written before marks (its state), or one a kill cut off before its state (its lock)."""
+    return (folder / STATE_FILE).is_file() or {path.name for path in folder.iterdir()} <= {LOCK_FILE}
+
+
 def run_sweep(spec: GridSpec, out: str | Path, options: BackendOptions | None = None,
               retry_failed: bool = False, progress: bool | None = None,
-              names: dict[str, str] | None = None, points: Sequence[GridPoint] | None = None) -> SweepSummary:
+              names: dict[str, str] | None = None, points: Sequence[GridPoint] | None = None,
+              large_grid: bool = False, echo: Callable[[str], None] | None = None) -> SweepSummary:
     """Run every point of ``spec`` not yet done into ``out``; return what the sweep folder then holds.
 
-    The grid is expanded and checked (every point's config validated) before anything
+    The grid's size is counted first, and said through ``echo``: a grid of more than
+    :data:`~betavae.studies.grid.LARGE_GRID` runs is refused unless ``large_grid`` (see
+    :func:`~betavae.studies.grid.check_size`), since making its points alone takes minutes.
+    The grid is then expanded and checked (every point's config validated) before anything
     runs; ``names`` maps keys to the flags the user typed, for messages. A caller whose
     runs are not a product of lists (a benchmark's variants) passes its own ``points``,
     each with its run folder inside ``out``; ``spec`` then gives only the metrics.
     """
-    options = options or BackendOptions()
-    if options.backend not in BACKENDS:
-        raise BetaVAEError(f"unknown backend {options.backend!r}; choose one of: {', '.join(BACKENDS)}")
-    if options.workers is not None and options.workers < 1:
-        raise BetaVAEError(f"--workers must be a positive integer, got {options.workers}")
+    options = (options or BackendOptions()).check()
     out = Path(out)
     if options.backend == "ray":
         out = out.resolve()  # the workers may run elsewhere: they need the path the cluster shares
     grid = points is None
+    if grid:
+        check_size(spec, large_grid)
+        if echo is not None:
+            echo(f"grid: {describe_size(spec)}")
     points = expand_grid(spec, out, names) if grid else list(points)
-    make_folder(out, "sweep folder")
+    claim_folder(out, KIND, what="sweep folder", adopt=_earlier_sweep)  # never among a user's files
     with RunDir(out).lock("betavae sweep"), SweepState(out) as state:
         state.sync(points, spec, grid)
         # cut off by the stop of an earlier sweep: they resume from their checkpoints

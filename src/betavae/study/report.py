@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from betavae.errors import BetaVAEError
-from betavae.runs import atomic_write_bytes, atomic_write_text, make_folder
+from betavae.files import atomic_write_bytes, atomic_write_text, make_folder
 from betavae.study.claims import VERDICTS, ClaimPart
 
 HTML_FILE = "report.html"

@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from betavae.errors import BetaVAEError
-from betavae.runs import RunDir, atomic_write_text, make_folder
+from betavae.files import atomic_write_text, claim_folder, make_folder
+from betavae.runs import RunDir
 from betavae.studies.backend import BackendOptions
 from betavae.study.design import (
     BASELINES,
@@ -56,6 +57,8 @@ from betavae.study.design import (
 from betavae.study.trained import curve_flattened, marks
 
 WEAK_KEY = "weak-standardised"  # measurements.json's key of the weak scores (standardised features)
+# The kind in the mark of a study folder (betavae.files), with the scale it was made at.
+KIND = "betavae reproduce"
 
 # --- running the parts ---------------------------------------------------------------------------
 
@@ -81,8 +84,8 @@ def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options:
     chosen = scale_of(scale)
     if successors is not None:
         chosen = dataclasses.replace(chosen, successors=checked_successors(successors))
-    out = make_folder(out, "study folder")
-    options = options or BackendOptions()
+    options = (options or BackendOptions()).check()
+    out = claim_folder(out, KIND, what="study folder", extra={"scale": chosen.name}, adopt=_earlier_study)
     timings: dict[str, float] = {}
     skipped: list[str] = []
     parts = []
@@ -111,6 +114,11 @@ def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options:
                                 command or _command(chosen, out, options, data_dir, successors))
     timings["report"] = time.perf_counter() - started
     return report
+
+
+def _earlier_study(folder: Path) -> bool:
+    """A study folder written before marks: it holds a sweep of the study's (``<part>/<kind>/sweep.db``)."""
+    return any(folder.glob("*/*/sweep.db"))
 
 
 def _command(scale: Scale, out: Path, options: BackendOptions, data_dir: str | None,

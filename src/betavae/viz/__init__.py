@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from betavae.runs import atomic_write_bytes
+from betavae.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from betavae.runs import atomic_write_bytes
+from betavae.files import atomic_write_bytes
 
 
 def to_uint8_images(images: torch.Tensor) -> np.ndarray:

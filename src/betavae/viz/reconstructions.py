@@ -10,8 +10,9 @@ import torch
 from betavae.config import DerivedValues
 from betavae.data.base import ImageSplit
 from betavae.errors import BetaVAEError
+from betavae.files import claim_file, make_folder, record_file
 from betavae.models import BetaVAE
-from betavae.runs import RunDir, common_parent, load_model, make_folder, shared_dataset
+from betavae.runs import RunDir, common_parent, load_model, shared_dataset
 from betavae.viz.grid import column_grid, save_png, written_by
 
 # The figure training writes into its run folder.
@@ -77,22 +78,22 @@ def compare_reconstructions(run_dirs: Sequence[str | Path], n: int = 8, out: str
             run_title(run.read_derived(), config.latent_dim)
             for run, config in zip(runs, configs, strict=True)
         ]
-        return reconstruction_figure(dataset.test, models, titles, out, n=n, software=SHOW_SOFTWARE)
+        figure = reconstruction_figure(dataset.test, models, titles, out, n=n, software=SHOW_SOFTWARE)
+        if users_out:
+            record_file(figure, SHOW_SOFTWARE)
+        return figure
 
 
 def user_figure_path(out: str | Path) -> Path:
     """``show recon --out``'s target: a folder's :data:`SHOW_FILE_NAME` (a name only this command
-    gives), or a PNG that is new or one this command wrote before; never a run folder's checkpoint,
-    config or log, nor a file of the user's (one line naming it, nothing written)."""
+    gives), or a PNG that is new or one this command wrote before (by the folder's mark or the PNG's
+    own text); never a run folder's checkpoint, config or log, nor a file of the user's (one line
+    naming it, nothing written: :func:`betavae.files.claim_file`)."""
     out = _figure_path(out)
     if out.suffix.lower() != ".png":
         raise BetaVAEError(f"--out {out}: the figure is a PNG; give a file name ending in .png, or a folder")
-    if out.is_symlink() or (out.exists() and not out.is_file()):
-        raise BetaVAEError(f"--out {out} is not a plain file; give a new .png name or a folder")
-    if out.exists() and out.name != SHOW_FILE_NAME and not written_by(out, SHOW_SOFTWARE):
-        raise BetaVAEError(f"--out {out} exists and betavae show recon did not write it; give a new name "
-                           f"(or move that file away)")
-    return out
+    return claim_file(out, SHOW_SOFTWARE,
+                      ours=lambda path: path.name == SHOW_FILE_NAME or written_by(path, SHOW_SOFTWARE))
 
 
 def _figure_path(out: str | Path) -> Path:

@@ -31,8 +31,9 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from betavae.errors import BetaVAEError
+from betavae.files import claim_folder, make_folder
 from betavae.metrics import METRICS
-from betavae.runs import RunDir, make_folder
+from betavae.runs import RunDir
 from betavae.studies.results import headline_column
 from betavae.viz import save_figure
 
@@ -40,6 +41,8 @@ from betavae.viz import save_figure
 HEADLINE_METRICS = {metric: headline_column(metric) for metric in METRICS}
 LOSS_KEY = "test.loss"
 FOLDER = "figures"
+# The kind in the mark of a figures folder given as plot --out.
+KIND = "betavae plot"
 # The keys that place a run inside one set of figures; any other swept key gets a set of its own.
 GRID_KEYS = ("beta", "beta_norm", "latent_dim", "seed")
 RECON_IMAGES = 8
@@ -72,7 +75,9 @@ def plot_sweep(sweep_dir: str | Path, rows: Sequence[dict[str, Any]], swept: Seq
                     f"run {row.get('run')} in {sweep_dir} has no {key}, which places it in the "
                     f"sweep's figures; check its config.toml, or train it again"
                 )
-    folder = make_folder(Path(out) if out is not None else sweep_dir / FOLDER, "figures folder")
+    # The default folder lies in the sweep's own folder; another is the figures' alone (betavae.files).
+    folder = (make_folder(sweep_dir / FOLDER, "figures folder") if out is None
+              else claim_folder(out, KIND, what="figures folder"))
     other_keys = [key for key in swept if key not in GRID_KEYS]
     # β given raw is the same in every column of a latent size; β_norm is then a different value per size.
     column_key = "beta" if "beta" in swept and "beta_norm" not in swept else "beta_norm"

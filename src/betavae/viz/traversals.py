@@ -22,8 +22,9 @@ from PIL import Image, ImageDraw
 
 from betavae.config import comma_separated
 from betavae.errors import BetaVAEError
+from betavae.files import atomic_write_bytes
 from betavae.models import BetaVAE
-from betavae.runs import RunDir, atomic_write_bytes, load_model
+from betavae.runs import RunDir, load_model
 from betavae.viz.grid import column_grid, label_font, save_png
 
 PNG_FILE = "traversal.png"
@@ -139,14 +140,19 @@ def held_out_kl(run: RunDir, latent_dim: int) -> list[float]:
     Only a KL of the weights in the checkpoint is used: one computed at an earlier step
     (training went on) is refused as stale, since rows sorted by it would describe
     another model. The advice depends on what the folder holds: ``--resume`` needs a
-    checkpoint, so a folder without one is to be trained first.
+    checkpoint, so a folder without one is to be trained first, and a run still training
+    is waited for (``--resume`` is refused while it runs).
     """
     if not run.has_checkpoint():
+        if (in_use := run.in_use_message()) is not None:
+            raise BetaVAEError(f"{run.path} has no checkpoint yet: {in_use}")
         raise BetaVAEError(
             f"{run.path} has no checkpoint, so no held-out KL per dimension; train it first: "
             f"betavae train --config {run.config_path} --out {run.path}"
         )
     kl = (run.current_result("test") or {}).get("kl_per_dim")
+    if (kl is None or len(kl) != latent_dim) and (in_use := run.in_use_message()) is not None:
+        raise BetaVAEError(f"{run.path} has no held-out KL per dimension yet: {in_use}")
     if kl is None or len(kl) != latent_dim:
         raise BetaVAEError(
             f"{run.path} has no held-out KL per dimension in metrics.json (written when "

@@ -1,0 +1,158 @@
+"""betavae.files: the one helper every writing command uses to write only what it owns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from betavae import files
+from betavae.errors import BetaVAEError
+
+KIND = "betavae test"
+
+
+def users_folder(folder: Path) -> dict[str, bytes]:
+    """A folder of the user's: a few files (one nested) and what each holds."""
+    contents = {"notes.txt": b"mine", "model.json": b'{"mine": 1}', "src/thesis.tex": b"\\begin"}
+    for name, data in contents.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return contents
+
+
+def unchanged(folder: Path, contents: dict[str, bytes]) -> bool:
+    return all((folder / name).read_bytes() == data for name, data in contents.items())
+
+
+# -- folders ------------------------------------------------------------------------------------------
+
+
+def test_a_new_or_empty_folder_is_claimed_and_marked_with_its_kind_and_format(tmp_path):
+    for folder in (tmp_path / "new" / "deep", tmp_path / "empty"):
+        if folder.name == "empty":
+            folder.mkdir()
+        assert files.claim_folder(folder, KIND, extra={"scale": "smoke"}) == folder
+        mark = json.loads((folder / files.MARKER).read_text())
+        assert mark == {"kind": KIND, "format": files.MARK_FORMAT, "files": {}, "scale": "smoke"}
+        files.claim_folder(folder, KIND, extra={"scale": "smoke"})  # its own folder: claimed again
+
+
+def test_a_folder_of_the_users_is_refused_in_one_line_naming_a_file_and_left_as_it_was(tmp_path):
+    contents = users_folder(tmp_path)
+    with pytest.raises(BetaVAEError, match=r"already holds files that betavae test did not write "
+                                           r"\(model.json and 2 more\)") as error:
+        files.claim_folder(tmp_path, KIND)
+    assert "\n" not in str(error.value)
+    assert unchanged(tmp_path, contents) and not (tmp_path / files.MARKER).exists()
+
+
+def test_another_commands_folder_another_scale_a_newer_format_and_a_file_are_refused(tmp_path):
+    files.claim_folder(tmp_path / "export", "betavae export")
+    with pytest.raises(BetaVAEError, match="holds the output of betavae export, not of betavae test"):
+        files.claim_folder(tmp_path / "export", KIND)
+    files.claim_folder(tmp_path / "study", KIND, extra={"scale": "smoke"})
+    with pytest.raises(BetaVAEError, match="with scale smoke, not small"):
+        files.claim_folder(tmp_path / "study", KIND, extra={"scale": "small"})
+    files.write_mark(tmp_path / "later", files.Mark(KIND, files.MARK_FORMAT + 1))
+    with pytest.raises(BetaVAEError, match="newer betavae"):
+        files.claim_folder(tmp_path / "later", KIND)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(BetaVAEError, match="is not a folder"):
+        files.claim_folder(tmp_path / "a-file", KIND)
+
+
+def test_a_folder_written_before_marks_is_adopted_only_when_the_command_recognises_it(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "figure.png").write_bytes(b"ours")
+    with pytest.raises(BetaVAEError, match="did not write"):
+        files.claim_folder(tmp_path / "old", KIND, adopt=lambda folder: False)
+    files.claim_folder(tmp_path / "old", KIND, adopt=lambda folder: (folder / "figure.png").exists())
+    assert files.read_mark(tmp_path / "old").kind == KIND
+    assert (tmp_path / "old" / "figure.png").read_bytes() == b"ours"
+
+
+def test_a_folder_is_deleted_only_when_its_mark_lists_every_file_in_it(tmp_path):
+    demo = tmp_path / "demo"
+    (demo / "runs").mkdir(parents=True)
+    (demo / "index.html").write_text("page")
+    (demo / "runs" / "model.json").write_text("{}")
+    files.write_mark(demo, files.Mark(KIND, files=dict.fromkeys(files.files_of(demo), KIND)))
+    (demo / "notes.txt").write_text("added by the user")
+    with pytest.raises(BetaVAEError, match="also holds notes.txt that betavae did not write"):
+        files.remove_owned_folder(demo, KIND)
+    assert (demo / "notes.txt").read_text() == "added by the user"
+    (demo / "notes.txt").unlink()
+    files.remove_owned_folder(demo, KIND)
+    assert not demo.exists()
+    (tmp_path / "mine").mkdir()
+    contents = users_folder(tmp_path / "mine")
+    (tmp_path / "mine" / "demo.json").write_text("{}")  # a name a demo also has proves nothing
+    with pytest.raises(BetaVAEError, match="no mark of betavae test's"):
+        files.remove_owned_folder(tmp_path / "mine", KIND)
+    assert unchanged(tmp_path / "mine", contents)
+
+
+# -- single files -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(files.RUN_FOLDER_FILES))
+def test_no_output_lands_on_a_run_folders_own_files(tmp_path, name):
+    with pytest.raises(BetaVAEError, match=f"{name} is a run folder's own file"):
+        files.claim_file(tmp_path / name, KIND)
+
+
+def test_a_file_is_replaced_only_when_this_command_wrote_it(tmp_path):
+    (tmp_path / "mine.png").write_bytes(b"the user's")
+    with pytest.raises(BetaVAEError, match="mine.png exists and betavae test did not write it"):
+        files.write_file(tmp_path / "mine.png", b"ours", KIND)
+    assert (tmp_path / "mine.png").read_bytes() == b"the user's"
+    files.write_file(tmp_path / "ours.png", b"first", KIND)
+    files.write_file(tmp_path / "ours.png", b"second", KIND)  # recorded in the folder's mark
+    assert (tmp_path / "ours.png").read_bytes() == b"second"
+    assert files.read_mark(tmp_path).files == {"ours.png": KIND} and files.read_mark(tmp_path).kind is None
+    with pytest.raises(BetaVAEError, match="betavae other did not write it"):
+        files.write_file(tmp_path / "ours.png", b"x", "betavae other")
+    files.write_file(tmp_path / "mine.png", b"ours", KIND, ours=lambda path: True)  # the command's own proof
+
+
+def test_a_mark_that_is_not_betavaes_proves_nothing_and_is_never_overwritten(tmp_path):
+    (tmp_path / files.MARKER).write_text("a user's file of that name")
+    (tmp_path / "figure.png").write_bytes(b"the user's")
+    assert files.read_mark(tmp_path) is None and not files.made_by_betavae(tmp_path)
+    with pytest.raises(BetaVAEError):
+        files.claim_file(tmp_path / "figure.png", KIND)
+    files.write_file(tmp_path / "new.png", b"ours", KIND)
+    assert (tmp_path / files.MARKER).read_text() == "a user's file of that name"
+
+
+def test_betavaes_folders_are_known_by_their_mark_config_and_lock_or_sweep_state(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.toml").write_text("")
+    assert not files.made_by_betavae(tmp_path / "run")  # a config.toml alone may be anyone's
+    (tmp_path / "run" / ".lock").write_text("")
+    assert files.made_by_betavae(tmp_path / "run")
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.db").write_bytes(b"")
+    assert files.made_by_betavae(tmp_path / "sweep")
+    files.claim_folder(tmp_path / "marked", KIND)
+    assert files.made_by_betavae(tmp_path / "marked")
+
+
+# -- atomic replacement -------------------------------------------------------------------------------
+
+
+def test_a_writer_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "figure.png"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError), files.replacing(path) as temporary:
+        temporary.write_bytes(b"half")
+        raise RuntimeError("the writer failed")
+    assert path.read_bytes() == b"old"
+    assert [entry.name for entry in tmp_path.iterdir()] == ["figure.png"]
+    with files.replacing(path) as temporary:
+        assert files.is_temporary(temporary.name) and temporary.parent == tmp_path
+        temporary.write_bytes(b"new")
+    assert path.read_bytes() == b"new"
+    assert not files.is_temporary(".notes.tmp")
