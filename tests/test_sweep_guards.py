@@ -73,11 +73,16 @@ def test_flags_given_to_an_existing_sweep_extend_its_grid_or_are_refused(tmp_pat
         ("--latent", "10,20"): "--latent 10,20 would sweep latent_dim, which every run of",
         ("--steps", "3"): "--steps 3 is fewer than the 4 steps",
         ("--beta", "4"): "gives β as beta_norm",
+        ("--beta-norm", "1"): "--beta-norm 1 would shrink the grid of",
     }
     for (flag, value), message in refused.items():
         code, stdout, err = run_cli(["sweep", "--out", out, flag, value, *RUN_FLAGS], capsys)
         assert code == 1 and message in err and err.count("\n") == 1, (flag, err)
     assert list(state_rows(out)) == [*names, "bn0.1-s0"]
+    assert stored_spec(out).swept == {"beta_norm": [0.01, 1.0, 0.1]}
+    # Its own values in another order continue it as it is.
+    code, stdout, err = run_cli(["sweep", "--out", out, "--beta-norm", "0.1,1,0.01", *RUN_FLAGS], capsys)
+    assert code == 0 and "extends" not in stdout and "3 done" in stdout, err
     assert stored_spec(out).swept == {"beta_norm": [0.01, 1.0, 0.1]}
 
 

@@ -165,11 +165,25 @@ def claim_folder(path: str | Path, kind: str, *, flag: str = "--out", what: str 
                  adopt: Callable[[Path], bool] | None = None) -> Path:
     """Make ``path`` the folder of ``kind``'s output, or refuse in one line; returns the folder.
 
-    Accepted: a folder that does not exist yet or is empty (created and marked), or one that
-    ``kind`` marked before (its ``extra`` values must match: a study made at one scale is not
-    continued at another). ``adopt`` recognises a folder ``kind`` wrote before marks existed,
-    which is then marked. Anything else — a user's folder, another command's output, a file —
-    is refused before anything is written.
+    :func:`check_folder` first (nothing written when it refuses), then the folder is created
+    and marked as ``kind``'s.
+    """
+    mark = check_folder(path, kind, flag=flag, extra=extra, adopt=adopt)
+    if mark is not None:
+        make_folder(path, what)
+        write_mark(path, mark)
+    return Path(path)
+
+
+def check_folder(path: str | Path, kind: str, *, flag: str = "--out", extra: Mapping[str, Any] | None = None,
+                 adopt: Callable[[Path], bool] | None = None) -> Mark | None:
+    """Refuse in one line, writing nothing, unless ``path`` may be ``kind``'s output folder; return the
+    mark it is to get (None: it has it).
+
+    Accepted: a folder that does not exist yet or is empty, or one that ``kind`` marked before
+    (its ``extra`` values must match: a study made at one scale is not continued at another).
+    ``adopt`` recognises a folder ``kind`` wrote before marks existed. Anything else — a user's
+    folder, a run or a sweep, another command's output, a file — is refused.
     """
     path = Path(path)
     extra = dict(extra or {})
@@ -184,26 +198,23 @@ def claim_folder(path: str | Path, kind: str, *, flag: str = "--out", what: str 
             if key in mark.extra and mark.extra[key] != value:
                 raise BetaVAEError(f"{flag} {path} holds output of {kind} with {key} {mark.extra[key]}, not "
                                    f"{value}; give another folder, or the same {key} to continue it")
-        if any(key not in mark.extra for key in extra):
-            write_mark(path, Mark(kind, MARK_FORMAT, mark.files, {**extra, **mark.extra}))
-        return path
+        missing = any(key not in mark.extra for key in extra)
+        return Mark(kind, MARK_FORMAT, mark.files, {**extra, **mark.extra}) if missing else None
     if mark is not None and mark.kind is not None:
         raise BetaVAEError(f"{flag} {path} holds the output of {mark.kind}, not of {kind}; "
                            f"give another folder")
-    foreign = [name for name in files_of(path) if not is_temporary(Path(name).name)]
+    # the user's names first: a dot-file (a run's .lock) says less about whose folder it is
+    foreign = sorted((name for name in files_of(path) if not is_temporary(Path(name).name)),
+                     key=lambda name: (name.startswith("."), name))
     if foreign and not (adopt is not None and adopt(path)):
+        if made_by_betavae(path):
+            which = "a sweep folder" if (path / "sweep.db").is_file() else "a run folder"
+            raise BetaVAEError(f"{flag} {path} is {which}, not a folder of {kind}'s output; give a new or "
+                               f"empty folder")
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
         raise BetaVAEError(f"{flag} {path} already holds files that {kind} did not write "
                            f"({foreign[0]}{more}); give a new or empty folder")
-    make_folder(path, what)
-    write_mark(path, Mark(kind, MARK_FORMAT, mark.files if mark else {}, extra))
-    return path
-
-
-def owner_of(folder: str | Path) -> str | None:
-    """The kind that owns ``folder`` by its mark, else None."""
-    mark = read_mark(folder)
-    return mark.kind if mark is not None else None
+    return Mark(kind, MARK_FORMAT, mark.files if mark else {}, extra)
 
 
 def made_by_betavae(folder: str | Path) -> bool:

@@ -435,7 +435,8 @@ def continue_grid(
     ``betavae results`` that no longer belong to it; a changed one, runs that are not what
     their grid says):
 
-    - values given for a swept key are added to its axis (those already there stay);
+    - values given for a swept key are added to its axis (those already there stay); only values
+      already there would shrink it, which is refused;
     - seeds given are added to the stored ones;
     - a key every run shares takes a new value only when it is resumable (``resumable_keys``:
       more steps make finished runs train on from their checkpoints; fewer are refused);
@@ -468,6 +469,13 @@ def continue_grid(
         if new == old:
             continue
         if len(old) > 1:
+            if all(value in new for value in old):
+                continue  # the same values, in another order
+            if all(value in old for value in new):  # nothing added: it would only leave runs out
+                raise BetaVAEError(
+                    f"{called[key]} {_shown(new)} would shrink the grid of {where} ({key} {_shown(old)}); "
+                    f"a sweep's grid only grows: give none of its values to continue it, or new ones to add"
+                )
             swept[key] = old + [value for value in new if value not in old]
         elif key in resumable_keys() and len(new) == 1:
             if key == "steps" and new[0] < old[0]:

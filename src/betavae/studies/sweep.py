@@ -25,7 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from betavae.errors import BetaVAEError
-from betavae.files import claim_folder
+from betavae.files import check_folder, claim_folder
 from betavae.interrupt import StopRequest
 from betavae.runs import DURING_TRAINING_SECTION, LOCK_FILE, METRICS_FILE, RunDir
 from betavae.studies.backend import Backend, BackendOptions
@@ -78,6 +78,7 @@ def run_sweep(spec: GridSpec, out: str | Path, options: BackendOptions | None = 
     if options.backend == "ray":
         out = out.resolve()  # the workers may run elsewhere: they need the path the cluster shares
     grid = points is None
+    check_folder(out, KIND, adopt=_earlier_sweep)  # before a word is printed: never among a user's files
     if grid:
         check_size(spec, large_grid)
         if echo is not None:
