@@ -105,3 +105,12 @@ def fast_tests_neither_train_nor_start_processes(request: pytest.FixtureRequest)
         patch.setattr(subprocess, "Popen", Popen)
         patch.setattr(multiprocessing.process.BaseProcess, "start", refuse("starts a process"))
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def a_cache_of_the_tests_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The user's cache (``$XDG_CACHE_HOME/betavae``: baselines, downloads) is a folder of this test run's:
+    a test neither reads what an earlier run or the user left there nor leaves anything behind."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
+        yield

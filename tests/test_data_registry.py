@@ -58,3 +58,20 @@ def test_an_option_a_dataset_does_not_take_lists_the_ones_it_does():
         BetaVAEError, match="dataset 'shapes' has no option colour; its options are: test_size, seed"
     ):
         data.load("shapes", colour=True)
+
+
+def test_a_kept_dataset_is_loaded_once_and_only_the_last_ones_are_kept():
+    """A sweep's worker keeps what it loaded (data.keep_loaded): the next run on the same set and
+    options gets the same object, other options load afresh, and the oldest is let go."""
+    assert data.load("shapes", test_size=50) is not data.load("shapes", test_size=50)  # not kept
+    data.keep_loaded(2)
+    try:
+        first = data.load("shapes", test_size=50)
+        assert data.load("shapes", test_size=50) is first
+        second = data.load("shapes", test_size=60)
+        assert second is not first and data.load("shapes", test_size=60) is second
+        data.load("shapes", test_size=70)
+        assert data.load("shapes", test_size=60) is second
+        assert data.load("shapes", test_size=50) is not first  # the oldest of three was let go
+    finally:
+        data.keep_loaded(0)

@@ -156,3 +156,27 @@ def test_a_writer_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
         temporary.write_bytes(b"new")
     assert path.read_bytes() == b"new"
     assert not files.is_temporary(".notes.tmp")
+
+
+# -- the user's cache ---------------------------------------------------------------------------------
+
+
+def test_a_cached_value_is_computed_once_per_key_and_a_damaged_file_is_computed_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+
+    def compute(value):
+        return lambda: calls.append(value) or {"score": value}
+
+    key = {"dataset": "shapes", "seed": 0}
+    assert files.cached("baselines", key, compute(0.5)) == {"score": 0.5}
+    assert files.cached("baselines", key, compute(0.9)) == {"score": 0.5} and calls == [0.5]
+    assert files.cached("baselines", {**key, "seed": 1}, compute(0.7)) == {"score": 0.7}
+    [path] = [path for path in (tmp_path / "betavae" / "baselines").iterdir()
+              if json.loads(path.read_text())["key"] == key]
+    stored = json.loads(path.read_text())
+    path.write_text(json.dumps({**stored, "value": {"score": 1.0}}))  # edited: its hash no longer matches
+    assert files.cached("baselines", key, compute(0.6)) == {"score": 0.6}
+    path.write_text(path.read_text()[:10])  # truncated
+    assert files.cached("baselines", key, compute(0.4)) == {"score": 0.4} and calls == [0.5, 0.7, 0.6, 0.4]
+    assert files.user_cache() == tmp_path / "betavae"

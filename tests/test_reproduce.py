@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import replace
@@ -228,3 +229,26 @@ def test_a_study_made_at_one_scale_is_refused_at_another_before_any_work(study):
     with pytest.raises(BetaVAEError, match=r"with scale smoke, not small; .* the same scale to continue it"):
         reproduce("small", study, progress=False, echo=print, download=False)
     assert {path: path.read_bytes() for path in study.rglob("sweep.db")} == states
+
+
+def test_a_baseline_is_computed_once_per_dataset_and_settings_across_studies(monkeypatch, tmp_path):
+    """Baselines depend on the dataset and the metrics' settings, not on the runs: the user's cache
+    serves a second study (a new folder) with the same settings, and other settings compute again."""
+    import betavae.evaluation
+    from betavae.study import runner
+    from betavae.study.design import PARTS
+
+    calls = []
+
+    def evaluate_baseline(name, dataset, metrics, seed, sizes, latent_dim, device, num_fit):
+        calls.append((name, seed, sizes["n_train"]))
+        return {metric: {"eval_accuracy": 0.5, "mig": 0.1, "dci": 0.2, "sap": 0.3} for metric in metrics}
+
+    monkeypatch.setattr(betavae.evaluation, "evaluate_baseline", evaluate_baseline)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # a cache of this test's alone
+    smoke = scale_of("smoke")
+    first = runner._baseline(PARTS["shapes"], "pca", 0, smoke)
+    assert runner._baseline(PARTS["shapes"], "pca", 0, smoke) == first and len(calls) == 1
+    runner._baseline(PARTS["shapes"], "pca", 1, smoke)
+    runner._baseline(PARTS["shapes"], "pca", 0, dataclasses.replace(smoke, n_train=41))
+    assert calls == [("pca", 0, 40), ("pca", 1, 40), ("pca", 0, 41)]

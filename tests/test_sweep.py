@@ -441,3 +441,29 @@ def test_a_workers_environment_is_the_sweeps_when_it_starts_not_the_first_sweeps
     second = run_sweep(build_spec(mnist, {"seeds": 1}), tmp_path / "mnist", BackendOptions(workers=1),
                        progress=False)
     assert second.counts == {**second.counts, "done": 1, "failed": 0}
+
+
+@pytest.mark.slow
+def test_one_local_worker_serves_run_after_run_in_one_process(tmp_path):
+    """Workers are long-lived: three runs on one worker are done by one process (which keeps the set
+    loaded between them), each as it would be alone, and the sweep ends with no worker left."""
+    from betavae.studies.local import LocalBackend
+    from betavae.studies.worker import task_for
+
+    spec = build_spec({**TRAINING, "steps": 2, "beta_norm": [0.01, 0.1, 1.0], "latent_dim": 2}, {"seeds": 1})
+    backend = LocalBackend(1, 1, [None])
+    outcomes = []
+    try:
+        for point in expand_grid(spec, tmp_path):
+            backend.submit(task_for(point.name, point.config.to_dict(), [], 0, {}))
+            assert backend.running == [point.name]
+            ended = []
+            while not ended:
+                ended = backend.wait(1.0)
+            outcomes += ended
+    finally:
+        backend.close()
+    assert [outcome["status"] for outcome in outcomes] == ["done"] * 3
+    assert len({outcome["process"] for outcome in outcomes}) == 1
+    assert backend.running == [] and backend._slots == [None]
+    assert all(outcome["result"]["timings"]["steps"] > 0 for outcome in outcomes)

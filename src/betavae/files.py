@@ -22,6 +22,7 @@ A leaf module: it imports nothing of betavae but the error type, so data, viz an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -103,6 +104,44 @@ def make_folder(path: str | Path, what: str = "output folder") -> Path:
     except OSError as error:
         raise BetaVAEError(f"cannot create {what} {path}: {error.strerror or error}") from None
     return path
+
+
+# -- the user's cache ------------------------------------------------------------------------------
+
+def user_cache() -> Path:
+    """Where betavae keeps what it fetched or computed for this user: ``$XDG_CACHE_HOME/betavae`` or
+    ``~/.cache/betavae``. Everything in it can be deleted; it is made again when needed."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "betavae"
+
+
+def cached(kind: str, key: Mapping[str, Any], compute: Callable[[], Any]) -> Any:
+    """``compute()``'s JSON value, kept in the user's cache under ``kind`` and ``key`` (JSON data: all that
+    the value depends on, a code version among it) and read back by the next call with the same key.
+
+    A file is used only when it names this very key and its value's SHA-256 matches the one
+    written with it: a damaged, truncated or hand-edited file is computed again (and replaced),
+    never trusted. An unwritable cache only costs the time to compute.
+    """
+    canonical = json.dumps(key, sort_keys=True, allow_nan=True)
+    path = user_cache() / kind / f"{hashlib.sha256(canonical.encode()).hexdigest()[:32]}.json"
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        value = stored["value"]
+        if stored["key"] == json.loads(canonical) and stored["sha256"] == _digest(value):
+            return value
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    value = compute()
+    try:
+        atomic_write_text(path, json.dumps({"key": json.loads(canonical), "value": value,
+                                            "sha256": _digest(value)}, allow_nan=True))
+    except OSError:
+        pass
+    return value
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, allow_nan=True).encode()).hexdigest()
 
 
 # -- marks -----------------------------------------------------------------------------------------

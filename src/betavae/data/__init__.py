@@ -91,6 +91,25 @@ def options_of(name: str) -> list[str]:
     return list(inspect.signature(_loader(name)).parameters)
 
 
+# Datasets this process keeps loaded, by name and options (:func:`keep_loaded`), most recent last.
+_kept: dict[str, ImageDataset] = {}
+_keep = 0
+
+
+def keep_loaded(count: int = 2) -> None:
+    """Keep the last ``count`` datasets loaded in this process, so that loading one again is free.
+
+    For a sweep's worker, which trains run after run on the same set: rendering the heart set
+    or parsing MNIST once per run is a fixed cost of every run. Datasets are never changed
+    after loading (a split's ``to`` makes a new one), so sharing one between runs is safe.
+    ``count`` 0 stops keeping them.
+    """
+    global _keep
+    _keep = count
+    while len(_kept) > _keep:
+        _kept.pop(next(iter(_kept)))
+
+
 def load(name: str, **options: Any) -> ImageDataset:
     """Build dataset ``name``; an option it does not know is a :class:`BetaVAEError`."""
     loader = _loader(name)
@@ -100,10 +119,18 @@ def load(name: str, **options: Any) -> ImageDataset:
         raise BetaVAEError(
             f"dataset {name!r} has no option {', '.join(unknown)}; its options are: {', '.join(accepted)}"
         )
-    return loader(**options)
+    if not _keep:
+        return loader(**options)
+    key = repr((name, sorted(options.items())))
+    dataset = _kept.pop(key, None)
+    if dataset is None:
+        dataset = loader(**options)
+    _kept[key] = dataset
+    keep_loaded(_keep)
+    return dataset
 
 
 __all__ = [
     "DATASETS", "DatasetEntry", "FactorDataset", "FactorSplit", "ImageDataset", "ImageSplit", "TensorSplit",
-    "entry", "has_factors", "load", "options_of", "with_attributes", "with_factors",
+    "entry", "has_factors", "keep_loaded", "load", "options_of", "with_attributes", "with_factors",
 ]

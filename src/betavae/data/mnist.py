@@ -28,6 +28,7 @@ from betavae import __version__
 from betavae.data.base import ImageDataset, TensorSplit
 from betavae.data.idx import parse_idx, read_decompressed
 from betavae.errors import BetaVAEError
+from betavae.files import user_cache
 
 # file stem -> SHA-256 of its decompressed content (the files of the original release).
 FILES: dict[str, str] = {
@@ -94,8 +95,7 @@ def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
         return Path(data_dir).expanduser()
     if os.environ.get(DATA_DIR_VARIABLE):
         return Path(os.environ[DATA_DIR_VARIABLE]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "betavae"
+    return user_cache()
 
 
 def _missing_error(missing: list[str], root: Path, searched: list[Path], reason: str) -> BetaVAEError:

@@ -1,10 +1,12 @@
-"""The local backend: K worker processes on this machine, one process per run.
+"""The local backend: K long-lived worker processes on this machine, each running one run at a time.
 
-A process per run, not a thread: a run sets torch's global seed, thread count and
-allocator settings, which threads would share. Processes come from a fork server that
-has imported betavae once, so starting one costs a fork, not a fresh interpreter
-importing torch. Torch's threads are split so that K × threads ≤ cores; on a CUDA
-machine the workers take the visible GPUs in turn.
+Processes, not threads: a run sets torch's global seed, thread count and allocator settings,
+which threads would share; one after another in a process they are set again by each run.
+A worker serves run after run, so the datasets it loaded stay loaded (rendering the heart set
+or parsing MNIST is paid once per worker, not once per run). Processes come from a fork
+server that has imported betavae once, so starting one (the first time, or after one died)
+costs a fork, not a fresh interpreter importing torch. Torch's threads are split so that
+K × threads ≤ cores; on a CUDA machine the workers take the visible GPUs in turn.
 
 A worker dies with the sweep: a thread in it watches the sweep's process, so a
 ``kill -9`` of the sweep leaves no orphan training into a folder the next sweep resumes. Ctrl-C reaches the
@@ -52,9 +54,12 @@ def threads_per_worker(workers: int, cores: int) -> int:
 
 @dataclass
 class _Worker:
+    """One long-lived worker process: runs a task at a time, sent down ``tasks``, results up ``results``."""
+
     process: Any  # multiprocessing's Process of the context in use
+    tasks: multiprocessing.connection.Connection
     results: multiprocessing.connection.Connection
-    slot: int
+    running: str | None = None  # the task it works on
 
 
 class LocalBackend:
@@ -72,95 +77,128 @@ class LocalBackend:
             self._context.set_forkserver_preload(
                 ["torch._dynamo", "betavae.studies.worker", "betavae.train", "betavae.evaluation"]
             )
-        self._workers: dict[str, _Worker] = {}
-        self._free_slots = list(range(workers))
+        self._slots: list[_Worker | None] = [None] * workers
 
     @property
     def running(self) -> list[str]:
-        return list(self._workers)
+        return [worker.running for worker in self._slots if worker is not None and worker.running]
 
     def submit(self, task: dict[str, Any]) -> None:
-        slot = self._free_slots.pop(0)
-        task = {
-            **task,
-            "threads": self.threads,
-            "device": self.devices[slot % len(self.devices)] or task.get("device"),
-        }
+        slot = next(k for k, worker in enumerate(self._slots) if worker is None or worker.running is None)
+        worker = self._slots[slot] or self._start()
+        self._slots[slot] = worker
+        # The sweep's environment as it is now, not as it was when the fork server started (the
+        # process's first sweep): a $BETAVAE_DATA_DIR set since is where this run finds its data.
+        worker.tasks.send({**task, "threads": self.threads, "environment": dict(os.environ),
+                           "device": self.devices[slot % len(self.devices)] or task.get("device")})
+        worker.running = task["name"]
+
+    def _start(self) -> _Worker:
+        get_task, send_task = self._context.Pipe(duplex=False)
         receive, send = self._context.Pipe(duplex=False)
-        process = self._context.Process(
-            target=_worker_main, args=(task, send, os.getpid(), dict(os.environ)),
-            name=f"betavae-sweep:{task['name']}",
-        )
+        process = self._context.Process(target=_worker_main, args=(get_task, send, os.getpid()),
+                                        name="betavae-sweep-worker")
         process.start()
-        send.close()  # the child's end: the parent keeps only its own, so a dead child reads as EOF
-        self._workers[task["name"]] = _Worker(process, receive, slot)
+        get_task.close()  # the child's ends: the parent keeps only its own, so a dead child reads as EOF
+        send.close()
+        return _Worker(process, send_task, receive)
 
     def wait(self, timeout: float) -> list[dict[str, Any]]:
         """The outcomes of the runs that ended within ``timeout`` seconds (maybe none)."""
         by_handle = {}
-        for name, worker in self._workers.items():
-            by_handle[worker.results] = name
-            by_handle[worker.process.sentinel] = name
+        for slot, worker in enumerate(self._slots):
+            if worker is not None and worker.running is not None:
+                by_handle[worker.results] = slot
+                by_handle[worker.process.sentinel] = slot
         ended = {by_handle[handle] for handle in multiprocessing.connection.wait(list(by_handle), timeout)}
-        return [self._collect(name) for name in ended]
+        return [self._collect(slot) for slot in sorted(ended)]
 
-    def _collect(self, name: str) -> dict[str, Any]:
-        worker = self._workers.pop(name)
+    def _collect(self, slot: int) -> dict[str, Any]:
+        worker = self._slots[slot]
+        name, worker.running = worker.running, None
         outcome = None
         try:
             if worker.results.poll():
                 outcome = worker.results.recv()
         except (EOFError, OSError):
             pass
-        worker.results.close()
+        if outcome is not None:
+            return outcome  # the worker waits for its next task
         worker.process.join()
-        self._free_slots.append(worker.slot)
-        self._free_slots.sort()
-        if outcome is None:
-            code = worker.process.exitcode
-            if code == -signal.SIGKILL:
-                how = "killed by SIGKILL: out of memory?"
-            else:
-                how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
-            outcome = {
-                "name": name,
-                "status": "lost",
-                "result": None,
-                "error": f"the worker process ended without a result ({how}); its stderr says why",
-            }
-        return outcome
+        self._stop(slot)
+        code = worker.process.exitcode
+        if code == -signal.SIGKILL:
+            how = "killed by SIGKILL: out of memory?"
+        else:
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        return {
+            "name": name,
+            "status": "lost",
+            "result": None,
+            "error": f"the worker process ended without a result ({how}); its stderr says why",
+        }
+
+    def _stop(self, slot: int) -> None:
+        worker, self._slots[slot] = self._slots[slot], None
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join()
+        worker.tasks.close()
+        worker.results.close()
 
     def interrupt(self) -> None:
         """Ask every running worker to stop at its next step and save its checkpoint."""
-        for worker in self._workers.values():
-            if worker.process.pid is not None and worker.process.is_alive():
+        for worker in self._slots:
+            if worker is not None and worker.running is not None and worker.process.is_alive():
                 os.kill(worker.process.pid, signal.SIGINT)
 
     def close(self) -> None:
-        """Stop whatever still runs (only after an error in the sweep itself) and wait for it."""
-        for worker in self._workers.values():
-            if worker.process.is_alive():
-                worker.process.kill()
-            worker.process.join()
-            worker.results.close()
-        self._workers.clear()
+        """End the workers: an idle one when asked, one still running (an error in the sweep) at once."""
+        for slot, worker in enumerate(self._slots):
+            if worker is None:
+                continue
+            if worker.running is None:
+                try:
+                    worker.tasks.send(None)
+                    worker.process.join(timeout=5)
+                except OSError:
+                    pass
+            self._stop(slot)
 
 
-def _worker_main(
-    task: dict[str, Any], results: multiprocessing.connection.Connection, sweep_pid: int,
-    environment: dict[str, str],
-) -> None:
-    # The sweep's environment as it is now, not as it was when the fork server started (the first
-    # sweep of the process): a $BETAVAE_DATA_DIR set since then is where this run finds its data.
-    os.environ.clear()
-    os.environ.update(environment)
+def _worker_main(tasks: multiprocessing.connection.Connection, results: multiprocessing.connection.Connection,
+                 sweep_pid: int) -> None:
+    """Run the tasks the sweep sends, one after another, until it sends None or goes away.
+
+    One process for many runs: the datasets it loaded stay loaded (:func:`betavae.data.keep_loaded`),
+    so a run's fixed cost is its own work, not the set's rendering. Between runs Ctrl-C is the
+    sweep's to handle: it is ignored here, and raised only while a run works.
+    """
+    from betavae import data
+
     # A process group of its own: the terminal's Ctrl-C goes to the sweep, which forwards exactly one
     # SIGINT (a second would make the training loop stop at once instead of saving a checkpoint).
     os.setpgid(0, 0)
     _die_with_sweep(sweep_pid)
-    outcome = run_point(task)
-    results.send(outcome)
-    results.close()
+    data.keep_loaded()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            task = tasks.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        os.environ.clear()
+        os.environ.update(task.pop("environment"))
+        try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            outcome = run_point(task)  # a Ctrl-C while it works makes it "interrupted"
+        except KeyboardInterrupt:  # one that came as it returned
+            outcome = {"name": task["name"], "status": "interrupted", "error": None, "result": None}
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        results.send(outcome)
 
 
 def _die_with_sweep(sweep_pid: int, every: float = 0.5) -> None:

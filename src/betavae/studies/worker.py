@@ -11,7 +11,9 @@ stop a sweep.
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import time
 import traceback
 from typing import Any
 
@@ -36,30 +38,34 @@ def task_for(
         "sizes": dict(sizes),
         "threads": threads,
         "device": device,
+        "submitted": time.time(),  # the wait until a worker starts on it is a cost of the sweep's
     }
 
 
 def run_point(task: dict[str, Any]) -> dict[str, Any]:
-    """Do ``task`` (see :func:`task_for`); return ``{"name", "status", "error", "result"}``.
+    """Do ``task`` (see :func:`task_for`); return ``{"name", "status", "error", "result", "process"}``.
 
     ``status`` is ``done`` (with ``result``), ``interrupted`` (Ctrl-C or SIGTERM: the
     checkpoint is saved, the run resumes next time) or ``failed`` (with a one-line ``error``;
     a bug's trace-back is printed on this process's stderr too). A backend whose worker
-    died without returning (killed, out of memory) reports ``lost``.
+    died without returning (killed, out of memory) reports ``lost``. ``process`` is the pid
+    that did it (a local worker serves many runs).
     """
     import torch
 
     from betavae.config import TrainConfig
     from betavae.train import TrainingInterrupted
 
-    outcome: dict[str, Any] = {"name": task["name"], "status": "done", "error": None, "result": None}
+    outcome: dict[str, Any] = {"name": task["name"], "status": "done", "error": None, "result": None,
+                               "process": os.getpid()}
+    began = time.time()
     try:
         if task.get("threads"):
             torch.set_num_threads(int(task["threads"]))
         config = TrainConfig.from_dict(task["config"], source=f"run {task['name']}")
         if task.get("device"):
             config.device = task["device"]
-        outcome["result"] = _bring_up_to_date(config, task)
+        outcome["result"] = _bring_up_to_date(config, task, began)
     except (TrainingInterrupted, KeyboardInterrupt):
         outcome["status"] = "interrupted"
     except BetaVAEError as error:
@@ -71,21 +77,66 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     return outcome
 
 
-def _bring_up_to_date(config, task: dict[str, Any]) -> dict[str, Any]:
+def _bring_up_to_date(config, task: dict[str, Any], began: float) -> dict[str, Any]:
     from betavae.evaluation import evaluate_run
     from betavae.runs import RunDir
     from betavae.train import train
 
     run = RunDir(config.out)
     started_from = run.checkpoint_step() if run.has_checkpoint() else 0
+    # Where this attempt's time went, for benchmarks/study_throughput.py: the wait from the driver's
+    # submit to this process, train()'s steps and the rest of it (data, model, held-out loss, figure),
+    # the metrics.
+    timings = {"start": max(0.0, began - task["submitted"]) if task.get("submitted") else None}
+    clock = time.perf_counter()
     if not run.has_checkpoint():
         train(config, progress=False)
     elif not _finished(run, config.steps):
         train(config, resume=True, progress=False)
+    trained = time.perf_counter() - clock
+    steps = step_seconds(run, after=started_from)
+    timings.update(steps=steps, outside_steps=max(0.0, trained - steps))
     missing = _metrics_to_measure(run, task, step=config.steps)  # the checkpoint's step, now trained
+    clock = time.perf_counter()
     if missing:
         evaluate_run(run.path, missing, seed=task["metric_seed"], sizes=task["sizes"], device=config.device)
-    return {**collect_result(run, task), "started_from": started_from}
+    timings["metrics"] = time.perf_counter() - clock
+    return {**collect_result(run, task), "started_from": started_from, "timings": timings}
+
+
+def step_seconds(run, after: int = 0) -> float:
+    """The seconds a run's training steps took past step ``after``, from its log's images/s.
+
+    Each log entry covers the steps since the one before it at its images/s, a window that
+    leaves out evaluations and checkpoints' metrics; read from the log, so that a run of any
+    betavae version can be measured the same way.
+    """
+    batch_size = run.read_config().batch_size
+    seconds, previous = 0.0, 0
+    for entry in _log_entries(run):
+        step, rate = entry.get("step"), entry.get("images_per_s")
+        if not isinstance(step, int) or not isinstance(rate, (int, float)) or rate <= 0:
+            continue
+        if step > after:
+            seconds += (step - max(previous, after)) * batch_size / rate
+        previous = step
+    return seconds
+
+
+def _log_entries(run) -> list[dict[str, Any]]:
+    try:
+        lines = run.log_path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
 
 
 def _finished(run, steps: int) -> bool:
@@ -137,16 +188,6 @@ def collect_result(run, task: dict[str, Any]) -> dict[str, Any]:
 def typical_rate(run) -> float | None:
     """The median images/s of the run's log entries (the last attempt's speed dominates a resumed run,
     and a first window slowed by warm-up or a CUDA graph's capture does not move it)."""
-    rates = []
-    try:
-        lines = run.log_path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        try:
-            rate = json.loads(line).get("images_per_s")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(rate, (int, float)):
-            rates.append(rate)
+    rates = [entry["images_per_s"] for entry in _log_entries(run)
+             if isinstance(entry.get("images_per_s"), (int, float))]
     return statistics.median(rates) if rates else None
