@@ -5,7 +5,9 @@
 #   - the CUDA tests (tests/test_cuda.py: graphs, resume, deterministic kernels, …);
 #   - what --deterministic costs and whether two same-seed runs agree bit for bit
 #     (issue 24; docs/reproduce.md, "paper on a GPU");
-#   - each objective's step against beta's (issue 21; docs/objectives.md, "The cost of a step").
+#   - each objective's step against beta's (issue 21; docs/objectives.md, "The cost of a step");
+#   - packed training against unpacked on the study's grid row (issue 33; docs/sweep-throughput.md,
+#     "Packed training").
 #
 # From the repository root on that machine:   bash tools/gpu_checks.sh
 # Logs go under $OUT (the device tool's folder that comes back), else gpu-checks/. $PYTHON picks
@@ -25,3 +27,5 @@ timeout 200 "$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 |
 timeout 240 "$python" benchmarks/deterministic_cost.py --steps 3000 2>&1 | tee "$out/deterministic_cost.txt"
 timeout 120 "$python" benchmarks/train_throughput.py --sections objectives --seconds 3 --repeats 2 2>&1 \
     | tee "$out/objectives.txt"
+timeout 150 "$python" benchmarks/packed_training.py --device cuda --steps 200 --profile 2>&1 \
+    | tee "$out/packed_training.txt"

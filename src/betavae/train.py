@@ -183,21 +183,29 @@ def train(
                         f"interrupted at step {done}/{config.steps}; checkpoint saved in {run.path}; "
                         f"continue with: betavae train --out {run.path} --resume")
         bar.close()
-
-        test = test_loss(model, setup.dataset.test.to(device), objective, seed=config.seed)
-        run.update_metrics("test", test, step=config.steps)
-        run.update_metrics(
-            "train",
-            {"steps": config.steps, "beta": derived.beta, "beta_norm": derived.beta_norm},
-            step=config.steps,
-        )
-        reconstruction_figure(
-            setup.dataset.test,
-            [model],
-            [run_title(derived, config.latent_dim)],
-            run.path / RECONSTRUCTIONS_FILE,
-        )
+        test = _write_results(run, config, derived, setup.dataset, model, objective)
     return TrainResult(run, config.steps, test, history.entries)
+
+
+def _write_results(run: RunDir, config: TrainConfig, derived: DerivedValues, dataset: data.ImageDataset,
+                   model: models.BetaVAE, objective: Objective) -> dict[str, Any]:
+    """What a finished run adds to its folder: the held-out loss, the training's summary in
+    ``metrics.json`` and the reconstructions figure; returns the held-out loss."""
+    device = next(model.parameters()).device
+    test = test_loss(model, dataset.test.to(device), objective, seed=config.seed)
+    run.update_metrics("test", test, step=config.steps)
+    run.update_metrics(
+        "train",
+        {"steps": config.steps, "beta": derived.beta, "beta_norm": derived.beta_norm},
+        step=config.steps,
+    )
+    reconstruction_figure(
+        dataset.test,
+        [model],
+        [run_title(derived, config.latent_dim)],
+        run.path / RECONSTRUCTIONS_FILE,
+    )
+    return test
 
 
 @contextmanager

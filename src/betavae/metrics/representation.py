@@ -78,10 +78,16 @@ def sample_codes(dataset: FactorDataset, represent: Representation, n: int,
     return encode_factors(dataset, represent, factors, rng), factors
 
 
-def model_representation(model: torch.nn.Module, batch_size: int = 512) -> Representation:
+# Images per forward pass when encoding: on a CPU, 512 keeps a batch's activations in cache (larger
+# batches measured slower: docs/sweep-throughput.md); a GPU takes a whole chunk at once.
+CPU_ENCODE_BATCH = 512
+
+
+def model_representation(model: torch.nn.Module, batch_size: int | None = None) -> Representation:
     """μ of a trained :class:`~betavae.models.BetaVAE`: the deterministic code of an image.
 
-    Encodes a copy of the model in channels-last layout, in batches of 512, each layer
+    Encodes a copy of the model in channels-last layout, in batches of ``batch_size`` (None:
+    :data:`CPU_ENCODE_BATCH` on a CPU, a whole :data:`ENCODE_CHUNK` on a GPU), each layer
     fused with its ReLU (:class:`~betavae.models.inference.FusedEncoder`), with freed
     memory kept for reuse (:mod:`betavae.performance`): on a 2-core CPU that reaches
     0.85–0.98 of the fp32 matrix-product peak, against about a third in the default
@@ -95,6 +101,8 @@ def model_representation(model: torch.nn.Module, batch_size: int = 512) -> Repre
 
     keep_freed_memory()
     device = next(model.parameters()).device
+    if batch_size is None:
+        batch_size = CPU_ENCODE_BATCH if device.type == "cpu" else ENCODE_CHUNK
     snapshot = copy.deepcopy(model).eval().to(memory_format=MEMORY_FORMAT)
     encode = FusedEncoder(snapshot.encoder, snapshot.image_shape)
 

@@ -11,8 +11,8 @@ this shape. Parameters, state dicts and results (up to float rounding) are those
 ``nn.ConvTranspose2d``. Under bf16 autocast it stays float32 (still faster than oneDNN's
 bf16 transposed convolution), so the logits the loss sums over 4,096
 pixels are not rounded to 8 bits. On other devices, for shapes this does not cover, and
-while exporting (ONNX, ``torch.export``) or compiling, the module simply is
-``nn.ConvTranspose2d``.
+while exporting (ONNX, ``torch.export``), compiling or under a ``torch.func`` transform
+(:mod:`betavae.packed`), the module simply is ``nn.ConvTranspose2d``.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ class ImageTransposedConv(nn.ConvTranspose2d):
                                                    self.output_padding)
 
     def _uses_matmul(self, input: torch.Tensor, output_size: list[int] | None) -> bool:
-        # Exports and compilers see the stock operator (one ONNX node; Inductor's own choice).
-        exporting = torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+        # Exports and compilers see the stock operator (one ONNX node; Inductor's own choice), and so do
+        # torch.func's transforms (packed training's vmap), which refuse a custom autograd.Function.
+        exporting = (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+                     or torch._C._are_functorch_transforms_active())
         return (input.device.type == "cpu" and input.dim() == 4 and output_size is None and not exporting
                 and (input.dtype == self.weight.dtype or torch.is_autocast_enabled("cpu"))
                 and self.groups == 1 and self.dilation == (1, 1) and self.padding_mode == "zeros"
