@@ -74,6 +74,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/metrics_speed.py
 	$(BIN)/python benchmarks/sweep_throughput.py
+	$(BIN)/python benchmarks/study_throughput.py --scale smoke
+	$(BIN)/python benchmarks/packed_training.py
 	$(BIN)/python benchmarks/data_reading.py
 
 clean:

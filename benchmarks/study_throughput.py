@@ -40,7 +40,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
+from betavae.runs import RunDir
+from betavae.studies.worker import step_seconds
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TRAINING_SHARE_GOAL = 0.85
@@ -97,11 +98,10 @@ def run_study(source: Path, label: str, scale: str, workers: int, data_dir: str 
     wall = time.perf_counter() - started
     study = StudyTime(label, wall, workers, read_time_taken(out / "report.md"))
     for log in out.rglob("log.jsonl"):
-        batch_size = tomllib.loads((log.parent / "config.toml").read_text())["batch_size"]
-        seconds, steps = log_step_seconds(log, batch_size)
+        run = RunDir(log.parent)
         study.runs += 1
-        study.images += steps * batch_size
-        study.step_seconds += seconds
+        study.images += run.checkpoint_step() * run.read_config().batch_size
+        study.step_seconds += step_seconds(run)
     for state in out.rglob("sweep.db"):
         with sqlite3.connect(state) as connection:
             for (result,) in connection.execute("SELECT result FROM runs WHERE result IS NOT NULL"):
@@ -109,21 +109,6 @@ def run_study(source: Path, label: str, scale: str, workers: int, data_dir: str 
                     if isinstance(seconds, (int, float)):
                         study.by_kind.setdefault(kind, []).append(seconds)
     return study
-
-
-def log_step_seconds(log: Path, batch_size: int) -> tuple[float, int]:
-    """(training-step seconds, steps) of one run's log: each entry's window at its images/s."""
-    seconds, previous = 0.0, 0
-    for line in log.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        step, rate = entry.get("step"), entry.get("images_per_s")
-        if isinstance(step, int) and isinstance(rate, (int, float)) and rate > 0 and step > previous:
-            seconds += (step - previous) * batch_size / rate
-            previous = step
-    return seconds, previous
 
 
 def read_time_taken(report: Path) -> dict[str, float]:
