@@ -229,3 +229,13 @@ def test_every_list_option_reads_commas_the_same_way_and_refuses_an_empty_item(
 def test_a_comma_separated_list_reads_back_its_items_whatever_the_spaces_around_them(items, spaces):
     text = ",".join(f"{spaces[0]}{item}{spaces[1]}" for item in items)
     assert comma_separated(text, "--x") == [item.strip() for item in items]
+
+
+@pytest.mark.slow
+def test_python_dash_m_betavae_is_the_betavae_command():
+    """For an environment whose scripts are not on PATH: ``python -m betavae`` runs the same command."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "betavae", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("betavae, version "), done.stderr

@@ -44,6 +44,7 @@ def config(out, **changes) -> TrainConfig:
     return TrainConfig(**{**settings, **changes})
 
 
+@pytest.mark.slow
 @needs_bf16
 def test_bf16_training_ends_within_the_stated_tolerance_of_fp32(tmp_path):
     full = [
