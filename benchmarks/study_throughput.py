@@ -28,10 +28,8 @@ so short that fixed costs are most of it, which is what this measures).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -41,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from betavae.runs import RunDir
+from betavae.studies.state import STATE_FILE, SweepState
 from betavae.studies.worker import step_seconds
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -102,10 +101,10 @@ def run_study(source: Path, label: str, scale: str, workers: int, data_dir: str 
         study.runs += 1
         study.images += run.checkpoint_step() * run.read_config().batch_size
         study.step_seconds += step_seconds(run)
-    for state in out.rglob("sweep.db"):
-        with sqlite3.connect(state) as connection:
-            for (result,) in connection.execute("SELECT result FROM runs WHERE result IS NOT NULL"):
-                for kind, seconds in (json.loads(result).get("timings") or {}).items():
+    for state_file in out.rglob(STATE_FILE):
+        with SweepState(state_file.parent) as state:
+            for row in state.rows():
+                for kind, seconds in ((row["result"] or {}).get("timings") or {}).items():
                     if isinstance(seconds, (int, float)):
                         study.by_kind.setdefault(kind, []).append(seconds)
     return study

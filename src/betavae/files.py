@@ -27,11 +27,11 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from betavae.errors import BetaVAEError
 
@@ -242,18 +242,30 @@ def check_folder(path: str | Path, kind: str, *, flag: str = "--out", extra: Map
     if mark is not None and mark.kind is not None:
         raise BetaVAEError(f"{flag} {path} holds the output of {mark.kind}, not of {kind}; "
                            f"give another folder")
-    # the user's names first: a dot-file (a run's .lock) says less about whose folder it is
-    foreign = sorted((name for name in files_of(path) if not is_temporary(Path(name).name)),
-                     key=lambda name: (name.startswith("."), name))
+    foreign = files_of_others(path)
     if foreign and not (adopt is not None and adopt(path)):
         if made_by_betavae(path):
             which = "a sweep folder" if (path / "sweep.db").is_file() else "a run folder"
             raise BetaVAEError(f"{flag} {path} is {which}, not a folder of {kind}'s output; give a new or "
                                f"empty folder")
-        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-        raise BetaVAEError(f"{flag} {path} already holds files that {kind} did not write "
-                           f"({foreign[0]}{more}); give a new or empty folder")
+        refuse_files_of_others(path, foreign, kind, flag)
     return Mark(kind, MARK_FORMAT, mark.files if mark else {}, extra)
+
+
+def files_of_others(path: str | Path, ours: Collection[str] = ()) -> list[str]:
+    """The files under ``path`` but its mark, the temporaries of our writes and the names ``ours``
+    (relative POSIX paths), the user's names first: a dot-file (a run's .lock) says less about
+    whose folder it is."""
+    return sorted((name for name in files_of(path) if name not in ours and not is_temporary(Path(name).name)),
+                  key=lambda name: (name.startswith("."), name))
+
+
+def refuse_files_of_others(path: str | Path, foreign: Sequence[str], kind: str,
+                           flag: str = "--out") -> NoReturn:
+    """The one-line refusal of a folder holding ``foreign`` files that ``kind`` did not write."""
+    more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+    raise BetaVAEError(f"{flag} {path} already holds files that {kind} did not write "
+                       f"({foreign[0]}{more}); give a new or empty folder")
 
 
 def made_by_betavae(folder: str | Path) -> bool:

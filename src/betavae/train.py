@@ -483,13 +483,9 @@ def _refuse_a_folder_of_others(run: RunDir, names: Mapping[str, str] | None) -> 
     ``config.toml``, judged by :meth:`RunDir.clear_unfinished_attempt`); never among a user's files."""
     if not run.path.is_dir() or run.config_path.exists():
         return
-    others = [name for name in files.files_of(run.path)
-              if name != run.lock_path.name and not files.is_temporary(Path(name).name)]
+    others = files.files_of_others(run.path, ours=(run.lock_path.name,))
     if others:
-        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
-        flag = (names or {}).get("out", "out")
-        raise BetaVAEError(f"{flag} {run.path} already holds files that betavae train did not write "
-                           f"({others[0]}{more}); give a new or empty folder")
+        files.refuse_files_of_others(run.path, others, "betavae train", (names or {}).get("out", "out"))
 
 
 def _start_fresh(run: RunDir) -> None:

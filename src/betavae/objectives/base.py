@@ -135,6 +135,11 @@ class Objective(nn.Module):
         user; none to check here.
         """
 
+    @classmethod
+    def option_names(cls, called: Mapping[str, str] | None = None) -> dict[str, str]:
+        """How :meth:`check_options`' messages name each option: as ``called`` says, else by its field."""
+        return {key: key for key in cls.OPTIONS} | dict(called or {})
+
     def set_dataset_size(self, dataset_size: int) -> None:
         """The number of training images; for objectives that estimate over the dataset
         (β-TCVAE's q(z)). The training loop tells every objective; none else needs it."""

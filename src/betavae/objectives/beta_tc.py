@@ -92,7 +92,7 @@ class BetaTCVAELoss(Objective):
     @classmethod
     def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:
         """α and γ finite and 0 or more; a known estimator of q(z)."""
-        name = {key: key for key in cls.OPTIONS} | dict(called or {})
+        name = cls.option_names(called)
         check_weight(values["tc_alpha"], name["tc_alpha"])
         check_weight(values["tc_gamma"], name["tc_gamma"])
         sampling = values["tc_sampling"]

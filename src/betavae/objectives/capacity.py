@@ -46,7 +46,7 @@ class CapacityLoss(Objective):
     @classmethod
     def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:
         """γ and C_max (nats) finite and 0 or more; a schedule of at least 1 step (None: the run's)."""
-        name = {key: key for key in cls.OPTIONS} | dict(called or {})
+        name = cls.option_names(called)
         check_weight(values["capacity_gamma"], name["capacity_gamma"])
         check_weight(values["capacity_max"], name["capacity_max"])
         steps = values["capacity_steps"]

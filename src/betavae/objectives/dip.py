@@ -61,7 +61,7 @@ class DIPVAELoss(Objective):
     @classmethod
     def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:
         """A known type; λ_od and λ_d (None: its default from λ_od) finite and 0 or more."""
-        name = {key: key for key in cls.OPTIONS} | dict(called or {})
+        name = cls.option_names(called)
         if values["dip_type"] not in DIP_TYPES:
             raise unknown_choice(f"DIP-VAE type ({name['dip_type']})", values["dip_type"], DIP_TYPES)
         check_weight(values["dip_lambda_od"], name["dip_lambda_od"])

@@ -74,7 +74,7 @@ class FactorVAELoss(Objective):
     @classmethod
     def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:
         """γ finite and 0 or more; the discriminator's learning rate finite and more than 0."""
-        name = {key: key for key in cls.OPTIONS} | dict(called or {})
+        name = cls.option_names(called)
         check_weight(values["factor_gamma"], name["factor_gamma"])
         check_weight(values["factor_lr"], name["factor_lr"], positive=True)
 

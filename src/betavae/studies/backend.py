@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from betavae.errors import BetaVAEError
+
 BACKENDS = ("local", "ray")
 
 
@@ -43,8 +45,6 @@ class BackendOptions:
 
     def check(self) -> BackendOptions:
         """These options, or a one-line error: called before a command prints or creates anything."""
-        from betavae.errors import BetaVAEError
-
         if self.backend not in BACKENDS:
             raise BetaVAEError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
         if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 1):
