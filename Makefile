@@ -54,22 +54,26 @@ MNIST_FLAG := $(if $(wildcard $(BETAVAE_MNIST_DIR)/train-images-idx3-ubyte.gz),-
 run: $(STAMP)
 	$(BIN)/betavae reproduce --scale $(STUDY_SCALE) --out $(STUDY_DIR) $(MNIST_FLAG)
 
-# The linter first (seconds): rules in pyproject.toml, [tool.ruff].
+# The linter first (seconds): rules in pyproject.toml, [tool.ruff]. The tests run in $(TEST_WORKERS)
+# processes (pytest-xdist): a file's tests stay in one process, which sets up its module fixtures
+# once, and the tests of Chromium and of Ray each in one (tests/marks.py, tests/conftest.py).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 test: $(STAMP) $(ORT_WEB) $(CHROMIUM)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 # The tests marked slow (they train, sweep, start processes or Ray) are left out; see tests/conftest.py.
 test-fast: $(STAMP) $(ORT_WEB)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The study's β = 1 and β = 4 runs on the heart set (after `make run`) in the browser, side by side:
 # one slider per latent dimension drives both, with held-out images and their reconstructions.
 demo: $(STAMP) $(ORT_WEB)
 	$(BIN)/betavae demo $(STUDY_DIR)/shapes/compare/b1-s0 $(STUDY_DIR)/shapes/compare/b4-s0
 
-# time_to_disentangle.py is not here: it trains for hours on a CPU (see docs/time-to-disentangle.md).
+# time_to_disentangle.py is not here: it trains for hours on a CPU (see docs/notes/time-to-disentangle.md).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/metrics_speed.py

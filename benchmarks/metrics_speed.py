@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from betavae import data, metrics, models
-from betavae.evaluation import cheapest_representation, images_encoded, parse_metric_names
+from betavae.evaluation import cheapest_representation
 from betavae.metrics.representation import model_representation
+from betavae.metrics.settings import images_encoded, parse_metric_names
 from betavae.runs import load_model
 
 

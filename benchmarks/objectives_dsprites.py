@@ -1,7 +1,7 @@
 """MIG and FactorVAE score of each objective on dSprites, over seeds, at one training budget.
 
-The runs are one sweep (:func:`betavae.studies.sweep.run_sweep` with its own points, since
-the objectives' settings are not a product of lists): ``beta`` at β = 1 (the plain VAE) and
+The runs are one sweep (:func:`betavae.studies.sweep.run_sweep`) of named variants × seeds,
+since the objectives' settings are not a product of lists: ``beta`` at β = 1 (the plain VAE) and
 β = 4, ``capacity`` (Burgess et al.'s γ = 1000, C_max = 25 nats, C rising over the whole
 run), ``beta_tc`` (Chen et al.'s β = 6 on dSprites) and ``factor`` (Kim & Mnih's γ = 35),
 conv64 with 10 latents, each measured at the end with MIG and the FactorVAE score on one
@@ -17,7 +17,6 @@ numbers, to ``OUT/objectives_dsprites.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -25,8 +24,9 @@ from typing import Any
 
 import torch
 
-from betavae.config import TrainConfig
-from betavae.studies.grid import GridPoint, GridSpec
+from betavae.errors import BetaVAEError
+from betavae.metrics.settings import headline_value
+from betavae.studies.grid import GridSpec, build_spec, expand_grid, parse_flag_values
 from betavae.studies.state import SweepState
 from betavae.studies.sweep import BackendOptions, SweepInterrupted, run_sweep
 
@@ -39,14 +39,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "factor": {"objective": "factor", "factor_gamma": 35.0},
 }
 METRICS = ("mig", "factor_vae")
-HEADLINES = {"mig": "mig", "factor_vae": "eval_accuracy"}
 
 
-def configs(steps: int, seeds: list[int], out: Path) -> list[tuple[str, TrainConfig]]:
-    base = TrainConfig(dataset="dsprites", arch="conv64", latent_dim=10, steps=steps, batch_size=64,
-                       checkpoint_every=max(steps // 4, 1), log_every=100)
-    return [(name, dataclasses.replace(base, seed=seed, out=str(out / f"{name}-s{seed}"), **settings))
-            for seed in seeds for name, settings in VARIANTS.items()]
+def grid(args: argparse.Namespace) -> GridSpec:
+    """Each objective of :data:`VARIANTS` × ``--seeds``: conv64, 10 latents, dSprites, scored at the end."""
+    training = {"dataset": "dsprites", "arch": "conv64", "latent_dim": 10, "steps": args.steps,
+                "batch_size": 64, "checkpoint_every": max(args.steps // 4, 1), "log_every": 100,
+                "variants": [{"name": name, **settings} for name, settings in VARIANTS.items()]}
+    options = {"seeds": parse_flag_values(args.seeds, "--seeds"), "metrics": list(METRICS),
+               "metric_seed": args.metric_seed, "n_train": args.n_train, "n_eval": args.n_eval}
+    return build_spec(training, options, source="objectives_dsprites")
 
 
 def spread(values: list[float]) -> str:
@@ -84,31 +86,29 @@ def main() -> None:
     parser.add_argument("--out", default="runs/objectives-dsprites")
     args = parser.parse_args()
     out = Path(args.out)
-    seeds = [int(text) for text in args.seeds.split(",")]
-    runs = configs(args.steps, seeds, out)
-    points = [GridPoint(Path(config.out).name, {"variant": name, "seed": config.seed}, config)
-              for name, config in runs]
-    spec = GridSpec(metrics=list(METRICS), metric_seed=args.metric_seed, n_train=args.n_train,
-                    n_eval=args.n_eval)
+    try:
+        spec = grid(args)
+    except BetaVAEError as error:
+        parser.error(str(error))
     workers = args.workers or "default"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {workers} workers; conv64 on "
           f"dSprites, {args.steps:,} steps, seeds {args.seeds}; metrics on {args.n_train:,} + "
           f"{args.n_eval:,} points", flush=True)
     try:
-        run_sweep(spec, out, BackendOptions(workers=args.workers), points=points)
+        run_sweep(spec, out, BackendOptions(workers=args.workers))
     except SweepInterrupted as stop:
         parser.exit(130, f"{stop}\n")
     with SweepState(out) as state:
         rows = {row["name"]: row for row in state.rows()}
     results = []
-    for name, config in runs:
-        row = rows[Path(config.out).name]
+    for point in expand_grid(spec, out):
+        row = rows[point.name]
         result = row["result"] or {}
         metrics = result.get("metrics", {})
-        results.append({"variant": name, "seed": config.seed, "status": row["status"],
+        results.append({**point.values, "status": row["status"],
                         "loss": (result.get("test") or {}).get("loss"),
                         "recon": (result.get("test") or {}).get("recon"),
-                        **{metric: (metrics.get(metric) or {}).get(HEADLINES[metric]) for metric in METRICS},
+                        **{metric: headline_value(metric, metrics.get(metric) or {}) for metric in METRICS},
                         "images_per_s": result.get("images_per_s")})
     text = table(results)
     print(text)

@@ -26,7 +26,7 @@ overhead, free of the noise in the training itself. Ray's start-up is paid once 
 
 The default length is that of short real runs: at a few hundred steps a run's fixed costs
 (rendering the dataset, the held-out loss) are a large part of its time and hide the gain
-(docs/sweep-throughput.md).
+(docs/notes/sweep-throughput.md).
 """
 
 from __future__ import annotations

@@ -343,7 +343,7 @@ def launch_bound_section(
     the process's thread count), so unlike a GPU machine's reader it has no thread pool
     to wake: this stand-in shows what rendering beside the launching thread costs it, not
     what the pool costs. On a 2-core VM that includes the cores slowing each other, so it
-    cannot single out the interpreter lock either (README, "Rendering and encoding").
+    cannot single out the interpreter lock either (docs/notes/performance.md, "Rendering and encoding").
     """
     counter = torch.zeros(16)
 

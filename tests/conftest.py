@@ -10,6 +10,26 @@ from typing import Any, NoReturn
 
 import pytest
 
+from marks import shared_resource, slow_fixture
+
+
+def _share_the_cores_among_workers() -> None:
+    """Under ``pytest -n K`` (make test), give each worker's torch cores/K threads.
+
+    Torch starts one thread per core in every process; K workers each running a training on all the
+    cores spin against one another (their OpenMP threads busy-wait), which made single tests 10 to
+    20 times slower than alone. Set before any test imports torch; the processes a test starts
+    (``betavae train``, sweep workers) inherit it.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers > 1:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+_share_the_cores_among_workers()
+
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
@@ -54,19 +74,69 @@ def shapes3d_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-# Fixtures that train a model, sweep, start Ray or a browser: every test using one is marked ``slow``
-# (see pytest_collection_modifyitems), so ``make test-fast`` never sets one up.
-TRAINING_FIXTURES = frozenset({"trained", "two_runs", "run_dir", "dsprites_run", "finished", "ray_instance",
-                               "mnist_runs", "shapes_run", "mnist_result", "demo_run", "demo_runs",
-                               "mnist_site", "browser", "heart_run",
-                               "colour_runs", "celeba_run", "shapes3d_run", "study"})
+def fixture_functions(item: pytest.Item) -> list[Callable[..., object]]:
+    """The functions of every fixture ``item`` uses, directly or through other fixtures (the
+    closest definition of each name: the one the test gets)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    return [definitions[-1].func for definitions in info.name2fixturedefs.values() if definitions]
+
+
+# Files whose tests share one costly resource of the test run (marks.shared_resource): under
+# ``pytest -n`` (make test) each resource's files run in one worker, which starts it once. Every
+# other file is a group of its own, so its module-scoped fixtures (a trained run, a sweep) are set
+# up once. pytest_collection_modifyitems checks that the tests using a resource are in its files.
+SHARED_RESOURCE_FILES = {
+    "tests/test_demo_browser.py": "chromium",
+    "tests/test_report.py": "chromium",
+    "tests/test_sweep_ray.py": "ray",
+}
+
+# The groups that take longest (the study, the fault-injection loops, Ray, sweeps, Chromium), as the
+# durations printed after every test run show them; xdist hands out groups in collection order as
+# workers come free, so these go first and no long group starts last to run on alone.
+LONGEST_FIRST = {group: rank for rank, group in enumerate((
+    "tests/test_reproduce.py", "tests/test_run_folder.py", "ray", "tests/test_sweep.py",
+    "tests/test_time_to_disentangle.py", "tests/test_performance.py", "tests/test_train.py", "chromium",
+    "tests/test_transfer.py",
+))}
+
+
+def group_of(nodeid: str) -> str:
+    """The group a test runs in under ``pytest -n``: its resource's, else its file's."""
+    file = nodeid.split("::", 1)[0]
+    return SHARED_RESOURCE_FILES.get(file, file)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark ``slow`` every test that uses a fixture of :data:`TRAINING_FIXTURES`."""
+    """Mark ``slow`` every test using a fixture marked by :func:`marks.slow_fixture` (directly or
+    through another fixture), check that the tests of a shared resource run in its group, and put
+    the longest groups first."""
+    from marks import RESOURCE, SLOW
+
     for item in items:
-        if TRAINING_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        functions = fixture_functions(item)
+        if any(getattr(function, SLOW, False) for function in functions):
             item.add_marker(pytest.mark.slow)
+        for resource in {getattr(f, RESOURCE) for f in functions if hasattr(f, RESOURCE)}:
+            if group_of(item.nodeid) != resource:
+                raise pytest.UsageError(f"{item.nodeid} uses the test run's {resource}: add its file to "
+                                        f"SHARED_RESOURCE_FILES in tests/conftest.py")
+    items.sort(key=lambda item: LONGEST_FIRST.get(group_of(item.nodeid), len(LONGEST_FIRST)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``pytest -n``: whole groups (:func:`group_of`) to a worker, as ``--dist loadfile`` does
+    with files."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class ByGroup(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return ByGroup(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -86,8 +156,8 @@ def fast_tests_neither_train_nor_start_processes(request: pytest.FixtureRequest)
 
     def refuse(what: str) -> Callable[..., NoReturn]:
         def refused(*args: object, **kwargs: object) -> NoReturn:
-            pytest.fail(f"a test outside the slow set {what}: mark it @pytest.mark.slow, or add the fixture "
-                        f"that does it to TRAINING_FIXTURES in tests/conftest.py", pytrace=False)
+            pytest.fail(f"a test outside the slow set {what}: mark it @pytest.mark.slow, or decorate the "
+                        f"fixture that does it with marks.slow_fixture", pytrace=False)
         return refused
 
     class Popen(subprocess.Popen):
@@ -105,6 +175,33 @@ def fast_tests_neither_train_nor_start_processes(request: pytest.FixtureRequest)
         patch.setattr(subprocess, "Popen", Popen)
         patch.setattr(multiprocessing.process.BaseProcess, "start", refuse("starts a process"))
         yield
+
+
+@pytest.fixture(scope="session")
+@slow_fixture
+def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Runs trained once per test process, keyed by config, handed out as copies (runfolders.TrainedRuns)."""
+    from runfolders import TrainedRuns
+
+    return TrainedRuns(tmp_path_factory.mktemp("trained-runs"))
+
+
+@pytest.fixture(scope="session")
+@shared_resource("chromium")
+def browser() -> Iterator[Any]:
+    """The test run's one Chromium (Debian's, driven by Playwright), or a skip saying how to get it.
+
+    Tests open their own pages and close them; the browser is started once.
+    """
+    from browser import CHROMIUM, CHROMIUM_FLAGS
+
+    if not CHROMIUM.is_file():
+        pytest.skip(f"Debian's Chromium not found at {CHROMIUM}: `make test` installs it (apt: chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

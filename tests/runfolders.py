@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -10,13 +14,37 @@ from betavae.config import TrainConfig
 from betavae.studies.state import SweepState
 from betavae.train import train
 
+# A tiny Shapes run (latent size 4, 60 steps); lr 3e-3 makes all four dimensions active (KL 0.6–2.4),
+# so figures of active dimensions have rows to show.
+ACTIVE_SHAPES = TrainConfig(dataset="shapes", arch="conv28", latent_dim=4, beta=1.0, steps=60, batch_size=32,
+                            test_size=100, device="cpu", lr=3e-3)
 
-def train_active_shapes_run(out: Path) -> Path:
-    """A tiny Shapes run (latent size 4, 60 steps) into ``out``; lr 3e-3 makes all four dimensions
-    active (KL 0.6–2.4), so figures of active dimensions have rows to show."""
-    train(TrainConfig(dataset="shapes", arch="conv28", latent_dim=4, beta=1.0, steps=60, batch_size=32,
-                      test_size=100, out=str(out), device="cpu", lr=3e-3), progress=False)
-    return out
+
+def copy_run(source: Path, target: Path) -> Path:
+    """A copy of run folder ``source`` at ``target``, without its lock (whose text names its holder)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".lock"))
+    return target
+
+
+class TrainedRuns:
+    """Runs trained once per test process, keyed by their config, handed out as copies.
+
+    The same small run serves the demo's export, its site, the factor figures, the traversals and
+    the ownership checks: trained once, each test module gets its own copy to write into. Held by
+    the session fixture ``trained_runs`` (tests/conftest.py).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def copy(self, config: TrainConfig, target: Path) -> Path:
+        """A copy at ``target`` of a run of ``config`` (its ``out`` ignored), trained on first use."""
+        settings = dataclasses.asdict(dataclasses.replace(config, out=None))
+        key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        trained = self.folder / key
+        if not (trained / "metrics.json").is_file():
+            train(dataclasses.replace(config, out=str(trained)), progress=False)
+        return copy_run(trained, target)
 
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

@@ -22,6 +22,7 @@ from betavae.errors import BetaVAEError
 from betavae.transfer import task_labels
 from celeba_files import ATTRIBUTES, PARTITIONS, attribute_table, source_image, write_celeba_folder
 from commands import run_cli
+from marks import slow_fixture
 
 TRAIN_ROWS = [i for i, partition in enumerate(PARTITIONS) if partition == 0]
 VALID_ROWS = [i for i, partition in enumerate(PARTITIONS) if partition == 1]
@@ -261,6 +262,7 @@ def test_an_attribute_task_on_a_dataset_without_attributes_names_those_with_them
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def celeba_run(celeba_dir, tmp_path_factory):
     """``betavae train`` for a few steps on the tiny folder: conv64, batch 8."""
     from betavae.cli import main

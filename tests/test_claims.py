@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from betavae.metrics.settings import headline_column as headline
 from betavae.objectives.base import beta_from_norm, norm_from_beta
-from betavae.studies.results import headline_column as headline
 from betavae.study import claims, stats, study_report
 from betavae.study.claims import EXPECTED, HELD, INCONCLUSIVE, NOT_HELD, Judgement
 from betavae.study.design import (

@@ -11,11 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from betavae.cli import Command, app
-from betavae.config import comma_separated
+from betavae.checks import comma_separated
+from betavae.cli import Command, app, train
+from betavae.config import FLAGS, flagged_fields
 from betavae.data import DATASETS
 from betavae.metrics import METRICS
 from betavae.models import ARCHITECTURES
+from betavae.options import shown_default
 from betavae.runs import RunDir
 from commands import run_cli
 
@@ -109,6 +111,39 @@ def test_help_lists_the_training_options(capsys):
         assert option in out
 
 
+NOT_CONFIG_OPTIONS = {"config_file", "resume", "progress"}
+"""The options of ``betavae train`` that are not config fields: where the config comes from, and the bar."""
+
+
+def test_train_declares_no_option_the_config_does_not_generate():
+    options = {param.name: param for param in train.params}
+    assert set(options) - set(FLAGS) == NOT_CONFIG_OPTIONS
+    assert set(FLAGS) <= set(options)  # every field with a flag has its option
+    assert all(FLAGS[key] in options[key].opts for key in FLAGS)
+
+
+def test_train_help_of_every_config_option_comes_from_its_field():
+    context = click.Context(train)
+    options = {param.name: param for param in train.params}
+    for field, described in flagged_fields():
+        text = options[field.name].get_help_record(context)[1]
+        default = shown_default(field)
+        assert text.endswith(f"  [default: {default}]") if default is not None else "[default:" not in text
+        before, _, after = described.help.partition("{names}")  # a registry's names, read when shown
+        assert before in text and after in text and "{names}" not in text, field.name
+
+
+@pytest.mark.slow
+def test_the_command_list_is_shown_without_loading_torch():
+    # train's and sweep's options are made from the config, which takes in the objectives' options
+    # (modules that import torch) only when one of those commands reads its options.
+    script = ("import sys\nfrom betavae.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+              "    pass\nprint('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "train" in result.stdout and result.stdout.split()[-1] == "False"
+
+
 @pytest.mark.slow
 def test_module_entry_point_runs():
     result = subprocess.run(
@@ -160,7 +195,11 @@ def test_every_option_that_takes_a_value_refuses_an_option_in_its_place(command,
         ),
         (
             ["train", "--batch-size", "--steps", "3", "--out", "{tmp}/out"],
-            "--batch-size needs a value (integer), got the option --steps",
+            "--batch-size needs a value (images per step), got the option --steps",
+        ),
+        (  # an option without help is described by its type
+            ["evaluate", "{tmp}/run", "--seed", "--json"],
+            "betavae evaluate: error: --seed needs a value (integer), got the option --json",
         ),
         (
             ["sweep", "--seeds", "--out", "{tmp}/out"],

@@ -15,12 +15,14 @@ from betavae.data.dsprites import load_dsprites
 from betavae.errors import BetaVAEError
 from betavae.metrics.baselines import pca
 from betavae.metrics.representation import CodeTable, model_representation
+from betavae.metrics.settings import metric_generator
 from betavae.models import ARCHITECTURES, build
 from betavae.models.layers import transposed_conv_by_taps
 from betavae.objectives.base import reconstruction_loss
 from betavae.runs import RunDir
 from betavae.viz.sweep import plot_sweep
 from commands import run_cli
+from marks import slow_fixture
 
 CPU = torch.device("cpu")
 VARIANTS = ("color_dsprites", "noisy_dsprites")
@@ -151,7 +153,7 @@ def scores(dataset, seed):
     """Every metric of the colour-and-position code, each drawing from its own generator of ``seed``."""
     return {
         name: metrics.get(name).compute(
-            dataset, code_of(dataset), evaluation.metric_generator(seed, name), **METRIC_SIZES[name]
+            dataset, code_of(dataset), metric_generator(seed, name), **METRIC_SIZES[name]
         )
         for name in metrics.ALL_METRICS
     }
@@ -167,7 +169,7 @@ def test_every_metric_gives_the_same_numbers_for_a_seed_and_others_for_another(n
     dataset = variants[name]
     first = scores(dataset, 0)
     assert first == scores(dataset, 0)
-    again = metrics.get("mig").compute(dataset, code_of(dataset), evaluation.metric_generator(1, "mig"),
+    again = metrics.get("mig").compute(dataset, code_of(dataset), metric_generator(1, "mig"),
                                        **METRIC_SIZES["mig"])
     assert again != first["mig"]
     # The centroid carries position; the colour or the noise carries no factor.
@@ -233,6 +235,7 @@ def cli(*args) -> None:
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def colour_runs(tmp_path_factory):
     """A conv64 run of 5 steps on each variant, trained by ``betavae train``."""
     folder = tmp_path_factory.mktemp("colour")

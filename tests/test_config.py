@@ -1,16 +1,18 @@
-"""Config precedence, TOML round trips and the run folder's atomic writes."""
+"""Config precedence (config_from_sources), TOML round trips and the run folder's atomic writes."""
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from betavae.checks import FLOAT32_MAX
 from betavae.cli import main, train
-from betavae.config import FLAGS, FLOAT32_MAX, TrainConfig, load_config, read_toml, to_toml, typed_names
+from betavae.config import FLAGS, TrainConfig, load_config, read_toml, to_toml, typed_names
 from betavae.data import DATASETS
 from betavae.errors import BetaVAEError
 from betavae.files import atomic_write_bytes
 from betavae.runs import RunDir
+from betavae.train import config_from_sources
 
 
 def test_flags_override_file_which_overrides_defaults(tmp_path):
@@ -23,6 +25,68 @@ def test_flags_override_file_which_overrides_defaults(tmp_path):
         0.001,
         TrainConfig().batch_size,
     )
+
+
+def given_flags(**given):
+    """Every ``betavae train`` flag, None but those ``given``: what the command hands the library."""
+    return {key: given.get(key) for key in FLAGS}
+
+
+def test_train_config_takes_flags_over_the_file_over_the_defaults(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('dataset = "dsprites"\nsteps = 20\nlr = 0.001\n')
+    config = config_from_sources(given_flags(steps=7, latent_dim=3), config_file=path)
+    assert (config.dataset, config.steps, config.lr, config.latent_dim, config.batch_size) == (
+        "dsprites", 7, 0.001, 3, TrainConfig().batch_size)
+    assert config_from_sources(given_flags(steps=7)) == TrainConfig(steps=7)
+
+
+@pytest.mark.parametrize(
+    "in_file, flags, beta, beta_norm",
+    [
+        ("beta = 4.0", {"beta_norm": 0.1}, None, 0.1),  # the flag's form replaces the file's
+        ("beta_norm = 0.1", {"beta": 2.0}, 2.0, None),
+        ("beta = 4.0", {"beta": 2.0}, 2.0, None),
+        ("beta = 4.0", {"latent_dim": 5}, 4.0, None),  # no β flag: the file's form stays
+        ("beta_norm = 0.1", {}, None, 0.1),
+    ],
+)
+def test_a_beta_flag_replaces_whichever_form_of_beta_the_file_gave(tmp_path, in_file, flags, beta, beta_norm):
+    path = tmp_path / "c.toml"
+    path.write_text(in_file + "\n")
+    config = config_from_sources(given_flags(**flags), config_file=path)
+    assert (config.beta, config.beta_norm) == (beta, beta_norm)
+    config.validate()  # never both forms at once
+
+
+def saved_run(path, config):
+    """A run folder holding ``config`` as its config.toml and a checkpoint: what --resume reads."""
+    path.mkdir()
+    (path / "config.toml").write_text(to_toml(config.to_dict()))
+    RunDir(path).checkpoint_path.write_bytes(b"")
+    return path
+
+
+def test_resume_continues_from_the_runs_saved_config_with_the_flags_over_it(tmp_path):
+    out = saved_run(tmp_path / "run", TrainConfig(latent_dim=3, beta_norm=0.05, steps=10, objective="dip",
+                                                  dip_type="i", out=str(tmp_path / "run")))
+    config = config_from_sources(given_flags(out=str(out), steps=20), resume=True)
+    assert (config.latent_dim, config.beta_norm, config.steps, config.objective, config.dip_type) == (
+        3, 0.05, 20, "dip", "i")
+    raw = config_from_sources(given_flags(out=str(out), beta=2.0), resume=True)
+    assert (raw.beta, raw.beta_norm) == (2.0, None)
+
+
+def test_a_config_file_is_the_base_even_when_resuming(tmp_path):
+    out = saved_run(tmp_path / "run", TrainConfig(latent_dim=3, out=str(tmp_path / "run")))
+    path = tmp_path / "c.toml"
+    path.write_text("latent_dim = 6\n")
+    assert config_from_sources(given_flags(out=str(out)), config_file=path, resume=True).latent_dim == 6
+
+
+def test_resume_without_out_is_refused():
+    with pytest.raises(BetaVAEError, match="^--resume needs --out: the run folder to continue$"):
+        config_from_sources(given_flags(), resume=True)
 
 
 def test_unknown_config_key_lists_the_valid_ones(tmp_path):

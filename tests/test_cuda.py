@@ -135,7 +135,7 @@ def test_a_cuda_graph_step_refuses_a_batch_of_another_shape():
 
 def test_a_cuda_graph_run_resumed_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
     """The noise generator's state advances with each replay and travels in the checkpoint."""
-    # Without --deterministic, GPU runs of one seed differ (README, time to disentangle).
+    # Without --deterministic, GPU runs of one seed differ (docs/notes/time-to-disentangle.md).
     config = TrainConfig(
         dataset="dsprites",
         arch="conv64",

@@ -28,12 +28,8 @@ from betavae.demo.server import DemoServer
 from betavae.demo.site import build_site
 from betavae.runs import load_model
 from betavae.train import train
+from marks import slow_fixture
 
-CHROMIUM = Path(os.environ.get("BETAVAE_CHROMIUM", "/usr/bin/chromium"))
-# Without the background-networking flags Chromium keeps calling Google's hosts, which this
-# machine's closed network refuses; --no-sandbox because CI runs as root.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 OUTPUT_DIR = Path(os.environ.get("BETAVAE_TEST_OUTPUT", Path(__file__).resolve().parents[1] / "test-output"))
 # Canvas pixels are whole numbers out of 255: PyTorch's decoding rounded the same way may
 # differ by one level where float32 arithmetic in WebAssembly rounds the other way.
@@ -42,6 +38,7 @@ SLIDER_TARGET_MS = 5.0
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def demo_runs(tmp_path_factory) -> dict[str, Path]:
     """Three tiny runs: two conv28 Shapes runs of one latent size (β = 1 and 4), one conv64 dSprites run."""
     folder = tmp_path_factory.mktemp("demo_runs")
@@ -54,17 +51,6 @@ def demo_runs(tmp_path_factory) -> dict[str, Path]:
         config.out = str(folder / name)
         train(config, progress=False)
     return {name: folder / name for name in runs}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"Debian's Chromium not found at {CHROMIUM}: `make test` installs it (apt: chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +219,7 @@ def test_random_reset_and_animate_buttons_drive_the_sliders(served, browser):
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def mnist_site(tmp_path_factory, mnist_dir) -> Iterator[tuple[str, Path]]:
     out = tmp_path_factory.mktemp("demo_mnist") / "run"
     train(TrainConfig(dataset="mnist", data_dir=str(mnist_dir), latent_dim=3, steps=40, batch_size=64,

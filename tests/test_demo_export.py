@@ -29,7 +29,8 @@ from betavae.errors import BetaVAEError
 from betavae.models import ARCHITECTURES, build, layers
 from betavae.runs import RunDir, load_model
 from commands import run_cli
-from runfolders import train_active_shapes_run
+from marks import slow_fixture
+from runfolders import ACTIVE_SHAPES
 
 TOLERANCE = 1e-4
 # Neither the trace's batch (2) nor the check's (8, and 3 real images below): the batch axis must be dynamic.
@@ -156,8 +157,9 @@ def test_an_output_that_is_nan_never_passes(tmp_path):
 # -- a trained run folder ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    return train_active_shapes_run(tmp_path_factory.mktemp("export") / "run")
+@slow_fixture
+def trained(tmp_path_factory, trained_runs) -> Path:
+    return trained_runs.copy(ACTIVE_SHAPES, tmp_path_factory.mktemp("export") / "run")
 
 
 def export_cli(args, capsys):

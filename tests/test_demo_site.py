@@ -14,16 +14,18 @@ from pathlib import Path
 
 import pytest
 from tests.commands import run_cli
-from tests.runfolders import train_active_shapes_run
+from tests.runfolders import ACTIVE_SHAPES
 
 from betavae import files
 from betavae.demo import site, vendor
 from betavae.demo.export import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, TEST_IMAGES_FILE
+from marks import slow_fixture
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> Path:
-    return train_active_shapes_run(tmp_path_factory.mktemp("demo") / "b1 run")
+@slow_fixture
+def demo_run(tmp_path_factory, trained_runs) -> Path:
+    return trained_runs.copy(ACTIVE_SHAPES, tmp_path_factory.mktemp("demo") / "b1 run")
 
 
 def test_static_folder_holds_the_page_ort_web_and_each_run_in_order(demo_run, tmp_path, capsys):

@@ -12,26 +12,27 @@ import torch
 from betavae import data, metrics
 from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
-from betavae.evaluation import (
-    evaluate_baseline,
+from betavae.evaluation import evaluate_baseline, score
+from betavae.metrics.baselines import BASELINES, baseline
+from betavae.metrics.representation import FactorRepresentation, model_representation
+from betavae.metrics.settings import (
     images_encoded,
     metric_generator,
     metric_params,
     metric_settings,
     parse_metric_names,
-    score,
 )
-from betavae.metrics.baselines import BASELINES, baseline
-from betavae.metrics.representation import FactorRepresentation, model_representation
 from betavae.runs import RunDir, load_model
 from betavae.train import train
 from commands import run_cli
+from marks import slow_fixture
 from processes import locked_by_another_process
 
 SMALL = ["--n-train", "300", "--n-eval", "100"]
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def dsprites_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "run"
     train(TrainConfig(dataset="dsprites", arch="conv64", latent_dim=4, steps=5, batch_size=16, test_size=100,

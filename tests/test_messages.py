@@ -10,7 +10,8 @@ import torch
 from tests.commands import run_cli
 
 import betavae
-from betavae.config import FLAGS, SEED_MAX, TrainConfig, check_seed, typed_names
+from betavae.checks import SEED_MAX, check_seed
+from betavae.config import FLAGS, TrainConfig, typed_names
 from betavae.errors import BetaVAEError
 from betavae.objectives import OBJECTIVES, options_of
 from betavae.runs import CHECKPOINT_FILE, RunDir

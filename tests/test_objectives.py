@@ -1,5 +1,6 @@
 """The β-VAE loss against independent references."""
 
+import dataclasses
 import math
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from torch.distributions import Normal, kl_divergence
 
 from betavae import models, objectives
-from betavae.config import TrainConfig, typed_names
+from betavae.config import FLAGS, CoreOptions, TrainConfig, typed_names
 from betavae.errors import BetaVAEError
 from betavae.models import VAEOutput
 from betavae.objectives import (
@@ -23,6 +24,7 @@ from betavae.objectives import (
     permute_dims,
     reconstruction_loss,
 )
+from betavae.options import option_help
 from betavae.steps import make_step
 
 
@@ -147,6 +149,28 @@ def test_every_registered_objective_is_built_from_a_config_and_gives_recon_and_k
         objective.set_dataset_size(100)
         terms = objective(out, x, torch.tensor(0))
         assert {"recon", "kl"} <= set(terms.terms) and torch.isfinite(terms.loss)
+
+
+@pytest.mark.parametrize("name", objectives.OBJECTIVES)
+def test_an_objectives_options_are_the_fields_of_its_options_dataclass_each_with_flag_and_help(name):
+    objective = objectives.OBJECTIVES[name]
+    declared = dataclasses.fields(objective.Options) if objective.Options is not None else ()
+    assert objectives.options_of(name) == objective.OPTIONS == tuple(field.name for field in declared)
+    for field in declared:
+        described = option_help(field)
+        assert described.help and FLAGS[field.name] == described.flag
+        assert described.flag == "--" + field.name.replace("_", "-")  # the flag of its config key
+
+
+def test_the_config_is_the_core_options_and_every_registered_objectives_options():
+    own = [field.name for options in objectives.OPTION_CLASSES for field in dataclasses.fields(options)]
+    core = [field.name for field in dataclasses.fields(CoreOptions)]
+    assert TrainConfig.keys() == [*core, *own, "dataset_options"]
+    assert len(set(own)) == len(own)  # no two objectives share a key
+    defaults = TrainConfig()
+    for options in objectives.OPTION_CLASSES:
+        for key, value in dataclasses.asdict(options()).items():
+            assert getattr(defaults, key) == value
 
 
 def test_an_option_of_another_objective_is_refused_naming_its_flag():

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 from tests.commands import run_cli
-from tests.runfolders import train_active_shapes_run
+from tests.runfolders import ACTIVE_SHAPES
 from tests.test_sweep import tiny_spec
 
 from betavae import files
 from betavae.studies.sweep import BackendOptions, run_sweep
 from betavae.study import runner
+from marks import slow_fixture
 
 # Names of files that some command writes, and a run folder's own: as a user's files they must survive.
 FOREIGN_NAMES = (
@@ -30,11 +31,13 @@ FOREIGN_NAMES = (
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    return train_active_shapes_run(tmp_path_factory.mktemp("ownership") / "run")
+@slow_fixture
+def trained(tmp_path_factory, trained_runs) -> Path:
+    return trained_runs.copy(ACTIVE_SHAPES, tmp_path_factory.mktemp("ownership") / "run")
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def finished(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ownership") / "sweep"
     run_sweep(tiny_spec(steps=10, beta_norm=[0.1], latent_dim=[3]), out, BackendOptions(workers=1),

@@ -37,8 +37,6 @@ from betavae.study.report import (
 )
 from betavae.viz import save_figure
 
-CHROMIUM = Path(os.environ.get("BETAVAE_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 OUTPUT_DIR = Path(os.environ.get("BETAVAE_TEST_OUTPUT", Path(__file__).resolve().parents[1] / "test-output"))
 PHONE = {"width": 390, "height": 844}
 TRICKY = "β < 4 | β_norm & *x* [a](b) `c` #1"
@@ -428,29 +426,25 @@ DESKTOP = {"width": 1280, "height": 900}
 
 
 @pytest.mark.slow
-def test_report_fits_a_phone_in_chromium(study):
+def test_report_fits_a_phone_in_chromium(study, browser):
     """On a phone the claims are cards: nothing scrolls sideways, every cell of a claim under the one
     before, its verdict right under its number; on a wide screen they are a table of rows."""
-    if not CHROMIUM.is_file():
-        pytest.skip(f"Chromium not found at {CHROMIUM}: `make test` installs it (apt: chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
     report, out_dir, _ = study
     html_path, _ = write_report(report, out_dir)
     requests: list[str] = []
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True)
-            page.on("request", lambda request: requests.append(request.url))
-            page.goto(html_path.as_uri(), wait_until="load")
-            phone = page.evaluate(CLAIMS_LAYOUT)
-            OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(OUTPUT_DIR / "report-phone.png"), full_page=True)
-            wide = browser.new_page(viewport=DESKTOP, device_scale_factor=1)
-            wide.goto(html_path.as_uri(), wait_until="load")
-            desktop = wide.evaluate(CLAIMS_LAYOUT)
-        finally:
-            browser.close()
+    page = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True)
+    wide = browser.new_page(viewport=DESKTOP, device_scale_factor=1)
+    try:
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(html_path.as_uri(), wait_until="load")
+        phone = page.evaluate(CLAIMS_LAYOUT)
+        OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(OUTPUT_DIR / "report-phone.png"), full_page=True)
+        wide.goto(html_path.as_uri(), wait_until="load")
+        desktop = wide.evaluate(CLAIMS_LAYOUT)
+    finally:
+        page.close()
+        wide.close()
     assert phone["viewport"] == PHONE["width"]
     assert phone["body"] <= phone["viewport"] and phone["page"] <= phone["viewport"], phone
     assert len(phone["images"]) == 4

@@ -1,4 +1,5 @@
-"""``betavae reproduce --scale smoke`` end to end: the report, its claims and figures, and resuming."""
+"""``betavae reproduce`` end to end at its ``test`` scale (the smoke study's shape on fewer steps and
+points): the report, its claims and figures, and resuming."""
 
 from __future__ import annotations
 
@@ -28,11 +29,15 @@ from betavae.study.design import (
 from betavae.study.runner import _training, reproduce
 from betavae.study.stats import MIN_SEEDS
 
+SCALE = "test"  # smoke's design on fewer steps and points: the report's every section, quickly
+from marks import slow_fixture
+
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def study(tmp_path_factory, request) -> Path:
-    """The smoke study, on real MNIST where the tests have it (else its parts are skipped, and the report
-    says why; the second invocation below hides MNIST either way)."""
+    """The study at its test scale, on real MNIST where the tests have it (else its parts are skipped,
+    and the report says why; the second invocation below hides MNIST either way)."""
     try:
         data_dir = request.getfixturevalue("mnist_dir")
     except pytest.skip.Exception:
@@ -41,7 +46,7 @@ def study(tmp_path_factory, request) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BETAVAE_DATA_DIR", str(data_dir))
         lines: list[str] = []
-        report = reproduce("smoke", out, progress=False, echo=lines.append, download=False)
+        report = reproduce(SCALE, out, progress=False, echo=lines.append, download=False)
     assert report == out / "report.html"
     skipped = any(line.startswith("skipping the MNIST parts") for line in lines)
     assert skipped == (not (out / "mnist").exists())
@@ -71,10 +76,10 @@ def test_the_report_judges_every_claim_by_its_stated_rule(study):
         if row[0] != "8":
             assert row[3] not in ("", "—"), row
     assert "not shown" in next(row[3] for row in rows if row[0] == "3")
-    assert "betavae reproduce --scale smoke" in markdown
+    assert f"betavae reproduce --scale {SCALE}" in markdown
     # every metric named with its variant and settings
     metrics_section = markdown.split("## Metrics", 1)[1].split("\n## ", 1)[0]
-    for name in scale_of("smoke").metrics:
+    for name in scale_of(SCALE).metrics:
         assert f"| {name}: ".replace("_", "\\_") in metrics_section  # Markdown escapes the underscore
     assert "Higgins et al. 2017" in metrics_section and r"n\_train = 40, n\_eval = 20" in metrics_section
     if (study / "mnist").exists():  # the held-out loss claim and transfer include MNIST
@@ -103,7 +108,7 @@ def test_every_figure_the_report_names_is_there_and_not_empty(study):
 
 
 def test_the_successors_are_trained_beside_the_beta_vae_and_scored_in_the_baselines_table(study):
-    smoke = scale_of("smoke")
+    smoke = scale_of(SCALE)
     shapes_table = (study / "report.md").read_text().split("*Table 2.* shapes", 1)[1].split("*Table 3.*")[0]
     for objective, label in (("beta_tc", "β-TCVAE"), ("factor", "FactorVAE")):
         assert objective in smoke.successors
@@ -125,8 +130,8 @@ def test_the_successors_are_trained_beside_the_beta_vae_and_scored_in_the_baseli
 def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_skipped(study):
     logs = {path: path.read_bytes() for path in study.rglob("log.jsonl")}
     parts = 3 if (study / "mnist").exists() else 2
-    successors = len(scale_of("smoke").successors)  # one seed each, on the heart set
-    figure_runs = len(scale_of("smoke").figure_betas) * len(scale_of("smoke").figure_latents)  # heart set
+    successors = len(scale_of(SCALE).successors)  # one seed each, on the heart set
+    figure_runs = len(scale_of(SCALE).figure_betas) * len(scale_of(SCALE).figure_latents)  # heart set
     assert len(logs) == 6 * parts + successors + figure_runs  # per set: a 2 × 2 grid, β = 1 / β = 4, one seed
     measurements = (study / MEASUREMENTS_FILE).read_bytes()
     report_before = (study / "report.md").stat().st_mtime_ns
@@ -135,7 +140,7 @@ def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_s
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BETAVAE_DATA_DIR", str(study.parent))  # no MNIST here
         lines: list[str] = []
-        reproduce("smoke", study, progress=False, echo=lines.append, download=False)
+        reproduce(SCALE, study, progress=False, echo=lines.append, download=False)
     assert {path: path.read_bytes() for path in study.rglob("log.jsonl")} == logs  # no training step
     assert (study / MEASUREMENTS_FILE).read_bytes() == measurements  # nothing measured again
     assert (study / "report.md").stat().st_mtime_ns > report_before
@@ -157,7 +162,7 @@ def test_mnist_given_by_data_dir_serves_runs_that_found_it_elsewhere(study, requ
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BETAVAE_DATA_DIR", str(study.parent))  # no MNIST here
         lines: list[str] = []
-        reproduce("smoke", study, data_dir=Path(mnist_dir), progress=False, echo=lines.append, download=False)
+        reproduce(SCALE, study, data_dir=Path(mnist_dir), progress=False, echo=lines.append, download=False)
         assert os.environ["BETAVAE_DATA_DIR"] == str(study.parent)  # the caller's environment, as it was
     assert not any(line.startswith("skipping the MNIST parts") for line in lines)
     assert {path: path.read_bytes() for path in study.rglob("log.jsonl")} == logs  # no training step
@@ -222,11 +227,12 @@ def test_successors_named_all_or_none_or_in_any_order_keep_the_registry_order():
 
 
 def test_a_study_made_at_one_scale_is_refused_at_another_before_any_work(study):
-    """``--scale small`` onto the smoke study's folder queued 12 more points into its grids; now it is
+    """``--scale small`` onto a smaller study's folder queued 12 more points into its grids; now it is
     one line naming both scales, and no state of the study changes (issue 32, item 10)."""
     states = {path: path.read_bytes() for path in study.rglob("sweep.db")}
     assert states
-    with pytest.raises(BetaVAEError, match=r"with scale smoke, not small; .* the same scale to continue it"):
+    refusal = rf"with scale {SCALE}, not small; .* the same scale to continue it"
+    with pytest.raises(BetaVAEError, match=refusal):
         reproduce("small", study, progress=False, echo=print, download=False)
     assert {path: path.read_bytes() for path in study.rglob("sweep.db")} == states
 

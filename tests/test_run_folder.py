@@ -19,8 +19,9 @@ from betavae.files import atomic_write_text
 from betavae.runs import RunDir, load_model
 from betavae.train import CheckpointNotWritten, TrainingDiverged, TrainingInterrupted, train
 from commands import run_cli
+from marks import slow_fixture
 from processes import locked_by_another_process, wait_until
-from runfolders import assert_same_weights
+from runfolders import assert_same_weights, copy_run
 
 
 def tiny_config(out, **changes) -> TrainConfig:
@@ -58,18 +59,12 @@ def temporaries(folder) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def trained(tmp_path_factory) -> Path:
     """A finished 4-step run, copied by tests that change it."""
     out = tmp_path_factory.mktemp("trained") / "run"
     train(tiny_config(out), progress=False)
     return out
-
-
-def copy_run(source: Path, target: Path) -> Path:
-    import shutil
-
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".lock"))
-    return target
 
 
 @contextmanager
@@ -217,6 +212,22 @@ def test_a_result_of_other_weights_is_reported_stale(tmp_path, trained):
         BetaVAEError, match="computed at step 2, but the checkpoint holds step 4: they are stale"
     ):
         run.current_result("test")
+
+
+def test_the_evaluations_during_training_read_back_without_entries_that_name_no_step(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.during_training() == {}  # no metrics.json
+    run.update_metrics("test", {"loss": 1.0}, step=2)
+    assert run.during_training() == {}  # no section
+    good = [{"step": 2, "mig": {"mig": 0.1}}, {"step": 4, "mig": {"mig": None}}]
+    torn = [good[0], "x", {"step": "2"}, good[1]]
+    run.update_metrics("during_training", {"metrics": ["mig"], "entries": torn}, step=4)
+    assert run.during_training() == {"metrics": ["mig"], "entries": good, "step": 4}
+    run.update_metrics("during_training", {"metrics": ["mig"], "entries": "not a list"}, step=4)
+    assert run.during_training()["entries"] == []
+    run.metrics_path.write_text("{not json")
+    with pytest.raises(BetaVAEError, match="is not valid JSON"):
+        run.during_training()
 
 
 def test_resume_refuses_fewer_steps_than_the_checkpoint_holds(tmp_path, trained, capsys):
@@ -453,34 +464,18 @@ def last_logged_step(run_dir: Path) -> int:
 
 @pytest.mark.slow
 def test_killed_at_random_moments_and_resumed_ends_as_an_uninterrupted_run(tmp_path):
-    """SIGKILL (no handler, no clean-up) at random moments, resumed each time: same weights and log.
+    """SIGKILL (no handler, no clean-up) at each kind of moment, resumed each time: same weights and log.
 
-    Most kills land while training runs (a random fraction of a second after the log reached
-    a random step: in a step, a log write or a checkpoint write); some land during start-up.
+    One kill per kind of moment, in this order: during start-up, a random fraction of a second
+    after the log reached a random step of the middle (in a step, a log write or a checkpoint
+    write), and after the last step (in the held-out evaluation and the final writes); more kills
+    of the same kinds cover nothing new and cost a process start each.
     """
-    steps = 120
+    steps = 48
     flags = [
-        "--dataset",
-        "shapes",
-        "--arch",
-        "conv28",
-        "--latent",
-        "3",
-        "--beta",
-        "1",
-        "--steps",
-        str(steps),
-        "--batch-size",
-        "8",
-        "--test-size",
-        "100",
-        "--checkpoint-every",
-        "7",
-        "--log-every",
-        "3",
-        "--device",
-        "cpu",
-        "--no-progress",
+        "--dataset", "shapes", "--arch", "conv28", "--latent", "3", "--beta", "1", "--steps", str(steps),
+        "--batch-size", "8", "--test-size", "100", "--checkpoint-every", "5", "--log-every", "3",
+        "--device", "cpu", "--no-progress",
     ]
     reference = tmp_path / "whole"
     subprocess.run(
@@ -492,21 +487,21 @@ def test_killed_at_random_moments_and_resumed_ends_as_an_uninterrupted_run(tmp_p
 
     run_dir = tmp_path / "killed"
     rng = np.random.default_rng(0)
-    kills = 0
+    moments = ["start-up", "middle", "end"]
     while True:
         resume = ["--resume"] if RunDir(run_dir).has_checkpoint() else []
         command = [sys.executable, "-m", "betavae.cli", "train", *flags, "--out", str(run_dir), *resume]
-        if kills == 5:  # enough: let it finish
+        if not moments:  # every kind of moment was hit: let it finish
             subprocess.run(command, check=True, capture_output=True, timeout=300)
             break
         began_after = RunDir(run_dir).checkpoint_step() if resume else 0
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        moment = moments[0]
         try:
-            if rng.random() < 0.2:
-                process.wait(timeout=float(rng.uniform(0.2, 3.0)))  # during start-up
+            if moment == "start-up":
+                process.wait(timeout=float(rng.uniform(0.2, 1.5)))
             else:
-                # at the end: in the evaluation
-                target = int(rng.integers(min(began_after + 1, steps), steps + 1))
+                target = steps if moment == "end" else int(rng.integers(began_after + 1, steps))
                 wait_until(
                     process,
                     lambda process=process, target=target: (
@@ -514,11 +509,11 @@ def test_killed_at_random_moments_and_resumed_ends_as_an_uninterrupted_run(tmp_p
                     ),
                     f"training never reached step {target}",
                 )
-                process.wait(timeout=float(rng.uniform(0.0, 0.3)))
+                process.wait(timeout=float(rng.uniform(0.0, 0.1 if moment == "end" else 0.3)))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-            kills += 1
+            moments.pop(0)
             continue
         _, stderr = process.communicate()
         assert process.returncode == 0, stderr

@@ -23,6 +23,7 @@ from betavae.data.shapes3d import FACTOR_NAMES, FILE_NAME, URL, load_shapes3d, w
 from betavae.errors import BetaVAEError
 from commands import run_cli
 from conftest import SHAPES3D_TEST_SIZES
+from marks import slow_fixture
 
 COUNT = math.prod(SHAPES3D_TEST_SIZES)
 # How the file may store its images: h5py's default (contiguous), compressed chunks of one image,
@@ -278,6 +279,7 @@ def test_a_file_not_in_the_3dshapes_layout_is_one_line_naming_it(tmp_path, chang
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def shapes3d_run(shapes3d_dir, tmp_path_factory):
     """``betavae train`` for a few steps on the tiny file: conv64, batch 8."""
     from betavae.cli import main

@@ -14,6 +14,7 @@ from betavae.data.render import rasterize
 from betavae.data.shapes import ShapesHeartDataset, load_shapes, load_shapes_heart
 from betavae.runs import RunDir
 from imagestats import centroid
+from marks import slow_fixture
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,7 @@ def test_split_and_options_through_the_registry():
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def heart_run(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("hearts") / "run"
 

@@ -22,6 +22,7 @@ from betavae.errors import BetaVAEError
 from betavae.runs import RunDir
 from betavae.studies.grid import GridSpec, build_spec, expand_grid, spec_from_command_line
 from betavae.studies.sweep import BackendOptions, run_sweep
+from marks import slow_fixture
 
 # A tiny study: 2 β_norm × 2 latent sizes × 1 seed, a few dozen steps on the Shapes set.
 TRAINING = {
@@ -58,6 +59,7 @@ def outcomes(sweep_dir: Path) -> dict[str, tuple]:
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def finished(tmp_path_factory) -> Path:
     """The tiny grid swept without a stop, two workers."""
     out = tmp_path_factory.mktemp("sweep") / "tiny"

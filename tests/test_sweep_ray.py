@@ -32,6 +32,7 @@ from betavae.studies.worker import task_for
 ray = pytest.importorskip("ray", reason="the ray backend's tests need Ray: pip install 'betavae[ray]'")
 
 from betavae.studies.ray_backend import RayBackend  # noqa: E402  (after the skip: it needs ray)
+from marks import shared_resource
 
 # A tiny study: 2 β_norm × 2 latent sizes × 1 seed, a few dozen steps on the Shapes set, on the CPU.
 TRAINING = {
@@ -56,6 +57,7 @@ def spec() -> GridSpec:
 
 
 @pytest.fixture(scope="module")
+@shared_resource("ray")
 def ray_instance():
     """A Ray instance started by the backend, as a sweep without --ray-address starts it; shut down
     at the end."""

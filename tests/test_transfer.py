@@ -19,6 +19,7 @@ from betavae.transfer import (
     transfer_curves,
 )
 from commands import run_cli
+from marks import slow_fixture
 from processes import locked_by_another_process
 
 LABELS = (10, 100, 1000)
@@ -26,6 +27,7 @@ REPEATS = 2
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def mnist_runs(tmp_path_factory, mnist_dir):
     folder = tmp_path_factory.mktemp("mnist_runs")
     for name, beta, latent_dim in (("b1_m2", 1.0, 2), ("b4_m10", 4.0, 10)):
@@ -47,6 +49,7 @@ def mnist_runs(tmp_path_factory, mnist_dir):
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def shapes_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("shapes_runs") / "b1"
     train(
@@ -66,6 +69,7 @@ def shapes_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def mnist_result(mnist_runs, tmp_path_factory):
     return run_transfer(
         mnist_runs, labels=LABELS, repeats=REPEATS, max_test=2000, out=tmp_path_factory.mktemp("transfer")
@@ -144,10 +148,13 @@ def test_a_trained_codes_digit_accuracy_is_well_above_chance_on_mnist(mnist_resu
     assert mean_accuracy(rows, "b1_m2", 2, 1000) > 0.1 + 0.1
 
 
-def test_a_linear_classifier_on_mnist_pixels_with_10000_labels_reaches_about_90_percent(mnist_runs, tmp_path):
-    result = run_transfer(mnist_runs[:1], labels=(10_000,), repeats=1, baselines=("pixels",), out=tmp_path)
+def test_a_linear_classifier_on_mnist_pixels_with_2000_labels_reaches_about_88_percent(mnist_runs, tmp_path):
+    # Logistic regression on raw pixels, scored on the full 10,000-image test set: about 86.5 % from
+    # 1,000 labels, 88 % from 2,000, 89 % from 3,000; 2,000 pins the classifier at a fifth of the
+    # cost of 10,000.
+    result = run_transfer(mnist_runs[:1], labels=(2_000,), repeats=1, baselines=("pixels",), out=tmp_path)
     pixels = [r for r in result.rows if r["run"] == "baseline:pixels"]
-    assert len(pixels) == 1 and pixels[0]["accuracy"] >= 0.88  # the full 10,000-image test set
+    assert len(pixels) == 1 and pixels[0]["accuracy"] >= 0.87
 
 
 def test_the_default_output_folder_is_the_runs_common_parent(mnist_runs):

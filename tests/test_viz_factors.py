@@ -14,14 +14,16 @@ from betavae import data
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir
 from betavae.viz.factors import factor_tracking_figure, mean_code_by_factor
-from runfolders import train_active_shapes_run
+from marks import slow_fixture
+from runfolders import ACTIVE_SHAPES
 
 NUM_FACTORS = 5  # shape, scale, rotation, pos_x, pos_y
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return train_active_shapes_run(tmp_path_factory.mktemp("factors") / "run")
+@slow_fixture
+def run_dir(tmp_path_factory, trained_runs) -> Path:
+    return trained_runs.copy(ACTIVE_SHAPES, tmp_path_factory.mktemp("factors") / "run")
 
 
 def axes_count(svg_path: Path) -> int:

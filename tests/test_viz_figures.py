@@ -12,6 +12,7 @@ from betavae.config import TrainConfig
 from betavae.runs import RunDir
 from betavae.train import train
 from commands import run_cli
+from marks import slow_fixture
 from processes import locked_by_another_process
 
 CELL = 28 * 4 + 2  # a 28×28 image upscaled 4× and its gap
@@ -19,6 +20,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def two_runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sweep")
     for name, beta in (("b1", 1.0), ("b8", 8.0)):

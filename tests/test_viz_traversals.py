@@ -23,7 +23,8 @@ from betavae.viz.traversals import (
     traversal_codes,
     traversal_figure,
 )
-from runfolders import train_active_shapes_run
+from marks import slow_fixture
+from runfolders import ACTIVE_SHAPES
 
 LATENT = 4
 SCALE = 4  # 28-pixel images are shown 4× (cell_scale)
@@ -32,8 +33,9 @@ HEADER = 4 + 14  # column_grid's band for one line of column titles
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return train_active_shapes_run(tmp_path_factory.mktemp("traversals") / "run")
+@slow_fixture
+def run_dir(tmp_path_factory, trained_runs) -> Path:
+    return trained_runs.copy(ACTIVE_SHAPES, tmp_path_factory.mktemp("traversals") / "run")
 
 
 def copy_with_kl(run_dir: Path, destination: Path, kl_per_dim: list[float]) -> Path:

@@ -4,9 +4,9 @@
 #
 #   - the CUDA tests (tests/test_cuda.py: graphs, resume, deterministic kernels, …);
 #   - what --deterministic costs and whether two same-seed runs agree bit for bit
-#     (issue 24; docs/reproduce.md, "paper on a GPU");
-#   - each objective's step against beta's (issue 21; docs/objectives.md, "The cost of a step");
-#   - packed training against unpacked on the study's grid row (issue 33; docs/sweep-throughput.md,
+#     (issue 24; docs/guide/reproduce.md, "paper on a GPU");
+#   - each objective's step against beta's (issue 21; docs/guide/objectives.md, "The cost of a step");
+#   - packed training against unpacked on the study's grid row (issue 33; docs/notes/sweep-throughput.md,
 #     "Packed training").
 #
 # From the repository root on that machine:   bash tools/gpu_checks.sh

@@ -8,7 +8,7 @@ models' memory layout. A split held in memory is gathered on the device itself (
 host round trip, no sync on CUDA). A split that is rendered or looked up on the host
 (dSprites, Shapes) is read a few steps ahead in a background thread, so the model never
 waits for the renderer: rendering is CPU time that a GPU step would otherwise wait for
-every time (how much: docs/performance.md).
+every time (how much: docs/notes/performance.md).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from betavae.errors import BetaVAEError
 
 
 class SeedType(click.ParamType):
-    """A ``--seed``: a whole number that every generator takes (:func:`betavae.config.check_seed`).
+    """A ``--seed``: a whole number that every generator takes (:func:`betavae.checks.check_seed`).
 
     Checked while the flags are read, so a bad seed stops a command before any work.
     """
@@ -28,7 +28,7 @@ class SeedType(click.ParamType):
     name = "integer"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        from betavae.config import check_seed
+        from betavae.checks import check_seed
 
         if isinstance(value, str):
             try:
@@ -140,6 +140,102 @@ def _with_factors(separator: str = " | ") -> str:
 DEVICES = "betavae.device:DEVICE_CHOICES"
 METRIC_NAMES = "betavae.metrics:METRICS"
 
+_DESCRIBED = {"betavae.data:DATASETS": _datasets, "betavae.models:ARCHITECTURES": _architectures,
+              "betavae.objectives:OBJECTIVES": _objectives}
+"""The registries whose help lists more than their names, by ``module:ATTRIBUTE``."""
+
+
+class ConfigCommand(Command):
+    """A command whose options are made from the training config's fields by ``make_options``.
+
+    They are made when the command first reads its options (to parse its arguments or show
+    its help), not when the CLI loads: the config takes in every objective's options, whose
+    modules import torch, which ``betavae --help`` and the other commands need not wait for.
+    They come after the command's arguments and before the options it declares itself.
+    """
+
+    def __init__(self, *args: Any, make_options: Callable[[], list[click.Option]], **kwargs: Any) -> None:
+        self._make_options: Callable[[], list[click.Option]] | None = make_options
+        super().__init__(*args, **kwargs)
+
+    @property
+    def params(self) -> list[click.Parameter]:
+        if self._make_options is not None:
+            make, self._make_options = self._make_options, None
+            arguments = sum(isinstance(param, click.Argument) for param in self._params)
+            self._params[arguments:arguments] = make()
+        return self._params
+
+    @params.setter
+    def params(self, params: list[click.Parameter]) -> None:
+        self._params = params
+
+
+def _train_options() -> list[click.Option]:
+    """``betavae train``'s options: one per config field with a flag (:func:`betavae.config.flagged_fields`).
+
+    The value's type comes from the field's annotation (a bool is an on/off switch; ``eval``'s
+    list is read from commas by the command), the help and ``[default: …]`` from the field
+    (:mod:`betavae.options`), an objective's name before each of its options' help. Every
+    default is None, so that a flag not given leaves the config file's value alone.
+    """
+    from betavae.config import flagged_fields, takes_list, value_type
+    from betavae.objectives import OBJECTIVES
+    from betavae.options import shown_default
+
+    owners = {key: name for name, objective in OBJECTIVES.items() for key in objective.OPTIONS}
+    options: list[click.Option] = []
+    for field, described in flagged_fields():
+        default = shown_default(field)
+        help_text = (f"{owners[field.name]}: " if field.name in owners else "") + described.help
+        suffix = f"  [default: {default}]" if default is not None else ""
+        kind = value_type(field.name)
+        if kind is bool:
+            declared = [field.name, f"{described.flag}/--no-{described.flag.removeprefix('--')}"]
+            options.append(click.Option(declared, default=None, help=help_text + suffix))
+            continue
+        click_type = SEED if described.seed else {int: click.INT, float: click.FLOAT}.get(kind, click.STRING)
+        if described.names is None:
+            options.append(click.Option([described.flag, field.name], type=click_type,
+                                        help=help_text + suffix))
+            continue
+        separator = ", " if takes_list(field.name) else " | "
+        options.append(RegistryHelp([described.flag, field.name], type=click_type,
+                                    describe=_listing_help(help_text, described.names, separator, suffix)))
+    return options
+
+
+def _listing_help(help_text: str, registry: str, separator: str, suffix: str) -> Callable[[], str]:
+    """The help of an option naming an entry of ``registry``, its names put where ``help_text`` has
+    ``{names}``, read when the help is shown."""
+    def describe() -> str:
+        names = _DESCRIBED[registry]() if registry in _DESCRIBED else _names(registry, separator)
+        return help_text.format(names=names) + suffix
+
+    return describe
+
+
+def _sweep_options() -> list[click.Option]:
+    """``betavae sweep``'s training options, one per config field with a flag (as ``train``'s): a value,
+    or commas to sweep.
+
+    Not the switches, which a sweep's TOML file sets, nor ``--out`` and ``--seed``, which the
+    sweep's own ``--out`` and ``--seeds`` replace.
+    """
+    from betavae.config import flagged_fields, takes_list, value_type
+
+    options = []
+    for field, described in flagged_fields():
+        if field.name in ("out", "seed") or value_type(field.name) is bool:
+            continue
+        if takes_list(field.name):  # its value is a list: the commas give that list, the same for every run
+            options.append(click.Option([described.flag, field.name], metavar="A,B",
+                                        help="comma-separated, one list for every run"))
+        else:
+            options.append(click.Option([described.flag, field.name], metavar="V[,V…]",
+                                        help="a value, or comma-separated values to sweep"))
+    return options
+
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="betavae")
@@ -147,80 +243,7 @@ def app() -> None:
     """Learn and measure disentangled representations with the β-VAE."""
 
 
-@app.command()
-@click.option("--dataset", cls=RegistryHelp, describe=lambda: f"{_datasets()}  [default: shapes]")
-@click.option("--arch", cls=RegistryHelp, describe=lambda: f"{_architectures()}  [default: by image size]")
-@click.option("--latent", "latent_dim", type=int, help="latent size M  [default: 10]")
-@click.option("--beta", type=float, help="raw β  [default: 4]")
-@click.option("--beta-norm", type=float, help="normalised β = β·M/N (N pixels)")
-@click.option(
-    "--recon",
-    cls=RegistryHelp,
-    describe=lambda: f"{_names('betavae.objectives:RECONSTRUCTIONS')}  [default: bernoulli]",
-)
-@click.option("--objective", cls=RegistryHelp, describe=lambda: f"{_objectives()}  [default: beta]")
-@click.option("--beta-warmup", type=int,
-              help="steps over which the regulariser's weight rises from 0  [default: 0]")
-@click.option("--capacity-gamma", type=float, help="capacity: γ  [default: 1000]")
-@click.option("--capacity-max", type=float, help="capacity: C_max in nats  [default: 25]")
-@click.option("--capacity-steps", type=int, help="capacity: steps over which C rises  [default: --steps]")
-@click.option("--tc-alpha", type=float, help="beta_tc: weight of the index-code MI  [default: 1]")
-@click.option("--tc-gamma", type=float, help="beta_tc: weight of the dimension-wise KL  [default: 1]")
-@click.option("--tc-sampling", help="beta_tc: mws | mss (minibatch weighted / stratified)  [default: mws]")
-@click.option("--dip-type", help="dip: i | ii  [default: ii]")
-@click.option("--dip-lambda-od", type=float, help="dip: weight of the off-diagonal penalty  [default: 10]")
-@click.option("--dip-lambda-d", type=float,
-              help="dip: weight of the diagonal one  [default: 10·λ_od for i, λ_od for ii]")
-@click.option("--factor-gamma", type=float, help="factor: weight of the total correlation  [default: 35]")
-@click.option("--factor-lr", type=float, help="factor: the discriminator's learning rate  [default: 1e-4]")
-@click.option("--steps", type=int, help="optimiser steps  [default: 5000]")
-@click.option("--batch-size", type=int, help="[default: 64]")
-@click.option(
-    "--lr", type=float, help="Adam learning rate  [default: the architecture's: 1e-4 for conv64, else 5e-4]"
-)
-@click.option(
-    "--precision",
-    cls=RegistryHelp,
-    describe=lambda: (
-        f"{_names('betavae.performance:PRECISIONS')} (bf16: autocast; CPUs with AVX-512 BF16 "
-        f"or AMX, Ampere+ GPUs)  [default: fp32]"
-    ),
-)
-@click.option(
-    "--cuda-graph/--no-cuda-graph",
-    default=None,
-    help="on CUDA, replay each step from one captured graph instead of launching its kernels  [default: on]",
-)
-@click.option(
-    "--deterministic/--no-deterministic",
-    default=None,
-    help="on CUDA, kernels that give the same numbers for the same seed every time (slower)  [default: off]",
-)
-@click.option("--seed", type=SEED, help="[default: 0]")
-@click.option("--out", help="run folder  [default: runs/<dataset>-<arch>-z<M>-b<β>-s<seed>]")
-@click.option("--device", cls=RegistryHelp, describe=lambda: f"{_names(DEVICES)}  [default: auto]")
-@click.option("--checkpoint-every", type=int, help="steps between checkpoints  [default: 1000]")
-@click.option("--log-every", type=int, help="steps between log entries  [default: 50]")
-@click.option("--data-dir", help="where dataset files are (MNIST, shapes3d, celeba); also $BETAVAE_DATA_DIR")
-@click.option("--test-size", type=int, help="held-out images of a synthetic set")
-@click.option(
-    "--eval",
-    cls=RegistryHelp,
-    describe=lambda: (
-        f"metrics measured during training, comma-separated: {_names(METRIC_NAMES, ', ')}, "
-        f"or all  [default: none]"
-    ),
-)
-@click.option("--eval-every", type=int, help="steps between those evaluations  [default: --checkpoint-every]")
-@click.option(
-    "--eval-seed", type=SEED, help="seed of the one sample every evaluation measures on  [default: 0]"
-)
-@click.option(
-    "--eval-n-train", type=int, help="training points of every metric  [default: each metric's own]"
-)
-@click.option(
-    "--eval-n-eval", type=int, help="evaluation points of every metric  [default: each metric's own]"
-)
+@app.command(cls=ConfigCommand, make_options=_train_options)
 @click.option(
     "--config",
     "config_file",
@@ -231,26 +254,17 @@ def app() -> None:
 @click.option("--progress/--no-progress", default=None, help="progress bar  [default: on a terminal]")
 def train(config_file: str | None, resume: bool, progress: bool | None, **flags: object) -> None:
     """Train a β-VAE and write a run folder: config, checkpoint, logs, metrics, reconstructions."""
-    from betavae.config import TrainConfig, load_config, typed_names
+    from betavae.config import typed_names
     from betavae.data import has_factors
-    from betavae.evaluation import parse_metric_names
-    from betavae.runs import RunDir
+    from betavae.metrics.settings import parse_metric_names
+    from betavae.train import config_from_sources
     from betavae.train import train as run_training
 
     names = typed_names(key for key, value in flags.items() if value is not None)
     if flags["eval"] is not None:
         flags["eval"] = parse_metric_names(str(flags["eval"]), "--eval")
-    if config_file is not None:
-        base = load_config(config_file)
-    elif resume:
-        if flags["out"] is None:
-            raise BetaVAEError("--resume needs --out: the run folder to continue")
-        base = RunDir(str(flags["out"])).resume_config()
-    else:
-        base = TrainConfig()
-    if flags["beta"] is not None or flags["beta_norm"] is not None:
-        base.beta = base.beta_norm = None  # a β flag replaces whichever form the file gave
-    result = run_training(base.merged(flags), resume=resume, progress=progress, names=names)
+    config = config_from_sources(flags, config_file, resume)
+    result = run_training(config, resume=resume, progress=progress, names=names)
     test = result.test
     click.echo(
         f"trained {result.steps} steps; held-out loss {test['loss']:.2f} "
@@ -313,7 +327,8 @@ def evaluate(
     """Score disentanglement of RUN_DIR's model (written to its metrics.json), or of a --baseline."""
     import json
 
-    from betavae.evaluation import evaluate_baseline, evaluate_run, parse_metric_names
+    from betavae.evaluation import evaluate_baseline, evaluate_run
+    from betavae.metrics.settings import parse_metric_names
 
     names = parse_metric_names(metric_names)
     sizes = {"n_train": n_train, "n_eval": n_eval}
@@ -389,7 +404,7 @@ def transfer(
     device: str,
 ) -> None:
     """Frozen encoders + a linear softmax classifier, test loss and accuracy against the number of labels."""
-    from betavae.config import comma_separated
+    from betavae.checks import comma_separated
     from betavae.transfer import TRANSFER_BASELINES, run_transfer
 
     try:
@@ -417,27 +432,8 @@ def transfer(
         click.echo(f"written: {path}")
 
 
-def _sweep_flags(command):
-    """One option per training key a sweep can take, from ``config.FLAGS``: a value, or commas to sweep."""
-    from betavae.config import FLAGS, takes_list
-
-    for key, flag in reversed(list(FLAGS.items())):
-        if key in ("out", "seed", "cuda_graph", "deterministic"):  # switches: a sweep's TOML file sets them
-            continue
-        if takes_list(key):  # its value is a list: the commas give that list, the same for every run
-            command = click.option(flag, key, metavar="A,B", help="comma-separated, one list for every run")(
-                command
-            )
-        else:
-            command = click.option(
-                flag, key, metavar="V[,V…]", help="a value, or comma-separated values to sweep"
-            )(command)
-    return command
-
-
-@app.command()
+@app.command(cls=ConfigCommand, make_options=_sweep_options)
 @click.argument("grid_file", required=False, type=click.Path(dir_okay=False))
-@_sweep_flags
 @click.option("--seeds", help="how many seeds (3: seeds 0, 1, 2) or a list (0,4,7)  [default: 1]")
 @click.option(
     "--metrics",
@@ -589,7 +585,7 @@ def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
               help="smoke (a minute, decides nothing) | small (the report's sets on two CPU cores, under "
                    "half an hour) | medium (adds dSprites and 5 seeds: a night on two cores, an hour on a "
                    "GPU) | "
-                   "paper (a GPU cluster)")
+                   "paper (a GPU cluster) | test (the test suite's: smoke's shape, fewer steps)")
 @click.option("--out", default="runs/reproduce", show_default=True, help="the study folder")
 @click.option("--backend", default="local", show_default=True, cls=RegistryHelp,
               describe=lambda: _names("betavae.studies.backend:BACKENDS"))
@@ -612,7 +608,7 @@ def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_addre
     Killed and run again, it reuses every finished run and measurement; run on a finished
     folder, it only rewrites the report.
     """
-    from betavae.config import comma_separated
+    from betavae.checks import comma_separated
     from betavae.studies.backend import BackendOptions
     from betavae.study.design import SUCCESSORS
     from betavae.study.runner import reproduce as run_study

@@ -1,6 +1,10 @@
 """Typed training configuration, read from and written to TOML.
 
-Precedence is defaults < ``--config FILE.toml`` < command-line flags. Every run folder
+Every field is declared once, with its flag and help (:mod:`betavae.options`): the core
+settings here (:class:`CoreOptions`), each objective's in its own module; :class:`TrainConfig`
+takes them all in, and ``betavae train`` and ``sweep`` make their options from it.
+Precedence is defaults < ``--config FILE.toml`` < command-line flags
+(:func:`betavae.train.config_from_sources`). Every run folder
 holds the config that made it (``config.toml``), with the values the run derived from it
 (β and β_norm both, the resolved architecture and device) in a ``[derived]`` table that
 is ignored on reading, so ``betavae train --config runs/x/config.toml`` repeats a run.
@@ -18,7 +22,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from betavae.checks import FLOAT32_MAX, check_seed, check_weight
 from betavae.errors import BetaVAEError, unknown_choice
+from betavae.objectives import OBJECTIVES, OPTION_CLASSES, RECONSTRUCTIONS, options_of
+from betavae.objectives import get as get_objective
+from betavae.options import OptionHelp, option, option_help
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,32 +35,8 @@ else:  # pragma: no cover
 
 DERIVED_TABLE = "derived"
 
-FLOAT32_MAX = 3.4028234663852886e38
-"""``torch.finfo(torch.float32).max``: a larger learning rate or β is infinite in training."""
-
-SEED_MAX = 2**32 - 1
-"""The largest seed: scikit-learn's ``random_state`` (PCA's, in ``transfer``) refuses 2**32 and above.
-
-numpy refuses negative seeds, torch takes up to 2**64 − 1 and TOML up to 2**63 − 1: the range
-every generator a command seeds accepts is scikit-learn's.
-"""
-
-FLAGS: dict[str, str] = {
-    "dataset": "--dataset", "arch": "--arch", "latent_dim": "--latent", "beta": "--beta",
-    "beta_norm": "--beta-norm", "recon": "--recon", "steps": "--steps", "batch_size": "--batch-size",
-    "lr": "--lr", "precision": "--precision", "cuda_graph": "--cuda-graph",
-    "deterministic": "--deterministic", "seed": "--seed", "out": "--out",
-    "device": "--device", "checkpoint_every": "--checkpoint-every", "log_every": "--log-every",
-    "data_dir": "--data-dir", "test_size": "--test-size", "eval": "--eval", "eval_every": "--eval-every",
-    "eval_seed": "--eval-seed", "eval_n_train": "--eval-n-train", "eval_n_eval": "--eval-n-eval",
-    "objective": "--objective", "beta_warmup": "--beta-warmup", "capacity_gamma": "--capacity-gamma",
-    "capacity_max": "--capacity-max", "capacity_steps": "--capacity-steps", "tc_alpha": "--tc-alpha",
-    "tc_gamma": "--tc-gamma", "tc_sampling": "--tc-sampling", "dip_type": "--dip-type",
-    "dip_lambda_od": "--dip-lambda-od", "dip_lambda_d": "--dip-lambda-d", "factor_gamma": "--factor-gamma",
-    "factor_lr": "--factor-lr",
-}
-"""The ``betavae train`` flag of each field that has one, so errors can name what the user typed."""
-
+DEFAULT_BETA = 4.0
+"""The β of a run that gives neither ``beta`` nor ``beta_norm``."""
 
 def typed_names(flags_given: Iterable[str]) -> dict[str, str]:
     """The ``names`` of :meth:`TrainConfig.validate` when the fields ``flags_given`` came from flags."""
@@ -73,81 +57,68 @@ def setting_name(key: str, names: Mapping[str, str] | None) -> str:
     return FLAGS.get(key, key) if on_command_line else key
 
 
-def check_seed(seed: object, name: str = "seed") -> int:
-    """``seed`` if every generator of a run takes it, else a one-line error calling it ``name``.
-
-    The one check of seeds, for every command and library entry point that takes one: numpy's
-    ``SeedSequence`` refuses negative seeds and scikit-learn's ``random_state`` 2**32 and
-    above, each with a trace-back (:data:`SEED_MAX`).
-    """
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
-        raise BetaVAEError(f"{name} must be a whole number from 0 to {SEED_MAX}, got {seed!r}")
-    return seed
-
-
-def check_weight(value: float, name: str, positive: bool = False) -> float:
-    """``value`` if training can multiply by it, else a one-line error calling it ``name``.
-
-    The one check of a β, an objective's weight or a learning rate: 0 or more (more than 0 when
-    ``positive``) and finite in float32, the precision training computes in; NaN and ±∞ are
-    refused here rather than diverging the run with advice about ``--lr``.
-    """
-    at_least = 0 < value if positive else 0 <= value  # False for NaN
-    if isinstance(value, bool) or not (at_least and value <= FLOAT32_MAX):
-        raise BetaVAEError(
-            f"{name} must be a finite {'positive' if positive else 'non-negative'} number no larger than "
-            f"3.4e38 (float32), got {value!r}"
-        )
-    return value
-
-
 @dataclass
-class TrainConfig:
-    """Everything that determines a training run. ``None`` means "the dataset's default"."""
+class CoreOptions:
+    """The settings of every run, whatever its objective; each field carries its flag and help
+    (:func:`betavae.options.option`). ``None`` means "the default of the data, the architecture
+    or the machine", as each field's ``default_text`` says."""
 
-    dataset: str = "shapes"
-    arch: str | None = None
-    latent_dim: int = 10
-    beta: float | None = None
-    beta_norm: float | None = None
-    recon: str = "bernoulli"
-    steps: int = 5000
-    batch_size: int = 64
-    lr: float | None = None  # the architecture's (models.ARCHITECTURES)
-    precision: str = "fp32"
-    cuda_graph: bool = True  # on CUDA, replay each step from a captured graph (betavae.steps)
-    deterministic: bool = False  # on CUDA, kernels that repeat their numbers (betavae.performance)
-    seed: int = 0
-    out: str | None = None
-    device: str = "auto"
-    checkpoint_every: int = 1000
-    log_every: int = 50
-    data_dir: str | None = None
-    test_size: int | None = None
+    dataset: str = option("shapes", "--dataset", "{names}", names="betavae.data:DATASETS")
+    arch: str | None = option(None, "--arch", "{names}", default_text="by image size",
+                              names="betavae.models:ARCHITECTURES")
+    latent_dim: int = option(10, "--latent", "latent size M")
+    beta: float | None = option(None, "--beta", "raw β", default_text=f"{DEFAULT_BETA:g}")
+    beta_norm: float | None = option(None, "--beta-norm", "normalised β = β·M/N (N pixels)")
+    recon: str = option("bernoulli", "--recon", "{names}", names="betavae.objectives:RECONSTRUCTIONS")
+    steps: int = option(5000, "--steps", "optimiser steps")
+    batch_size: int = option(64, "--batch-size", "images per step")
+    lr: float | None = option(None, "--lr", "Adam learning rate", default_text="the architecture's")
+    precision: str = option("fp32", "--precision", "{names} (bf16: autocast; CPUs with AVX-512 BF16 or AMX, "
+                            "Ampere+ GPUs)", names="betavae.performance:PRECISIONS")
+    cuda_graph: bool = option(True, "--cuda-graph", "on CUDA, replay each step from one captured graph "
+                              "instead of launching its kernels")
+    deterministic: bool = option(False, "--deterministic", "on CUDA, kernels that give the same numbers for "
+                                 "the same seed every time (slower)")
+    seed: int = option(0, "--seed", "seed of the initial weights, the batches and the sampling noise",
+                       seed=True)
+    out: str | None = option(None, "--out", "run folder",
+                             default_text="runs/<dataset>-<arch>-z<M>-b<β>-s<seed>")
+    device: str = option("auto", "--device", "{names}", names="betavae.device:DEVICE_CHOICES")
+    checkpoint_every: int = option(1000, "--checkpoint-every", "steps between checkpoints")
+    log_every: int = option(50, "--log-every", "steps between log entries")
+    data_dir: str | None = option(None, "--data-dir", "where dataset files are (MNIST, shapes3d, celeba); "
+                                  "also $BETAVAE_DATA_DIR")
+    test_size: int | None = option(None, "--test-size", "held-out images of a synthetic set",
+                                   default_text="the dataset's")
     # Disentanglement measured while training (betavae.tracking): the metrics, every how many steps
     # (None: at each checkpoint), the seed of the one sample every evaluation measures on, and the
     # metrics' n_train / n_eval (None: each metric's own).
-    eval: list[str] = field(default_factory=list)
-    eval_every: int | None = None
-    eval_seed: int = 0
-    eval_n_train: int | None = None
-    eval_n_eval: int | None = None
-    # The objective (betavae.objectives) and its options; each objective reads only its own
-    # (objectives.options_of), and setting another's is refused. beta_warmup: steps over which
-    # the regulariser's weight rises linearly from 0, for every objective.
-    objective: str = "beta"
-    beta_warmup: int = 0
-    capacity_gamma: float = 1000.0
-    capacity_max: float = 25.0
-    capacity_steps: int | None = None  # None: the run's steps
-    tc_alpha: float = 1.0
-    tc_gamma: float = 1.0
-    tc_sampling: str = "mws"
-    dip_type: str = "ii"
-    dip_lambda_od: float = 10.0
-    dip_lambda_d: float | None = None  # None: 10·λ_od for DIP-VAE I, λ_od for II
-    factor_gamma: float = 35.0
-    factor_lr: float = 1e-4  # the discriminator's Adam
+    eval: list[str] = option(flag="--eval", help="metrics measured during training, comma-separated: "
+                             "{names}, or all", default_factory=list, names="betavae.metrics:METRICS")
+    eval_every: int | None = option(None, "--eval-every", "steps between those evaluations",
+                                    default_text="--checkpoint-every")
+    eval_seed: int = option(0, "--eval-seed", "seed of the one sample every evaluation measures on",
+                            seed=True)
+    eval_n_train: int | None = option(None, "--eval-n-train", "training points of every metric",
+                                      default_text="each metric's own")
+    eval_n_eval: int | None = option(None, "--eval-n-eval", "evaluation points of every metric",
+                                     default_text="each metric's own")
+    # The objective (betavae.objectives); its own options are fields of its options dataclass, which
+    # TrainConfig takes in. beta_warmup: steps over which the regulariser's weight rises linearly
+    # from 0, for every objective.
+    objective: str = option("beta", "--objective", "{names}", names="betavae.objectives:OBJECTIVES")
+    beta_warmup: int = option(0, "--beta-warmup", "steps over which the regulariser's weight rises from 0")
+
+
+# dataclasses order the fields of the bases from the last base to the first: the core fields
+# come first, then each objective's in the registry's order (the order of config.toml's keys).
+@dataclass
+class TrainConfig(*reversed(OPTION_CLASSES), CoreOptions):
+    """Everything that determines a training run: :class:`CoreOptions`, the options of every
+    registered objective (:data:`betavae.objectives.OPTION_CLASSES`; each objective reads only
+    its own, :func:`~betavae.objectives.options_of`, and setting another's is refused), and the
+    dataset's own options (a table, ``dataset_options``, which has no flag)."""
+
     dataset_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, names: Mapping[str, str] | None = None) -> None:
@@ -161,8 +132,6 @@ class TrainConfig:
         from betavae.data import DATASETS
         from betavae.device import DEVICE_CHOICES
         from betavae.models import ARCHITECTURES
-        from betavae.objectives import OBJECTIVES, RECONSTRUCTIONS, options_of
-        from betavae.objectives import get as get_objective
         from betavae.performance import PRECISIONS
 
         called = {**{key: key for key in self.keys()}, **(names or {})}
@@ -183,10 +152,10 @@ class TrainConfig:
                 raise BetaVAEError(f"{unknown_choice(kind, value, choices)} ({called[key]})")
         defaults = TrainConfig()
         others = {key for name in OBJECTIVES if name != self.objective for key in options_of(name)}
-        for option in sorted(others - set(options_of(self.objective))):
-            if getattr(self, option) != getattr(defaults, option):  # set, and ignored: say so
-                owners = [name for name in OBJECTIVES if option in options_of(name)]
-                raise BetaVAEError(f"{called[option]} is an option of objective {' or '.join(owners)}, "
+        for other in sorted(others - set(options_of(self.objective))):
+            if getattr(self, other) != getattr(defaults, other):  # set, and ignored: say so
+                owners = [name for name in OBJECTIVES if other in options_of(name)]
+                raise BetaVAEError(f"{called[other]} is an option of objective {' or '.join(owners)}, "
                                    f"not of {self.objective}; choose {owners[0]} with {setting('objective')}")
         objective = get_objective(self.objective)
         objective.check_options({key: getattr(self, key) for key in objective.OPTIONS}, called)
@@ -221,7 +190,7 @@ class TrainConfig:
         with factors."""
         from betavae import metrics
         from betavae.data import has_factors, with_factors
-        from betavae.evaluation import check_sizes
+        from betavae.metrics.settings import check_sizes
 
         for name in self.eval:
             if name not in metrics.METRICS:
@@ -306,6 +275,19 @@ class TrainConfig:
         return dataclasses.replace(self, **given)
 
 
+FLAGS: dict[str, str] = {
+    each.name: described.flag for each in fields(TrainConfig)
+    if (described := option_help(each)) is not None and described.flag is not None
+}
+"""The ``betavae train`` flag of each field that has one, so errors can name what the user typed."""
+
+
+def flagged_fields() -> list[tuple[dataclasses.Field, OptionHelp]]:
+    """The fields of :class:`TrainConfig` that have a flag, in order, each with its :class:`OptionHelp`:
+    the options ``betavae train`` and ``betavae sweep`` are made from."""
+    return [(each, option_help(each)) for each in fields(TrainConfig) if each.name in FLAGS]
+
+
 _TYPE_WORDS = {
     int: "an integer",
     float: "a number",
@@ -347,24 +329,16 @@ def _has_type(value: Any, kind: Any) -> bool:
     return isinstance(value, kind)
 
 
+def value_type(key: str) -> Any:
+    """The type field ``key`` holds when it is set: ``int`` for ``test_size: int | None``,
+    ``list[str]`` for ``eval``."""
+    (kind,) = [kind for kind in _field_types()[key] if kind is not type(None)]
+    return kind
+
+
 def takes_list(key: str) -> bool:
     """Whether field ``key``'s value is a list (``eval``): a sweep's list of it is a list of lists."""
     return any(typing.get_origin(kind) is list for kind in _field_types()[key])
-
-
-def comma_separated(text: str, flag: str) -> list[str]:
-    """``"a, b,c"`` → ``["a", "b", "c"]``: how every option that takes a list reads its value.
-
-    ``train --eval``, ``evaluate --metrics``, ``transfer --labels`` and ``--baselines``,
-    ``sweep --seeds``, ``--metrics`` and the swept values, and ``show traverse --dims`` all
-    read here, so a list is written the same way everywhere: items separated by commas,
-    spaces around them ignored. An empty item (``a,,b``, a trailing comma) is refused, naming
-    ``flag``, rather than skipped: it is most likely a value left out.
-    """
-    items = [item.strip() for item in text.split(",")]
-    if not all(items):
-        raise BetaVAEError(f"{flag} takes values separated by single commas, got {text!r}")
-    return items
 
 
 def type_problem(key: str, value: Any) -> str | None:

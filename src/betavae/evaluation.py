@@ -3,8 +3,8 @@
 This is the library behind ``betavae evaluate``. The results of a run go into the
 ``disentanglement`` section of its ``metrics.json``, beside the held-out loss, tagged with
 the checkpoint step they describe, and with each metric's seed and parameters under
-``settings[<metric>]`` so that every number can be reproduced: the metric's function called
-with those parameters and :func:`metric_generator` of the seed and its name gives it again.
+``settings[<metric>]`` so that every number can be reproduced
+(:func:`betavae.metrics.settings.recorded_settings`).
 A result a metric could not compute (NaN) is written as null, with the reason under
 ``settings[<metric>]["null"]``.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,15 @@ from betavae import data, metrics
 from betavae.data.base import FactorDataset
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
-from betavae.generators import named_generator
 from betavae.metrics.representation import CodeTable, Representation, encode_factors, model_representation
+from betavae.metrics.settings import (
+    baseline_generator,
+    check_sizes,
+    images_encoded,
+    metric_generator,
+    metric_params,
+    recorded_settings,
+)
 from betavae.runs import RunDir, load_model
 
 METRICS_SECTION = "disentanglement"
@@ -33,89 +40,8 @@ NAN_REASON = ("not a number: undefined on the points drawn (such as a factor tha
               "them); a larger --n-train usually gives a number")
 
 
-def parse_metric_names(text: str, flag: str = "--metrics") -> list[str]:
-    """``"mig,dci"`` or ``"all"`` → metric names, each checked against the registry; errors name ``flag``.
-
-    Read as every list option is (:func:`betavae.config.comma_separated`).
-    """
-    from betavae.config import comma_separated
-
-    if not text.strip():
-        raise BetaVAEError(f"no metric given; choose from: all, {', '.join(metrics.METRICS)} ({flag})")
-    names = list(metrics.ALL_METRICS) if text.strip() == "all" else comma_separated(text, flag)
-    for name in names:
-        try:
-            metrics.get(name)
-        except BetaVAEError as error:
-            raise BetaVAEError(f"{error} ({flag})") from None
-    return names
-
-
-def metric_params(name: str, sizes: dict[str, int | None]) -> dict[str, int]:
-    """The sizes given (``n_train``, ``n_eval``; None: its default) that metric ``name`` takes."""
-    taken = metrics.get(name).sizes
-    return {option: value for option, value in sizes.items() if value is not None and option in taken}
-
-
-def metric_settings(name: str, sizes: dict[str, int | None]) -> dict[str, Any]:
-    """Every parameter metric ``name`` runs with given ``sizes``: its defaults, overridden by the
-    sizes given."""
-    return {**metrics.get(name).defaults, **metric_params(name, sizes)}
-
-
-def metric_generator(seed: int, name: str) -> np.random.Generator:
-    """The generator metric ``name`` draws its points from under ``seed``, whatever else runs with it."""
-    return named_generator(seed, f"metric:{name}")
-
-
-def baseline_generator(seed: int) -> np.random.Generator:
-    """The generator a baseline (PCA, ICA, an untrained encoder) is fitted with under ``seed``."""
-    return named_generator(seed, "baseline")
-
-
-def recorded_settings(name: str, seed: int, sizes: dict[str, int | None] | None) -> dict[str, Any]:
-    """What ``metrics.json`` records of how metric ``name`` was run: its seed and every parameter."""
-    return {"seed": seed, **metric_settings(name, sizes or {})}
-
-
-def check_sizes(
-    names: Sequence[str], sizes: dict[str, int | None] | None, called: Mapping[str, str] | None = None
-) -> None:
-    """Refuse sizes too small for a metric in ``names`` (its ``min_sizes``), before any work.
-
-    A metric given too few points either crashes deep in scikit-learn or returns NaN after
-    the model was loaded and the dataset encoded; saying so first, with the size that
-    works, costs nothing. ``called`` maps a size option to what the user typed for it
-    (``betavae train``'s ``--eval-n-train``); by default ``betavae evaluate``'s flags.
-    """
-    sizes = sizes or {}
-
-    def flag(option: str) -> str:
-        return (called or {}).get(option, "--" + option.replace("_", "-"))
-
-    for name in names:
-        for option, value in metric_params(name, sizes).items():
-            least = metrics.get(name).min_sizes.get(option, 1)
-            if value < least:
-                typed = flag(option)
-                raise BetaVAEError(
-                    f"{typed} {value} is too small for {name} (it needs at least {least}); "
-                    f"give {typed} {least} or more"
-                )
-    for option, value in sizes.items():
-        if value is not None and value < 1:  # an option none of the chosen metrics takes
-            raise BetaVAEError(
-                f"{flag(option)} {value} is too small (it counts points); give {flag(option)} 1 or more"
-            )
-
-
 # The largest table of codes of a whole dataset worth keeping in memory (float32).
 CODE_TABLE_MAX_BYTES = 1 << 30
-
-
-def images_encoded(name: str, sizes: dict[str, int | None]) -> int:
-    """How many images metric ``name`` encodes given ``sizes`` (its defaults fill the rest)."""
-    return metrics.get(name).images_encoded(metric_settings(name, sizes))
 
 
 def cheapest_representation(

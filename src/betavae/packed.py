@@ -5,7 +5,7 @@ numbers. Stacking their parameters along a first dimension and taking one vector
 (``torch.func.vmap`` over ``grad_and_value``) launches the kernels of one step for all of
 them: on a GPU, where a conv28 step at batch 64 leaves the device mostly idle waiting for
 kernel launches, that is the point. On a CPU the step is bound by arithmetic, so packing
-gains nothing there (figures and a profile: docs/sweep-throughput.md, "Packed training").
+gains nothing there (figures and a profile: docs/notes/sweep-throughput.md, "Packed training").
 
 Each packed run is the run :func:`betavae.train.train` would make of its config, in the
 same run folder format: its model initialised from its seed as ``train()`` initialises it,

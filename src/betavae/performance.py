@@ -1,7 +1,7 @@
 """The settings that make training and encoding fast, in one place.
 
 Each is measured by ``benchmarks/train_throughput.py`` against the textbook loop (figures
-in docs/performance.md). On a
+in docs/notes/performance.md). On a
 2-core CPU, in order of effect (the decoder's last layer and the fused inference encoder
 live with the models: :mod:`betavae.models.layers`, :mod:`betavae.models.inference`):
 

@@ -356,6 +356,27 @@ class RunDir:
             ) from None
         return metrics
 
+    def during_training(self) -> dict[str, Any]:
+        """The evaluations made while training (``metrics.json``'s ``during_training`` section,
+        :mod:`betavae.tracking`); {} when there are none.
+
+        The one reader of the section, for training resuming it, a sweep showing it and the
+        benchmarks timing it. Its ``entries`` are those that name their step (a hand-edited
+        or foreign file's others are left out), in order; an unreadable ``metrics.json`` is a
+        one-line error (:meth:`read_metrics`).
+        """
+        section = self.read_metrics().get(DURING_TRAINING_SECTION)
+        if not isinstance(section, dict):
+            return {}
+        entries = section.get("entries")
+        return {
+            **section,
+            "entries": [
+                entry for entry in (entries if isinstance(entries, list) else [])
+                if isinstance(entry, dict) and isinstance(entry.get("step"), int)
+            ],
+        }
+
     def update_metrics(self, section: str, values: dict[str, Any], step: int) -> None:
         """Replace one section of ``metrics.json``, keeping the others, tagged with the weights' ``step``.
 

@@ -6,7 +6,7 @@ trains several times the images/s of launching each kernel. A replay is also one
 that holds the interpreter lock only briefly, so the reader thread rendering dSprites
 beside it no longer slows the step: rendered and read ahead, training runs at about the
 in-memory rate replayed, and measurably below it launched (figures in
-docs/performance.md, "Rendering and encoding").
+docs/notes/performance.md, "Rendering and encoding").
 
 A graph replays fixed memory: the batch is copied into a static input, and the loss
 terms come back in static outputs that the next replay overwrites (the training loop only

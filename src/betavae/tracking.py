@@ -25,8 +25,8 @@ import torch
 from betavae import evaluation
 from betavae.config import TrainConfig
 from betavae.data.base import FactorDataset, ImageDataset
-from betavae.metrics import headline_value
 from betavae.metrics.representation import model_representation
+from betavae.metrics.settings import headline_value, metric_settings
 from betavae.runs import DURING_TRAINING_SECTION, RunDir
 from betavae.traininglog import TrainingLog
 
@@ -87,14 +87,9 @@ class EvaluationHistory:
 
     def _entries_up_to(self, step: int) -> list[dict[str, Any]]:
         """The recorded entries of steps up to ``step``; the section is rewritten if that drops any."""
-        section = self.run.read_metrics().get(DURING_TRAINING_SECTION)
-        recorded = section.get("entries", []) if isinstance(section, dict) else []
-        kept = [
-            entry
-            for entry in recorded
-            if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= step
-        ]
-        if section is not None and kept != recorded:
+        recorded = self.run.during_training().get("entries", [])
+        kept = [entry for entry in recorded if entry["step"] <= step]
+        if kept != recorded:
             self.entries = kept
             self._write()
         return kept
@@ -103,7 +98,7 @@ class EvaluationHistory:
         section: dict[str, Any] = {
             "metrics": self.names,
             "seed": self.seed,
-            "settings": {name: evaluation.metric_settings(name, self.sizes) for name in self.names},
+            "settings": {name: metric_settings(name, self.sizes) for name in self.names},
             "entries": self.entries,
         }
         if any(
@@ -125,7 +120,7 @@ def progress_line(entry: dict[str, Any], names: list[str]) -> str:
 
 
 def headline(metric: str, values: dict[str, Any]) -> str:
-    """``mig 0.123``: a metric's main score (its ``headline`` in :data:`betavae.metrics.METRICS`),
+    """``mig 0.123``: a metric's main score (:func:`betavae.metrics.settings.headline_value`),
     ``n/a`` where NaN."""
     value = headline_value(metric, values)
     return f"{metric} {'n/a' if value is None else f'{value:.3f}'}"

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 import betavae
 from betavae import data, files, models, performance
 from betavae.batches import BatchStream
-from betavae.config import DerivedValues, TrainConfig, setting_name
+from betavae.config import DEFAULT_BETA, DerivedValues, TrainConfig, load_config, setting_name
 from betavae.data.base import ImageSplit
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
@@ -46,7 +46,6 @@ from betavae.traininglog import TrainingLog
 from betavae.viz.reconstructions import FILE_NAME as RECONSTRUCTIONS_FILE
 from betavae.viz.reconstructions import reconstruction_figure, run_title
 
-DEFAULT_BETA = 4.0
 # Settings that may change when a run is resumed; any other difference would make the
 # resumed run a different experiment.
 # The evaluation settings other than eval_every define what the history of evaluations measures.
@@ -75,6 +74,31 @@ class TrainingDiverged(BetaVAEError):
 
 class CheckpointNotWritten(BetaVAEError):
     """The disk is full or the folder unwritable; the previous checkpoint is still whole."""
+
+
+def config_from_sources(flags: Mapping[str, Any], config_file: str | Path | None = None,
+                        resume: bool = False) -> TrainConfig:
+    """The config ``betavae train`` runs: the flags given, over a base config, over the defaults.
+
+    ``flags`` maps config fields to what the command line gave (None: not given). The base is
+    ``config_file`` when one is given; else, with ``resume``, the config the run in
+    ``flags["out"]`` was saved with (:meth:`RunDir.resume_config`), so ``--resume --out RUN``
+    continues the run as it was and a flag changes only what it names; else the defaults.
+    β has two forms: a flag giving either (``beta`` or ``beta_norm``) replaces whichever form
+    the base gave, since a file's ``beta = 4`` under ``--beta-norm 0.1`` would otherwise be
+    refused as both forms at once.
+    """
+    if config_file is not None:
+        base = load_config(config_file)
+    elif resume:
+        if flags.get("out") is None:
+            raise BetaVAEError("--resume needs --out: the run folder to continue")
+        base = RunDir(str(flags["out"])).resume_config()
+    else:
+        base = TrainConfig()
+    if flags.get("beta") is not None or flags.get("beta_norm") is not None:
+        base = dataclasses.replace(base, beta=None, beta_norm=None)
+    return base.merged(dict(flags))
 
 
 @dataclass

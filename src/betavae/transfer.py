@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from betavae import data
-from betavae.config import check_seed
+from betavae.checks import check_seed
 from betavae.data.base import ImageDataset, ImageSplit
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError, unknown_choice

@@ -368,7 +368,8 @@ def _held_out_images(split: Any, count: int) -> torch.Tensor:
 def _headline_metrics(run: RunDir, step: int) -> dict[str, float | None]:
     """Each metric evaluated on the checkpoint's weights: its headline score (None where it was NaN)."""
     from betavae.evaluation import METRICS_SECTION
-    from betavae.metrics import METRICS, headline_value
+    from betavae.metrics import METRICS
+    from betavae.metrics.settings import headline_value
 
     section = run.current_result(METRICS_SECTION, step) or {}
     return {name: headline_value(name, section[name])

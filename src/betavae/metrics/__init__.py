@@ -7,7 +7,8 @@ representation (see :mod:`betavae.metrics.representation`), ``rng`` a
 follow disentanglement_lib (Locatello et al. 2019) so numbers compare with published ones.
 Every metric calls its sizes by the same names (:data:`SIZE_NAMES`), so one ``--n-train``
 reaches them all. Adding a metric is adding one entry; the CLI, evaluation and the
-sweep's tables read the rest from it.
+sweep's tables read the rest from it, through :mod:`betavae.metrics.settings` (names, sizes,
+seeds, the headline score), which this registry does not import.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ class Metric:
     compute: Callable[..., dict[str, float]]
     # Its name in figures and tables ("MIG").
     label: str
-    # The key of its main score: the one value progress lines, tables and heatmaps show.
+    # The key of its main score: the one value progress lines, tables and heatmaps show
+    # (through betavae.metrics.settings: headline_value, headline_column).
     headline: str
-    # How many images it encodes, given every parameter it runs with (evaluation.metric_settings).
+    # How many images it encodes, given every parameter it runs with (metrics.settings.metric_settings).
     images_encoded: Callable[[Mapping[str, Any]], int]
     # The smallest sizes it computes with, by size name (every size not listed: 1 point).
     min_sizes: Mapping[str, int] = field(default_factory=dict)
@@ -134,13 +136,8 @@ def get(name: str) -> Metric:
     return METRICS[name]
 
 
-def headline_value(name: str, values: dict[str, Any]) -> Any:
-    """The main score among a metric's ``values`` (its :attr:`Metric.headline`), None where absent."""
-    return values.get(get(name).headline)
-
-
 __all__ = [
     "ALL_METRICS", "METRICS", "SIZE_NAMES", "FactorRepresentation", "Metric", "Representation",
-    "beta_vae_score", "dci", "encode_factors", "factor_vae_score", "get", "headline_value", "mig",
+    "beta_vae_score", "dci", "encode_factors", "factor_vae_score", "get", "mig",
     "model_representation", "sample_codes", "sap",
 ]

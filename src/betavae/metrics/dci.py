@@ -24,7 +24,7 @@ The default, ``regressor="extra_trees"``, is 30 extremely randomised trees per f
 that consider every dimension at every split and stop at leaves of 10 points
 (:data:`EXTRA_TREES`): about a second for the same fits, and on dSprites codes it ranks
 the dimensions as the boosted trees do, with disentanglement and completeness close to
-theirs (timings and the comparison: docs/metrics.md). Numbers from the two predictors
+theirs (timings and the comparison: docs/guide/metrics.md). Numbers from the two predictors
 are close but not interchangeable: compare runs scored with the same one.
 
 Completeness is an entropy in base ``D``, so the same importance spread over more code

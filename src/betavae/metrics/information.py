@@ -9,7 +9,7 @@ counted on the resulting labels with the plug-in estimator, in nats, exactly as
 
 Here the (code dimension, factor) pairs are counted together: one ``np.bincount`` over
 combined indices fills many contingency tables at once, which is much faster than one
-scikit-learn call per pair (figures in docs/metrics.md). DCI's entropy of an
+scikit-learn call per pair (figures in docs/guide/metrics.md). DCI's entropy of an
 importance row or column (:func:`normalised_entropy`) lives here too. All functions are
 pure: arrays in, arrays out.
 """

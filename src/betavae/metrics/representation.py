@@ -79,7 +79,7 @@ def sample_codes(dataset: FactorDataset, represent: Representation, n: int,
 
 
 # Images per forward pass when encoding: on a CPU, 512 keeps a batch's activations in cache (larger
-# batches measured slower: docs/sweep-throughput.md); a GPU takes a whole chunk at once.
+# batches measured slower: docs/notes/sweep-throughput.md); a GPU takes a whole chunk at once.
 CPU_ENCODE_BATCH = 512
 
 

@@ -26,7 +26,7 @@ class Architecture(NamedTuple):
     # default runs compare with published scores; conv28 keeps our earlier default. One
     # rate does not suit every architecture: conv64 on dSprites disentangled (by MIG) in
     # some seeds at 1e-4 and in none at 5e-4, which reconstructs faster
-    # (docs/time-to-disentangle.md).
+    # (docs/notes/time-to-disentangle.md).
     lr: float
 
 

@@ -9,7 +9,7 @@ output (a "post-op"), which is what ``torch.compile``'s CPU backend does after f
 the weights; :class:`FusedEncoder` makes the same oneDNN calls directly, without a
 compile step. It brings every architecture's encoding closer to the fp32 matrix-product
 peak (``benchmarks/train_throughput.py --sections encode``; figures in
-docs/performance.md).
+docs/notes/performance.md).
 
 Two more layers are rewritten, because conv28's encoder spent much of its time in
 them at batch 512: 2×2 max-pooling as two element-wise maxima over strided views (faster
@@ -18,7 +18,7 @@ and a ``Flatten`` followed by a linear layer as one matrix product over the chan
 map read as it lies, the weight's columns put in (height, width, channel) order once,
 instead of reordering every activation to (channel, height, width) first. Together they
 speed up conv28's encoding; burgess64, whose map is 4×4, is unchanged
-(docs/performance.md).
+(docs/notes/performance.md).
 
 The fused calls are PyTorch's ``torch.ops.mkldnn._convolution_pointwise`` and
 ``_linear_pointwise`` (the operators Inductor emits). Being internal, they are checked

@@ -5,7 +5,7 @@ image's channels. oneDNN runs that shape far below the matrix-product peak, so i
 conv64 this layer takes a large share of a training step's time for a tiny share of its
 arithmetic. Written as one matrix product (every input pixel times every kernel tap)
 followed by adding the taps' shifted contributions into the output, the same forward
-takes a fraction of the time (figures in docs/performance.md). The backward stays
+takes a fraction of the time (figures in docs/notes/performance.md). The backward stays
 oneDNN's (``convolution_backward``), which is already fast for
 this shape. Parameters, state dicts and results (up to float rounding) are those of
 ``nn.ConvTranspose2d``. Under bf16 autocast it stays float32 (still faster than oneDNN's
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 _GEMM_WIDTH = 16  # matrix products with a right-hand side this many columns wide run at full speed
-NARROW_OUT_CHANNELS = 1  # grey images gain (docs/performance.md); for RGB (3) it measured no faster
+NARROW_OUT_CHANNELS = 1  # grey images gain (docs/notes/performance.md); for RGB (3) it measured no faster
 
 
 class ImageTransposedConv(nn.ConvTranspose2d):
@@ -65,7 +65,7 @@ def transposed_conv_by_taps(input: torch.Tensor, weight: torch.Tensor, bias: tor
     pixels = input.permute(0, 2, 3, 1).reshape(-1, in_channels)  # a view when the input is channels-last
     tap_weights = weight.permute(0, 2, 3, 1).reshape(in_channels, -1)
     tap_count = tap_weights.shape[1]
-    # a narrower right-hand side runs slower (docs/performance.md)
+    # a narrower right-hand side runs slower (docs/notes/performance.md)
     padded = -(-tap_count // _GEMM_WIDTH) * _GEMM_WIDTH
     taps = pixels @ torch.nn.functional.pad(tap_weights, (0, padded - tap_count))
     taps = (

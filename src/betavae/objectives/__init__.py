@@ -3,8 +3,10 @@
 :data:`OBJECTIVES` maps each name to its :class:`~betavae.objectives.base.Objective`
 class; adding an objective is one file in this package and one line here. The CLI's
 choices and help, and the config's check of ``objective``, read the registry. Each class
-names the config fields it reads (``OPTIONS``) so that a setting of another objective is
-refused instead of silently ignored.
+declares its options as a dataclass of config fields (``Options``, each field with its flag
+and help): :class:`~betavae.config.TrainConfig` takes in every registered objective's
+(:data:`OPTION_CLASSES`), so ``betavae train`` and ``sweep`` offer them, and a setting of
+another objective than the run's is refused instead of silently ignored.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "factor": FactorVAELoss,
 }
 
+OPTION_CLASSES: tuple[type, ...] = tuple(
+    objective.Options for objective in OBJECTIVES.values() if objective.Options is not None
+)
+"""The options dataclass of every objective that has options, in the registry's order."""
+
 
 def options_of(name: str) -> tuple[str, ...]:
     """The config fields objective ``name`` reads besides β, ``recon`` and ``beta_warmup``."""
@@ -54,7 +61,7 @@ def make_objective(config: Any, beta: float) -> Objective:
     return get(config.objective).from_config(config, beta)
 
 
-__all__ = ["OBJECTIVES", "RECONSTRUCTIONS", "BetaTCVAELoss", "BetaVAELoss", "CapacityLoss",
+__all__ = ["OBJECTIVES", "OPTION_CLASSES", "RECONSTRUCTIONS", "BetaTCVAELoss", "BetaVAELoss", "CapacityLoss",
            "DIPVAELoss", "FactorVAELoss", "LossTerms", "Objective", "beta_from_norm", "get", "kl_per_dim",
            "linear_ramp", "make_objective", "norm_from_beta", "options_of", "permute_dims",
            "reconstruction_loss"]

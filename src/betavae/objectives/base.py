@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from betavae.config import check_weight
+from betavae.checks import check_weight
 from betavae.errors import BetaVAEError, unknown_choice
 from betavae.models.vae import VAEOutput
+from betavae.options import field_names
 
 RECONSTRUCTIONS = ("bernoulli", "gaussian")
 
@@ -104,11 +105,18 @@ class Objective(nn.Module):
     name: ClassVar[str] = ""
     # What it minimises and whose it is, in one line, for the CLI's help.
     summary: ClassVar[str] = ""
-    # The config fields it reads besides beta, recon and beta_warmup (objectives.options_of).
+    # Its options: a dataclass of the config fields it reads besides beta, recon and beta_warmup,
+    # declared with betavae.options.option (flag and help on each), which TrainConfig takes in; None
+    # where it has none. OPTIONS, their names (objectives.options_of), is derived from it.
+    Options: ClassVar[type | None] = None
     OPTIONS: ClassVar[tuple[str, ...]] = ()
     # False where the run's β is not its weight on the KL (capacity's γ, FactorVAE's fixed 1): a β
     # given is refused, and the run records the KL weight it used as its β.
     USES_BETA: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.OPTIONS = field_names(cls.Options) if cls.Options is not None else ()
 
     def __init__(self, beta: float, recon: str = "bernoulli", warmup_steps: int = 0) -> None:
         super().__init__()

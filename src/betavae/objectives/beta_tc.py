@@ -31,16 +31,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from betavae.config import check_weight
+from betavae.checks import check_weight
 from betavae.errors import BetaVAEError, unknown_choice
 from betavae.models.vae import VAEOutput
 from betavae.objectives.base import LossTerms, Objective
+from betavae.options import option
 
 SAMPLINGS = ("mws", "mss")
+
+
+@dataclass
+class BetaTCOptions:
+    """The options of objective ``beta_tc``, as config fields (:class:`betavae.config.TrainConfig`)."""
+
+    tc_alpha: float = option(1.0, "--tc-alpha", "weight of the index-code MI")
+    tc_gamma: float = option(1.0, "--tc-gamma", "weight of the dimension-wise KL")
+    tc_sampling: str = option("mws", "--tc-sampling", "{names} (minibatch weighted / stratified)",
+                              names="betavae.objectives.beta_tc:SAMPLINGS")
 
 
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -73,9 +85,10 @@ class BetaTCVAELoss(Objective):
 
     name = "beta_tc"
     summary = "reconstruction + α·MI + β·TC + γ·dimension-wise KL, Chen et al. 2018"
-    OPTIONS: ClassVar[tuple[str, ...]] = ("tc_alpha", "tc_gamma", "tc_sampling")
+    Options = BetaTCOptions
 
-    def __init__(self, beta: float, alpha: float = 1.0, gamma: float = 1.0, sampling: str = "mws",
+    def __init__(self, beta: float, alpha: float = BetaTCOptions.tc_alpha,
+                 gamma: float = BetaTCOptions.tc_gamma, sampling: str = BetaTCOptions.tc_sampling,
                  dataset_size: int = 1, recon: str = "bernoulli", warmup_steps: int = 0) -> None:
         super().__init__(beta=beta, recon=recon, warmup_steps=warmup_steps)
         self.check_options({"tc_alpha": alpha, "tc_gamma": gamma, "tc_sampling": sampling})

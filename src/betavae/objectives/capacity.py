@@ -10,14 +10,26 @@ schedule's length defaults to the run's own number of steps.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from betavae.config import check_weight
+from betavae.checks import check_weight
 from betavae.errors import BetaVAEError
 from betavae.models.vae import VAEOutput
 from betavae.objectives.base import LossTerms, Objective, linear_ramp
+from betavae.options import option
+
+
+@dataclass
+class CapacityOptions:
+    """The options of objective ``capacity``, as config fields (:class:`betavae.config.TrainConfig`)."""
+
+    capacity_gamma: float = option(1000.0, "--capacity-gamma", "γ, the weight of |KL − C|")
+    capacity_max: float = option(25.0, "--capacity-max", "C_max in nats")
+    capacity_steps: int | None = option(None, "--capacity-steps", "steps over which C rises",
+                                        default_text="--steps")
 
 
 class CapacityLoss(Objective):
@@ -26,9 +38,10 @@ class CapacityLoss(Objective):
     name = "capacity"
     summary = "reconstruction + γ·|KL − C|, C rising to C_max, Burgess et al. 2018"
     USES_BETA: ClassVar[bool] = False
-    OPTIONS: ClassVar[tuple[str, ...]] = ("capacity_gamma", "capacity_max", "capacity_steps")
+    Options = CapacityOptions
 
-    def __init__(self, gamma: float = 1000.0, capacity_max: float = 25.0, capacity_steps: int = 100_000,
+    def __init__(self, gamma: float = CapacityOptions.capacity_gamma,
+                 capacity_max: float = CapacityOptions.capacity_max, capacity_steps: int = 100_000,
                  recon: str = "bernoulli", warmup_steps: int = 0) -> None:
         self.check_options(
             {"capacity_gamma": gamma, "capacity_max": capacity_max, "capacity_steps": capacity_steps}

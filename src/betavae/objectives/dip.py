@@ -15,16 +15,29 @@ disentanglement_lib's. The batch covariance divides by the batch size, as there.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from betavae.config import check_weight
+from betavae.checks import check_weight
 from betavae.errors import unknown_choice
 from betavae.models.vae import VAEOutput
 from betavae.objectives.base import LossTerms, Objective
+from betavae.options import option
 
 DIP_TYPES = ("i", "ii")
+
+
+@dataclass
+class DIPOptions:
+    """The options of objective ``dip``, as config fields (:class:`betavae.config.TrainConfig`)."""
+
+    dip_type: str = option("ii", "--dip-type", "{names}: the covariance of μ (i) or of q(z) (ii)",
+                           names="betavae.objectives.dip:DIP_TYPES")
+    dip_lambda_od: float = option(10.0, "--dip-lambda-od", "weight of the off-diagonal penalty")
+    dip_lambda_d: float | None = option(None, "--dip-lambda-d", "weight of the diagonal one",
+                                        default_text="10·λ_od for i, λ_od for ii")
 
 
 def dip_covariance(mu: torch.Tensor, logvar: torch.Tensor, dip_type: str) -> torch.Tensor:
@@ -41,10 +54,11 @@ class DIPVAELoss(Objective):
 
     name = "dip"
     summary = "reconstruction + β·KL + λ·(Cov(z) − I)², DIP-VAE I/II, Kumar et al. 2018"
-    OPTIONS: ClassVar[tuple[str, ...]] = ("dip_type", "dip_lambda_od", "dip_lambda_d")
+    Options = DIPOptions
 
-    def __init__(self, beta: float, dip_type: str = "ii", lambda_od: float = 10.0,
-                 lambda_d: float | None = None, recon: str = "bernoulli", warmup_steps: int = 0) -> None:
+    def __init__(self, beta: float, dip_type: str = DIPOptions.dip_type,
+                 lambda_od: float = DIPOptions.dip_lambda_od, lambda_d: float | None = None,
+                 recon: str = "bernoulli", warmup_steps: int = 0) -> None:
         super().__init__(beta=beta, recon=recon, warmup_steps=warmup_steps)
         self.check_options({"dip_type": dip_type, "dip_lambda_od": lambda_od, "dip_lambda_d": lambda_d})
         if lambda_d is None:

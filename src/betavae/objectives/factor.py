@@ -16,6 +16,7 @@ dependence and estimates nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -23,11 +24,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from betavae import performance
-from betavae.config import check_weight
+from betavae.checks import check_weight
 from betavae.models.vae import VAEOutput
 from betavae.objectives.base import LossTerms, Objective
+from betavae.options import option
 
 DISCRIMINATOR_OPTIMIZER = "discriminator"
+
+
+@dataclass
+class FactorOptions:
+    """The options of objective ``factor``, as config fields (:class:`betavae.config.TrainConfig`)."""
+
+    factor_gamma: float = option(35.0, "--factor-gamma", "weight of the total correlation")
+    factor_lr: float = option(1e-4, "--factor-lr", "the discriminator's learning rate (Adam)")
 
 
 def permute_dims(z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -57,10 +67,11 @@ class FactorVAELoss(Objective):
     name = "factor"
     summary = "reconstruction + KL + γ·TC from a discriminator, Kim & Mnih 2018"
     USES_BETA: ClassVar[bool] = False
-    OPTIONS: ClassVar[tuple[str, ...]] = ("factor_gamma", "factor_lr")
+    Options = FactorOptions
 
-    def __init__(self, latent_dim: int, gamma: float = 35.0, lr: float = 1e-4, recon: str = "bernoulli",
-                 warmup_steps: int = 0, hidden: int = 1000) -> None:
+    def __init__(self, latent_dim: int, gamma: float = FactorOptions.factor_gamma,
+                 lr: float = FactorOptions.factor_lr, recon: str = "bernoulli", warmup_steps: int = 0,
+                 hidden: int = 1000) -> None:
         super().__init__(beta=1.0, recon=recon, warmup_steps=warmup_steps)
         self.check_options({"factor_gamma": gamma, "factor_lr": lr})
         self.gamma = float(gamma)

@@ -19,6 +19,19 @@ sweep's own options in a ``[sweep]`` table::
     seeds = 3                    # or a list: [0, 4, 7]
     metrics = ["mig", "factor_vae"]
 
+A grid whose runs differ in settings that are not a product of lists (a benchmark's learning
+rates, batch sizes and precisions; the objectives, each with its own weights) names them as
+variants, each a table of the training keys it sets over the fixed ones. They are crossed with
+the seeds (and any swept keys), and each run's folder starts with its variant's name
+(``default-s0``, ``bf16-s0``)::
+
+    [[variants]]
+    name = "default"
+
+    [[variants]]
+    name = "bf16"
+    precision = "bf16"
+
 A grid's size is counted before any point is made (:func:`check_size`): a list typed too long
 is easier than running it, so more than :data:`LARGE_GRID` runs need a confirmation.
 
@@ -34,20 +47,13 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from betavae.config import (
-    TrainConfig,
-    as_declared,
-    check_seed,
-    comma_separated,
-    read_toml,
-    takes_list,
-    type_problem,
-)
+from betavae.checks import check_seed, comma_separated
+from betavae.config import TrainConfig, as_declared, read_toml, takes_list, type_problem
 from betavae.errors import BetaVAEError
 
 # Keys a grid cannot set: each point's run folder is chosen by the sweep.
@@ -59,6 +65,8 @@ NAME_PARTS = {"beta_norm": "bn", "beta": "b", "latent_dim": "z", "seed": "s", "l
 # MAX_GRID_RUNS always: each point is a config in memory and a row of the state before anything runs.
 LARGE_GRID = 10_000
 MAX_GRID_RUNS = 1_000_000
+# A variant's name starts each of its runs' folder names.
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 # Options of the [sweep] table, with what each must be.
 SWEEP_OPTIONS = {"seeds": "a positive integer (how many seeds, from 0) or a list of seeds",
                  "metrics": "a list of metric names", "metric_seed": "a seed",
@@ -86,6 +94,8 @@ class GridSpec:
     metric_seed: int = 0
     n_train: int | None = None
     n_eval: int | None = None
+    # Named sets of training keys laid over ``fixed``, crossed with the seeds: [{"name": "bf16", …}, …].
+    variants: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,9 +110,15 @@ class GridSpec:
         return {"n_train": self.n_train, "n_eval": self.n_eval}
 
     def varied(self) -> list[str]:
-        """The keys whose value differs between points (seed last, when there are several seeds)."""
+        """The keys whose value differs between points (``variant`` first and seed last, when there are
+        several)."""
         keys = [key for key, values in self.swept.items() if len(values) > 1]
-        return keys + (["seed"] if len(self.seeds) > 1 else [])
+        variant = ["variant"] if len(self.variants) > 1 else []
+        return variant + keys + (["seed"] if len(self.seeds) > 1 else [])
+
+    def variant_keys(self) -> list[str]:
+        """The training keys some variant sets, in the order first set."""
+        return list(dict.fromkeys(key for variant in self.variants for key in variant if key != "name"))
 
 
 @dataclass(frozen=True)
@@ -137,40 +153,55 @@ def expand_grid(spec: GridSpec, out: str | Path, names: Mapping[str, str] | None
     no run could take (a negative latent size, an unknown architecture) fails here, before
     anything runs, naming the point.
     """
-    axes = {key: values for key, values in spec.swept.items()}
-    keys = list(axes)
-    labels = _value_labels(axes)
     points = []
-    for seed, *combination in itertools.product(spec.seeds, *(axes[key] for key in keys)):
-        values = dict(zip(keys, combination, strict=True))
-        name = _point_name(values, seed, axes, labels)
-        config = dataclasses.replace(TrainConfig.from_dict({**spec.fixed, **values}, source="grid"),
-                                     seed=seed, out=str(Path(out) / name))
+    for name, variant, values in point_names(spec):
+        settings = {key: value for key, value in variant.items() if key != "name"}
+        # A variant giving β in either form replaces the form the fixed keys gave, as a flag does.
+        beta = {"beta", "beta_norm"} if {"beta", "beta_norm"} & set(settings) else set()
+        fixed = {key: value for key, value in spec.fixed.items() if key not in beta}
+        config = TrainConfig.from_dict({**fixed, **settings, **values, "out": str(Path(out) / name)},
+                                       source="grid")
         try:
             config.validate(names)
         except BetaVAEError as error:
             raise BetaVAEError(f"grid point {name}: {error}") from None
-        points.append(GridPoint(name, {**values, "seed": seed}, config))
+        named = {"variant": variant["name"]} if variant else {}
+        points.append(GridPoint(name, {**named, **values}, config))
     return points
 
 
+def point_names(spec: GridSpec) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Each point's run folder name, variant ({} without variants) and swept values with its seed,
+    in the order the points run, without making their configs."""
+    axes = dict(spec.swept)
+    labels = _value_labels(axes)
+    for seed, variant, *combination in itertools.product(spec.seeds, spec.variants or [{}], *axes.values()):
+        values = dict(zip(axes, combination, strict=True))
+        yield _point_name(values, seed, axes, labels, variant.get("name")), variant, {**values, "seed": seed}
+
+
 def _point_name(values: Mapping[str, Any], seed: int, axes: Mapping[str, Sequence[Any]],
-                labels: Mapping[str, list[str]]) -> str:
-    """A point's run folder name: the label of its value of each key that varies, then its seed."""
+                labels: Mapping[str, list[str]], variant: str | None = None) -> str:
+    """A point's run folder name: its variant's name, the label of its value of each key that varies,
+    then its seed. Labels hold no ``-``, so every point of a grid has as many ``-`` past its variant's
+    name, and two variants' runs never share a name."""
     parts = [f"{NAME_PARTS.get(key, key)}{labels[key][axes[key].index(value)]}"
              for key, value in values.items() if len(axes[key]) > 1]
-    return "-".join([*parts, f"s{seed}"])
+    return "-".join([*([variant] if variant else []), *parts, f"s{seed}"])
 
 
 def grid_size(spec: GridSpec) -> int:
     """How many runs ``spec``'s grid holds, counted without making them."""
-    return len(spec.seeds) * math.prod(len(values) for values in spec.swept.values())
+    variants = max(1, len(spec.variants))
+    return len(spec.seeds) * variants * math.prod(len(values) for values in spec.swept.values())
 
 
 def describe_size(spec: GridSpec) -> str:
     """``20,000 runs (100 beta_norm × 100 latent_dim × 2 seeds)``: the size and what makes it."""
     runs, seeds = grid_size(spec), len(spec.seeds)
-    factors = [f"{len(values)} {key}" for key, values in spec.swept.items() if len(values) > 1]
+    variants = len(spec.variants)
+    factors = [f"{variants} variant{'s' if variants != 1 else ''}"] if variants else []
+    factors += [f"{len(values)} {key}" for key, values in spec.swept.items() if len(values) > 1]
     factors.append(f"{seeds:,} seed{'s' if seeds != 1 else ''}")
     return f"{runs:,} run{'s' if runs != 1 else ''} ({' × '.join(factors)})"
 
@@ -227,12 +258,16 @@ def spec_from_file(path: str | Path) -> GridSpec:
 
 def build_spec(training: Mapping[str, Any], options: Mapping[str, Any], source: str = "grid",
                names: Mapping[str, str] | None = None) -> GridSpec:
-    """A checked :class:`GridSpec` from training keys (a list sweeps a key) and sweep options.
+    """A checked :class:`GridSpec` from training keys (a list sweeps a key; ``variants`` lists the
+    named variants) and sweep options.
 
     Refused with one line before anything runs: an unknown key, an empty list, a value
-    listed twice, a value of the wrong type for its key, a key no grid may set.
+    listed twice, a value of the wrong type for its key, a key no grid may set, a variant
+    named twice or setting a swept key.
     """
     called = {**{key: key for key in TrainConfig.keys()}, **(names or {})}
+    training = dict(training)
+    variants = training.pop("variants", None)
     unknown = sorted(set(training) - set(TrainConfig.keys()) - {"seeds", "metrics"})
     if unknown:
         raise BetaVAEError(f"{source}: unknown training key {', '.join(unknown)}; valid keys: "
@@ -266,6 +301,8 @@ def build_spec(training: Mapping[str, Any], options: Mapping[str, Any], source: 
                            f"{', '.join(SWEEP_OPTIONS)}")
     seeds = _seeds(training, options, source, called)
     spec = GridSpec(fixed=fixed, swept=swept, seeds=seeds)
+    if variants is not None:
+        spec.variants = _variants(variants, swept, source, called)
     if "metrics" in options:
         spec.metrics = _metrics(options["metrics"], source)
     if "metric_seed" in options:
@@ -277,10 +314,39 @@ def build_spec(training: Mapping[str, Any], options: Mapping[str, Any], source: 
                 raise BetaVAEError(f"{source}: {size} must be {SWEEP_OPTIONS[size]}, got {value!r}")
             setattr(spec, size, value)
     if spec.metrics:
-        from betavae.evaluation import check_sizes
+        from betavae.metrics.settings import check_sizes
 
         check_sizes(spec.metrics, spec.sizes)
     return spec
+
+
+def _variants(given: Any, swept: Collection[str], source: str, called: Mapping[str, str]
+              ) -> list[dict[str, Any]]:
+    """The named variants, each ``{"name": …, key: value, …}`` with its values as the keys store them."""
+    if not isinstance(given, list) or not all(isinstance(variant, dict) for variant in given):
+        raise BetaVAEError(f"{source}: variants must be a list of tables ([[variants]]), each a name and the "
+                           f"training keys it sets")
+    if not given:
+        raise BetaVAEError(f"{source}: variants is an empty list; give at least one variant")
+    variants: list[dict[str, Any]] = []
+    for variant in given:
+        name = variant.get("name")
+        if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+            raise BetaVAEError(f"{source}: a variant's name must be letters, digits and . _ + - (it starts "
+                               f"its runs' folder names), got {name!r}")
+        if any(other["name"] == name for other in variants):
+            raise BetaVAEError(f"{source}: two variants are named {name}; name each once")
+        keys = [key for key in variant if key != "name"]
+        unknown = [key for key in keys if key not in TrainConfig.keys()]
+        if unknown:
+            raise BetaVAEError(f"{source}: variant {name} sets unknown training key {', '.join(unknown)}; "
+                               f"valid keys: {', '.join(TrainConfig.keys())}")
+        taken = [key for key in keys if key in NOT_SWEPT or key == "seed" or key in swept]
+        if taken:
+            raise BetaVAEError(f"{source}: variant {name} sets {', '.join(taken)}, which the sweep sets for "
+                               f"every run (seeds, swept keys, run folders); set it outside the variants")
+        variants.append({"name": name, **{key: _checked(key, variant[key], source, called) for key in keys}})
+    return variants
 
 
 def _checked(key: str, value: Any, source: str, called: Mapping[str, str]) -> Any:
@@ -332,7 +398,7 @@ def _seeds(
 
 
 def _metrics(given: Any, source: str) -> list[str]:
-    from betavae.evaluation import parse_metric_names
+    from betavae.metrics.settings import parse_metric_names
 
     if isinstance(given, str):
         return list(parse_metric_names(given))
@@ -375,7 +441,7 @@ def spec_from_command_line(
     the folder in refusals. Returns the spec and the flags given for each key, for messages.
     """
     from betavae.config import FLAGS
-    from betavae.evaluation import parse_metric_names
+    from betavae.metrics.settings import parse_metric_names
 
     given = {key: text for key, text in training_flags.items() if text is not None}
     options_given = {key: value for key, value in option_flags.items() if value is not None}
@@ -443,6 +509,9 @@ def continue_grid(
     - any other new value of a key every run shares is refused in one line naming the key,
       its stored value and the new one: it would change what the runs are, or, as a second
       value, sweep the key and rename every run;
+    - variants given are added to the stored ones; a variant given with other settings than its
+      stored namesake, or variants that would shrink the stored ones or rename a grid without
+      any, are refused;
     - the metrics options given replace the stored ones (finished runs are only measured).
 
     :func:`grid_changes` says what the result changed, for the command to print.
@@ -463,8 +532,8 @@ def continue_grid(
                 f"run's β: give {other} values ({FLAGS.get(other, other)}), or use another --out"
             )
     for key in training_keys:
-        if key == "seed":
-            continue  # seeds are added below
+        if key in ("seed", "variants"):
+            continue  # seeds and variants are added below
         old, new = _values_of(stored, key, defaults), _values_of(given, key, defaults)
         if new == old:
             continue
@@ -503,9 +572,36 @@ def continue_grid(
     for key in set(option_keys) - {"seeds"}:
         options[key] = getattr(given, key)
     options = {key: value for key, value in options.items() if value is not None}
-    merged = build_spec({**fixed, **swept}, options, source="sweep flags", names=names)
+    variants = _continued_variants(stored, given, where) if "variants" in training_keys else stored.variants
+    training = {**fixed, **swept, **({"variants": variants} if variants else {})}
+    merged = build_spec(training, options, source="sweep flags", names=names)
     _check_names_kept(stored, merged, where)
     return merged
+
+
+def _continued_variants(stored: GridSpec, given: GridSpec, where: str) -> list[dict[str, Any]]:
+    """The stored variants with the new ones of ``given`` after them (see :func:`continue_grid`)."""
+    held = {variant["name"]: variant for variant in stored.variants}
+    if not held:
+        raise BetaVAEError(f"variants would rename every run of {where}, a grid without them; give them in "
+                           f"another --out")
+    for variant in given.variants:
+        if variant["name"] in held and held[variant["name"]] != variant:
+            raise BetaVAEError(f"{where} already holds variant {variant['name']} with other settings "
+                               f"({_settings(held[variant['name']])}, not {_settings(variant)}); a grid that "
+                               f"changes what its runs are needs another --out")
+    added = [variant for variant in given.variants if variant["name"] not in held]
+    if not added and len(given.variants) < len(held):
+        raise BetaVAEError(f"variants {', '.join(v['name'] for v in given.variants)} would shrink the grid "
+                           f"of {where} ({', '.join(held)}); a sweep's grid only grows: give none of its "
+                           f"variants to continue it, or new ones to add")
+    return [*stored.variants, *added]
+
+
+def _settings(variant: Mapping[str, Any]) -> str:
+    """``lr 0.0002, batch_size 256``: what a variant sets, or ``nothing``."""
+    settings = [f"{key} {_shown([value])}" for key, value in variant.items() if key != "name"]
+    return ", ".join(settings) or "nothing"
 
 
 def grid_changes(stored: GridSpec, merged: GridSpec) -> list[str]:
@@ -517,6 +613,8 @@ def grid_changes(stored: GridSpec, merged: GridSpec) -> list[str]:
         for key, values in merged.swept.items()
         if key in stored.swept and len(values) > len(stored.swept[key])
     ]
+    if len(merged.variants) > len(stored.variants):
+        added.insert(0, f"variants + {','.join(v['name'] for v in merged.variants[len(stored.variants):])}")
     if len(merged.seeds) > len(stored.seeds):
         added.append(f"seeds + {_shown(merged.seeds[len(stored.seeds):])}")
     lines = []
@@ -544,6 +642,11 @@ def _values_of(spec: GridSpec, key: str, defaults: Mapping[str, Any]) -> list[An
     return [spec.fixed[key] if key in spec.fixed else defaults.get(key)]
 
 
+def shown(value: Any) -> str:
+    """One value as a flag takes it (``0.01``, ``mig+sap``), for messages; None as the default."""
+    return _shown([value])
+
+
 def _shown(values: Sequence[Any]) -> str:
     """Values as a flag takes them (``0.01,1``); None as the default it stands for, [] as none."""
     return ",".join("the default" if value is None else _label(value) if value != [] else "none"
@@ -558,9 +661,7 @@ def _option_text(value: Any) -> str:
 
 def _first_name(spec: GridSpec) -> str:
     """The run folder name of ``spec``'s first point, without making the grid."""
-    axes = spec.swept
-    first = {key: values[0] for key, values in axes.items()}
-    return _point_name(first, spec.seeds[0], axes, _value_labels(axes))
+    return next(point_names(spec))[0]
 
 
 def _check_names_kept(stored: GridSpec, merged: GridSpec, where: str) -> None:

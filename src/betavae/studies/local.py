@@ -42,7 +42,7 @@ def default_workers(gpus: int, cores: int) -> int:
 
     On a small CPU two one-thread processes train more images/s than one two-thread
     process (small convolutions do not split well across threads; figures from
-    ``benchmarks/sweep_throughput.py`` in docs/sweep-throughput.md).
+    ``benchmarks/sweep_throughput.py`` in docs/notes/sweep-throughput.md).
     """
     return gpus if gpus else max(1, cores)
 

@@ -1,10 +1,10 @@
 """A sweep's results as a table: one row per run, from the sweep's state (``betavae results``).
 
 Each row has the grid's keys (β always in both forms, raw and normalised, whichever was
-swept), the seed, the run's status, its held-out loss terms and every value of every
-metric, flattened as ``<metric>.<value>`` (``mig.mig``, ``dci.completeness``). Written as
-``results.csv`` (for spreadsheets and pandas) and ``results.json`` (with the grid) in the
-sweep folder, each atomically.
+swept; a run's variant and the keys variants set), the seed, the run's status, its held-out
+loss terms and every value of every metric, flattened as ``<metric>.<value>`` (``mig.mig``,
+``dci.completeness``). Written as ``results.csv`` (for spreadsheets and pandas) and
+``results.json`` (with the grid) in the sweep folder, each atomically.
 
 A run the state says is ``running`` while no sweep driver holds the folder is shown as
 ``cut off`` (its driver was killed: ``kill -9``, a reboot), with how to resume it.
@@ -22,7 +22,8 @@ from typing import Any
 from betavae.errors import BetaVAEError
 from betavae.files import atomic_write_text
 from betavae.metrics import METRICS
-from betavae.studies.grid import GridSpec
+from betavae.metrics.settings import headline_column
+from betavae.studies.grid import GridSpec, point_names
 from betavae.studies.state import STATE_FILE, SweepState, driver_running
 
 CSV_FILE = "results.csv"
@@ -51,7 +52,8 @@ def result_rows(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], GridSpec]:
         spec = state.spec() or GridSpec()
         stored = state.rows()
     cut_off = any(row["status"] == "running" for row in stored) and not driver_running(sweep_dir)
-    rows = [_flatten(row, spec, cut_off) for row in stored]
+    variant_of = {name: variant["name"] for name, variant, _ in point_names(spec)} if spec.variants else {}
+    rows = [_flatten(row, spec, cut_off, variant_of.get(row["name"])) for row in stored]
     return rows, spec
 
 
@@ -65,7 +67,8 @@ def cut_off_note(rows: list[dict[str, Any]], sweep_dir: str | Path) -> str | Non
             f"--out {shlex.quote(str(sweep_dir))}")
 
 
-def _flatten(row: dict[str, Any], spec: GridSpec, cut_off: bool = False) -> dict[str, Any]:
+def _flatten(row: dict[str, Any], spec: GridSpec, cut_off: bool = False, variant: str | None = None
+             ) -> dict[str, Any]:
     config, result = row["config"], row["result"] or {}
     derived = result.get("derived", {})
     status = CUT_OFF if cut_off and row["status"] == "running" else row["status"]
@@ -75,7 +78,9 @@ def _flatten(row: dict[str, Any], spec: GridSpec, cut_off: bool = False) -> dict
         "latent_dim": config["latent_dim"], "beta": derived.get("beta", config.get("beta")),
         "beta_norm": derived.get("beta_norm", config.get("beta_norm")), "seed": config["seed"],
     }
-    for key in spec.swept:
+    if spec.variants:
+        flat["variant"] = variant
+    for key in [*spec.swept, *spec.variant_keys()]:
         flat.setdefault(key, config.get(key))
     for key, value in result.get("test", {}).items():
         flat[f"test.{key}"] = value
@@ -86,11 +91,6 @@ def _flatten(row: dict[str, Any], spec: GridSpec, cut_off: bool = False) -> dict
     flat["attempts"] = row["attempts"]
     flat["error"] = row["error"]
     return flat
-
-
-def headline_column(metric: str) -> str:
-    """The row key of ``metric``'s main score: ``mig.mig``, ``factor_vae.eval_accuracy``."""
-    return f"{metric}.{METRICS[metric].headline}"
 
 
 def write_results(sweep_dir: str | Path, rows: list[dict[str, Any]], spec: GridSpec) -> tuple[Path, Path]:

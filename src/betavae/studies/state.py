@@ -23,15 +23,15 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 from betavae.errors import BetaVAEError
 from betavae.files import atomic_write_bytes
-from betavae.runs import LOCK_FILE
-from betavae.studies.grid import GridPoint, GridSpec, resumable_keys
+from betavae.runs import LOCK_FILE, RunDir
+from betavae.studies.grid import GridPoint, GridSpec, resumable_keys, shown
 
 STATE_FILE = "sweep.db"
 STATUSES = ("queued", "running", "done", "failed")
@@ -107,17 +107,19 @@ class SweepState:
 
     # -- the grid --------------------------------------------------------------------------
 
-    def sync(self, points: Sequence[GridPoint], spec: GridSpec, grid: bool = True) -> None:
-        """Add the grid's new points as queued; queue again the done runs this grid asks more of.
-
-        ``grid``: the points are ``spec``'s grid, kept as the one to continue the sweep with
-        (other points, a benchmark's variants, leave no grid to continue).
+    def sync(
+        self, points: Sequence[GridPoint], spec: GridSpec, names: Mapping[str, str] | None = None
+    ) -> None:
+        """Add the grid's new points as queued; queue again the done runs this grid asks more of; keep
+        ``spec`` as the grid to continue the sweep with. ``names`` maps keys to the flags the user
+        typed, for messages.
 
         A point whose name exists with another config hash means the folder holds a
-        different experiment under that name: refused, since its run folder would be
-        resumed as if it were this one. A finished run is queued again when the grid asks
-        for more steps or for metrics (or a metric seed or sizes) its result lacks; its
-        worker then trains on from the checkpoint or only evaluates.
+        different experiment under that name, and one asking fewer steps than its run was
+        asked for would leave it longer than the grid says: both refused, since its run
+        folder would be resumed as if it were this one. A finished run is queued again when
+        the grid asks for more steps or for metrics (or a metric seed or sizes) its result
+        lacks; its worker then trains on from the checkpoint or only evaluates.
         """
         with self._transaction() as db:
             known = {row["name"]: row for row in db.execute("SELECT * FROM runs")}
@@ -133,24 +135,53 @@ class SweepState:
                     )
                     next_position += 1
                     continue
-                if row["config_hash"] != point.config_hash():
-                    differing = _differing_keys(json.loads(row["config"]), point.config.to_dict())
-                    raise BetaVAEError(
-                        f"{self.path.parent} already holds run {point.name} made with another "
-                        f"{', '.join(differing)}; "
-                        f"a grid that changes what its runs are needs another --out"
-                    )
+                self._check_continues(row, point, names or {})
                 status = row["status"]
                 if status == "done" and _asks_more(row, point, spec):
                     status = "queued"
                 db.execute(
                     "UPDATE runs SET config = ?, status = ? WHERE name = ?", (config, status, point.name)
                 )
-            if grid:
-                db.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('spec', ?)",
-                    (json.dumps(spec.to_dict()),),
-                )
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('spec', ?)", (json.dumps(spec.to_dict()),)
+            )
+
+    def check(self, points: Sequence[GridPoint], names: Mapping[str, str] | None = None) -> None:
+        """Refuse, as :meth:`sync` would, points that would change a run this sweep holds; write nothing."""
+        known = {row["name"]: row for row in self._db.execute("SELECT * FROM runs")}
+        for point in points:
+            if point.name in known:
+                self._check_continues(known[point.name], point, names or {})
+
+    def _check_continues(self, row: sqlite3.Row, point: GridPoint, names: Mapping[str, str]) -> None:
+        """Refuse ``point`` when its run ``row`` is another experiment, or was asked for more steps."""
+        saved = json.loads(row["config"])
+        if row["config_hash"] != point.config_hash():
+            differing = _differences(saved, point.config.to_dict(), names)
+            raise BetaVAEError(
+                f"{self.path.parent} already holds run {point.name} made with another {differing}; "
+                f"a grid that changes what its runs are needs another --out"
+            )
+        trained = self._trained_steps(row)
+        if trained > point.config.steps:
+            steps = names.get("steps", "steps")
+            raise BetaVAEError(
+                f"{self.path.parent} already holds run {point.name} trained {trained:,} steps, more than "
+                f"{steps} {point.config.steps:,}; a sweep's runs only train on: give {steps} {trained} or "
+                f"more"
+            )
+
+    def _trained_steps(self, row: sqlite3.Row) -> int:
+        """The steps run ``row`` has trained: all it was asked for once done, else its checkpoint's (a run
+        cut off short of a long grid may be asked for fewer steps than that grid's, but not fewer than it
+        holds)."""
+        if row["status"] == "done":
+            return int(json.loads(row["config"])["steps"])
+        run = RunDir(self.path.parent / row["name"])
+        try:
+            return run.checkpoint_step() if run.has_checkpoint() else 0
+        except BetaVAEError:
+            return 0  # an unreadable checkpoint: the run starts again, as its worker would find
 
     def spec(self) -> GridSpec | None:
         """The grid this sweep was last started with, or None for a new sweep folder."""
@@ -270,13 +301,16 @@ def driver_running(sweep_dir: str | Path) -> bool:
     return False
 
 
-def _differing_keys(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+def _differences(saved: dict[str, Any], wanted: dict[str, Any], names: Mapping[str, str]) -> str:
+    """``--mig-points (300, not 500), lr (…)``: each non-resumable key that differs, with both values."""
     keys = sorted(
         key
         for key in set(saved) | set(wanted)
         if key not in resumable_keys() and saved.get(key) != wanted.get(key)
     )
-    return keys or ["config"]
+    return ", ".join(
+        f"{names.get(key, key)} ({shown(saved.get(key))}, not {shown(wanted.get(key))})" for key in keys
+    ) or "config"
 
 
 def _asks_more(row: sqlite3.Row, point: GridPoint, spec: GridSpec) -> bool:

@@ -10,12 +10,15 @@ and return results.
 
 Started again after any stop, a sweep runs only what is not done: runs the state found
 ``running`` were cut off and resume from their checkpoints; failed runs stay failed
-(with their error) unless ``retry_failed``.
+(with their error) unless ``retry_failed``. A caller that must not continue runs it did not
+start (a benchmark timing them) asks first which points already hold runs
+(:func:`held_runs`), and may have them started again from step 0 (``replace``).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +30,7 @@ from tqdm.auto import tqdm
 from betavae.errors import BetaVAEError
 from betavae.files import check_folder, claim_folder
 from betavae.interrupt import StopRequest
-from betavae.runs import DURING_TRAINING_SECTION, LOCK_FILE, METRICS_FILE, RunDir
+from betavae.runs import LOCK_FILE, RunDir
 from betavae.studies.backend import Backend, BackendOptions
 from betavae.studies.grid import GridPoint, GridSpec, check_size, describe_size, expand_grid
 from betavae.studies.results import result_rows, write_results
@@ -61,32 +64,31 @@ def _earlier_sweep(folder: Path) -> bool:
 
 def run_sweep(spec: GridSpec, out: str | Path, options: BackendOptions | None = None,
               retry_failed: bool = False, progress: bool | None = None,
-              names: dict[str, str] | None = None, points: Sequence[GridPoint] | None = None,
-              large_grid: bool = False, echo: Callable[[str], None] | None = None) -> SweepSummary:
+              names: dict[str, str] | None = None, large_grid: bool = False,
+              echo: Callable[[str], None] | None = None, replace: bool = False) -> SweepSummary:
     """Run every point of ``spec`` not yet done into ``out``; return what the sweep folder then holds.
 
     The grid's size is counted first, and said through ``echo``: a grid of more than
     :data:`~betavae.studies.grid.LARGE_GRID` runs is refused unless ``large_grid`` (see
     :func:`~betavae.studies.grid.check_size`), since making its points alone takes minutes.
     The grid is then expanded and checked (every point's config validated) before anything
-    runs; ``names`` maps keys to the flags the user typed, for messages. A caller whose
-    runs are not a product of lists (a benchmark's variants) passes its own ``points``,
-    each with its run folder inside ``out``; ``spec`` then gives only the metrics.
+    runs; ``names`` maps keys to the flags the user typed, for messages. With ``replace``,
+    the grid's runs start again from step 0: their run folders are deleted first.
     """
     options = (options or BackendOptions()).check()
     out = Path(out)
     if options.backend == "ray":
         out = out.resolve()  # the workers may run elsewhere: they need the path the cluster shares
-    grid = points is None
     check_folder(out, KIND, adopt=_earlier_sweep)  # before a word is printed: never among a user's files
-    if grid:
-        check_size(spec, large_grid)
-        if echo is not None:
-            echo(f"grid: {describe_size(spec)}")
-    points = expand_grid(spec, out, names) if grid else list(points)
+    check_size(spec, large_grid)
+    if echo is not None:
+        echo(f"grid: {describe_size(spec)}")
+    points = expand_grid(spec, out, names)
     claim_folder(out, KIND, what="sweep folder", adopt=_earlier_sweep)  # never among a user's files
     with RunDir(out).lock("betavae sweep"), SweepState(out) as state:
-        state.sync(points, spec, grid)
+        if replace:
+            _start_again(state, points)
+        state.sync(points, spec, names)
         # cut off by the stop of an earlier sweep: they resume from their checkpoints
         state.requeue("running")
         if retry_failed:
@@ -112,6 +114,27 @@ def run_sweep(spec: GridSpec, out: str | Path, options: BackendOptions | None = 
             if row["status"] == "failed" and row["name"] in counted
         ]
     return SweepSummary(out, counts, failed)
+
+
+def held_runs(spec: GridSpec, out: str | Path, names: dict[str, str] | None = None) -> list[GridPoint]:
+    """The points of ``spec``'s grid whose run folders in ``out`` already hold a run (a checkpoint).
+
+    Points that :func:`run_sweep` would refuse (another experiment, or fewer steps, under a run's
+    name) are refused here, before anything is said or run; ``names`` as for :func:`run_sweep`.
+    """
+    points = expand_grid(spec, out, names)
+    if (Path(out) / STATE_FILE).is_file():
+        with SweepState(out) as state:
+            state.check(points, names)
+    return [point for point in points if RunDir(point.config.out).has_checkpoint()]
+
+
+def _start_again(state: SweepState, points: Sequence[GridPoint]) -> None:
+    """Delete the run folders of ``points`` that hold runs and forget their rows: they run as new points."""
+    for point in points:
+        if RunDir(point.config.out).has_checkpoint():
+            shutil.rmtree(point.config.out)
+    state.forget([point.name for point in points])
 
 
 def _run_all(
@@ -297,13 +320,12 @@ class _Display:
 
 
 def _during_training(run_path: Path) -> dict[str, Any]:
-    """The ``during_training`` section of a run's ``metrics.json`` ({} when it has none, or it
-    cannot be read now)."""
+    """The evaluations a running run made so far (:meth:`RunDir.during_training`); {} when its
+    ``metrics.json`` cannot be read now: the display must not stop the sweep."""
     try:
-        section = json.loads((run_path / METRICS_FILE).read_bytes()).get(DURING_TRAINING_SECTION, {})
-    except (OSError, ValueError, AttributeError):
+        return RunDir(run_path).during_training()
+    except (OSError, BetaVAEError):
         return {}
-    return section if isinstance(section, dict) else {}
 
 
 def _last_evaluated_step(run_path: Path) -> int:

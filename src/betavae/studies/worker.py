@@ -148,7 +148,8 @@ def _finished(run, steps: int) -> bool:
 def _metrics_to_measure(run, task: dict[str, Any], step: int) -> list[str]:
     """The task's metrics that the run's ``metrics.json`` lacks for the weights of ``step`` and
     its settings."""
-    from betavae.evaluation import METRICS_SECTION, recorded_settings
+    from betavae.evaluation import METRICS_SECTION
+    from betavae.metrics.settings import recorded_settings
 
     section = run.read_metrics().get(METRICS_SECTION)
     if not isinstance(section, dict) or section.get("step") != step:

@@ -11,7 +11,7 @@ the columns of the claims table below quote that file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ PAPER_DATASET = "dsprites"  # the paper's numbers below are on its 2D shapes: sh
 # The paper's disentanglement scores (its Fig. 6, 2D shapes), for the baselines table.
 PAPER_SCORES = {"pixels": "45.75 ± 0.8 %", "pca": "84.9 ± 0.4 %", "ica": "42.03 ± 10.6 %",
                 "untrained": "44.14 ± 2.5 %", "vae": "61.58 ± 0.5 %", "beta_vae": "99.23 ± 0.1 %"}
-# The β-VAE's successors (docs/objectives.md) beside it in the baselines table: the training keys of each
-# objective's sweep, the settings of the toolkit's dSprites comparison (docs/objectives.md).
+# The β-VAE's successors (docs/guide/objectives.md) beside it in the baselines table: the training
+# keys of each objective's sweep, the settings of the toolkit's dSprites comparison (same page).
 SUCCESSORS = {
     "beta_tc": {"beta": 6.0},  # Chen et al. 2018: total-correlation weight 6
     "factor": {"factor_gamma": 35.0},  # Kim & Mnih 2018: the toolkit's default γ
@@ -45,7 +45,7 @@ SATURATION = 0.95  # "near 100 %": the paper's score at or above 95 %
 # --- when a run counts as trained ----------------------------------------------------------------
 # Held-out reconstruction (per image, summed over pixels) of a β = 1, latent size 10 run of seed 0 at
 # batch 64, trained 2,000 steps (1,500 for the Bernoulli heart set), by dataset, architecture and
-# reconstruction loss: what a trained model reaches (docs/reproduce.md gives the commands). A run is
+# reconstruction loss: what a trained model reaches (docs/guide/reproduce.md gives the commands). A run is
 # trained when its own held-out reconstruction is within TRAINED_FACTOR of this, or when its training
 # loss has flattened and the least-regularised run of its sweep with the same seed and latent size is
 # within the factor (a large β legitimately reconstructs worse: it is trained if it stopped improving
@@ -55,7 +55,7 @@ REFERENCE_RECON = {
     ("shapes_heart", "conv28", "bernoulli"): 27.63,
     ("mnist", "conv28", "gaussian"): 19.56,
     # Not measured at β = 1 yet: an upper bound, the whole held-out loss (reconstruction + 4·KL) of
-    # conv64 at β = 4 after 24,000 steps at lr 1e-4 (docs/time-to-disentangle.md). Loose, but it puts
+    # conv64 at β = 4 after 24,000 steps at lr 1e-4 (docs/notes/time-to-disentangle.md). Loose, but it puts
     # the mean image's plateau (~600) far outside 1.5× it, which is what the mark must catch.
     ("dsprites", "conv64", "bernoulli"): 107.6,
 }
@@ -171,7 +171,8 @@ SCALES = {
         figure_betas=(0.0, 1.0), figure_latents=(2,), figure_parts=("shapes",)),
     "small": Scale(
         "small", "the report's own scope, sized for two CPU cores in under half an hour (make run; "
-        "docs/reproduce.md): its heart set and MNIST at 28 × 28 with its squared-error loss, trained to "
+        "docs/guide/reproduce.md): its heart set and MNIST at 28 × 28 with its squared-error loss, trained "
+        "to "
         "within 1.5× of a trained model's reconstruction (the heart set 600 steps, MNIST 800), 3 β_norm "
         "(the report's lower three: a peak inside needs three) × latent sizes 5 and 50 (ten times apart, "
         "as the β_norm are, so that pairs of runs share a raw β and the latent size is compared at fixed "
@@ -210,6 +211,13 @@ SCALES = {
         figure_betas=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0), figure_latents=(2, 5, 10),
         figure_parts=("shapes", "mnist")),
 }
+
+# The test suite's: smoke's design (every part, sweep, successor, figure and measurement, so the report
+# has every section, table and figure) on the fewest steps and points that still make each of them.
+SCALES["test"] = replace(
+    SCALES["smoke"], name="test", why="the test suite's: the smoke study's shape on fewer steps and points",
+    steps={"shapes": 12, "dsprites": 3, "mnist": 12}, test_size={"shapes": 200, "dsprites": 200},
+    baseline_fit=300, transfer_labels=(10, 20), transfer_test=200, blur_images=16)
 
 
 def scale_of(name: str) -> Scale:

@@ -335,9 +335,10 @@ def _factor_count(part: Part) -> int:
 
 def _weak_scores(run_dir: Path, scale: Scale) -> dict[str, float]:
     """The β-VAE score of a run with its own classifier ("default") and each weaker one, same points."""
-    from betavae.evaluation import cheapest_representation, factor_dataset, images_encoded, metric_generator
+    from betavae.evaluation import cheapest_representation, factor_dataset
     from betavae.metrics.beta_vae import beta_vae_scores
     from betavae.metrics.representation import model_representation
+    from betavae.metrics.settings import images_encoded, metric_generator
     from betavae.runs import load_model
 
     run = RunDir(run_dir)
@@ -359,7 +360,7 @@ def _baseline(part: Part, name: str, seed: int, scale: Scale) -> dict[str, float
     from betavae import __version__
     from betavae.evaluation import evaluate_baseline
     from betavae.files import cached
-    from betavae.metrics import headline_value
+    from betavae.metrics.settings import headline_value
 
     sizes = {"n_train": scale.n_train, "n_eval": scale.n_eval}
     key = {"betavae": __version__, "dataset": part.dataset, "baseline": name, "seed": seed,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from betavae.studies.results import headline_column as headline  # a metric's main column: mig.mig
+from betavae.metrics.settings import headline_column as headline  # a metric's main column: mig.mig
 from betavae.study import claims, stats
 from betavae.study.claims import ABOUT_ZERO, EXPECTED, Judgement
 from betavae.study.design import (
@@ -329,7 +329,8 @@ def _baselines_section(parts: Sequence[Part], measured: Measured, scale: Scale) 
             "the paper's own numbers stand only beside dSprites, the set it measured them on. ICA and PCA "
             "are fitted on rendered images, the untrained VAE is the architecture with random weights. "
             "Below the paper's rows, the β-VAE's successors where the study trained them, at the latent "
-            "size of the β = 1 / β = 4 comparison, each at the setting in its label (docs/objectives.md).")
+            "size of the β = 1 / β = 4 comparison, each at the setting in its label "
+            "(docs/guide/objectives.md).")
     return Section("Baselines, in the layout of the paper's table", [text], tables, [])
 
 
@@ -401,7 +402,7 @@ def _number(value: Any) -> str:
 def _metrics_section(scale: Scale) -> Section:
     """Each metric named with its variant: the paper, what it fits, and every setting it ran with."""
     from betavae import metrics
-    from betavae.evaluation import metric_settings
+    from betavae.metrics.settings import metric_settings
 
     sizes = {"n_train": scale.n_train, "n_eval": scale.n_eval}
     body = []

@@ -33,11 +33,11 @@ from matplotlib.figure import Figure
 from betavae.errors import BetaVAEError
 from betavae.files import claim_folder, make_folder
 from betavae.metrics import METRICS
+from betavae.metrics.settings import headline_column
 from betavae.runs import RunDir
-from betavae.studies.results import headline_column
 from betavae.viz import save_figure
 
-# The row key of each metric's headline score (betavae.metrics.Metric.headline): the value its heatmap shows.
+# The row key of each metric's headline score (metrics.settings.headline_column): what its heatmap shows.
 HEADLINE_METRICS = {metric: headline_column(metric) for metric in METRICS}
 LOSS_KEY = "test.loss"
 FOLDER = "figures"

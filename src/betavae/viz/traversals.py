@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from betavae.config import comma_separated
+from betavae.checks import comma_separated
 from betavae.errors import BetaVAEError
 from betavae.files import atomic_write_bytes
 from betavae.models import BetaVAE
