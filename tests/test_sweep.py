@@ -469,3 +469,28 @@ def test_one_local_worker_serves_run_after_run_in_one_process(tmp_path):
     assert len({outcome["process"] for outcome in outcomes}) == 1
     assert backend.running == [] and backend._slots == [None]
     assert all(outcome["result"]["timings"]["steps"] > 0 for outcome in outcomes)
+
+
+@pytest.mark.slow
+def test_a_studys_sweeps_share_their_workers_inside_keep_workers(tmp_path):
+    """One sweep after another inside keep_workers(): the second is served by the first's worker
+    process, which ends when the context closes; outside it, every sweep ends its own."""
+    from betavae.studies import local
+
+    def sweep(out: Path, beta_norm: float):
+        spec = build_spec({**TRAINING, "steps": 2, "latent_dim": 2, "beta_norm": [beta_norm]}, {"seeds": 1})
+        summary = run_sweep(spec, out, BackendOptions(workers=1), progress=False)
+        assert summary.counts["done"] == 1
+
+    with local.keep_workers():
+        sweep(tmp_path / "first", 0.1)
+        (backend,) = local._kept.values()
+        (worker,) = [worker for worker in backend._slots if worker is not None]
+        assert worker.process.is_alive() and worker.running is None
+        sweep(tmp_path / "second", 1.0)
+        assert [other for other in backend._slots if other is not None] == [worker]
+        assert worker.process.is_alive()
+    worker.process.join(timeout=10)
+    assert not worker.process.is_alive() and local._kept == {}
+    sweep(tmp_path / "alone", 0.5)
+    assert local._kept == {}

@@ -22,7 +22,7 @@ from commands import run_cli
 from marks import slow_fixture
 from processes import locked_by_another_process
 
-LABELS = (10, 100, 1000)
+LABELS = (10, 100, 500)  # a curve of three points; 1,000 pixel labels doubled the module's time
 REPEATS = 2
 
 
@@ -142,10 +142,11 @@ def test_plot_parses_and_summary_tables_every_run_and_names_the_best_beta_per_n(
 
 
 def test_a_trained_codes_digit_accuracy_is_well_above_chance_on_mnist(mnist_result):
-    # Ten digits: chance is 0.1. The β = 1, M = 2 run trained 50 steps reaches about 0.32 from
-    # 1,000 labels (repeats within 0.01); its 2-d code already separates some digits.
+    # Ten digits: chance is 0.1. The β = 1, M = 2 run trained 50 steps reached about 0.32 from
+    # 1,000 labels (repeats within 0.01), well above 0.2 from the 500 labels now largest here;
+    # its 2-d code already separates some digits.
     rows = read_rows(mnist_result.csv_path)
-    assert mean_accuracy(rows, "b1_m2", 2, 1000) > 0.1 + 0.1
+    assert mean_accuracy(rows, "b1_m2", 2, LABELS[-1]) > 0.1 + 0.1
 
 
 def test_a_linear_classifier_on_mnist_pixels_with_2000_labels_reaches_about_88_percent(mnist_runs, tmp_path):

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.dummy import DummyClassifier
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from betavae.data.base import FactorDataset
 from betavae.metrics.representation import Representation, encode_factors, point_blocks
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
 
 
 def beta_vae_score(
@@ -90,6 +89,11 @@ def beta_vae_scores(
     train_points, train_labels = _difference_points(dataset, represent, rng, batch_size, n_train)
     seed = int(rng.integers(2**31))
     eval_points, eval_labels = _difference_points(dataset, represent, rng, batch_size, n_eval)
+    # scikit-learn on first use: importing it costs a second that every process importing the metrics
+    # registry (every `betavae train`) would pay.
+    from sklearn.dummy import DummyClassifier
+    from sklearn.exceptions import ConvergenceWarning
+
     scores = {}
     for name, options in classifiers.items():
         model = _classifier(options, seed)
@@ -107,6 +111,10 @@ def beta_vae_scores(
 
 def _classifier(options: Mapping[str, Any], seed: int) -> LogisticRegression | Pipeline:
     """``LogisticRegression(random_state=seed, **options)``, after a ``StandardScaler`` if ``standardise``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     options = dict(options)
     standardise = options.pop("standardise", False)
     model = LogisticRegression(random_state=seed, **options)

@@ -34,15 +34,17 @@ it. This is the reference's definition, kept for comparability.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier
 
 from betavae.data.base import FactorDataset
 from betavae.errors import BetaVAEError, unknown_choice
 from betavae.metrics.information import normalised_entropy
 from betavae.metrics.representation import Representation, sample_codes
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier
 
 REGRESSORS = ("extra_trees", "gbt")
 # The fast predictor, chosen by measurement against the reference GBT on dSprites codes
@@ -156,6 +158,9 @@ def _shares(importance: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _predictor(regressor: str, seed: int) -> ExtraTreesClassifier | GradientBoostingClassifier:
+    # scikit-learn on first use: a second that every process importing the metrics registry would pay
+    from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier
+
     if regressor == "gbt":
         return GradientBoostingClassifier(random_state=seed)
     return ExtraTreesClassifier(random_state=seed, **EXTRA_TREES)

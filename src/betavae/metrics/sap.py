@@ -31,13 +31,17 @@ which is chance, as the reference does; only the continuous variant gives it 0.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from sklearn.dummy import DummyClassifier
-from sklearn.svm import LinearSVC
 
 from betavae.data.base import FactorDataset
 from betavae.errors import BetaVAEError
 from betavae.metrics.representation import Representation, sample_codes
+
+if TYPE_CHECKING:
+    from sklearn.dummy import DummyClassifier
+    from sklearn.svm import LinearSVC
 
 
 def sap(
@@ -90,6 +94,9 @@ def _classification_scores(codes: np.ndarray, factors: np.ndarray, test_codes: n
     image, a third of dSprites' raw pixels) share one fit: the solver is deterministic, so
     the same inputs give the same classifier, which then predicts each dimension's own test values.
     """
+    from sklearn.dummy import DummyClassifier  # on first use: a second every registry import would pay
+    from sklearn.svm import LinearSVC
+
     scores = np.zeros((codes.shape[1], factors.shape[1]))
     fitted: dict[tuple[bytes, int], LinearSVC | DummyClassifier] = {}
     for d in range(codes.shape[1]):

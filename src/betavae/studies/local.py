@@ -8,6 +8,10 @@ server that has imported betavae once, so starting one (the first time, or after
 costs a fork, not a fresh interpreter importing torch. Torch's threads are split so that
 K × threads ≤ cores; on a CUDA machine the workers take the visible GPUs in turn.
 
+Within :func:`keep_workers` (a study: many sweeps one after another) the sweeps of this process
+share their workers: each is started once, and each set it loaded stays loaded, for the whole study
+instead of once per sweep.
+
 A worker dies with the sweep: a thread in it watches the sweep's process, so a
 ``kill -9`` of the sweep leaves no orphan training into a folder the next sweep resumes. Ctrl-C reaches the
 workers through the sweep (:meth:`LocalBackend.interrupt`; they have a process group of
@@ -23,6 +27,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,17 +71,19 @@ class _Worker:
 class LocalBackend:
     """Runs tasks (see :func:`betavae.studies.worker.task_for`) in up to ``capacity`` processes at once."""
 
-    def __init__(self, workers: int, threads: int, devices: list[str | None]) -> None:
+    def __init__(self, workers: int, threads: int, devices: list[str | None], kept: bool = False) -> None:
         self.capacity = workers
         self.threads = threads
+        self.kept = kept  # shared by the sweeps inside keep_workers(): close() keeps its idle workers
         self.devices = devices  # per slot: the device its runs use (None: the config's)
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         self._context = multiprocessing.get_context(method)
         if method == "forkserver":
             # What every run imports, once: torch._dynamo is imported when Adam is first built
-            # (seconds a run otherwise).
+            # (seconds a run otherwise), scikit-learn when a metric is first computed.
             self._context.set_forkserver_preload(
-                ["torch._dynamo", "betavae.studies.worker", "betavae.train", "betavae.evaluation"]
+                ["torch._dynamo", "betavae.studies.worker", "betavae.train", "betavae.evaluation",
+                 "sklearn.linear_model", "sklearn.svm", "sklearn.ensemble"]
             )
         self._slots: list[_Worker | None] = [None] * workers
 
@@ -152,8 +160,26 @@ class LocalBackend:
             if worker is not None and worker.running is not None and worker.process.is_alive():
                 os.kill(worker.process.pid, signal.SIGINT)
 
+    def resize(self, workers: int, threads: int) -> None:
+        """Serve a sweep of ``workers`` runs at once with ``threads`` each (sent with every task)."""
+        self.capacity, self.threads = workers, threads
+        self._slots.extend([None] * (workers - len(self._slots)))
+
     def close(self) -> None:
-        """End the workers: an idle one when asked, one still running (an error in the sweep) at once."""
+        """End the workers: an idle one when asked, one still running (an error in the sweep) at once.
+
+        A kept backend (:func:`keep_workers`) keeps its idle workers for the next sweep;
+        :meth:`shut_down` ends them.
+        """
+        if not self.kept:
+            self.shut_down()
+            return
+        for slot, worker in enumerate(self._slots):
+            if worker is not None and worker.running is not None:
+                self._stop(slot)
+
+    def shut_down(self) -> None:
+        """End every worker: an idle one when asked, one still running at once."""
         for slot, worker in enumerate(self._slots):
             if worker is None:
                 continue
@@ -164,6 +190,41 @@ class LocalBackend:
                 except OSError:
                     pass
             self._stop(slot)
+
+
+_kept: dict[tuple[str | None, ...], LocalBackend] = {}  # by devices: the pools keep_workers() keeps
+_keeping = 0  # how many keep_workers() contexts are open
+
+
+@contextmanager
+def keep_workers() -> Iterator[None]:
+    """Within it, local sweeps of this process share their worker processes (one pool per set of devices).
+
+    A study runs a dozen sweeps one after another (each dataset's grid, comparison, figure settings and
+    successors); without it each sweep starts its workers and loads its datasets again. The workers end
+    when the outermost context closes.
+    """
+    global _keeping
+    _keeping += 1
+    try:
+        yield
+    finally:
+        _keeping -= 1
+        if not _keeping:
+            for backend in _kept.values():
+                backend.shut_down()
+            _kept.clear()
+
+
+def local_backend(workers: int, threads: int, devices: list[str | None]) -> LocalBackend:
+    """A backend of ``workers`` processes: the kept one inside :func:`keep_workers`, else a new one."""
+    if not _keeping:
+        return LocalBackend(workers, threads, devices)
+    backend = _kept.get(tuple(devices))
+    if backend is None:
+        backend = _kept[tuple(devices)] = LocalBackend(workers, threads, devices, kept=True)
+    backend.resize(workers, threads)
+    return backend
 
 
 def _worker_main(tasks: multiprocessing.connection.Connection, results: multiprocessing.connection.Connection,

@@ -227,7 +227,7 @@ def _make_backend(options: BackendOptions, todo: Sequence[str], points: Sequence
         return RayBackend(options)
     import torch
 
-    from betavae.studies.local import LocalBackend, available_cores, default_workers, threads_per_worker
+    from betavae.studies.local import available_cores, default_workers, local_backend, threads_per_worker
 
     cores = available_cores()
     wants_cuda = any(point.config.device in ("auto", "cuda") for point in points)
@@ -235,7 +235,7 @@ def _make_backend(options: BackendOptions, todo: Sequence[str], points: Sequence
     workers = options.workers or default_workers(gpus, cores)
     workers = max(1, min(workers, len(todo) or 1))
     devices: list[str | None] = [f"cuda:{slot % gpus}" for slot in range(workers)] if gpus else [None]
-    return LocalBackend(workers, threads_per_worker(workers, cores), devices)
+    return local_backend(workers, threads_per_worker(workers, cores), devices)
 
 
 class _Display:

@@ -40,6 +40,7 @@ from betavae.errors import BetaVAEError
 from betavae.files import atomic_write_text, claim_folder, make_folder
 from betavae.runs import RunDir
 from betavae.studies.backend import BackendOptions
+from betavae.studies.local import keep_workers
 from betavae.study.design import (
     BASELINES,
     FIGURES_SWEEP,
@@ -89,18 +90,19 @@ def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options:
     timings: dict[str, float] = {}
     skipped: list[str] = []
     parts = []
-    for part in chosen.parts_of():
-        problem = _mnist_problem(data_dir, download) if part.dataset == "mnist" else None
-        if problem is not None:
-            skipped.append(f"MNIST: {problem}; then run this command again, which goes on from here")
-            echo(f"skipping the MNIST parts: {skipped[-1]}")
-            continue
-        parts.append(part)
-        for kind in chosen.sweeps_of(part):
-            started = time.perf_counter()
-            echo(f"{part.folder} {kind}: {out / part.folder / kind}")
-            _sweep(part, kind, chosen, out, options, data_dir, progress)
-            timings[f"{part.folder} {kind}"] = time.perf_counter() - started
+    with keep_workers():  # the sweeps one after another share their workers and loaded datasets
+        for part in chosen.parts_of():
+            problem = _mnist_problem(data_dir, download) if part.dataset == "mnist" else None
+            if problem is not None:
+                skipped.append(f"MNIST: {problem}; then run this command again, which goes on from here")
+                echo(f"skipping the MNIST parts: {skipped[-1]}")
+                continue
+            parts.append(part)
+            for kind in chosen.sweeps_of(part):
+                started = time.perf_counter()
+                echo(f"{part.folder} {kind}: {out / part.folder / kind}")
+                _sweep(part, kind, chosen, out, options, data_dir, progress)
+                timings[f"{part.folder} {kind}"] = time.perf_counter() - started
     store = Measurements(out / MEASUREMENTS_FILE)
     started = time.perf_counter()
     with _data_folder(data_dir):
