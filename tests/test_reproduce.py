@@ -81,7 +81,8 @@ def test_the_report_judges_every_claim_by_its_stated_rule(study):
     metrics_section = markdown.split("## Metrics", 1)[1].split("\n## ", 1)[0]
     for name in scale_of(SCALE).metrics:
         assert f"| {name}: ".replace("_", "\\_") in metrics_section  # Markdown escapes the underscore
-    assert "Higgins et al. 2017" in metrics_section and r"n\_train = 40, n\_eval = 20" in metrics_section
+    sizes = rf"n\_train = {scale_of(SCALE).n_train}, n\_eval = {scale_of(SCALE).n_eval}"
+    assert "Higgins et al. 2017" in metrics_section and sizes in metrics_section
     if (study / "mnist").exists():  # the held-out loss claim and transfer include MNIST
         assert "mnist: runs, grid and figures" in markdown
         claim_text = {number: " ".join(" ".join(row) for row in rows if row[0] == str(number))

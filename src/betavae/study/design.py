@@ -216,7 +216,8 @@ SCALES = {
 # has every section, table and figure) on the fewest steps and points that still make each of them.
 SCALES["test"] = replace(
     SCALES["smoke"], name="test", why="the test suite's: the smoke study's shape on fewer steps and points",
-    steps={"shapes": 12, "dsprites": 3, "mnist": 12}, test_size={"shapes": 200, "dsprites": 200},
+    steps={"shapes": 12, "dsprites": 3, "mnist": 12}, test_size={"shapes": 200, "dsprites": 200}, n_train=20,
+    n_eval=10,
     baseline_fit=300, transfer_labels=(10, 20), transfer_test=200, blur_images=16)
 
 
