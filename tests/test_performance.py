@@ -1,5 +1,6 @@
 """The speed settings: they change how fast training runs, not what it learns."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -151,7 +152,10 @@ def test_training_steps_reuse_freed_memory_instead_of_faulting_in_fresh_pages():
             capture_output=True,
             text=True,
             check=True,
-            env={"BETAVAE_KEEP_FREED_MEMORY": setting, "PATH": ""},
+            # torch's thread count as the test run set it (one per worker under pytest -n: more would
+            # fight the other worker for the cores)
+            env={"BETAVAE_KEEP_FREED_MEMORY": setting, "PATH": "",
+                 **{key: os.environ[key] for key in ("OMP_NUM_THREADS",) if key in os.environ}},
         ).stdout.split()
         return output[0], int(output[1])
 

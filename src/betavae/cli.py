@@ -561,17 +561,10 @@ def results(sweep_dir: str, as_json: bool) -> None:
 @click.option("--no-recon", is_flag=True, help="skip the reconstructions (they load every run's model)")
 def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
     """The report's figures of a sweep: held-out loss against β_norm, metric heatmaps, reconstructions."""
-    from collections import Counter
-
-    from betavae.studies.results import cut_off_note, result_rows
+    from betavae.studies.results import plottable_rows
     from betavae.viz.sweep import plot_sweep
 
-    rows, spec = result_rows(sweep_dir)
-    note = cut_off_note(rows, sweep_dir)
-    if note and not any(row["status"] == "done" for row in rows):
-        statuses = sorted(Counter(row["status"] for row in rows).items())
-        counts = ", ".join(f"{count} {status}" for status, count in statuses)
-        raise BetaVAEError(f"nothing to plot in {sweep_dir}: no run has finished ({counts}); {note}")
+    rows, spec, note = plottable_rows(sweep_dir)
     if note:
         click.echo(note, err=True)
     for path in plot_sweep(
