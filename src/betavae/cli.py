@@ -123,6 +123,12 @@ def _architectures() -> str:
     return " | ".join(f"{name} ({architecture.summary})" for name, architecture in ARCHITECTURES.items())
 
 
+def _scales() -> dict:
+    from betavae.study.design import SCALES
+
+    return SCALES
+
+
 def _objectives() -> str:
     """``beta (reconstruction + β·KL, Higgins et al. 2017) | …``: the objective registry."""
     from betavae.objectives import OBJECTIVES
@@ -228,12 +234,15 @@ def _sweep_options() -> list[click.Option]:
     for field, described in flagged_fields():
         if field.name in ("out", "seed") or value_type(field.name) is bool:
             continue
+        # What the setting is, as train's help says it (a registry's names are train --help's to list).
+        what = described.help.split("{names}", 1)[0].rstrip(" :;,(")
+        what = f"{what}: " if what else ""
         if takes_list(field.name):  # its value is a list: the commas give that list, the same for every run
             options.append(click.Option([described.flag, field.name], metavar="A,B",
-                                        help="comma-separated, one list for every run"))
+                                        help=f"{what}comma-separated, one list for every run"))
         else:
             options.append(click.Option([described.flag, field.name], metavar="V[,V…]",
-                                        help="a value, or comma-separated values to sweep"))
+                                        help=f"{what}a value, or comma-separated values to sweep"))
     return options
 
 
@@ -574,11 +583,8 @@ def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
 
 
 @app.command()
-@click.option("--scale", default="small", show_default=True,
-              help="smoke (a minute, decides nothing) | small (the report's sets on two CPU cores, under "
-                   "half an hour) | medium (adds dSprites and 5 seeds: a night on two cores, an hour on a "
-                   "GPU) | "
-                   "paper (a GPU cluster) | test (the test suite's: smoke's shape, fewer steps)")
+@click.option("--scale", default="small", show_default=True, cls=RegistryHelp,
+              describe=lambda: " | ".join(f"{name} ({scale.brief})" for name, scale in _scales().items()))
 @click.option("--out", default="runs/reproduce", show_default=True, help="the study folder")
 @click.option("--backend", default="local", show_default=True, cls=RegistryHelp,
               describe=lambda: _names("betavae.studies.backend:BACKENDS"))

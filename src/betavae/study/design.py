@@ -121,6 +121,7 @@ class Scale:
     figure_betas: tuple[float, ...] = ()  # raw β × figure_latents: the report's Figs. 3, 5, 6 and 7 …
     figure_latents: tuple[int, ...] = ()
     figure_parts: tuple[str, ...] = ()  # … on these parts, with the grid's loss and ``seeds`` seeds
+    brief: str = ""  # what it is for and what it costs, in a few words, for the CLI's help
 
     @property
     def seeds_of_grid(self) -> int:
@@ -161,8 +162,9 @@ REFERENCE_METRICS = ("beta_vae", "factor_vae", "mig", "dci_gbt", "sap")
 FINE_BETA_NORMS = tuple(float(f"{2e-5 * 10 ** (k / 3):.3g}") for k in range(19))
 SCALES = {
     "smoke": Scale(
-        "smoke", "the test suite's: every part and sweep runs, on runs too short and seeds too few to "
-        "decide anything", parts=("shapes", "dsprites", "mnist"),
+        "smoke", "a minute's check that everything runs: every part and sweep, on runs too short and "
+        "seeds too few to decide anything", parts=("shapes", "dsprites", "mnist"),
+        brief="a minute, decides nothing",
         beta_norms=(0.01, 1.0), latent_dims=(4, 8), seeds=1, steps={"shapes": 30, "dsprites": 6, "mnist": 30},
         batch_size=32, compare_latent=4, metrics=("beta_vae", "mig"), n_train=40, n_eval=20,
         test_size={"shapes": 500, "dsprites": 500}, baseline_seeds=2, baseline_fit=500,
@@ -179,6 +181,7 @@ SCALES = {
         "β) over 3 seeds (5 on the heart set, whose share of saturated runs an exact test judges), and "
         "β = 1 against β = 4 over 3 seeds; every metric on 300 + 150 points. dSprites needs the medium "
         "scale",
+        brief="the report's sets on two CPU cores, under half an hour",
         parts=("shapes", "mnist"), beta_norms=(0.002, 0.02, 0.2), latent_dims=(5, 50), seeds=3, grid_seeds=3,
         factor_grid_seeds=5,
         steps={"shapes": 600, "mnist": 800}, batch_size=64, compare_latent=10,
@@ -190,6 +193,7 @@ SCALES = {
         "claim held), longer runs, and the paper's dSprites at a length where conv64 learns it (8,000 "
         "steps), with the report's MNIST figure settings (raw β 0 … 16 at latent sizes 2 and 10): a night "
         "on two CPU cores (dSprites is most of it), under an hour on one GPU",
+        brief="adds dSprites and 5 seeds: a night on two cores, an hour on a GPU",
         parts=("shapes", "mnist", "dsprites"), beta_norms=(0.002, 0.02, 0.2), latent_dims=(5, 50),
         seeds=5, grid_seeds=5, steps={"shapes": 1500, "mnist": 2000, "dsprites": 8000}, batch_size=64,
         compare_latent=10, metrics=STUDY_METRICS, n_train=1000, n_eval=500,
@@ -202,6 +206,7 @@ SCALES = {
         "resolution (3 β_norm a decade), the report's figure settings (raw β 0 … 16 at latent sizes 2, "
         "5 and 10), the paper's training lengths, 5 seeds, DCI with the reference's boosted trees, "
         "deterministic GPU kernels (the same seed gives the same numbers): for a GPU cluster",
+        brief="a GPU cluster",
         parts=("shapes", "mnist", "dsprites"), beta_norms=FINE_BETA_NORMS, latent_dims=(5, 10, 25, 50, 125),
         seeds=5, steps={"shapes": 100_000, "dsprites": 300_000, "mnist": 100_000}, batch_size=64,
         compare_latent=10, metrics=REFERENCE_METRICS, n_train=10_000, n_eval=5_000, baseline_seeds=5,
@@ -216,6 +221,7 @@ SCALES = {
 # has every section, table and figure) on the fewest steps and points that still make each of them.
 SCALES["test"] = replace(
     SCALES["smoke"], name="test", why="the test suite's: the smoke study's shape on fewer steps and points",
+    brief="the test suite's: smoke's shape, fewer steps",
     steps={"shapes": 12, "dsprites": 3, "mnist": 12}, test_size={"shapes": 200, "dsprites": 200}, n_train=20,
     n_eval=10,
     baseline_fit=300, transfer_labels=(10, 20), transfer_test=200, blur_images=16)
