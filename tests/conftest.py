@@ -132,6 +132,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     with files."""
     from xdist.scheduler import LoadFileScheduling
 
+    # In collection order (LONGEST_FIRST's), not xdist's default of the groups with most tests first,
+    # which started the many quick parametrised tests of the demo's server before the study.
+    config.option.loadscopereorder = False
+
     class ByGroup(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return group_of(nodeid)

@@ -33,11 +33,12 @@ def weights(run_dir) -> dict[str, torch.Tensor]:
 
 
 def test_loss_falls_when_training_on_shapes(tmp_path):
+    # 150 steps: the loss of the last window was 0.43 of the first's (2026-12-06), the bound 0.6.
     result = train(
-        small_config(tmp_path / "run", steps=300, batch_size=32, log_every=25, lr=1e-3), progress=False
+        small_config(tmp_path / "run", steps=150, batch_size=32, log_every=25, lr=1e-3), progress=False
     )
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [entry["step"] for entry in log] == list(range(25, 301, 25))
+    assert [entry["step"] for entry in log] == list(range(25, 151, 25))
     assert log[-1]["loss"] < 0.6 * log[0]["loss"]
     assert len(log[-1]["kl_per_dim"]) == 4
     assert sum(log[-1]["kl_per_dim"]) == pytest.approx(log[-1]["kl"], rel=1e-4)
