@@ -34,7 +34,8 @@ ray = pytest.importorskip("ray", reason="the ray backend's tests need Ray: pip i
 from betavae.studies.ray_backend import RayBackend  # noqa: E402  (after the skip: it needs ray)
 from marks import shared_resource
 
-# A tiny study: 2 β_norm × 2 latent sizes × 1 seed, a few dozen steps on the Shapes set, on the CPU.
+# A tiny study: 2 β_norm × 1 seed, a few dozen steps on the Shapes set, on the CPU: one run per
+# worker at once, each worker serving its run as it serves any.
 TRAINING = {
     "dataset": "shapes",
     "arch": "conv28",
@@ -45,10 +46,10 @@ TRAINING = {
     "log_every": 10,
     "device": "cpu",
     "beta_norm": [0.01, 1.0],
-    "latent_dim": [2, 4],
+    "latent_dim": 2,
 }
 OPTIONS = {"seeds": 1, "metrics": ["mig"], "n_train": 200}
-NAMES = ["bn0.01-z2-s0", "bn0.01-z4-s0", "bn1-z2-s0", "bn1-z4-s0"]
+NAMES = ["bn0.01-s0", "bn1-s0"]
 RAY = BackendOptions(backend="ray", workers=2)
 
 
@@ -100,7 +101,7 @@ def test_ray_not_installed_says_how_to_install_it(monkeypatch):
 def test_ray_sweep_trains_every_point_like_the_local_backend(ray_instance, tmp_path, monkeypatch):
     summary = run_sweep(spec(), tmp_path / "ray", RAY, progress=False)
 
-    assert summary.counts == {"queued": 0, "running": 0, "done": 4, "failed": 0}
+    assert summary.counts == {"queued": 0, "running": 0, "done": 2, "failed": 0}
     assert ray.is_initialized(), "a sweep leaves alone a Ray session it joined"
     for name in NAMES:
         run = RunDir(tmp_path / "ray" / name)
@@ -112,9 +113,7 @@ def test_ray_sweep_trains_every_point_like_the_local_backend(ray_instance, tmp_p
         rows = list(csv.DictReader(handle))
     assert sorted((float(row["beta_norm"]), int(row["latent_dim"]), row["status"]) for row in rows) == [
         (0.01, 2, "done"),
-        (0.01, 4, "done"),
         (1.0, 2, "done"),
-        (1.0, 4, "done"),
     ]
 
     # The same grid on the local backend, with the same one thread per run as the Ray tasks.
