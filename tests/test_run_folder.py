@@ -477,13 +477,10 @@ def test_killed_at_random_moments_and_resumed_ends_as_an_uninterrupted_run(tmp_p
         "--batch-size", "8", "--test-size", "100", "--checkpoint-every", "5", "--log-every", "3",
         "--device", "cpu", "--no-progress",
     ]
-    reference = tmp_path / "whole"
-    subprocess.run(
-        [sys.executable, "-m", "betavae.cli", "train", *flags, "--out", str(reference)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    reference = tmp_path / "whole"  # trained here, as the SIGTERM test's reference: one process start fewer
+    train(TrainConfig(dataset="shapes", arch="conv28", latent_dim=3, beta=1.0, steps=steps, batch_size=8,
+                      test_size=100, checkpoint_every=5, log_every=3, device="cpu", out=str(reference)),
+          progress=False)
 
     run_dir = tmp_path / "killed"
     rng = np.random.default_rng(0)
