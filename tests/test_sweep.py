@@ -157,6 +157,10 @@ def test_flags_give_the_same_grid_as_a_grid_file(tmp_path):
     assert [p.name for p in expand_grid(narrowed, tmp_path)] == ["bn0.01-s0", "bn1-s0"]
 
 
+# A grid with named variants (tests/test_sweep_variants.py): the bad ones below follow it.
+VARIANT_GRID = 'dataset = "shapes"\nbeta_norm = [0.1, 1]\n'
+
+
 @pytest.mark.parametrize(
     ("grid", "message"),
     [
@@ -171,6 +175,19 @@ def test_flags_give_the_same_grid_as_a_grid_file(tmp_path):
         ('beta_norm = [0.1, 1]\n[sweep]\nmetrics = ["mig", "nope"]\n', "unknown metric 'nope'"),
         ("beta_norm = [0.1, 1]\n[sweep]\nworkers = 2\n", "unknown sweep option workers"),
         ("beta_norm = [0.1, 1]\nseeds = 2\n", "seeds is a sweep option; put it in the [sweep] table"),
+        (VARIANT_GRID + '[[variants]]\nname = "a"\n[[variants]]\nname = "a"\nlr = 0.001\n',
+         "two variants are named a"),
+        (VARIANT_GRID + '[[variants]]\nname = "a"\nlr_x = 1\n', "variant a sets unknown training key lr_x"),
+        (VARIANT_GRID + '[[variants]]\nname = "a"\nbeta_norm = 1\n',
+         "variant a sets beta_norm, which the sweep sets"),
+        (VARIANT_GRID + '[[variants]]\nname = "a"\nseed = 3\n', "variant a sets seed, which the sweep sets"),
+        (VARIANT_GRID + '[[variants]]\nname = "a"\nout = "x"\n', "variant a sets out, which the sweep sets"),
+        (VARIANT_GRID + '[[variants]]\nlr = 0.001\n', "a variant's name must be letters, digits and . _ + -"),
+        (VARIANT_GRID + '[[variants]]\nname = "a/b"\n', "got 'a/b'"),
+        (VARIANT_GRID + '[[variants]]\nname = "a"\nlatent_dim = "x"\n',
+         "latent_dim must be an integer, got the string 'x'"),
+        (VARIANT_GRID + "variants = []\n", "variants is an empty list"),
+        (VARIANT_GRID + 'variants = ["a", "b"]\n', "variants must be a list of tables"),
     ],
 )
 def test_a_bad_grid_is_a_one_line_error_before_anything_runs(tmp_path, capsys, grid, message):

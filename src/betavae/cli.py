@@ -570,11 +570,12 @@ def results(sweep_dir: str, as_json: bool) -> None:
 @click.option("--no-recon", is_flag=True, help="skip the reconstructions (they load every run's model)")
 def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
     """The report's figures of a sweep: held-out loss against β_norm, metric heatmaps, reconstructions."""
-    from betavae.studies.results import plottable_rows
+    from betavae.studies.results import cut_off_note, result_rows
     from betavae.viz.sweep import plot_sweep
 
-    rows, spec, note = plottable_rows(sweep_dir)
-    if note:
+    rows, spec = result_rows(sweep_dir)
+    note = cut_off_note(rows, sweep_dir)
+    if note and any(row["status"] == "done" for row in rows):  # else plot_sweep refuses, with the note
         click.echo(note, err=True)
     for path in plot_sweep(
         Path(sweep_dir), rows, spec.varied(), out=Path(out) if out else None, recon=not no_recon

@@ -600,7 +600,7 @@ def _continued_variants(stored: GridSpec, given: GridSpec, where: str) -> list[d
 
 def _settings(variant: Mapping[str, Any]) -> str:
     """``lr 0.0002, batch_size 256``: what a variant sets, or ``nothing``."""
-    settings = [f"{key} {_shown([value])}" for key, value in variant.items() if key != "name"]
+    settings = [f"{key} {shown(value)}" for key, value in variant.items() if key != "name"]
     return ", ".join(settings) or "nothing"
 
 

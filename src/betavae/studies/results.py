@@ -67,23 +67,6 @@ def cut_off_note(rows: list[dict[str, Any]], sweep_dir: str | Path) -> str | Non
             f"--out {shlex.quote(str(sweep_dir))}")
 
 
-
-def plottable_rows(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], GridSpec, str | None]:
-    """The rows and grid of a sweep to draw, and the line about its cut-off runs (None when none was).
-
-    A sweep with cut-off runs and none finished has nothing to draw: a one-line error counting its
-    runs by status and saying how to resume them.
-    """
-    rows, spec = result_rows(sweep_dir)
-    note = cut_off_note(rows, sweep_dir)
-    if note and not any(row["status"] == "done" for row in rows):
-        statuses: dict[str, int] = {}
-        for row in rows:
-            statuses[row["status"]] = statuses.get(row["status"], 0) + 1
-        counts = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
-        raise BetaVAEError(f"nothing to plot in {sweep_dir}: no run has finished ({counts}); {note}")
-    return rows, spec, note
-
 def _flatten(row: dict[str, Any], spec: GridSpec, cut_off: bool = False, variant: str | None = None
              ) -> dict[str, Any]:
     config, result = row["config"], row["result"] or {}

@@ -115,8 +115,8 @@ class SweepState:
         typed, for messages.
 
         A point whose name exists with another config hash means the folder holds a
-        different experiment under that name, and one asking fewer steps than its run was
-        asked for would leave it longer than the grid says: both refused, since its run
+        different experiment under that name, and one asking fewer steps than its run has
+        trained would leave it longer than the grid says: both refused, since its run
         folder would be resumed as if it were this one. A finished run is queued again when
         the grid asks for more steps or for metrics (or a metric seed or sizes) its result
         lacks; its worker then trains on from the checkpoint or only evaluates.
@@ -154,7 +154,7 @@ class SweepState:
                 self._check_continues(known[point.name], point, names or {})
 
     def _check_continues(self, row: sqlite3.Row, point: GridPoint, names: Mapping[str, str]) -> None:
-        """Refuse ``point`` when its run ``row`` is another experiment, or was asked for more steps."""
+        """Refuse ``point`` when its run ``row`` is another experiment, or has trained more steps."""
         saved = json.loads(row["config"])
         if row["config_hash"] != point.config_hash():
             differing = _differences(saved, point.config.to_dict(), names)
@@ -162,6 +162,8 @@ class SweepState:
                 f"{self.path.parent} already holds run {point.name} made with another {differing}; "
                 f"a grid that changes what its runs are needs another --out"
             )
+        if saved["steps"] <= point.config.steps:
+            return  # it was never asked for more, so it trained no more: no checkpoint to read
         trained = self._trained_steps(row)
         if trained > point.config.steps:
             steps = names.get("steps", "steps")

@@ -174,8 +174,7 @@ SCALES = {
     "small": Scale(
         "small", "the report's own scope, sized for two CPU cores in under half an hour (make run; "
         "docs/guide/reproduce.md): its heart set and MNIST at 28 × 28 with its squared-error loss, trained "
-        "to "
-        "within 1.5× of a trained model's reconstruction (the heart set 600 steps, MNIST 800), 3 β_norm "
+        "to within 1.5× of a trained model's reconstruction (the heart set 600 steps, MNIST 800), 3 β_norm "
         "(the report's lower three: a peak inside needs three) × latent sizes 5 and 50 (ten times apart, "
         "as the β_norm are, so that pairs of runs share a raw β and the latent size is compared at fixed "
         "β) over 3 seeds (5 on the heart set, whose share of saturated runs an exact test judges), and "

@@ -35,6 +35,7 @@ from betavae.files import claim_folder, make_folder
 from betavae.metrics import METRICS
 from betavae.metrics.settings import headline_column
 from betavae.runs import RunDir
+from betavae.studies.results import cut_off_note
 from betavae.viz import save_figure
 
 # The row key of each metric's headline score (metrics.settings.headline_column): what its heatmap shows.
@@ -64,9 +65,9 @@ def plot_sweep(sweep_dir: str | Path, rows: Sequence[dict[str, Any]], swept: Seq
         counts = ", ".join(
             f"{n} {status}" for status, n in sorted(Counter(str(r.get("status")) for r in rows).items())
         )
+        how = cut_off_note(rows, sweep_dir) or "run the sweep to the end, then plot again"
         raise BetaVAEError(
-            f"nothing to plot in {sweep_dir}: no run has finished ({counts or 'no runs'}); "
-            f"run the sweep to the end, then plot again"
+            f"nothing to plot in {sweep_dir}: no run has finished ({counts or 'no runs'}); {how}"
         )
     for row in done:
         for key in ("beta_norm", "latent_dim"):
