@@ -37,15 +37,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from betavae import data, performance
-from betavae.batches import BatchStream
+from betavae import data
 from betavae.config import TrainConfig
 from betavae.data.base import ImageSplit, TensorSplit
 from betavae.data.celeba import ATTRIBUTE_FILE, IMAGE_FOLDER, PARTITION_FILE, CelebASplit, center_crop_resize
 from betavae.device import resolve_device
-from betavae.models import build
-from betavae.objectives import make_objective
-from betavae.steps import make_step, uses_cuda_graph
+from betavae.training import performance
+from betavae.training.batches import BatchStream
+from betavae.training.setup import assemble
+from train_throughput import HeldImages
 
 
 def face_like(index: int) -> Image.Image:
@@ -110,15 +110,12 @@ def timed_training(
     split: ImageSplit, read_ahead: bool | None, batch_size: int, seconds: float, device: torch.device,
     arch: str = "conv64",
 ) -> tuple[float, float]:
-    """(images/s, CPU seconds per step, all threads) over ``seconds``, after 3 warm-up steps."""
-    torch.manual_seed(0)
-    model = build(arch, 10, split.image_shape).to(device).to(memory_format=performance.MEMORY_FORMAT)
-    graphed = uses_cuda_graph(device, True)
-    optimizer = performance.make_optimizer(model.parameters(), 1e-4, device, capturable=graphed)
-    loss_fn = make_objective(TrainConfig(latent_dim=10), beta=4.0).to(device)
-    loss_fn.set_dataset_size(len(split))
-    take_step = make_step(model, loss_fn, optimizer, torch.Generator(device=device).manual_seed(0), "fp32",
-                          cuda_graph=True, step_count=torch.zeros((), dtype=torch.int64, device=device))
+    """(images/s, CPU seconds per step, all threads) over ``seconds``, after 3 warm-up steps.
+
+    The step is the one ``betavae train`` takes (:func:`betavae.training.setup.assemble`).
+    """
+    config = TrainConfig(arch=arch, latent_dim=10, batch_size=batch_size, device=str(device))
+    take_step = assemble(config, HeldImages(split)).take_step
     with BatchStream(split, batch_size, seed=0, start=0, device=device, read_ahead=read_ahead) as stream:
         for _ in range(3):
             take_step(stream.next())

@@ -33,17 +33,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from betavae import data, performance
-from betavae.batches import BatchStream
+from betavae import data
 from betavae.config import TrainConfig
 from betavae.data.base import ImageSplit, TensorSplit
 from betavae.data.mnist import data_root
 from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
-from betavae.models import build
-from betavae.objectives import make_objective
-from betavae.steps import make_step, uses_cuda_graph
-from train_throughput import calls_per_second
+from betavae.training import performance
+from betavae.training.batches import BatchStream
+from betavae.training.setup import assemble
+from train_throughput import HeldImages, calls_per_second
 
 GOAL = 0.95
 FEEDS = ("host memory, read ahead", "own reader, read ahead")
@@ -117,17 +116,8 @@ def _synthetic_celeba(error: BetaVAEError, options: dict, folder: Path, count: i
 
 def training_rate(split: ImageSplit, read_ahead: bool | None, args, device: torch.device) -> float:
     """Images/s of conv64 training steps fed from ``split``, as ``betavae train`` runs them."""
-    torch.manual_seed(0)
-    model = build("conv64", 10, split.image_shape).to(device).to(memory_format=performance.MEMORY_FORMAT)
-    graphed = uses_cuda_graph(device, True)
-    optimizer = performance.make_optimizer(model.parameters(), 1e-4, device, capturable=graphed)
-    loss_fn = make_objective(TrainConfig(latent_dim=10), beta=4.0).to(device)
-    loss_fn.set_dataset_size(len(split))
-    take_step = make_step(
-        model, loss_fn, optimizer, torch.Generator(device=device).manual_seed(0), "fp32", cuda_graph=True,
-        step_count=torch.zeros((), dtype=torch.int64, device=device),
-        objective_optimizers=loss_fn.make_optimizers(device, capturable=graphed),
-    )
+    config = TrainConfig(arch="conv64", latent_dim=10, batch_size=args.batch, device=str(device))
+    take_step = assemble(config, HeldImages(split)).take_step
     with BatchStream(split, args.batch, seed=0, start=0, device=device, read_ahead=read_ahead) as stream:
         return args.batch * calls_per_second(lambda: take_step(stream.next()), args.seconds, device)
 

@@ -2,7 +2,7 @@
 
 ``betavae reproduce --scale paper`` trains every run with ``--deterministic`` (cuDNN's
 deterministic algorithms, cuBLAS with a fixed workspace, PyTorch's deterministic
-alternatives: :func:`betavae.performance.use_deterministic_kernels`), so that a grid
+alternatives: :func:`betavae.training.performance.use_deterministic_kernels`), so that a grid
 rerun gives the same numbers. This measures the price: one run configuration (conv64 on
 dSprites at batch 64 by default, the paper scale's dSprites runs) trained twice with the
 same seed without the switch and twice with it, each run a ``betavae train`` process of its

@@ -1,4 +1,5 @@
-"""Packed training (:mod:`betavae.packed`) against the same models trained unpacked, on the study's grid row.
+"""Packed training (:mod:`betavae.training.packed`) against the same models trained unpacked, on the study's
+grid row.
 
 The row: the ``small`` scale's heart-set grid (``betavae.study.design.SCALES["small"]``,
 trained as ``betavae.study.runner._training`` sets it): conv28 on ``shapes_heart``, batch 64,
@@ -8,7 +9,7 @@ checkpoints or logs, the same in both) of the K models of the row:
 
 - packed in one process (one vectorised step for all K), with 1 and with 2 threads;
 - unpacked, one after another in one process, with 1 and with 2 threads, each step as
-  ``train()`` takes it (:func:`betavae.steps.make_step`: on CUDA replayed from a CUDA graph);
+  ``train()`` takes it (:func:`betavae.training.setup.assemble`: on CUDA replayed from a CUDA graph);
 - unpacked in two one-thread processes at once, as the local backend runs a sweep
   (``--workers 2``): each process trains one model of the row, and their rates add up.
 
@@ -29,12 +30,11 @@ import time
 
 import torch
 
-from betavae import performance
-from betavae.batches import BatchStream
 from betavae.config import TrainConfig
-from betavae.packed import _Pack
-from betavae.steps import make_step, uses_cuda_graph
-from betavae.train import _Setup
+from betavae.training import performance
+from betavae.training.batches import BatchStream
+from betavae.training.packed import Pack
+from betavae.training.setup import assemble, prepare
 
 BETA_NORMS = (0.002, 0.02, 0.2)
 WARMUP_STEPS = 5
@@ -54,12 +54,12 @@ def _sync(device: torch.device) -> None:
 
 def packed_seconds(configs: list[TrainConfig], steps: int, profile: bool = False) -> float:
     """Seconds per packed step of all of ``configs``."""
-    setups = [_Setup.create(config) for config in configs]
+    setups = [prepare(config) for config in configs]
     device = setups[0].device
     optimizers = [performance.make_optimizer(s.model.parameters(), s.derived.lr, device) for s in setups]
     betas = [s.objective.beta for s in setups]
     lr = setups[0].derived.lr
-    pack = _Pack([s.model for s in setups], optimizers, setups[0].objective, betas, lr, device)
+    pack = Pack([s.model for s in setups], optimizers, setups[0].objective, betas, lr, device)
     noises = [torch.Generator(device=device).manual_seed(c.seed) for c in configs]
     streams = [BatchStream(setups[0].dataset.train, c.batch_size, c.seed, 0, device) for c in configs]
     step_count = torch.tensor(0, device=device)
@@ -82,16 +82,10 @@ def unpacked_seconds(configs: list[TrainConfig], steps: int, profile: bool = Fal
     """Seconds per step of every one of ``configs``, trained one after another."""
     total = 0.0
     for index, config in enumerate(configs):
-        setup = _Setup.create(config)
-        device = setup.device
-        graphed = uses_cuda_graph(device, config.cuda_graph)  # as train() steps it: on CUDA, a graph
-        optimizer = performance.make_optimizer(setup.model.parameters(), setup.derived.lr, device,
-                                               capturable=graphed)
-        noise = torch.Generator(device=device).manual_seed(config.seed)
-        take_step = make_step(setup.model, setup.objective, optimizer, noise, config.precision,
-                              config.cuda_graph)
-        with BatchStream(setup.dataset.train, config.batch_size, config.seed, 0, device) as stream:
-            def step(take_step=take_step, stream=stream) -> None:
+        parts = assemble(config)  # as train() steps it: on CUDA, replayed from a graph
+        device = parts.device
+        with BatchStream(parts.dataset.train, config.batch_size, config.seed, 0, device) as stream:
+            def step(take_step=parts.take_step, stream=stream) -> None:
                 take_step(stream.next())
 
             total += _timed(step, steps, device, "unpacked" if profile and index == 0 else None)

@@ -4,7 +4,7 @@ locally and on Ray.
 One grid (2 β_norm × 2 latent sizes × ``--seeds``, conv28 on Shapes, no metrics) is trained
 three times, side by side in one run of this script:
 
-- ``sequential``: :func:`betavae.train.train` for each point in order, in this process,
+- ``sequential``: :func:`betavae.training.loop.train` for each point in order, in this process,
   with torch on every core: what a user without ``betavae sweep`` would do.
 - ``local K=…``: ``run_sweep`` on the local backend with its default K (one run per
   core, one thread each, on a CPU machine).
@@ -44,7 +44,7 @@ from betavae.studies.grid import build_spec, expand_grid
 from betavae.studies.local import available_cores, default_workers, threads_per_worker
 from betavae.studies.state import SweepState
 from betavae.studies.sweep import BackendOptions, run_sweep
-from betavae.train import train
+from betavae.training.loop import train
 
 LOCAL_TARGET = 1.15  # local backend's images/s over sequential's, on a 2-core machine
 RAY_OVERHEAD_TARGET_S = 5.0  # Ray's seconds per run beyond the local backend's

@@ -45,11 +45,11 @@ from betavae.device import resolve_device
 from betavae.errors import BetaVAEError
 from betavae.files import atomic_write_text
 from betavae.models import learning_rate
-from betavae.performance import bf16_supported
 from betavae.runs import RunDir
 from betavae.studies.grid import GridPoint, GridSpec, build_spec, expand_grid, parse_flag_values
 from betavae.studies.state import SweepState
 from betavae.studies.sweep import BackendOptions, SweepInterrupted, held_runs, run_sweep
+from betavae.training.performance import bf16_supported
 from betavae.viz import save_figure
 
 THRESHOLDS = ("0.1", "0.2")

@@ -3,9 +3,10 @@
 Sections (all by default; pick with ``--sections``):
 
 - ``train``: images/s of a full training step (forward, backward, Adam) for each
-  architecture and batch size, as betavae runs it (:func:`betavae.steps.make_step`
-  fed by :class:`betavae.batches.BatchStream`, with the settings of
-  :mod:`betavae.performance`) beside the textbook loop (a ``DataLoader`` over a
+  architecture and batch size, as betavae runs it (the step :func:`betavae.training.setup.assemble`
+  builds for ``train()``, at the architecture's learning rate, fed by
+  :class:`betavae.training.batches.BatchStream`, with the settings of
+  :mod:`betavae.training.performance`) beside the textbook loop (a ``DataLoader`` over a
   ``TensorDataset`` of float images, default layout, default Adam) on the same model
   and weights in PyTorch's stock modules (:func:`stock_modules`).
   Prints the speed-up, the step's floating-point operations (PyTorch's FlopCounterMode:
@@ -25,7 +26,7 @@ Sections (all by default; pick with ``--sections``):
 
 Ratios measured side by side mean something on a noisy shared machine; raw times do not.
 The textbook loop of each row runs in a child process just before betavae's step: some
-of betavae's settings (:func:`betavae.performance.keep_freed_memory`) hold for the rest
+of betavae's settings (:func:`betavae.training.performance.keep_freed_memory`) hold for the rest
 of a process once switched on, and the textbook loop must run without them.
 
     python benchmarks/train_throughput.py [--seconds 2] [--batch-sizes 16,64,256,512]
@@ -44,16 +45,17 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from betavae import data, performance
-from betavae.batches import BatchStream
+from betavae import data
 from betavae.config import TrainConfig
-from betavae.data.base import TensorSplit
+from betavae.data.base import ImageDataset, ImageSplit, TensorSplit
 from betavae.device import resolve_device
 from betavae.metrics.representation import model_representation
-from betavae.models import ARCHITECTURES, build
+from betavae.models import ARCHITECTURES, build, learning_rate
 from betavae.models.layers import ImageTransposedConv
-from betavae.objectives import OBJECTIVES, BetaVAELoss, make_objective
-from betavae.steps import make_step, uses_cuda_graph
+from betavae.objectives import OBJECTIVES, BetaVAELoss
+from betavae.training import performance
+from betavae.training.batches import BatchStream
+from betavae.training.setup import assemble
 
 Step = Callable[[], None]
 SECTIONS = ("train", "render", "encode", "objectives", "profile")
@@ -112,39 +114,56 @@ def stock_modules(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+class HeldImages(ImageDataset):
+    """A benchmark's images as the dataset :func:`assemble` takes: one split, trained on.
+
+    The test split is the same images; nothing here reads it (a run's held-out loss is
+    computed after its last step, and a benchmark times steps).
+    """
+
+    def __init__(self, split: ImageSplit, name: str = "benchmark") -> None:
+        self.name = name
+        self.image_shape = tuple(split.image_shape)
+        self.train = self.test = split
+
+
 def betavae_step(
     arch: str,
-    images: torch.Tensor,
+    images: torch.Tensor | None,
     batch_size: int,
     device: torch.device,
     precision: str = "fp32",
-    split=None,
+    split: ImageSplit | None = None,
     read_ahead: bool | None = None,
     objective: str = "beta",
 ) -> tuple[Step, Callable[[], None]]:
-    """The step as ``betavae train`` runs it (on CUDA, replayed from a CUDA graph); returns (step, close)."""
-    model = _model(arch, device).to(memory_format=performance.MEMORY_FORMAT)
-    graphed = uses_cuda_graph(device, True)
-    optimizer = performance.make_optimizer(model.parameters(), 1e-4, device, capturable=graphed)
-    loss_fn = make_objective(TrainConfig(objective=objective, latent_dim=10), beta=4.0).to(device)
+    """The step ``betavae train`` takes, from :func:`assemble`: the architecture's learning rate, the
+    fused Adam, the models' memory format and, on CUDA, replayed from a CUDA graph; returns (step, close).
+
+    Fed ``split`` (else ``images`` held in memory) through :class:`BatchStream`, as ``train()``
+    feeds its dataset.
+    """
     split = split if split is not None else TensorSplit(images)
-    loss_fn.set_dataset_size(len(split))
-    step_count = torch.zeros((), dtype=torch.int64, device=device)
-    take_step = make_step(model, loss_fn, optimizer, torch.Generator(device=device).manual_seed(0), precision,
-                          cuda_graph=True, step_count=step_count,
-                          objective_optimizers=loss_fn.make_optimizers(device, capturable=graphed))
-    stream = BatchStream(split, batch_size, seed=0, start=0, device=device, read_ahead=read_ahead).__enter__()
+    config = TrainConfig(arch=arch, objective=objective, latent_dim=10, batch_size=batch_size,
+                         precision=precision, device=str(device))
+    parts = assemble(config, HeldImages(split))
+    stream = BatchStream(split, batch_size, seed=config.seed, start=0, device=parts.device,
+                         read_ahead=read_ahead).__enter__()
 
     def step() -> None:
-        take_step(stream.next())
+        parts.take_step(stream.next())
 
     return step, lambda: stream.__exit__(None, None, None)
 
 
 def reference_step(arch: str, images: torch.Tensor, batch_size: int, device: torch.device) -> Step:
-    """The textbook loop: ``DataLoader`` + ``TensorDataset`` of float images, NCHW, plain Adam."""
+    """The textbook loop: ``DataLoader`` + ``TensorDataset`` of float images, NCHW, plain Adam.
+
+    Plain Adam at the architecture's learning rate, as betavae's step has it: the loops differ
+    in how they run, not in what they compute.
+    """
     model = stock_modules(_model(arch, device))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate(arch))
     loss_fn = BetaVAELoss(4.0, "bernoulli")
     loader = DataLoader(
         TensorDataset(images.float() / 255), batch_size=batch_size, shuffle=True, drop_last=True

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-import betavae.train
+import betavae.training.setup
 
 
 class StepClock:
@@ -27,10 +27,13 @@ class StepClock:
 
 
 def steps_take(monkeypatch: pytest.MonkeyPatch, seconds: float) -> StepClock:
-    """Make every training step of :func:`betavae.train.train` take ``seconds`` on the clock returned."""
+    """Make every training step of :func:`betavae.training.loop.train` take ``seconds`` on the clock returned.
+
+    The step is made by :func:`betavae.training.setup.assemble`, so that is where it is timed.
+    """
     clock = StepClock()
     monkeypatch.setattr(time, "perf_counter", clock)
-    make_step = betavae.train.make_step
+    make_step = betavae.training.setup.make_step
 
     def make_timed_step(*args, **kwargs):
         step = make_step(*args, **kwargs)
@@ -42,5 +45,5 @@ def steps_take(monkeypatch: pytest.MonkeyPatch, seconds: float) -> StepClock:
 
         return timed_step
 
-    monkeypatch.setattr(betavae.train, "make_step", make_timed_step)
+    monkeypatch.setattr(betavae.training.setup, "make_step", make_timed_step)
     return clock

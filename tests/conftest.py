@@ -156,7 +156,7 @@ def fast_tests_neither_train_nor_start_processes(request: pytest.FixtureRequest)
     import multiprocessing.process
     import subprocess
 
-    import betavae.steps
+    import betavae.training.steps
 
     def refuse(what: str) -> Callable[..., NoReturn]:
         def refused(*args: object, **kwargs: object) -> NoReturn:
@@ -175,7 +175,7 @@ def fast_tests_neither_train_nor_start_processes(request: pytest.FixtureRequest)
 
     with pytest.MonkeyPatch.context() as patch:
         # The first optimiser step, not train(): a test of what train() refuses before any work is fast.
-        patch.setattr(betavae.steps, "training_step", refuse("trains a model"))
+        patch.setattr(betavae.training.steps, "training_step", refuse("trains a model"))
         patch.setattr(subprocess, "Popen", Popen)
         patch.setattr(multiprocessing.process.BaseProcess, "start", refuse("starts a process"))
         yield

@@ -12,7 +12,7 @@ import torch
 
 from betavae.config import TrainConfig
 from betavae.studies.state import SweepState
-from betavae.train import train
+from betavae.training.loop import train
 
 # A tiny Shapes run (latent size 4, 60 steps); lr 3e-3 makes all four dimensions active (KL 0.6–2.4),
 # so figures of active dimensions have rows to show.

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from betavae import data
-from betavae.batches import IMAGES_PER_READ, BatchOrder, BatchStream
 from betavae.data.base import FactorSplit, TensorSplit
 from betavae.errors import BetaVAEError
+from betavae.training.batches import IMAGES_PER_READ, BatchOrder, BatchStream
 
 CPU = torch.device("cpu")
 

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from betavae import data, evaluation, metrics
-from betavae.batches import BatchStream
 from betavae.cli import main
 from betavae.data.dsprites import load_dsprites
 from betavae.errors import BetaVAEError
@@ -20,6 +19,7 @@ from betavae.models import ARCHITECTURES, build
 from betavae.models.layers import transposed_conv_by_taps
 from betavae.objectives.base import reconstruction_loss
 from betavae.runs import RunDir
+from betavae.training.batches import BatchStream
 from betavae.viz.sweep import plot_sweep
 from commands import run_cli
 from marks import slow_fixture

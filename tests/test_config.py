@@ -12,7 +12,7 @@ from betavae.data import DATASETS
 from betavae.errors import BetaVAEError
 from betavae.files import atomic_write_bytes
 from betavae.runs import RunDir
-from betavae.train import config_from_sources
+from betavae.training.setup import config_from_sources
 
 
 def test_flags_override_file_which_overrides_defaults(tmp_path):

@@ -8,15 +8,16 @@ import pytest
 import torch
 
 from betavae import data
-from betavae.batches import BatchStream, pinned_copy
 from betavae.config import TrainConfig
 from betavae.data.base import TensorSplit
 from betavae.models import build
 from betavae.objectives import BetaVAELoss, make_objective
-from betavae.performance import MEMORY_FORMAT, make_optimizer
 from betavae.runs import RunDir, load_model
-from betavae.steps import WARMUP_STEPS, GraphedStep, make_step
-from betavae.train import _Window, train
+from betavae.training.batches import BatchStream, pinned_copy
+from betavae.training.loop import train
+from betavae.training.meters import LossWindow
+from betavae.training.performance import MEMORY_FORMAT, make_optimizer
+from betavae.training.steps import WARMUP_STEPS, GraphedStep, make_step
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")
@@ -34,7 +35,7 @@ def make_model_step(cuda_graph: bool, precision: str = "fp32", seed: int = 0):
 def steps_without_syncs(split, steps: int = 20, precision: str = "fp32", cuda_graph: bool = False) -> None:
     """Run ``steps`` steps with every host–device sync turned into an error."""
     _, take_step = make_model_step(cuda_graph, precision)
-    window = _Window(CUDA, first_step=0)
+    window = LossWindow(CUDA, first_step=0)
     with BatchStream(split, 32, seed=0, start=0, device=CUDA) as batches:
         for _ in range(WARMUP_STEPS + 1):  # warm-up and capture: lazy initialisation may sync
             take_step(batches.next())

@@ -27,7 +27,7 @@ from betavae.config import TrainConfig
 from betavae.demo.server import DemoServer
 from betavae.demo.site import build_site
 from betavae.runs import load_model
-from betavae.train import train
+from betavae.training.loop import train
 from marks import slow_fixture
 
 OUTPUT_DIR = Path(os.environ.get("BETAVAE_TEST_OUTPUT", Path(__file__).resolve().parents[1] / "test-output"))

@@ -13,7 +13,8 @@ from betavae import data, evaluation
 from betavae.errors import BetaVAEError
 from betavae.metrics import METRICS, model_representation
 from betavae.runs import RunDir, load_model
-from betavae.train import TrainingInterrupted, train
+from betavae.training.faults import TrainingInterrupted
+from betavae.training.loop import train
 from clocks import steps_take
 from commands import run_cli
 from runfolders import assert_same_weights

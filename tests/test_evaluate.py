@@ -23,7 +23,7 @@ from betavae.metrics.settings import (
     parse_metric_names,
 )
 from betavae.runs import RunDir, load_model
-from betavae.train import train
+from betavae.training.loop import train
 from commands import run_cli
 from marks import slow_fixture
 from processes import locked_by_another_process

@@ -25,7 +25,7 @@ from betavae.objectives import (
     reconstruction_loss,
 )
 from betavae.options import option_help
-from betavae.steps import make_step
+from betavae.training.steps import make_step
 
 
 def test_kl_matches_torch_distributions():

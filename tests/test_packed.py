@@ -9,9 +9,9 @@ import torch
 from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.models import build
-from betavae.packed import pack_key, train_packed
 from betavae.runs import RunDir
-from betavae.train import train
+from betavae.training.loop import train
+from betavae.training.packed import pack_key, train_packed
 
 # Not bit for bit: the vectorised kernels sum in another order, and Adam's first steps move a weight
 # by about lr (5e-4) whatever its gradient's size, so the rounding flips the step of the few weights

@@ -9,11 +9,11 @@ import pytest
 import tomllib
 import torch
 
-from betavae import performance
 from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir
-from betavae.train import train
+from betavae.training import performance
+from betavae.training.loop import train
 
 # bf16 keeps 8 bits of mantissa: after 300 steps the held-out loss of bf16 runs, averaged
 # over three seeds, stays within this fraction of fp32's average. A single pair of runs is
@@ -93,7 +93,7 @@ def test_resuming_keeps_how_this_machines_optimizer_executes_not_the_checkpoints
 
 
 def test_a_cuda_graph_step_refuses_an_optimizer_it_cannot_capture():
-    from betavae.steps import GraphedStep
+    from betavae.training.steps import GraphedStep
 
     model = torch.nn.Linear(2, 2)
     with pytest.raises(ValueError, match="capturable=True"):
@@ -127,8 +127,8 @@ PAGE_FAULTS = textwrap.dedent("""
     import resource, torch
     from betavae.models import build
     from betavae.objectives import BetaVAELoss
-    from betavae.performance import MEMORY_FORMAT, keep_freed_memory, make_optimizer
-    from betavae.steps import training_step
+    from betavae.training.performance import MEMORY_FORMAT, keep_freed_memory, make_optimizer
+    from betavae.training.steps import training_step
     print(keep_freed_memory())
     torch.manual_seed(0)
     model = build("conv64", 4, (1, 64, 64)).to(memory_format=MEMORY_FORMAT)

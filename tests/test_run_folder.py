@@ -17,7 +17,8 @@ from betavae.config import TrainConfig, read_toml, to_toml
 from betavae.errors import BetaVAEError
 from betavae.files import atomic_write_text
 from betavae.runs import RunDir, load_model
-from betavae.train import CheckpointNotWritten, TrainingDiverged, TrainingInterrupted, train
+from betavae.training.faults import CheckpointNotWritten, TrainingDiverged, TrainingInterrupted
+from betavae.training.loop import train
 from commands import run_cli
 from marks import slow_fixture
 from processes import locked_by_another_process, wait_until

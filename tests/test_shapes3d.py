@@ -17,10 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-from betavae.batches import BatchOrder, BatchStream
 from betavae.data import load
 from betavae.data.shapes3d import FACTOR_NAMES, FILE_NAME, URL, load_shapes3d, write_synthetic
 from betavae.errors import BetaVAEError
+from betavae.training.batches import BatchOrder, BatchStream
 from commands import run_cli
 from conftest import SHAPES3D_TEST_SIZES
 from marks import slow_fixture

@@ -9,7 +9,7 @@ from PIL import Image
 from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir
-from betavae.train import train
+from betavae.training.loop import train
 from betavae.viz.reconstructions import compare_reconstructions
 from betavae.viz.sweep import HEADLINE_METRICS, heatmap_figure, loss_figure, plot_sweep
 

@@ -11,7 +11,8 @@ import torch
 from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir, load_model
-from betavae.train import TrainingDiverged, train
+from betavae.training.faults import TrainingDiverged
+from betavae.training.loop import train
 from clocks import steps_take
 from processes import wait_until
 from runfolders import assert_same_weights

@@ -8,7 +8,7 @@ import pytest
 
 from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
-from betavae.train import train
+from betavae.training.loop import train
 from betavae.transfer import (
     COLUMNS,
     REFERENCE_RULE,

@@ -10,7 +10,7 @@ from PIL import Image
 
 from betavae.config import TrainConfig
 from betavae.runs import RunDir
-from betavae.train import train
+from betavae.training.loop import train
 from commands import run_cli
 from marks import slow_fixture
 from processes import locked_by_another_process

@@ -266,8 +266,8 @@ def train(config_file: str | None, resume: bool, progress: bool | None, **flags:
     from betavae.config import typed_names
     from betavae.data import has_factors
     from betavae.metrics.settings import parse_metric_names
-    from betavae.train import config_from_sources
-    from betavae.train import train as run_training
+    from betavae.training.loop import train as run_training
+    from betavae.training.setup import config_from_sources
 
     names = typed_names(key for key, value in flags.items() if value is not None)
     if flags["eval"] is not None:

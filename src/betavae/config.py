@@ -4,7 +4,7 @@ Every field is declared once, with its flag and help (:mod:`betavae.options`): t
 settings here (:class:`CoreOptions`), each objective's in its own module; :class:`TrainConfig`
 takes them all in, and ``betavae train`` and ``sweep`` make their options from it.
 Precedence is defaults < ``--config FILE.toml`` < command-line flags
-(:func:`betavae.train.config_from_sources`). Every run folder
+(:func:`betavae.training.setup.config_from_sources`). Every run folder
 holds the config that made it (``config.toml``), with the values the run derived from it
 (β and β_norm both, the resolved architecture and device) in a ``[derived]`` table that
 is ignored on reading, so ``betavae train --config runs/x/config.toml`` repeats a run.
@@ -74,7 +74,7 @@ class CoreOptions:
     batch_size: int = option(64, "--batch-size", "images per step")
     lr: float | None = option(None, "--lr", "Adam learning rate", default_text="the architecture's")
     precision: str = option("fp32", "--precision", "{names} (bf16: autocast; CPUs with AVX-512 BF16 or AMX, "
-                            "Ampere+ GPUs)", names="betavae.performance:PRECISIONS")
+                            "Ampere+ GPUs)", names="betavae.training.performance:PRECISIONS")
     cuda_graph: bool = option(True, "--cuda-graph", "on CUDA, replay each step from one captured graph "
                               "instead of launching its kernels")
     deterministic: bool = option(False, "--deterministic", "on CUDA, kernels that give the same numbers for "
@@ -90,7 +90,7 @@ class CoreOptions:
                                   "also $BETAVAE_DATA_DIR")
     test_size: int | None = option(None, "--test-size", "held-out images of a synthetic set",
                                    default_text="the dataset's")
-    # Disentanglement measured while training (betavae.tracking): the metrics, every how many steps
+    # Disentanglement measured while training (betavae.training.tracking): the metrics, every how many steps
     # (None: at each checkpoint), the seed of the one sample every evaluation measures on, and the
     # metrics' n_train / n_eval (None: each metric's own).
     eval: list[str] = option(flag="--eval", help="metrics measured during training, comma-separated: "
@@ -132,7 +132,7 @@ class TrainConfig(*reversed(OPTION_CLASSES), CoreOptions):
         from betavae.data import DATASETS
         from betavae.device import DEVICE_CHOICES
         from betavae.models import ARCHITECTURES
-        from betavae.performance import PRECISIONS
+        from betavae.training.performance import PRECISIONS
 
         called = {**{key: key for key in self.keys()}, **(names or {})}
         setting = functools.partial(setting_name, names=names)

@@ -46,11 +46,12 @@ TENSORBOARD_DIR = "tensorboard"
 LOCK_FILE = ".lock"
 # What metrics.json keeps of results computed from earlier weights.
 HISTORY_SECTION = "history"
-# The metrics measured while training (betavae.tracking): one entry per evaluated step, each naming its step.
+# The metrics measured while training (betavae.training.tracking): one entry per evaluated step,
+# each naming its step.
 DURING_TRAINING_SECTION = "during_training"
 # Sections that are histories themselves: never moved to history when training goes on.
 HISTORIES = (HISTORY_SECTION, DURING_TRAINING_SECTION)
-# What every checkpoint written by betavae.train holds.
+# What every checkpoint written by betavae.training.checkpoints holds.
 CHECKPOINT_KEYS = ("step", "model", "optimizer", "noise_state", "config", "derived")
 # TensorBoard names its files events.out.tfevents.<time>.<host>...: the only ones of
 # tensorboard/ that are ours.
@@ -358,7 +359,7 @@ class RunDir:
 
     def during_training(self) -> dict[str, Any]:
         """The evaluations made while training (``metrics.json``'s ``during_training`` section,
-        :mod:`betavae.tracking`); {} when there are none.
+        :mod:`betavae.training.tracking`); {} when there are none.
 
         The one reader of the section, for training resuming it, a sweep showing it and the
         benchmarks timing it. Its ``entries`` are those that name their step (a hand-edited

@@ -189,7 +189,7 @@ class FactorSplit(ImageSplit):
     call. So the images of a call depend on what it asks for and nothing else: not on the
     other calls before it, on which thread makes them, or on which other splits of the
     dataset were read. Training reads its batches in blocks of steps aligned to step 0
-    (:class:`~betavae.batches.BatchStream`), so the colours or noise of the batch at step
+    (:class:`~betavae.training.batches.BatchStream`), so the colours or noise of the batch at step
     ``s`` follow from the seeds and ``s`` alone and a resumed run sees the images an
     uninterrupted one would; the held-out loss and the figures read the same positions in
     the same calls every time, so they see the same images every time. Positions read again

@@ -89,7 +89,7 @@ def model_representation(model: torch.nn.Module, batch_size: int | None = None) 
     Encodes a copy of the model in channels-last layout, in batches of ``batch_size`` (None:
     :data:`CPU_ENCODE_BATCH` on a CPU, a whole :data:`ENCODE_CHUNK` on a GPU), each layer
     fused with its ReLU (:class:`~betavae.models.inference.FusedEncoder`), with freed
-    memory kept for reuse (:mod:`betavae.performance`): on a 2-core CPU that reaches
+    memory kept for reuse (:mod:`betavae.training.performance`): on a 2-core CPU that reaches
     0.85–0.98 of the fp32 matrix-product peak, against about a third in the default
     layout (``benchmarks/train_throughput.py --sections encode``), and the metrics
     encode millions of images.
@@ -97,7 +97,7 @@ def model_representation(model: torch.nn.Module, batch_size: int | None = None) 
     import copy
 
     from betavae.models.inference import FusedEncoder
-    from betavae.performance import MEMORY_FORMAT, fast_layout, keep_freed_memory
+    from betavae.training.performance import MEMORY_FORMAT, fast_layout, keep_freed_memory
 
     keep_freed_memory()
     device = next(model.parameters()).device

@@ -12,7 +12,7 @@ this shape. Parameters, state dicts and results (up to float rounding) are those
 bf16 transposed convolution), so the logits the loss sums over 4,096
 pixels are not rounded to 8 bits. On other devices, for shapes this does not cover, and
 while exporting (ONNX, ``torch.export``), compiling or under a ``torch.func`` transform
-(:mod:`betavae.packed`), the module simply is ``nn.ConvTranspose2d``.
+(:mod:`betavae.training.packed`), the module simply is ``nn.ConvTranspose2d``.
 """
 
 from __future__ import annotations

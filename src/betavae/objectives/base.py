@@ -8,7 +8,7 @@ dimensions, so that β = 1 is the ordinary evidence lower bound.
 
 Schedules (a β warm-up, capacity's C) read the number of steps taken from a tensor on the
 device (``step``), which the training step advances in place: a step replayed from a
-captured CUDA graph (:mod:`betavae.steps`) then follows the schedule, where a Python
+captured CUDA graph (:mod:`betavae.training.steps`) then follows the schedule, where a Python
 number would be frozen at its value when the graph was captured.
 """
 
@@ -174,7 +174,7 @@ class Objective(nn.Module):
 
         The training loop keeps them beside the model's, saves each in the checkpoint under
         its name and restores it on ``--resume``; ``capturable`` as for the model's
-        (:func:`betavae.performance.make_optimizer`).
+        (:func:`betavae.training.performance.make_optimizer`).
         """
         return {}
 

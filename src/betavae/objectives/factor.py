@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from betavae import performance
 from betavae.checks import check_weight
 from betavae.models.vae import VAEOutput
 from betavae.objectives.base import LossTerms, Objective
 from betavae.options import option
+from betavae.training import performance
 
 DISCRIMINATOR_OPTIMIZER = "discriminator"
 

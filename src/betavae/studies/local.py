@@ -82,7 +82,7 @@ class LocalBackend:
             # What every run imports, once: torch._dynamo is imported when Adam is first built
             # (seconds a run otherwise), scikit-learn when a metric is first computed.
             self._context.set_forkserver_preload(
-                ["torch._dynamo", "betavae.studies.worker", "betavae.train", "betavae.evaluation",
+                ["torch._dynamo", "betavae.studies.worker", "betavae.training.loop", "betavae.evaluation",
                  "sklearn.linear_model", "sklearn.svm", "sklearn.ensemble"]
             )
         self._slots: list[_Worker | None] = [None] * workers

@@ -29,14 +29,14 @@ from tqdm.auto import tqdm
 
 from betavae.errors import BetaVAEError
 from betavae.files import check_folder, claim_folder
-from betavae.interrupt import StopRequest
 from betavae.runs import LOCK_FILE, RunDir
 from betavae.studies.backend import Backend, BackendOptions
 from betavae.studies.grid import GridPoint, GridSpec, check_size, describe_size, expand_grid
 from betavae.studies.results import result_rows, write_results
 from betavae.studies.state import STATE_FILE, SweepState
 from betavae.studies.worker import task_for
-from betavae.tracking import headline, progress_line
+from betavae.training.interrupt import StopRequest
+from betavae.training.tracking import headline, progress_line
 
 POLL_SECONDS = 1.0  # how often the display reads the running runs' logs
 MAX_ATTEMPTS = 3  # starts of a run whose worker keeps dying before it is marked failed

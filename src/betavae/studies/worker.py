@@ -54,7 +54,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from betavae.config import TrainConfig
-    from betavae.train import TrainingInterrupted
+    from betavae.training.faults import TrainingInterrupted
 
     outcome: dict[str, Any] = {"name": task["name"], "status": "done", "error": None, "result": None,
                                "process": os.getpid()}
@@ -80,7 +80,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
 def _bring_up_to_date(config, task: dict[str, Any], began: float) -> dict[str, Any]:
     from betavae.evaluation import evaluate_run
     from betavae.runs import RunDir
-    from betavae.train import train
+    from betavae.training.loop import train
 
     run = RunDir(config.out)
     started_from = run.checkpoint_step() if run.has_checkpoint() else 0

@@ -9,9 +9,9 @@ describes saved weights and a resumed run's history is that of a run that never 
 
 The history is the ``during_training`` section of ``metrics.json``: one entry per evaluated
 step with its scores, the seconds of training that led to it (``train_seconds``, on the
-training clock of :mod:`betavae.train`, which leaves evaluations out), the seconds the
-evaluation took and the images trained on. TensorBoard draws each score as
-``eval/<metric>.<key>``.
+training clock, :class:`~betavae.training.meters.TrainingClock`, which leaves evaluations
+out), the seconds the evaluation took and the images trained on. TensorBoard draws each
+score as ``eval/<metric>.<key>``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from betavae.data.base import FactorDataset, ImageDataset
 from betavae.metrics.representation import model_representation
 from betavae.metrics.settings import headline_value, metric_settings
 from betavae.runs import DURING_TRAINING_SECTION, RunDir
-from betavae.traininglog import TrainingLog
+from betavae.training.log import TrainingLog
 
 
 class EvaluationHistory:

@@ -21,7 +21,7 @@ import torch
 
 from betavae.data.base import ImageSplit
 from betavae.errors import BetaVAEError
-from betavae.performance import fast_layout
+from betavae.training.performance import fast_layout
 
 # Batches read ahead of the step that uses them: enough to absorb a slow render, few
 # enough that the memory held is negligible (a dSprites batch of 64 is 256 KB).

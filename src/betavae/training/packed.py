@@ -7,9 +7,9 @@ them: on a GPU, where a conv28 step at batch 64 leaves the device mostly idle wa
 kernel launches, that is the point. On a CPU the step is bound by arithmetic, so packing
 gains nothing there (figures and a profile: docs/notes/sweep-throughput.md, "Packed training").
 
-Each packed run is the run :func:`betavae.train.train` would make of its config, in the
+Each packed run is the run :func:`betavae.training.loop.train` would make of its config, in the
 same run folder format: its model initialised from its seed as ``train()`` initialises it,
-its own batches (:class:`~betavae.batches.BatchStream` of its seed), its own
+its own batches (:class:`~betavae.training.batches.BatchStream` of its seed), its own
 reparameterisation noise drawn from its own generator in the same order (drawn before the
 vectorised forward, which takes it as an input), and its own Adam state (Adam is
 elementwise, so one Adam over the stacked parameters is K Adams; each checkpoint holds the
@@ -36,32 +36,28 @@ import torch
 from torch.func import functional_call, grad_and_value, vmap
 from tqdm.auto import tqdm
 
-from betavae import data, models, performance
-from betavae.batches import BatchStream
+from betavae import data, models
 from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
-from betavae.interrupt import StopRequest
 from betavae.models.vae import VAEOutput
 from betavae.objectives import LossTerms, Objective
 from betavae.runs import RunDir
-from betavae.tracking import EvaluationHistory
-from betavae.train import (
-    TrainingDiverged,
-    TrainingInterrupted,
-    TrainResult,
-    _check_weights_finite,
-    _checkpoint_to_resume,
-    _no_bar,
-    _restore,
-    _save_checkpoint,
-    _Setup,
-    _start_fresh,
-    _TrainingClock,
-    _Window,
-    _with_run_folder,
-    _write_results,
+from betavae.training import performance
+from betavae.training.batches import BatchStream
+from betavae.training.checkpoints import (
+    checkpoint_to_resume,
+    restore_checkpoint,
+    save_checkpoint,
+    start_fresh,
 )
-from betavae.traininglog import TrainingLog
+from betavae.training.faults import TrainingDiverged, TrainingInterrupted
+from betavae.training.interrupt import StopRequest
+from betavae.training.log import TrainingLog
+from betavae.training.loop import TrainResult, no_bar
+from betavae.training.meters import LossWindow, TrainingClock, check_weights_finite
+from betavae.training.results import write_results
+from betavae.training.setup import prepare, with_run_folder
+from betavae.training.tracking import EvaluationHistory
 
 # What runs packed together may differ in: everything else is one key (pack_key).
 PER_RUN_FIELDS = ("seed", "beta", "beta_norm", "out")
@@ -82,11 +78,11 @@ def train_packed(configs: Sequence[TrainConfig], resume: bool = False,
                  progress: bool | None = None) -> list[TrainResult]:
     """Train the runs of ``configs`` together as one vectorised network; one :class:`TrainResult` each.
 
-    Every run folder is written and locked as :func:`betavae.train.train` does it, with the
+    Every run folder is written and locked as :func:`betavae.training.loop.train` does it, with the
     same checkpoint steps, log entries, held-out loss and figure. ``resume`` continues runs
     whose checkpoints hold the same step. A run whose loss or weights become non-finite stops
     being written (its last checkpoint is kept) while the others train on; its
-    :class:`~betavae.train.TrainingDiverged` is raised once the others are finished.
+    :class:`~betavae.training.faults.TrainingDiverged` is raised once the others are finished.
     ``train_seconds`` in each checkpoint is the packed training's wall-clock time: every run
     of the pack was in training all along.
     """
@@ -95,7 +91,7 @@ def train_packed(configs: Sequence[TrainConfig], resume: bool = False,
     check_packable(configs)
     for config in configs:
         config.validate()
-    placed = [_with_run_folder(config, resume) for config in configs]
+    placed = [with_run_folder(config, resume) for config in configs]
     configs = [config for config, _ in placed]
     dataset = next((loaded for _, loaded in placed if loaded is not None), None) or configs[0].load_dataset()
     runs = [RunDir(config.out) for config in configs]
@@ -107,7 +103,7 @@ def train_packed(configs: Sequence[TrainConfig], resume: bool = False,
             held.enter_context(run.lock("betavae train"))
             run.remove_stale_temporaries()
             run.read_metrics()  # an unreadable metrics.json fails now, not after the training
-        checkpoints = [_checkpoint_to_resume(run, config, None) if resume else _start_fresh(run)
+        checkpoints = [checkpoint_to_resume(run, config, None) if resume else start_fresh(run)
                        for run, config in zip(runs, configs, strict=True)]
         return _train(configs, runs, checkpoints, dataset, began, progress)
 
@@ -144,8 +140,8 @@ class _Member:
     optimizer: torch.optim.Optimizer
     objective: Objective
     noise: torch.Generator
-    window: _Window
-    clock: _TrainingClock
+    window: LossWindow
+    clock: TrainingClock
     derived: Any = None
     saved_step: int | None = None
     log: TrainingLog | None = None
@@ -155,11 +151,11 @@ class _Member:
 
 def _train(configs: list[TrainConfig], runs: list[RunDir], checkpoints: list[dict[str, Any] | None],
            dataset: data.ImageDataset, began: float, progress: bool | None) -> list[TrainResult]:
-    """The packed loop: :func:`betavae.train.train`'s, with K models in each step."""
+    """The packed loop: :func:`betavae.training.loop.train`'s, with K models in each step."""
     members, start = _members(configs, runs, checkpoints, dataset, began)
     device = members[0].clock.device
-    pack = _Pack([m.model for m in members], [m.optimizer for m in members], members[0].objective,
-                 [m.objective.beta for m in members], members[0].derived.lr, device)
+    pack = Pack([m.model for m in members], [m.optimizer for m in members], members[0].objective,
+                [m.objective.beta for m in members], members[0].derived.lr, device)
     for member in members:
         member.derived = dataclasses.replace(
             member.derived, optimizer=performance.optimizer_name(pack.optimizer),
@@ -168,7 +164,7 @@ def _train(configs: list[TrainConfig], runs: list[RunDir], checkpoints: list[dic
     config = configs[0]
     step_count = torch.tensor(start, dtype=torch.int64, device=device)
     bar = tqdm(total=config.steps, initial=start, unit="step", desc=f"{len(members)} packed runs",
-               disable=_no_bar(progress))
+               disable=no_bar(progress))
     report = None if bar.disable else (lambda line: tqdm.write(line, file=sys.stderr))
     streams = [BatchStream(dataset.train, config.batch_size, m.config.seed, start, device) for m in members]
     with ExitStack() as opened, StopRequest() as stop:
@@ -219,8 +215,8 @@ def _train(configs: list[TrainConfig], runs: list[RunDir], checkpoints: list[dic
     results = []
     for member in _training(members):
         member.model.eval()
-        test = _write_results(member.run, member.config, member.derived, dataset, member.model,
-                              member.objective)
+        test = write_results(member.run, member.config, member.derived, dataset, member.model,
+                             member.objective)
         results.append(TrainResult(member.run, member.config.steps, test, member.history.entries))
     failed = [m for m in members if m.failure is not None]
     if failed:
@@ -232,21 +228,21 @@ def _train(configs: list[TrainConfig], runs: list[RunDir], checkpoints: list[dic
 
 def _members(configs: list[TrainConfig], runs: list[RunDir], checkpoints: list[dict[str, Any] | None],
              dataset: data.ImageDataset, began: float) -> tuple[list[_Member], int]:
-    """Each run's objects as :func:`betavae.train.train` makes them (restored from its checkpoint),
+    """Each run's objects as :func:`betavae.training.loop.train` makes them (restored from its checkpoint),
     and the step they start from."""
     members, starts = [], []
     for config, run, checkpoint in zip(configs, runs, checkpoints, strict=True):
-        setup = _Setup.create(config, dataset)  # the model initialised from this run's seed
+        setup = prepare(config, dataset)  # the model initialised from this run's seed
         optimizer = performance.make_optimizer(setup.model.parameters(), setup.derived.lr, setup.device)
         noise = torch.Generator(device=setup.device).manual_seed(config.seed)
         start, earlier_seconds = 0, 0.0
         if checkpoint is not None:
-            start = _restore(checkpoint, setup.model, optimizer, setup.objective, {}, noise)
+            start = restore_checkpoint(checkpoint, setup.model, optimizer, setup.objective, {}, noise)
             earlier_seconds = float(checkpoint.get("train_seconds", 0.0))
-        window = _Window(setup.device, first_step=start)
+        window = LossWindow(setup.device, first_step=start)
         if checkpoint is not None and "window" in checkpoint:
             window.restore(checkpoint["window"])
-        clock = _TrainingClock(setup.device, began, earlier_seconds)
+        clock = TrainingClock(setup.device, began, earlier_seconds)
         members.append(_Member(config, run, setup.model, optimizer, setup.objective, noise, window, clock,
                                setup.derived, saved_step=start if checkpoint is not None else None))
         starts.append(start)
@@ -261,23 +257,23 @@ def _training(members: list[_Member]) -> Iterator[_Member]:
     return (member for member in members if member.failure is None)
 
 
-def _checkpoint(pack: _Pack, index: int, member: _Member, done: int, seconds: float) -> None:
+def _checkpoint(pack: Pack, index: int, member: _Member, done: int, seconds: float) -> None:
     """Write run ``index``'s checkpoint of step ``done`` as train() does, or mark it diverged."""
     try:
         member.window.check_finite(done, member.saved_step)
         pack.copy_into(index, member.model, member.optimizer)
-        _check_weights_finite(member.model, member.saved_step, done)
+        check_weights_finite(member.model, member.saved_step, done)
     except TrainingDiverged as error:
         member.failure = error
         return
     trained = (member.model, member.optimizer, member.objective, {})
-    _save_checkpoint(member.run, member.config, member.derived, done, trained, member.noise, member.window,
-                     seconds, member.saved_step)
+    save_checkpoint(member.run, member.config, member.derived, done, trained, member.noise, member.window,
+                    seconds, member.saved_step)
     member.saved_step = done
     member.run.archive_results_before(done)
 
 
-def _evaluated(pack: _Pack, index: int, member: _Member) -> models.BetaVAE:
+def _evaluated(pack: Pack, index: int, member: _Member) -> models.BetaVAE:
     """Run ``index``'s model with the pack's weights, in eval mode, for an evaluation."""
     pack.copy_into(index, member.model, member.optimizer)
     return member.model.eval()
@@ -293,7 +289,7 @@ def _paused(members: list[_Member]) -> Iterator[None]:
         yield
 
 
-class _Pack:
+class Pack:
     """K models' parameters stacked along a first dimension, one Adam over them, and the vectorised step.
 
     ``template`` (the first model) gives the modules that :func:`torch.func.functional_call`

@@ -14,7 +14,7 @@ live with the models: :mod:`betavae.models.layers`, :mod:`betavae.models.inferen
 - **Channels-last tensors** (:data:`MEMORY_FORMAT`): oneDNN's convolutions work in
   NHWC; with NCHW tensors every convolution reorders its input and output.
 - **The fused Adam step** (:func:`make_optimizer`): one kernel over all parameters.
-- **On CUDA, steps replayed from a CUDA graph** (:mod:`betavae.steps`): a GPU step of
+- **On CUDA, steps replayed from a CUDA graph** (:mod:`betavae.training.steps`): a GPU step of
   these small models is bound by launching kernels, which a graph replays all at once.
 - **bf16 autocast**, opt-in (``--precision bf16``): convolutions and matrix products in
   bfloat16 where the hardware has it (AVX-512 BF16 or AMX on CPUs, Ampere or newer GPUs);
@@ -126,7 +126,7 @@ def make_optimizer(parameters: Iterable[torch.nn.Parameter], lr: float, device: 
     """Adam, with its fused single-kernel step where PyTorch has one for the device.
 
     ``capturable`` keeps every step's arithmetic on the device, which a CUDA graph needs
-    (:mod:`betavae.steps`).
+    (:mod:`betavae.training.steps`).
     """
     return torch.optim.Adam(parameters, lr=lr, betas=betas,
                             fused=True if device.type in ("cpu", "cuda") else None, capturable=capturable)

@@ -67,7 +67,7 @@ class TrainingLog:
         is left out.
 
         Only TensorBoard: the JSON-lines file holds the training curves, one kind of entry
-        a line, and the scores' own history is in ``metrics.json`` (:mod:`betavae.tracking`).
+        a line, and the scores' own history is in ``metrics.json`` (:mod:`betavae.training.tracking`).
         """
         if self._writer is None:
             return

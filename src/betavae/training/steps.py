@@ -21,9 +21,10 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from betavae import models, performance
+from betavae import models
 from betavae.errors import BetaVAEError
 from betavae.objectives import LossTerms, Objective
+from betavae.training import performance
 
 Step = Callable[[torch.Tensor], LossTerms]
 # Eager steps before the capture: lazy initialisation (cuBLAS and cuDNN handles, Adam's
@@ -67,7 +68,8 @@ def make_step(model: models.BetaVAE, objective: Objective, optimizer: torch.opti
               objective_optimizers: Mapping[str, torch.optim.Optimizer] | None = None) -> Step:
     """``step(x) -> LossTerms``: a graph replay where :func:`uses_cuda_graph`, else an eager step.
 
-    A graph needs an optimizer made with ``capturable=True`` (:func:`betavae.performance.make_optimizer`).
+    A graph needs an optimizer made with ``capturable=True``
+    (:func:`betavae.training.performance.make_optimizer`).
     """
     device = next(model.parameters()).device
     if uses_cuda_graph(device, cuda_graph):
