@@ -76,7 +76,8 @@ SWEEP_OPTIONS = {"seeds": "a positive integer (how many seeds, from 0) or a list
 def resumable_keys() -> set[str]:
     """Training keys that may differ between two invocations of one sweep without changing its runs.
 
-    A run's own resumable changes (``betavae.training.checkpoints.RESUMABLE_CHANGES``): more steps, another device.
+    A run's own resumable changes (``betavae.training.checkpoints.RESUMABLE_CHANGES``): more steps,
+    another device.
     """
     from betavae.training.checkpoints import RESUMABLE_CHANGES
 
