@@ -15,7 +15,12 @@ import pytest
 
 from betavae.data import load
 from betavae.data.dsprites import DSpritesDataset
-from betavae.metrics.beta_vae import beta_vae_score, beta_vae_scores
+from betavae.metrics.beta_vae import (
+    WEAKER_CLASSIFIERS,
+    beta_vae_score,
+    beta_vae_scores,
+    beta_vae_weaker_score,
+)
 from betavae.metrics.representation import IMAGES_PER_BLOCK, FactorRepresentation
 from known_codes import centroid_and_size, factor_code, in_units_of_its_spread
 
@@ -182,6 +187,21 @@ def test_several_classifiers_share_the_points_and_the_default_is_the_score(dspri
                                                n_eval=300)
     for weaker in ("strong L2", "few iterations"):
         assert scores[weaker]["train_accuracy"] < scores["default"]["train_accuracy"], weaker
+
+
+def test_the_weaker_score_is_the_score_and_each_weaker_classifier_on_its_points(dsprites):
+    """``beta_vae_weak``: the score's own numbers under its plain keys, each weaker classifier's
+    under its name, all fitted on one draw of points (what the study's claim 6b compares)."""
+    represent = standardised_rotation(dsprites, seed=3)
+    weak = beta_vae_weaker_score(dsprites, represent, np.random.default_rng(5), n_train=300, n_eval=300)
+    own = beta_vae_score(dsprites, represent, np.random.default_rng(5), n_train=300, n_eval=300)
+    assert {key: weak[key] for key in own} == own
+    each = beta_vae_scores(dsprites, represent, np.random.default_rng(5), WEAKER_CLASSIFIERS,
+                           n_train=300, n_eval=300)
+    for name, values in each.items():
+        assert weak[f"{name}_eval_accuracy"] == values["eval_accuracy"]
+        assert weak[f"{name}_train_accuracy"] == values["train_accuracy"]
+    assert len(weak) == 2 + 2 * len(WEAKER_CLASSIFIERS)
 
 
 # --- standardised classifiers -----------------------------------------------------------
