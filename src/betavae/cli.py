@@ -471,6 +471,10 @@ def transfer(
 @click.option(
     "--gpus-per-run", type=float, help="Ray: GPUs each run reserves  [default: 1 when the cluster has GPUs]"
 )
+@click.option("--pack", type=int, default=1, show_default=True,
+              help="runs trained together in one process as one vectorised network (those differing only in "
+                   "seed and β; the beta objective in fp32): for a GPU, which one small run leaves idle; "
+                   "slower on a CPU. 1: each run alone")
 @click.option("--retry-failed", is_flag=True, help="run the failed runs again")
 @click.option("--large-grid", is_flag=True, help="run a grid of more than 10,000 runs (refused without it)")
 @click.option("--progress/--no-progress", default=None, help="progress bar  [default: on a terminal]")
@@ -487,6 +491,7 @@ def sweep(
     ray_address: str | None,
     cpus_per_run: float | None,
     gpus_per_run: float | None,
+    pack: int,
     retry_failed: bool,
     large_grid: bool,
     progress: bool | None,
@@ -515,7 +520,7 @@ def sweep(
         "n_eval": n_eval,
         "metric_seed": metric_seed,
     }
-    backend = BackendOptions(backend, workers, ray_address, cpus_per_run, gpus_per_run).check()
+    backend = BackendOptions(backend, workers, ray_address, cpus_per_run, gpus_per_run, pack).check()
     stored = stored_spec(out)
     spec, names = spec_from_command_line(grid_file, training, options, stored, out)
     for line in grid_changes(stored, spec) if stored is not None else []:
@@ -591,6 +596,10 @@ def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
               describe=lambda: _names("betavae.studies.backend:BACKENDS"))
 @click.option("--workers", type=int, help="runs at once  [default: one per GPU, else one per core]")
 @click.option("--ray-address", help="a Ray cluster to join  [default: start one here]")
+@click.option("--pack", type=int, default=1, show_default=True,
+              help="runs trained together in one process as one vectorised network (those differing only in "
+                   "seed and β; the beta objective in fp32): for a GPU, which one small run leaves idle; "
+                   "slower on a CPU. 1: each run alone")
 @click.option("--data-dir", help="where MNIST's files are; also $BETAVAE_DATA_DIR")
 @click.option("--download/--no-download", default=True, show_default=True,
               help="fetch MNIST from its mirrors when its files are absent (offline: its parts are skipped)")
@@ -601,7 +610,7 @@ def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
                                "[default: the scale's: none at small (they do not fit its half hour), "
                                "all at paper]")
 @click.option("--progress/--no-progress", default=None, help="progress bars  [default: on a terminal]")
-def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_address: str | None,
+def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_address: str | None, pack: int,
               data_dir: str | None, download: bool, successors: str | None, progress: bool | None) -> None:
     """Run the β-VAE study and write report.html / report.md judging each of the paper's claims.
 
@@ -618,7 +627,7 @@ def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_addre
     if successors is not None:
         chosen = named[successors.strip()] if successors.strip() in named \
             else comma_separated(successors, "--successors")
-    options = BackendOptions(backend=backend, workers=workers, ray_address=ray_address)
+    options = BackendOptions(backend=backend, workers=workers, ray_address=ray_address, pack=pack).check()
     report = run_study(scale, out, options, data_dir=data_dir, progress=progress, echo=click.echo,
                        download=download, successors=chosen)
     click.echo(f"report: {report}  (and {report.with_suffix('.md').name} beside it)")

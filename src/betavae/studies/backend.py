@@ -35,13 +35,18 @@ class Backend(Protocol):
 
 @dataclass
 class BackendOptions:
-    """How to run the runs: ``backend`` local or ray, ``workers`` at once (None: chosen from the machine)."""
+    """How to run the runs: ``backend`` local or ray, ``workers`` at once (None: chosen from the machine),
+    ``pack`` runs to a task."""
 
     backend: str = "local"
     workers: int | None = None
     ray_address: str | None = None
     cpus_per_run: float | None = None  # ray: CPUs each run reserves (None: 1)
     gpus_per_run: float | None = None
+    # Runs trained together in one task as one vectorised network (betavae.packed): up to this many
+    # queued runs that differ only in seed and β. 1: each run alone. Faster only where a step leaves
+    # the device idle (a GPU); on a CPU it measured slower (docs/notes/sweep-throughput.md).
+    pack: int = 1
 
     def check(self) -> BackendOptions:
         """These options, or a one-line error: called before a command prints or creates anything."""
@@ -49,6 +54,8 @@ class BackendOptions:
             raise BetaVAEError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
         if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 1):
             raise BetaVAEError(f"--workers must be a positive integer, got {self.workers}")
+        if isinstance(self.pack, bool) or not isinstance(self.pack, int) or self.pack < 1:
+            raise BetaVAEError(f"--pack must be a positive integer (1: no packing), got {self.pack}")
         for flag, value in (("--cpus-per-run", self.cpus_per_run), ("--gpus-per-run", self.gpus_per_run)):
             if value is not None and not (value >= 0 and value != float("inf")):
                 raise BetaVAEError(f"{flag} must be a finite number 0 or above, got {value}")

@@ -32,6 +32,7 @@ from betavae.files import check_folder, claim_folder
 from betavae.runs import LOCK_FILE, RunDir
 from betavae.studies.backend import Backend, BackendOptions
 from betavae.studies.grid import GridPoint, GridSpec, check_size, describe_size, expand_grid
+from betavae.studies.packing import config_pack_key, member_outcomes, next_pack, pack_task
 from betavae.studies.results import result_rows, write_results
 from betavae.studies.state import STATE_FILE, SweepState
 from betavae.studies.worker import task_for
@@ -104,6 +105,7 @@ def run_sweep(spec: GridSpec, out: str | Path, options: BackendOptions | None = 
                     todo,
                     spec,
                     _Display(out, points, state, progress),
+                    options.pack,
                 )
         finally:  # an interrupted sweep's table too: what is done is worth reading
             write_results(out, *result_rows(out))
@@ -138,7 +140,7 @@ def _start_again(state: SweepState, points: Sequence[GridPoint]) -> None:
 
 
 def _run_all(
-    state: SweepState, backend: Backend, todo: Sequence[str], spec: GridSpec, display: _Display
+    state: SweepState, backend: Backend, todo: Sequence[str], spec: GridSpec, display: _Display, pack: int = 1
 ) -> None:
     """Run ``todo`` on ``backend``; on Ctrl-C, let the running runs save their checkpoints and say
     how to go on.
@@ -149,11 +151,12 @@ def _run_all(
     a run marked ``running`` that no worker runs.
     """
     try:
+        tasks = _Tasks(state, spec, pack)
         with StopRequest() as stop:
-            _drive(state, backend, todo, spec, display, stop)
+            _drive(state, backend, todo, tasks, display, stop)
             if stop.requested:
                 backend.interrupt()
-                _drain(state, backend, display)
+                _drain(state, backend, tasks, display)
                 counts = state.counts(display.names)
                 raise SweepInterrupted(
                     f"interrupted: {counts['done']} of {len(display.names)} runs done, the "
@@ -164,11 +167,46 @@ def _run_all(
         display.close()
 
 
+class _Tasks:
+    """The tasks the driver submits: one per run, or one per pack of runs (``--pack``,
+    :mod:`betavae.studies.packing`), and which runs each running task trains."""
+
+    def __init__(self, state: SweepState, spec: GridSpec, pack: int) -> None:
+        self.state, self.spec, self.pack = state, spec, pack
+        self.runs: dict[str, list[str]] = {}  # by running task's name: its runs
+        self._keys: dict[str, Any] = {}
+
+    def submit_next(self, queue: list[str], backend: Backend) -> list[str]:
+        """Take the next run (and the runs packed with it) off ``queue``, mark them running, submit them."""
+        names = next_pack(queue, self._key, self.pack)
+        for name in names:
+            self.state.mark_running(name)
+        spec = self.spec
+        task = pack_task([task_for(name, self.state.config(name), spec.metrics, spec.metric_seed, spec.sizes)
+                          for name in names])
+        backend.submit(task)
+        self.runs[task["name"]] = names
+        return names
+
+    def outcomes(self, outcome: dict[str, Any]) -> list[dict[str, Any]]:
+        """The outcome of each run of the task that ended with ``outcome``."""
+        return member_outcomes(outcome, self.runs.pop(outcome["name"], [outcome["name"]]))
+
+    def running(self, backend: Backend) -> list[str]:
+        """The runs that ``backend``'s running tasks train."""
+        return [run for name in backend.running for run in self.runs.get(name, [name])]
+
+    def _key(self, name: str) -> Any:
+        if name not in self._keys:
+            self._keys[name] = config_pack_key(self.state.config(name))
+        return self._keys[name]
+
+
 def _drive(
     state: SweepState,
     backend: Backend,
     todo: Sequence[str],
-    spec: GridSpec,
+    tasks: _Tasks,
     display: _Display,
     stop: StopRequest,
 ) -> None:
@@ -177,23 +215,23 @@ def _drive(
     queue = list(todo)
     while (queue or backend.running) and not stop.requested:
         while queue and len(backend.running) < backend.capacity and not stop.requested:
-            name = queue.pop(0)
-            state.mark_running(name)
-            backend.submit(task_for(name, state.config(name), spec.metrics, spec.metric_seed, spec.sizes))
-            display.started(name)
-        for outcome in backend.wait(POLL_SECONDS):
-            if _record(state, outcome, display):
-                queue.append(outcome["name"])
-        display.refresh(backend.running)
+            for name in tasks.submit_next(queue, backend):
+                display.started(name)
+        for ended in backend.wait(POLL_SECONDS):
+            for outcome in tasks.outcomes(ended):
+                if _record(state, outcome, display):
+                    queue.append(outcome["name"])
+        display.refresh(tasks.running(backend))
 
 
-def _drain(state: SweepState, backend: Backend, display: _Display) -> None:
+def _drain(state: SweepState, backend: Backend, tasks: _Tasks, display: _Display) -> None:
     """After Ctrl-C: wait for the running runs to save their checkpoints and report; a second
     Ctrl-C stops now."""
     try:
         while backend.running:
-            for outcome in backend.wait(POLL_SECONDS):
-                _record(state, outcome, display)
+            for ended in backend.wait(POLL_SECONDS):
+                for outcome in tasks.outcomes(ended):
+                    _record(state, outcome, display)
     except KeyboardInterrupt:
         pass  # the runs still running stay 'running' in the state: the next sweep resumes them
 

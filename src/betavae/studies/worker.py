@@ -18,6 +18,7 @@ import traceback
 from typing import Any
 
 from betavae.errors import BetaVAEError
+from betavae.studies.packing import PACK_KEY, trainable_groups
 
 
 def task_for(
@@ -49,8 +50,11 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     checkpoint is saved, the run resumes next time) or ``failed`` (with a one-line ``error``;
     a bug's trace-back is printed on this process's stderr too). A backend whose worker
     died without returning (killed, out of memory) reports ``lost``. ``process`` is the pid
-    that did it (a local worker serves many runs).
+    that did it (a local worker serves many runs). A pack's task (:mod:`betavae.studies.packing`)
+    returns the outcome of each of its runs under ``pack``.
     """
+    if PACK_KEY in task:
+        return run_pack(task)
     import torch
 
     from betavae.config import TrainConfig
@@ -75,6 +79,67 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
         outcome["status"] = "failed"
         outcome["error"] = f"{type(error).__name__}: {' '.join(str(error).split())}"
     return outcome
+
+
+def run_pack(task: dict[str, Any]) -> dict[str, Any]:
+    """Train a pack's runs together (:mod:`betavae.studies.packing`), then bring each up to date with
+    :func:`run_point` (its held-out loss and figure are there: its metrics are measured);
+    ``{"name", "status", "pack": [outcome of each run]}``.
+
+    Each packed run's ``timings`` share the pack's training among its runs (one step trains them
+    all; ``packed``: how many), ``start`` is the wait before the pack began, and ``started_from``
+    the step it stood at.
+    A stop (Ctrl-C, SIGTERM) during the packed training makes the whole pack ``interrupted``.
+    """
+    import torch
+
+    from betavae.config import TrainConfig
+    from betavae.errors import BetaVAEError
+    from betavae.packed import train_packed
+    from betavae.runs import RunDir
+    from betavae.train import TrainingInterrupted
+
+    began = time.time()
+    members = [{**member, **{key: task[key] for key in ("threads", "device") if task.get(key)}}
+               for member in task[PACK_KEY]]
+    shared: dict[str, tuple[float, int]] = {}  # by run: the seconds of the pack that trained it, its size
+    started: dict[str, int] = {}  # by run: the step it stood at
+    try:
+        if task.get("threads"):
+            torch.set_num_threads(int(task["threads"]))
+        configs = {}
+        for member in members:
+            config = TrainConfig.from_dict(member["config"], source=f"run {member['name']}")
+            if member.get("device"):
+                config.device = member["device"]
+            configs[member["name"]] = config
+        for name, config in configs.items():
+            run = RunDir(config.out)
+            started[name] = run.checkpoint_step() if run.has_checkpoint() else 0
+        for names, resume in trainable_groups(configs, lambda config: RunDir(config.out)):
+            clock = time.perf_counter()
+            train_packed([configs[name] for name in names], resume=resume, progress=False)
+            shared.update(dict.fromkeys(names, (time.perf_counter() - clock, len(names))))
+    except (TrainingInterrupted, KeyboardInterrupt):
+        return {"name": task["name"], "status": "interrupted", "error": None, "result": None,
+                "process": os.getpid()}
+    except BetaVAEError:
+        pass  # each run alone below: a run that failed says why, the others finish or resume
+    outcomes = []
+    for member in members:
+        outcome = run_point(member)
+        name, result = member["name"], outcome.get("result")
+        if result is not None and name in shared:
+            seconds, size = shared[name]
+            result["started_from"] = started[name]
+            # Each run's log times the pack's steps, which trained all of its runs at once.
+            steps = step_seconds(RunDir(configs[name].out), after=started[name]) / size
+            result["timings"].update(
+                start=max(0.0, began - member["submitted"]) if member.get("submitted") else None,
+                steps=steps, outside_steps=max(0.0, seconds / size - steps), packed=size)
+        outcomes.append(outcome)
+    return {"name": task["name"], "status": "pack", "error": None, "result": None, PACK_KEY: outcomes,
+            "process": os.getpid()}
 
 
 def _bring_up_to_date(config, task: dict[str, Any], began: float) -> dict[str, Any]:

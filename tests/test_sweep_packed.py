@@ -1,0 +1,174 @@
+"""``betavae sweep --pack N``: runs differing only in seed and β trained together, each in its own folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tests.processes import wait_until
+from tests.runfolders import state_rows
+from tests.test_packed import DRIFT
+
+from betavae.config import TrainConfig
+from betavae.errors import BetaVAEError
+from betavae.models import build
+from betavae.runs import RunDir
+from betavae.studies.grid import build_spec
+from betavae.studies.packing import config_pack_key, member_outcomes, next_pack, trainable_groups
+from betavae.studies.sweep import BackendOptions, run_sweep
+from marks import slow_fixture
+
+# A grid row over β at one latent size and seed: one pack of three.
+TRAINING = {
+    "dataset": "shapes", "arch": "conv28", "steps": 20, "batch_size": 16, "test_size": 64,
+    "checkpoint_every": 10, "log_every": 5, "device": "cpu", "beta_norm": [0.01, 0.1, 1.0], "latent_dim": 4,
+}
+OPTIONS = {"seeds": 1, "metrics": ["mig"], "n_train": 100}
+NAMES = ["bn0.01-s0", "bn0.1-s0", "bn1-s0"]
+
+
+def row_spec(**training):
+    return build_spec({**TRAINING, **training}, OPTIONS)
+
+
+def step_kind(run: Path) -> str:
+    """How the run's steps were taken, as its config records it: ``eager``, ``packed (3 models, vmap)``."""
+    return RunDir(run).read_derived().step
+
+
+def assert_trained_alike(a: Path, b: Path, latent_dim: int = 4) -> None:
+    """Two runs of one config ended at the same weights, up to the packed kernels' rounding (test_packed)."""
+    config = RunDir(a).read_config()
+    torch.manual_seed(config.seed)
+    start = build(config.arch, latent_dim, (1, 28, 28)).state_dict()
+    first, second = RunDir(a).load_checkpoint()["model"], RunDir(b).load_checkpoint()["model"]
+    for name, value in first.items():
+        moved = (value - start[name]).norm()
+        assert moved > 0, name
+        assert (value - second[name]).norm() <= DRIFT * moved, name
+
+
+# --- grouping ------------------------------------------------------------------------------------
+
+def test_a_pack_takes_the_next_run_and_later_ones_with_its_key_keeping_the_rest_in_order():
+    queue = ["a1", "b1", "a2", "x1", "a3", "b2"]
+    key = {"a": "A", "b": "B", "x": None}
+
+    def key_of(name: str):
+        return key[name[0]]
+
+    assert next_pack(queue, key_of, 2) == ["a1", "a2"]
+    assert queue == ["b1", "x1", "a3", "b2"]
+    assert next_pack(queue, key_of, 5) == ["b1", "b2"]
+    assert next_pack(queue, key_of, 5) == ["x1"]  # no key: trains alone
+    assert next_pack(queue, key_of, 1) == ["a3"] and queue == []
+
+
+def test_only_what_the_packed_trainer_trains_has_a_pack_key():
+    config = TrainConfig(dataset="shapes", steps=10).to_dict()
+    assert config_pack_key(config) is not None
+    assert config_pack_key({**config, "seed": 7, "beta": 8.0}) == config_pack_key(config)
+    assert config_pack_key({**config, "latent_dim": 3}) != config_pack_key(config)
+    assert config_pack_key({**config, "objective": "beta_tc"}) is None
+    assert config_pack_key({**config, "precision": "bf16"}) is None
+
+
+def test_a_lost_pack_is_lost_for_each_of_its_runs_and_a_pack_reports_each_run():
+    lost = {"name": "a", "status": "lost", "error": "killed", "result": None}
+    assert member_outcomes(lost, ["a", "b"]) == [lost, {**lost, "name": "b"}]
+    each = [{"name": "a", "status": "done"}, {"name": "b", "status": "failed"}]
+    assert member_outcomes({"name": "a", "status": "pack", "pack": each}, ["a", "b"]) == each
+
+
+def test_bad_pack_sizes_are_refused_in_one_line():
+    for size in (0, -2, 1.5, True):
+        with pytest.raises(BetaVAEError, match="--pack must be a positive integer"):
+            BackendOptions(pack=size).check()
+
+
+# --- sweeps --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+@slow_fixture
+def packed_and_alone(tmp_path_factory) -> tuple[Path, Path]:
+    """The row swept as one pack, and swept one run at a time, each with one worker."""
+    folder = tmp_path_factory.mktemp("packed-sweep")
+    run_sweep(row_spec(), folder / "packed", BackendOptions(workers=1, pack=3), progress=False)
+    run_sweep(row_spec(), folder / "alone", BackendOptions(workers=1), progress=False)
+    return folder / "packed", folder / "alone"
+
+
+def test_a_packed_sweep_trains_its_row_as_one_network_into_ordinary_run_folders(packed_and_alone):
+    packed, alone = packed_and_alone
+    rows = state_rows(packed)
+    assert sorted(rows) == NAMES and all(row["status"] == "done" for row in rows.values())
+    for name in NAMES:
+        assert step_kind(packed / name) == "packed (3 models, vmap)"
+        assert step_kind(alone / name) == "eager"
+        assert_trained_alike(packed / name, alone / name)
+        timings = rows[name]["result"]["timings"]
+        assert timings["packed"] == 3 and timings["steps"] > 0  # its share of the pack's steps
+        measured = rows[name]["result"]["metrics"]["mig"]
+        assert measured.keys() == state_rows(alone)[name]["result"]["metrics"]["mig"].keys()
+        # Everything an unpacked run's folder holds.
+        assert {p.name for p in (alone / name).iterdir()} <= {p.name for p in (packed / name).iterdir()}
+
+
+def test_a_pack_of_runs_at_different_steps_trains_those_at_one_step_together(tmp_path):
+    out = tmp_path / "grown"
+    run_sweep(row_spec(steps=10, beta_norm=[0.01, 0.1]), out, BackendOptions(workers=1, pack=3),
+              progress=False)
+    # The grid grows: one β more, and 20 steps for all: two runs stand at step 10, one at 0.
+    configs = {name: TrainConfig(dataset="shapes", steps=20, out=str(out / name)) for name in NAMES}
+    assert trainable_groups(configs, lambda config: RunDir(config.out)) == [(NAMES[:2], True)]
+    run_sweep(row_spec(), out, BackendOptions(workers=1, pack=3), progress=False)
+    rows = state_rows(out)
+    assert all(row["status"] == "done" and row["result"]["step"] == 20 for row in rows.values())
+    assert [rows[name]["result"]["started_from"] for name in NAMES] == [10, 10, 0]
+    assert step_kind(out / NAMES[0]) == step_kind(out / NAMES[1]) == "packed (2 models, vmap)"
+    assert step_kind(out / NAMES[2]) == "eager"  # alone at its step
+
+
+@pytest.mark.slow
+def test_a_pack_whose_worker_is_killed_resumes_packed_from_its_checkpoints(packed_and_alone, tmp_path):
+    out = tmp_path / "killed"
+    flags = ["--dataset", "shapes", "--arch", "conv28", "--steps", "40", "--batch-size", "16", "--test-size",
+             "64", "--checkpoint-every", "10", "--log-every", "5", "--device", "cpu", "--beta-norm",
+             "0.01,0.1,1", "--latent", "4", "--metrics", "mig", "--n-train", "100", "--workers", "1",
+             "--pack", "3", "--out", str(out), "--no-progress"]
+    sweep = subprocess.Popen([sys.executable, "-m", "betavae.cli", "sweep", *flags], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        runs = [RunDir(out / name) for name in NAMES]
+        wait_until(sweep, lambda: all(10 <= _step(run) < 40 for run in runs), "each run's first checkpoint")
+        holder = int((out / NAMES[0] / ".lock").read_text().split()[0])
+        # One process trains the three.
+        assert all(int((out / name / ".lock").read_text().split()[0]) == holder for name in NAMES)
+        os.kill(holder, signal.SIGKILL)
+        stdout, stderr = sweep.communicate(timeout=300)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait()
+    assert sweep.returncode == 0, stdout + stderr
+    rows = state_rows(out)
+    started = {name: rows[name]["result"]["started_from"] for name in NAMES}
+    for name in NAMES:
+        assert rows[name]["status"] == "done" and rows[name]["attempts"] == 2, rows[name]
+        assert started[name] >= 10, started  # resumed, not trained again from step 0
+        # Runs that stood at one step train on packed (a kill can come between two runs' checkpoints).
+        together = sum(step == started[name] for step in started.values())
+        expected = f"packed ({together} models, vmap)" if together > 1 else "eager"
+        assert step_kind(out / name) == expected, started
+
+
+def _step(run: RunDir) -> int:
+    try:
+        return run.checkpoint_step()
+    except (BetaVAEError, OSError, RuntimeError, EOFError):
+        return 0
