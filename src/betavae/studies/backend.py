@@ -43,7 +43,7 @@ class BackendOptions:
     ray_address: str | None = None
     cpus_per_run: float | None = None  # ray: CPUs each run reserves (None: 1)
     gpus_per_run: float | None = None
-    # Runs trained together in one task as one vectorised network (betavae.packed): up to this many
+    # Runs trained together in one task as one vectorised network (betavae.training.packed): up to this many
     # queued runs that differ only in seed and β. 1: each run alone. Faster only where a step leaves
     # the device idle (a GPU); on a CPU it measured slower (docs/notes/sweep-throughput.md).
     pack: int = 1

@@ -1,9 +1,10 @@
 """Packs: runs of a sweep that a worker trains together as one vectorised network (``--pack N``).
 
 The driver (:mod:`betavae.studies.sweep`) takes queued runs that differ only in seed and β
-(:func:`betavae.packed.pack_key`) up to ``N`` at a time and submits them as one task; a
-worker (:func:`betavae.studies.worker.run_pack`) trains them with :func:`betavae.packed.train_packed`, then
-measures and collects each run as an unpacked one, and returns one outcome per run. What
+(:func:`betavae.training.packed.pack_key`) up to ``N`` at a time and submits them as one
+task; a worker (:func:`betavae.studies.worker.run_pack`) trains them with
+:func:`~betavae.training.packed.train_packed`, then measures and collects each run as an
+unpacked one, and returns one outcome per run. What
 a backend sees is an ordinary task with a name (its first run's), so local workers and
 Ray run packs unchanged; the driver maps a pack's outcome back to its runs, including a
 pack lost with its worker (each run resumes from its checkpoint, packed again).
@@ -47,7 +48,7 @@ def config_pack_key(config: dict[str, Any]) -> Hashable | None:
     """The pack key of a run's config (a state's dict), or None when the packed trainer cannot train it."""
     from betavae.config import TrainConfig
     from betavae.errors import BetaVAEError
-    from betavae.packed import check_packable, pack_key
+    from betavae.training.packed import check_packable, pack_key
 
     train_config = TrainConfig.from_dict(config)
     try:

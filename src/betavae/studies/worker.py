@@ -94,10 +94,9 @@ def run_pack(task: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from betavae.config import TrainConfig
-    from betavae.errors import BetaVAEError
-    from betavae.packed import train_packed
     from betavae.runs import RunDir
-    from betavae.train import TrainingInterrupted
+    from betavae.training.faults import TrainingInterrupted
+    from betavae.training.packed import train_packed
 
     began = time.time()
     members = [{**member, **{key: task[key] for key in ("threads", "device") if task.get(key)}}
