@@ -67,7 +67,7 @@ def main() -> None:
     runs = 6 * args.seeds
     steps = spec.fixed["steps"]
     images = runs * steps * spec.fixed["batch_size"]
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     print(f"torch {torch.__version__}, {available_cores()} cores, device {device}; the small study's heart "
           f"grid: {runs} runs of {steps} steps ({images:,} training images), "
           f"metrics {', '.join(spec.metrics)}")
