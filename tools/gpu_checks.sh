@@ -6,8 +6,8 @@
 #   - what --deterministic costs and whether two same-seed runs agree bit for bit
 #     (issue 24; docs/guide/reproduce.md, "paper on a GPU");
 #   - each objective's step against beta's (issue 21; docs/guide/objectives.md, "The cost of a step");
-#   - packed training against unpacked on the study's grid row (issue 33; docs/notes/sweep-throughput.md,
-#     "Packed training").
+#   - packed training against unpacked on the study's grid row, and the study's heart grid swept with
+#     --pack 3 against run by run (issue 33; docs/notes/sweep-throughput.md, "Packed training").
 #
 # From the repository root on that machine:   bash tools/gpu_checks.sh
 # Logs go under $OUT (the device tool's folder that comes back), else gpu-checks/. $PYTHON picks
@@ -29,3 +29,5 @@ timeout 120 "$python" benchmarks/train_throughput.py --sections objectives --sec
     | tee "$out/objectives.txt"
 timeout 150 "$python" benchmarks/packed_training.py --device cuda --steps 200 --profile 2>&1 \
     | tee "$out/packed_training.txt"
+timeout 200 "$python" benchmarks/packed_sweep.py --device cuda --seeds 1 --pack 3 2>&1 \
+    | tee "$out/packed_sweep.txt"
