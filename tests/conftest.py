@@ -99,7 +99,7 @@ SHARED_RESOURCE_FILES = {
 LONGEST_FIRST = {group: rank for rank, group in enumerate((
     "tests/test_reproduce.py", "tests/test_run_folder.py", "ray", "tests/test_sweep.py",
     "tests/test_time_to_disentangle.py", "tests/test_performance.py", "tests/test_train.py", "chromium",
-    "tests/test_transfer.py",
+    "tests/test_transfer.py", "tests/test_sweep_packed.py",
 ))}
 
 

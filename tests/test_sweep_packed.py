@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from tests.processes import wait_until
 from tests.runfolders import state_rows
 from tests.test_packed import DRIFT
 
@@ -137,25 +136,25 @@ def test_a_pack_of_runs_at_different_steps_trains_those_at_one_step_together(tmp
 @pytest.mark.slow
 def test_a_pack_whose_worker_is_killed_resumes_packed_from_its_checkpoints(packed_and_alone, tmp_path):
     out = tmp_path / "killed"
-    flags = ["--dataset", "shapes", "--arch", "conv28", "--steps", "40", "--batch-size", "16", "--test-size",
-             "64", "--checkpoint-every", "10", "--log-every", "5", "--device", "cpu", "--beta-norm",
-             "0.01,0.1,1", "--latent", "4", "--metrics", "mig", "--n-train", "100", "--workers", "1",
-             "--pack", "3", "--out", str(out), "--no-progress"]
-    sweep = subprocess.Popen([sys.executable, "-m", "betavae.cli", "sweep", *flags], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        runs = [RunDir(out / name) for name in NAMES]
-        wait_until(sweep, lambda: all(10 <= _step(run) < 40 for run in runs), "each run's first checkpoint")
-        holder = int((out / NAMES[0] / ".lock").read_text().split()[0])
-        # One process trains the three.
-        assert all(int((out / name / ".lock").read_text().split()[0]) == holder for name in NAMES)
-        os.kill(holder, signal.SIGKILL)
-        stdout, stderr = sweep.communicate(timeout=300)
-    finally:
-        if sweep.poll() is None:
-            sweep.kill()
-            sweep.wait()
-    assert sweep.returncode == 0, stdout + stderr
+    runs = [RunDir(out / name) for name in NAMES]
+    killed: list[int] = []
+
+    def kill_the_worker_once_each_run_has_a_checkpoint() -> None:
+        deadline = time.monotonic() + 120
+        while not all(10 <= _step(run) < 40 for run in runs):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        holders = {int((run.path / ".lock").read_text().split()[0]) for run in runs}
+        killed.extend(holders)
+        os.kill(holders.pop(), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_worker_once_each_run_has_a_checkpoint)
+    killer.start()
+    summary = run_sweep(row_spec(steps=40), out, BackendOptions(workers=1, pack=3), progress=False)
+    killer.join()
+    assert len(killed) == 1, killed  # one process trained the three
+    assert summary.counts["done"] == 3
     rows = state_rows(out)
     started = {name: rows[name]["result"]["started_from"] for name in NAMES}
     for name in NAMES:
