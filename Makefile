@@ -80,6 +80,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sweep_throughput.py
 	$(BIN)/python benchmarks/study_throughput.py --scale smoke
 	$(BIN)/python benchmarks/packed_training.py
+	$(BIN)/python benchmarks/packed_sweep.py --seeds 1
 	$(BIN)/python benchmarks/data_reading.py
 
 clean:
