@@ -144,7 +144,7 @@ def test_a_pack_whose_worker_is_killed_resumes_packed_from_its_checkpoints(packe
         while not all(10 <= _step(run) < 40 for run in runs):
             if time.monotonic() > deadline:
                 return
-            time.sleep(0.05)
+            time.sleep(0.2)
         holders = {int((run.path / ".lock").read_text().split()[0]) for run in runs}
         killed.extend(holders)
         os.kill(holders.pop(), signal.SIGKILL)
