@@ -118,6 +118,7 @@ def test_a_packed_sweep_trains_its_row_as_one_network_into_ordinary_run_folders(
         assert {p.name for p in (alone / name).iterdir()} <= {p.name for p in (packed / name).iterdir()}
 
 
+@pytest.mark.slow
 def test_a_pack_of_runs_at_different_steps_trains_those_at_one_step_together(tmp_path):
     out = tmp_path / "grown"
     run_sweep(row_spec(steps=10, beta_norm=[0.01, 0.1]), out, BackendOptions(workers=1, pack=3),
