@@ -84,6 +84,12 @@ def test_a_lost_pack_is_lost_for_each_of_its_runs_and_a_pack_reports_each_run():
     assert member_outcomes({"name": "a", "status": "pack", "pack": each}, ["a", "b"]) == each
 
 
+def test_runs_standing_at_one_step_train_together_and_finished_or_lone_runs_alone():
+    started = {"a": 0, "b": 10, "c": 0, "d": 10, "e": 20, "f": 5}
+    assert trainable_groups(started, dict.fromkeys(started, 20)) == [(["a", "c"], False), (["b", "d"], True)]
+    assert trainable_groups({"a": 0}, {"a": 20}) == []
+
+
 def test_bad_pack_sizes_are_refused_in_one_line():
     for size in (0, -2, 1.5, True):
         with pytest.raises(BetaVAEError, match="--pack must be a positive integer"):
@@ -124,8 +130,8 @@ def test_a_pack_of_runs_at_different_steps_trains_those_at_one_step_together(tmp
     run_sweep(row_spec(steps=10, beta_norm=[0.01, 0.1]), out, BackendOptions(workers=1, pack=3),
               progress=False)
     # The grid grows: one β more, and 20 steps for all: two runs stand at step 10, one at 0.
-    configs = {name: TrainConfig(dataset="shapes", steps=20, out=str(out / name)) for name in NAMES}
-    assert trainable_groups(configs, lambda config: RunDir(config.out)) == [(NAMES[:2], True)]
+    started = {name: RunDir(out / name).checkpoint_step() if (out / name).is_dir() else 0 for name in NAMES}
+    assert trainable_groups(started, dict.fromkeys(NAMES, 20)) == [(NAMES[:2], True)]
     run_sweep(row_spec(), out, BackendOptions(workers=1, pack=3), progress=False)
     rows = state_rows(out)
     assert all(row["status"] == "done" and row["result"]["step"] == 20 for row in rows.values())

@@ -4,10 +4,10 @@ The driver (:mod:`betavae.studies.sweep`) takes queued runs that differ only in 
 (:func:`betavae.training.packed.pack_key`) up to ``N`` at a time and submits them as one
 task; a worker (:func:`betavae.studies.worker.run_pack`) trains them with
 :func:`~betavae.training.packed.train_packed`, then measures and collects each run as an
-unpacked one, and returns one outcome per run. What
-a backend sees is an ordinary task with a name (its first run's), so local workers and
-Ray run packs unchanged; the driver maps a pack's outcome back to its runs, including a
-pack lost with its worker (each run resumes from its checkpoint, packed again).
+unpacked one, and returns one outcome per run. What a backend sees is an ordinary task
+with a name (its first run's), so local workers and Ray run packs unchanged; the driver
+maps a pack's outcome back to its runs, including a pack lost with its worker (each run
+resumes from its checkpoint, packed again).
 
 A pack's runs that cannot train as one (some fresh, some cut off at another step) train
 in groups that can, or alone; a pack that fails as a whole (a run diverged, a refusal)
@@ -75,14 +75,13 @@ def member_outcomes(outcome: dict[str, Any], names: list[str]) -> list[dict[str,
     return [{**outcome, "name": name} for name in names]
 
 
-def trainable_groups(configs: dict[str, Any], run_of: Callable[[Any], Any]) -> list[tuple[list[str], bool]]:
-    """The runs of ``configs`` (by name) to train packed, as (names, resume): groups of two or more that
-    stand at one step, fresh runs together and runs cut off at the same step together. Finished runs,
-    and a run alone at its step, are left to the unpacked path."""
+def trainable_groups(started: dict[str, int], steps: dict[str, int]) -> list[tuple[list[str], bool]]:
+    """The runs to train packed, as (names, resume), from the step each run stands at (``started``,
+    0 for a fresh run) and the steps it trains to: groups of two or more that stand at one step,
+    fresh runs together and runs cut off at the same step together. Finished runs, and a run
+    alone at its step, are left to the unpacked path."""
     groups: dict[int, list[str]] = {}
-    for name, config in configs.items():
-        run = run_of(config)
-        step = run.checkpoint_step() if run.has_checkpoint() else 0
-        if step < config.steps:
+    for name, step in started.items():
+        if step < steps[name]:
             groups.setdefault(step, []).append(name)
     return [(names, step > 0) for step, names in groups.items() if len(names) > 1]

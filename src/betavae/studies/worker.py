@@ -115,7 +115,8 @@ def run_pack(task: dict[str, Any]) -> dict[str, Any]:
         for name, config in configs.items():
             run = RunDir(config.out)
             started[name] = run.checkpoint_step() if run.has_checkpoint() else 0
-        for names, resume in trainable_groups(configs, lambda config: RunDir(config.out)):
+        steps = {name: config.steps for name, config in configs.items()}
+        for names, resume in trainable_groups(started, steps):
             clock = time.perf_counter()
             train_packed([configs[name] for name in names], resume=resume, progress=False)
             shared.update(dict.fromkeys(names, (time.perf_counter() - clock, len(names))))
@@ -124,6 +125,8 @@ def run_pack(task: dict[str, Any]) -> dict[str, Any]:
                 "process": os.getpid()}
     except BetaVAEError:
         pass  # each run alone below: a run that failed says why, the others finish or resume
+    except Exception:  # a bug: its trace-back here, and each run alone below records what it does
+        traceback.print_exc()
     outcomes = []
     for member in members:
         outcome = run_point(member)
