@@ -24,23 +24,20 @@ from pathlib import Path
 
 import torch
 
-from betavae.studies.grid import build_spec
+from betavae.studies.grid import GridSpec
 from betavae.studies.local import available_cores
 from betavae.studies.state import SweepState
 from betavae.studies.sweep import BackendOptions, run_sweep
 from betavae.study.design import PARTS, SCALES
+from betavae.study.runner import sweep_spec
 
 
-def study_grid(seeds: int, steps: int | None, device: str):
-    """The small scale's heart-set grid, as the study sweeps it (its metrics included)."""
-    scale, part = SCALES["small"], PARTS["shapes"]
-    training = {"dataset": part.dataset, "arch": part.arch, "recon": part.recon,
-                "batch_size": scale.batch_size, "steps": steps or scale.steps[part.folder],
-                "test_size": scale.test_size[part.folder],
-                "beta_norm": list(scale.beta_norms), "latent_dim": list(scale.latent_dims), "device": device}
-    options = {"seeds": seeds, "metrics": list(scale.metrics), "n_train": scale.n_train,
-               "n_eval": scale.n_eval}
-    return build_spec(training, options)
+def study_grid(seeds: int, steps: int | None, device: str) -> GridSpec:
+    """The small scale's heart-set grid as the study sweeps it (its metrics included), over ``seeds``."""
+    spec = sweep_spec(PARTS["shapes"], "grid", SCALES["small"])
+    spec.seeds = list(range(seeds))
+    spec.fixed.update(device=device, **({"steps": steps} if steps else {}))
+    return spec
 
 
 def swept(spec, out: Path, options: BackendOptions) -> tuple[float, list[dict]]:

@@ -9,13 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from tests.runfolders import state_rows
-from tests.test_packed import DRIFT
+from tests.test_packed import assert_same_training, weights
 
 from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
-from betavae.models import build
 from betavae.runs import RunDir
 from betavae.studies.grid import build_spec
 from betavae.studies.packing import config_pack_key, member_outcomes, next_pack, trainable_groups
@@ -40,16 +38,9 @@ def step_kind(run: Path) -> str:
     return RunDir(run).read_derived().step
 
 
-def assert_trained_alike(a: Path, b: Path, latent_dim: int = 4) -> None:
+def assert_trained_alike(a: Path, b: Path) -> None:
     """Two runs of one config ended at the same weights, up to the packed kernels' rounding (test_packed)."""
-    config = RunDir(a).read_config()
-    torch.manual_seed(config.seed)
-    start = build(config.arch, latent_dim, (1, 28, 28)).state_dict()
-    first, second = RunDir(a).load_checkpoint()["model"], RunDir(b).load_checkpoint()["model"]
-    for name, value in first.items():
-        moved = (value - start[name]).norm()
-        assert moved > 0, name
-        assert (value - second[name]).norm() <= DRIFT * moved, name
+    assert_same_training(RunDir(a).read_config(), weights(a), weights(b))
 
 
 # --- grouping ------------------------------------------------------------------------------------

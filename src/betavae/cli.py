@@ -441,6 +441,14 @@ def transfer(
         click.echo(f"written: {path}")
 
 
+# sweep's and reproduce's: how many runs a worker trains as one network (betavae.studies.packing).
+PACK_OPTION = click.option(
+    "--pack", type=int, default=1, show_default=True,
+    help="runs trained together in one process as one vectorised network (those differing only in seed and "
+         "β; the beta objective in fp32): for a GPU, which one small run leaves idle; slower on a CPU. "
+         "1: each run alone")
+
+
 @app.command(cls=ConfigCommand, make_options=_sweep_options)
 @click.argument("grid_file", required=False, type=click.Path(dir_okay=False))
 @click.option("--seeds", help="how many seeds (3: seeds 0, 1, 2) or a list (0,4,7)  [default: 1]")
@@ -471,10 +479,7 @@ def transfer(
 @click.option(
     "--gpus-per-run", type=float, help="Ray: GPUs each run reserves  [default: 1 when the cluster has GPUs]"
 )
-@click.option("--pack", type=int, default=1, show_default=True,
-              help="runs trained together in one process as one vectorised network (those differing only in "
-                   "seed and β; the beta objective in fp32): for a GPU, which one small run leaves idle; "
-                   "slower on a CPU. 1: each run alone")
+@PACK_OPTION
 @click.option("--retry-failed", is_flag=True, help="run the failed runs again")
 @click.option("--large-grid", is_flag=True, help="run a grid of more than 10,000 runs (refused without it)")
 @click.option("--progress/--no-progress", default=None, help="progress bar  [default: on a terminal]")
@@ -596,10 +601,7 @@ def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
               describe=lambda: _names("betavae.studies.backend:BACKENDS"))
 @click.option("--workers", type=int, help="runs at once  [default: one per GPU, else one per core]")
 @click.option("--ray-address", help="a Ray cluster to join  [default: start one here]")
-@click.option("--pack", type=int, default=1, show_default=True,
-              help="runs trained together in one process as one vectorised network (those differing only in "
-                   "seed and β; the beta objective in fp32): for a GPU, which one small run leaves idle; "
-                   "slower on a CPU. 1: each run alone")
+@PACK_OPTION
 @click.option("--data-dir", help="where MNIST's files are; also $BETAVAE_DATA_DIR")
 @click.option("--download/--no-download", default=True, show_default=True,
               help="fetch MNIST from its mirrors when its files are absent (offline: its parts are skipped)")
@@ -627,7 +629,7 @@ def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_addre
     if successors is not None:
         chosen = named[successors.strip()] if successors.strip() in named \
             else comma_separated(successors, "--successors")
-    options = BackendOptions(backend=backend, workers=workers, ray_address=ray_address, pack=pack).check()
+    options = BackendOptions(backend=backend, workers=workers, ray_address=ray_address, pack=pack)
     report = run_study(scale, out, options, data_dir=data_dir, progress=progress, echo=click.echo,
                        download=download, successors=chosen)
     click.echo(f"report: {report}  (and {report.with_suffix('.md').name} beside it)")

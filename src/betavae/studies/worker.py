@@ -112,9 +112,8 @@ def run_pack(task: dict[str, Any]) -> dict[str, Any]:
             if member.get("device"):
                 config.device = member["device"]
             configs[member["name"]] = config
-        for name, config in configs.items():
             run = RunDir(config.out)
-            started[name] = run.checkpoint_step() if run.has_checkpoint() else 0
+            started[member["name"]] = run.checkpoint_step() if run.has_checkpoint() else 0
         steps = {name: config.steps for name, config in configs.items()}
         for names, resume in trainable_groups(started, steps):
             clock = time.perf_counter()

@@ -40,6 +40,7 @@ from betavae.errors import BetaVAEError
 from betavae.files import atomic_write_text, claim_folder, make_folder
 from betavae.runs import RunDir
 from betavae.studies.backend import BackendOptions
+from betavae.studies.grid import GridSpec
 from betavae.studies.local import keep_workers
 from betavae.study.design import (
     BASELINES,
@@ -167,10 +168,10 @@ def _recon_of(part: Part, kind: str) -> str:
     return part.recon if kind in ("grid", FIGURES_SWEEP) else part.compare_recon
 
 
-def _sweep(part: Part, kind: str, scale: Scale, out: Path, options: BackendOptions, data_dir: str | None,
-           progress: bool | None) -> None:
+def sweep_spec(part: Part, kind: str, scale: Scale, data_dir: str | None = None) -> GridSpec:
+    """The grid of ``part``'s sweep ``kind`` (grid, compare, figures, successors/OBJECTIVE) at ``scale``:
+    what the study trains there, and what it measures of each run."""
     from betavae.studies.grid import build_spec
-    from betavae.studies.sweep import run_sweep
 
     training = _training(part, scale, data_dir, _recon_of(part, kind))
     seeds = scale.seeds
@@ -191,8 +192,15 @@ def _sweep(part: Part, kind: str, scale: Scale, out: Path, options: BackendOptio
         # metrics encode: a measurement at the end would encode the whole set again for every run.
         weak = [WEAK_METRIC] if kind == "grid" and SCORE_METRIC in scale.metrics else []
         sweep_options.update(metrics=[*scale.metrics, *weak], n_train=scale.n_train, n_eval=scale.n_eval)
-    spec = build_spec(training, sweep_options, source=f"reproduce {part.folder} {kind}")
-    summary = run_sweep(spec, out / part.folder / kind, options, progress=progress)
+    return build_spec(training, sweep_options, source=f"reproduce {part.folder} {kind}")
+
+
+def _sweep(part: Part, kind: str, scale: Scale, out: Path, options: BackendOptions, data_dir: str | None,
+           progress: bool | None) -> None:
+    from betavae.studies.sweep import run_sweep
+
+    summary = run_sweep(sweep_spec(part, kind, scale, data_dir), out / part.folder / kind, options,
+                        progress=progress)
     for name, error in summary.failed:
         raise BetaVAEError(f"run {name} of {out / part.folder / kind} failed ({error}); fix it and run "
                            f"betavae reproduce again, which resumes (see betavae sweep --retry-failed)")
@@ -318,9 +326,13 @@ def _per_run(store: Measurements, what: str, sweep_dir: Path, rows: Sequence[dic
     for row in rows:
         run_dir = sweep_dir / row["run"]
         values = store.get(_run_key(run_dir, what), lambda run_dir=run_dir: compute(run_dir))
-        cell = {key: row[key] for key in ("run", "seed", "beta", "beta_norm", "latent_dim", "trained")}
-        cells.append({**cell, **values})
+        cells.append({**_cell(row), **values})
     return cells
+
+
+def _cell(row: dict[str, Any]) -> dict[str, Any]:
+    """A result row's grid cell: which run, its seed and setting, and whether it trained."""
+    return {key: row[key] for key in ("run", "seed", "beta", "beta_norm", "latent_dim", "trained")}
 
 
 def _baselines(store: Measurements, part: Part, scale: Scale) -> dict[str, list[dict[str, float | None]]]:
@@ -343,7 +355,7 @@ def weak_rows(grid: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     report name), fitted on the same points: the metric :data:`WEAK_METRIC` of each run."""
     cells = []
     for row in grid:
-        cell = {key: row[key] for key in ("run", "seed", "beta", "beta_norm", "latent_dim", "trained")}
+        cell = _cell(row)
         cell["default"] = row.get(f"{WEAK_METRIC}.eval_accuracy")
         for label, name in WEAK_CLASSIFIERS.items():
             cell[label] = row.get(f"{WEAK_METRIC}.{name}_eval_accuracy")
