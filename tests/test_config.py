@@ -208,7 +208,7 @@ def test_validation_names_the_flag_the_user_typed():
         ({"beta": 1.0, "beta_norm": 0.1}, "give β either raw (--beta) or normalised (--beta-norm), not both"),
         (
             {"arch": "vgg"},
-            "unknown architecture 'vgg'; choose one of: burgess64, conv28, conv64, conv64_dlib (--arch)",
+            "unknown architecture 'vgg'; choose one of: burgess64, conv28, conv64, conv64_dlib, fc (--arch)",
         ),
         ({"seed": -1}, "--seed must be a whole number from 0 to 4294967295, got -1"),
         ({"lr": 1e39}, "--lr must be a positive number no larger than 3.4e38 (float32), got 1e+39"),

@@ -15,7 +15,7 @@ CHANNELS_LAST = torch.channels_last
 
 
 @pytest.mark.parametrize(
-    "arch,size", [("conv28", 28), ("conv64", 64), ("conv64_dlib", 64), ("burgess64", 64)]
+    "arch,size", [("conv28", 28), ("conv64", 64), ("conv64_dlib", 64), ("burgess64", 64), ("fc", 64)]
 )
 def test_fused_encoder_gives_the_eager_codes(arch, size):
     torch.manual_seed(0)

@@ -143,7 +143,7 @@ def test_wrongly_shaped_batch_is_a_clear_error_not_a_shape_traceback():
 
 
 def test_unknown_architecture_lists_the_choices():
-    with pytest.raises(BetaVAEError, match="choose one of: burgess64, conv28, conv64, conv64_dlib$"):
+    with pytest.raises(BetaVAEError, match="choose one of: burgess64, conv28, conv64, conv64_dlib, fc$"):
         build("resnet", 3, (1, 28, 28))
 
 
