@@ -70,7 +70,7 @@ def test_config_file_sets_options_and_flags_override_it(tmp_path, capsys):
         ),
         (
             ["train", "--recon", "l1"],
-            "betavae: error: unknown reconstruction loss 'l1'; choose one of: bernoulli, gaussian",
+            "betavae: error: unknown reconstruction loss 'l1'; choose one of: bernoulli, gaussian, lmse, mse",
         ),
         (["train", "--colour"], "betavae train: error: No such option '--colour'"),
         (["train", "--steps", "many"], "betavae train: error: Invalid value for '--steps'"),

@@ -11,6 +11,7 @@ from betavae.config import FLAGS, TrainConfig, load_config, read_toml, to_toml, 
 from betavae.data import DATASETS
 from betavae.errors import BetaVAEError
 from betavae.files import atomic_write_bytes
+from betavae.objectives import RECONSTRUCTIONS, REDUCTIONS
 from betavae.runs import RunDir
 from betavae.training.setup import config_from_sources
 
@@ -89,6 +90,18 @@ def test_resume_without_out_is_refused():
         config_from_sources(given_flags(), resume=True)
 
 
+def test_a_config_written_before_the_reconstruction_reduction_reads_as_the_sum_it_trained_with(tmp_path):
+    path = tmp_path / "config.toml"
+    written = TrainConfig(recon="gaussian").to_dict()
+    del written["recon_reduction"]
+    path.write_text(to_toml(written))
+    assert "recon_reduction" not in path.read_text()
+    config = load_config(path)
+    assert (config.recon, config.recon_reduction) == ("gaussian", "sum")
+    path.write_text(to_toml(TrainConfig(recon="mse", recon_reduction="mean").to_dict()))
+    assert 'recon_reduction = "mean"' in path.read_text() and load_config(path).recon_reduction == "mean"
+
+
 def test_unknown_config_key_lists_the_valid_ones(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("stepz = 3\n")
@@ -110,14 +123,17 @@ def test_malformed_or_missing_toml_is_a_user_error(tmp_path):
     lr=st.floats(1e-8, 1.0),
     out=st.text(min_size=1, max_size=30),
     beta=st.one_of(st.none(), st.floats(0, 1e3)),
+    recon=st.sampled_from(RECONSTRUCTIONS),
+    reduction=st.sampled_from(REDUCTIONS),
     options=st.dictionaries(
         st.sampled_from(["in_memory", "seed", "path"]),
         st.one_of(st.booleans(), st.integers(0, 99), st.text(max_size=10)),
     ),
 )
 @settings(max_examples=60, deadline=None)
-def test_config_survives_a_toml_round_trip(tmp_path_factory, steps, lr, out, beta, options):
-    config = TrainConfig(steps=steps, lr=lr, out=out, beta=beta, dataset_options=options)
+def test_config_survives_a_toml_round_trip(tmp_path_factory, steps, lr, out, beta, recon, reduction, options):
+    config = TrainConfig(steps=steps, lr=lr, out=out, beta=beta, recon=recon, recon_reduction=reduction,
+                         dataset_options=options)
     path = tmp_path_factory.mktemp("rt") / "config.toml"
     path.write_text(to_toml({**config.to_dict(), "derived": {"beta": 1.5, "image_shape": [1, 28, 28]}}))
     assert load_config(path) == config
@@ -131,7 +147,8 @@ def test_config_survives_a_toml_round_trip(tmp_path_factory, steps, lr, out, bet
         ({"lr": -1.0}, "lr must be a positive number"),
         ({"beta_norm": float("nan")}, "beta_norm must be a finite"),
         ({"dataset": "cifar"}, f"unknown dataset 'cifar'; choose one of: {', '.join(sorted(DATASETS))}"),
-        ({"recon": "l1"}, "choose one of: bernoulli, gaussian"),
+        ({"recon": "l1"}, "choose one of: bernoulli, gaussian, lmse, mse"),
+        ({"recon_reduction": "median"}, r"reduction 'median'; choose one of: mean, sum \(recon_reduction\)"),
         ({"device": "tpu"}, "unknown device 'tpu'"),
         ({"cuda_graph": "yes"}, "cuda_graph must be true or false, got the string 'yes'"),
         ({"beta": True}, "beta must be a number, got the boolean true"),

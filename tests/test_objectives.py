@@ -84,7 +84,7 @@ def test_loss_is_reconstruction_plus_beta_times_kl():
 
 
 def test_bad_objective_settings_are_user_errors():
-    with pytest.raises(BetaVAEError, match="choose one of: bernoulli, gaussian"):
+    with pytest.raises(BetaVAEError, match="choose one of: bernoulli, gaussian, lmse, mse$"):
         BetaVAELoss(1.0, "laplace")
     with pytest.raises(BetaVAEError, match="non-negative"):
         BetaVAELoss(-1.0)

@@ -1,5 +1,6 @@
 """Packed training: runs trained as one vectorised network are the runs train() makes, folder for folder."""
 
+import copy
 import dataclasses
 import json
 
@@ -8,10 +9,12 @@ import torch
 
 from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
-from betavae.models import build
+from betavae.models import VAEOutput, build
+from betavae.objectives import BetaVAELoss
 from betavae.runs import RunDir
 from betavae.training.loop import train
-from betavae.training.packed import pack_key, train_packed
+from betavae.training.packed import Pack, pack_key, train_packed
+from betavae.training.performance import make_optimizer
 
 # Not bit for bit: the vectorised kernels sum in another order, and Adam's first steps move a weight
 # by about lr (5e-4) whatever its gradient's size, so the rounding flips the step of the few weights
@@ -118,6 +121,45 @@ def test_packed_runs_resume_packed(packed_and_unpacked, tmp_path):
     for config, uninterrupted in zip(row_configs(tmp_path), unpacked, strict=True):
         assert RunDir(config.out).checkpoint_step() == 20
         assert_same_training(config, weights(config.out), weights(uninterrupted.out))
+
+
+@pytest.mark.slow  # three training steps; fc's 14M parameters take seconds
+@pytest.mark.parametrize("arch, recon, reduction", [("fc", "bernoulli", "sum"), ("conv28", "lmse", "sum"),
+                                                    ("conv28", "mse", "mean")])
+def test_a_pack_steps_each_model_as_its_own_step_would(arch, recon, reduction):
+    """A network without convolutions (fc) and every reconstruction and reduction: the vectorised step
+    gives each model the loss and, up to :data:`DRIFT`, the weights of its own eager steps."""
+    size, betas, cpu = (64 if arch == "fc" else 28), [1.0, 4.0], torch.device("cpu")
+    alone = []
+    for seed in range(len(betas)):
+        torch.manual_seed(seed)
+        alone.append(build(arch, 3, (1, size, size)))
+    start = [copy.deepcopy(model.state_dict()) for model in alone]
+    packed = [copy.deepcopy(model) for model in alone]
+    pack = Pack(packed, [make_optimizer(m.parameters(), 1e-3, cpu) for m in packed],
+                BetaVAELoss(1.0, recon, recon_reduction=reduction), betas, 1e-3, cpu)
+    optimizers = [make_optimizer(model.parameters(), 1e-3, cpu) for model in alone]
+    generator, step_count = torch.Generator().manual_seed(0), torch.zeros((), dtype=torch.int64)
+    for _ in range(3):
+        x = (torch.rand(len(betas), 8, 1, size, size, generator=generator) > 0.7).float()
+        eps = torch.randn(len(betas), 8, 3, generator=generator)
+        terms = pack.step(x, eps, step_count)
+        for k, (model, optimizer) in enumerate(zip(alone, optimizers, strict=True)):
+            mu, logvar = model.encode(x[k])
+            z = mu + torch.exp(0.5 * logvar) * eps[k]
+            objective = BetaVAELoss(betas[k], recon, recon_reduction=reduction)
+            own = objective(VAEOutput(model.decoder(z), mu, logvar, z), x[k])
+            assert terms[k].loss.item() == pytest.approx(own.loss.item(), rel=1e-4)
+            optimizer.zero_grad()
+            own.loss.backward()
+            optimizer.step()
+    for k, model in enumerate(alone):
+        pack.copy_into(k, packed[k], make_optimizer(packed[k].parameters(), 1e-3, cpu))
+        mine, theirs = packed[k].state_dict(), model.state_dict()
+        for name in theirs:
+            moved = (theirs[name] - start[k][name]).norm()
+            assert moved > 0, name
+            assert (mine[name] - theirs[name]).norm() <= DRIFT * moved, name
 
 
 def test_runs_of_another_latent_size_are_refused_in_one_line(tmp_path):

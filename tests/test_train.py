@@ -119,6 +119,21 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert log == list(range(5, 41, 5))
 
 
+@pytest.mark.parametrize("recon, reduction", [("lmse", "sum"), ("mse", "mean")])
+def test_a_reconstruction_and_its_reduction_resume_into_the_same_weights(tmp_path, recon, reduction):
+    settings = dict(recon=recon, recon_reduction=reduction)
+    whole = train(small_config(tmp_path / "whole", steps=20, **settings), progress=False)
+    train(small_config(tmp_path / "parts", steps=10, **settings), progress=False)
+    parts = train(small_config(tmp_path / "parts", steps=20, **settings), resume=True, progress=False)
+    assert_same_weights(weights(tmp_path / "whole"), weights(tmp_path / "parts"))
+    assert whole.test == parts.test
+    assert RunDir(tmp_path / "parts").read_config().recon_reduction == reduction
+    with pytest.raises(BetaVAEError, match="cannot resume .* with a different recon_reduction"):
+        other = "sum" if reduction == "mean" else "mean"
+        train(small_config(tmp_path / "parts", steps=30, recon=recon, recon_reduction=other), resume=True,
+              progress=False)
+
+
 def test_sigterm_saves_a_checkpoint_and_resume_ends_with_the_same_weights(tmp_path):
     steps = 150  # the stop lands near step 20; the rest is the reference and the resume
     run_dir = tmp_path / "killed"

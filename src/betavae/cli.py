@@ -275,9 +275,12 @@ def train(config_file: str | None, resume: bool, progress: bool | None, **flags:
     config = config_from_sources(flags, config_file, resume)
     result = run_training(config, resume=resume, progress=progress, names=names)
     test = result.test
+    # a mean over pixels is a per-pixel number, often below 0.01: say so, and show its digits
+    per_pixel = config.recon_reduction == "mean"
+    recon = f"{test['recon']:.4g} per pixel" if per_pixel else f"{test['recon']:.2f}"
     click.echo(
-        f"trained {result.steps} steps; held-out loss {test['loss']:.2f} "
-        f"(reconstruction {test['recon']:.2f}, KL {test['kl']:.2f})"
+        f"trained {result.steps} steps; held-out loss {test['loss']:{'.4g' if per_pixel else '.2f'}} "
+        f"(reconstruction {recon}, KL {test['kl']:.2f})"
     )
     click.echo(f"run folder:      {result.run.path}")
     click.echo(f"checkpoint:      {result.run.checkpoint_path}")

@@ -24,7 +24,7 @@ from typing import Any
 
 from betavae.checks import FLOAT32_MAX, check_seed, check_weight
 from betavae.errors import BetaVAEError, unknown_choice
-from betavae.objectives import OBJECTIVES, OPTION_CLASSES, RECONSTRUCTIONS, options_of
+from betavae.objectives import OBJECTIVES, OPTION_CLASSES, RECONSTRUCTIONS, REDUCTIONS, options_of
 from betavae.objectives import get as get_objective
 from betavae.options import OptionHelp, option, option_help
 
@@ -70,6 +70,11 @@ class CoreOptions:
     beta: float | None = option(None, "--beta", "raw β", default_text=f"{DEFAULT_BETA:g}")
     beta_norm: float | None = option(None, "--beta-norm", "normalised β = β·M/N (N pixels)")
     recon: str = option("bernoulli", "--recon", "{names}", names="betavae.objectives:RECONSTRUCTIONS")
+    # sum: the image's negative log-likelihood; mean: PyTorch's F.mse_loss default, β made D times
+    # stronger (docs/guide/objectives.md). Configs written before it read as sum, what they trained with.
+    recon_reduction: str = option("sum", "--recon-reduction", "the reconstruction over an image's pixels: "
+                                  "{names} (mean: per pixel, a given β N times stronger; N pixels)",
+                                  names="betavae.objectives:REDUCTIONS")
     steps: int = option(5000, "--steps", "optimiser steps")
     batch_size: int = option(64, "--batch-size", "images per step")
     lr: float | None = option(None, "--lr", "Adam learning rate", default_text="the architecture's")
@@ -144,6 +149,7 @@ class TrainConfig(*reversed(OPTION_CLASSES), CoreOptions):
             ("dataset", "dataset", self.dataset, DATASETS),
             ("arch", "architecture", self.arch, ARCHITECTURES),
             ("recon", "reconstruction loss", self.recon, RECONSTRUCTIONS),
+            ("recon_reduction", "reconstruction reduction", self.recon_reduction, REDUCTIONS),
             ("objective", "objective", self.objective, OBJECTIVES),
             ("precision", "precision", self.precision, PRECISIONS),
             ("device", "device", self.device.split(":")[0], DEVICE_CHOICES),

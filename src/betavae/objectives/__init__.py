@@ -16,6 +16,7 @@ from typing import Any
 from betavae.errors import unknown_choice
 from betavae.objectives.base import (
     RECONSTRUCTIONS,
+    REDUCTIONS,
     LossTerms,
     Objective,
     beta_from_norm,
@@ -45,7 +46,7 @@ OPTION_CLASSES: tuple[type, ...] = tuple(
 
 
 def options_of(name: str) -> tuple[str, ...]:
-    """The config fields objective ``name`` reads besides β, ``recon`` and ``beta_warmup``."""
+    """The config fields objective ``name`` reads besides β, ``beta_warmup`` and the reconstruction's two."""
     return get(name).OPTIONS
 
 
@@ -61,7 +62,7 @@ def make_objective(config: Any, beta: float) -> Objective:
     return get(config.objective).from_config(config, beta)
 
 
-__all__ = ["OBJECTIVES", "OPTION_CLASSES", "RECONSTRUCTIONS", "BetaTCVAELoss", "BetaVAELoss", "CapacityLoss",
-           "DIPVAELoss", "FactorVAELoss", "LossTerms", "Objective", "beta_from_norm", "get", "kl_per_dim",
-           "linear_ramp", "make_objective", "norm_from_beta", "options_of", "permute_dims",
+__all__ = ["OBJECTIVES", "OPTION_CLASSES", "RECONSTRUCTIONS", "REDUCTIONS", "BetaTCVAELoss", "BetaVAELoss",
+           "CapacityLoss", "DIPVAELoss", "FactorVAELoss", "LossTerms", "Objective", "beta_from_norm", "get",
+           "kl_per_dim", "linear_ramp", "make_objective", "norm_from_beta", "options_of", "permute_dims",
            "reconstruction_loss"]

@@ -4,7 +4,9 @@ An objective (:class:`Objective`) returns its total and a dict of named terms
 (:class:`LossTerms`); the training loop, the log, TensorBoard and the held-out loss take
 whatever terms it returns, so an objective is one file and one registry line
 (:mod:`betavae.objectives`). Terms are batch means, summed over pixels and latent
-dimensions, so that β = 1 is the ordinary evidence lower bound.
+dimensions, so that β = 1 is the ordinary evidence lower bound; a run may instead average the
+reconstruction over its pixels (``recon_reduction = "mean"``, PyTorch's ``F.mse_loss`` default),
+which divides it by the pixel count D and so makes a given β D times stronger.
 
 Schedules (a β warm-up, capacity's C) read the number of steps taken from a tensor on the
 device (``step``), which the training step advances in place: a step replayed from a
@@ -14,6 +16,7 @@ number would be frozen at its value when the graph was captured.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
@@ -26,7 +29,15 @@ from betavae.errors import BetaVAEError, unknown_choice
 from betavae.models.vae import VAEOutput
 from betavae.options import field_names
 
-RECONSTRUCTIONS = ("bernoulli", "gaussian")
+RECONSTRUCTIONS = ("bernoulli", "gaussian", "mse", "lmse")
+# How the reconstruction of one image is taken over its D values (pixels × channels): summed, the
+# negative log-likelihood of the image, or averaged, as PyTorch's losses do by default.
+REDUCTIONS = ("sum", "mean")
+# lmse's floor under an image's MSE. A sigmoid output can match binary pixels exactly in float32
+# (sigmoid(17) rounds to 1), and log 0 = −∞ with an infinite gradient would end the run. 1e-8 is
+# far below any error an image can resolve (8-bit quantisation alone has a variance of
+# 1/(12·255²) ≈ 1.3e-6), so no trained model is held up by it.
+LMSE_FLOOR = 1e-8
 
 
 def beta_from_norm(beta_norm: float, latent_dim: int, num_pixels: int) -> float:
@@ -48,20 +59,36 @@ def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
-def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
-    """Negative log-likelihood of ``x`` per sample, summed over pixels: shape (B,).
+def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, kind: str,
+                        reduction: str = "sum") -> torch.Tensor:
+    """Negative log-likelihood of ``x`` per sample (up to constants), shape (B,).
 
     ``bernoulli``: binary cross-entropy with logits (pixel intensities as probabilities).
-    ``gaussian``: squared error of sigmoid(logits), the report's MSE, i.e. a Gaussian
-    likelihood with fixed variance up to constants.
+    ``gaussian`` and ``mse`` (two names of one loss; old run folders record ``gaussian``):
+    squared error of sigmoid(logits), the report's MSE, i.e. a Gaussian likelihood with fixed
+    variance up to constants. ``lmse``: D/2 · log MSE, D the image's values (pixels × channels) and
+    MSE their mean squared error: the Gaussian's NLL with its variance, shared by the image's
+    pixels, set to its optimum σ² = MSE (Yu 2020; Rybkin et al. 2021's σ-VAE), less the constant
+    D/2·(1 + log 2π). Its gradient is the squared error's divided by 2·MSE: where squared error
+    weighs the KL against a variance fixed by hand, the variance here is the one that fits, so the
+    balance between reconstruction and KL follows how well images are reconstructed.
+
+    ``reduction``: ``sum`` over the image's values (the likelihood of the image), or ``mean``,
+    the sum divided by D (PyTorch's default for ``F.mse_loss``; lmse then is ½·log MSE).
     """
+    if reduction not in REDUCTIONS:
+        raise unknown_choice("reconstruction reduction", reduction, REDUCTIONS)
+    values = math.prod(x.shape[1:])
     if kind == "bernoulli":
-        per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    elif kind == "gaussian":
-        per_pixel = (torch.sigmoid(logits) - x).pow(2)
+        per_image = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(dim=1)
+    elif kind in ("gaussian", "mse"):
+        per_image = (torch.sigmoid(logits) - x).pow(2).flatten(1).sum(dim=1)
+    elif kind == "lmse":
+        mse = (torch.sigmoid(logits) - x).pow(2).flatten(1).mean(dim=1)
+        per_image = 0.5 * values * mse.clamp(min=LMSE_FLOOR).log()
     else:
         raise unknown_choice("reconstruction loss", kind, RECONSTRUCTIONS)
-    return per_pixel.flatten(1).sum(dim=1)
+    return per_image / values if reduction == "mean" else per_image
 
 
 def linear_ramp(step: torch.Tensor | None, steps: int) -> torch.Tensor | float:
@@ -105,9 +132,9 @@ class Objective(nn.Module):
     name: ClassVar[str] = ""
     # What it minimises and whose it is, in one line, for the CLI's help.
     summary: ClassVar[str] = ""
-    # Its options: a dataclass of the config fields it reads besides beta, recon and beta_warmup,
-    # declared with betavae.options.option (flag and help on each), which TrainConfig takes in; None
-    # where it has none. OPTIONS, their names (objectives.options_of), is derived from it.
+    # Its options: a dataclass of the config fields it reads besides beta, recon, recon_reduction and
+    # beta_warmup, declared with betavae.options.option (flag and help on each), which TrainConfig takes
+    # in; None where it has none. OPTIONS, their names (objectives.options_of), is derived from it.
     Options: ClassVar[type | None] = None
     OPTIONS: ClassVar[tuple[str, ...]] = ()
     # False where the run's β is not its weight on the KL (capacity's γ, FactorVAE's fixed 1): a β
@@ -118,21 +145,25 @@ class Objective(nn.Module):
         super().__init_subclass__(**kwargs)
         cls.OPTIONS = field_names(cls.Options) if cls.Options is not None else ()
 
-    def __init__(self, beta: float, recon: str = "bernoulli", warmup_steps: int = 0) -> None:
+    def __init__(self, beta: float, recon: str = "bernoulli", warmup_steps: int = 0,
+                 recon_reduction: str = "sum") -> None:
         super().__init__()
         if recon not in RECONSTRUCTIONS:
             raise unknown_choice("reconstruction loss", recon, RECONSTRUCTIONS)
+        if recon_reduction not in REDUCTIONS:
+            raise unknown_choice("reconstruction reduction", recon_reduction, REDUCTIONS)
         check_weight(beta, "beta")
         if warmup_steps < 0:
             raise BetaVAEError(f"the β warm-up must be 0 or more steps, got {warmup_steps}")
         self.beta = float(beta)
         self.recon = recon
+        self.recon_reduction = recon_reduction
         self.warmup_steps = int(warmup_steps)
 
     @classmethod
     def from_config(cls, config: Any, beta: float) -> Objective:
         """The objective a run of ``config`` (a :class:`~betavae.config.TrainConfig`) trains with."""
-        return cls(beta, config.recon, config.beta_warmup)
+        return cls(beta, config.recon, config.beta_warmup, config.recon_reduction)
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:
@@ -154,7 +185,7 @@ class Objective(nn.Module):
 
     def reconstruction(self, output: VAEOutput, x: torch.Tensor) -> torch.Tensor:
         """The batch mean of the reconstruction term, in float32."""
-        return reconstruction_loss(output.logits.float(), x, self.recon).mean()
+        return reconstruction_loss(output.logits.float(), x, self.recon, self.recon_reduction).mean()
 
     @staticmethod
     def kl(output: VAEOutput) -> tuple[torch.Tensor, torch.Tensor]:

@@ -89,8 +89,9 @@ class BetaTCVAELoss(Objective):
 
     def __init__(self, beta: float, alpha: float = BetaTCOptions.tc_alpha,
                  gamma: float = BetaTCOptions.tc_gamma, sampling: str = BetaTCOptions.tc_sampling,
-                 dataset_size: int = 1, recon: str = "bernoulli", warmup_steps: int = 0) -> None:
-        super().__init__(beta=beta, recon=recon, warmup_steps=warmup_steps)
+                 dataset_size: int = 1, recon: str = "bernoulli", warmup_steps: int = 0,
+                 recon_reduction: str = "sum") -> None:
+        super().__init__(beta=beta, recon=recon, warmup_steps=warmup_steps, recon_reduction=recon_reduction)
         self.check_options({"tc_alpha": alpha, "tc_gamma": gamma, "tc_sampling": sampling})
         self.alpha = float(alpha)
         self.gamma = float(gamma)
@@ -100,7 +101,8 @@ class BetaTCVAELoss(Objective):
     @classmethod
     def from_config(cls, config: Any, beta: float) -> BetaTCVAELoss:
         return cls(beta, config.tc_alpha, config.tc_gamma, config.tc_sampling,
-                   recon=config.recon, warmup_steps=config.beta_warmup)
+                   recon=config.recon, warmup_steps=config.beta_warmup,
+                   recon_reduction=config.recon_reduction)
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:

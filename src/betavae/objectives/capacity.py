@@ -42,11 +42,11 @@ class CapacityLoss(Objective):
 
     def __init__(self, gamma: float = CapacityOptions.capacity_gamma,
                  capacity_max: float = CapacityOptions.capacity_max, capacity_steps: int = 100_000,
-                 recon: str = "bernoulli", warmup_steps: int = 0) -> None:
+                 recon: str = "bernoulli", warmup_steps: int = 0, recon_reduction: str = "sum") -> None:
         self.check_options(
             {"capacity_gamma": gamma, "capacity_max": capacity_max, "capacity_steps": capacity_steps}
         )
-        super().__init__(beta=gamma, recon=recon, warmup_steps=warmup_steps)
+        super().__init__(beta=gamma, recon=recon, warmup_steps=warmup_steps, recon_reduction=recon_reduction)
         self.gamma = float(gamma)
         self.capacity_max = float(capacity_max)
         self.capacity_steps = int(capacity_steps)
@@ -54,7 +54,7 @@ class CapacityLoss(Objective):
     @classmethod
     def from_config(cls, config: Any, beta: float) -> CapacityLoss:
         return cls(config.capacity_gamma, config.capacity_max, config.capacity_steps or config.steps,
-                   config.recon, config.beta_warmup)
+                   config.recon, config.beta_warmup, config.recon_reduction)
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:

@@ -58,8 +58,8 @@ class DIPVAELoss(Objective):
 
     def __init__(self, beta: float, dip_type: str = DIPOptions.dip_type,
                  lambda_od: float = DIPOptions.dip_lambda_od, lambda_d: float | None = None,
-                 recon: str = "bernoulli", warmup_steps: int = 0) -> None:
-        super().__init__(beta=beta, recon=recon, warmup_steps=warmup_steps)
+                 recon: str = "bernoulli", warmup_steps: int = 0, recon_reduction: str = "sum") -> None:
+        super().__init__(beta=beta, recon=recon, warmup_steps=warmup_steps, recon_reduction=recon_reduction)
         self.check_options({"dip_type": dip_type, "dip_lambda_od": lambda_od, "dip_lambda_d": lambda_d})
         if lambda_d is None:
             lambda_d = 10.0 * lambda_od if dip_type == "i" else lambda_od
@@ -70,7 +70,8 @@ class DIPVAELoss(Objective):
     @classmethod
     def from_config(cls, config: Any, beta: float) -> DIPVAELoss:
         return cls(beta, config.dip_type, config.dip_lambda_od, config.dip_lambda_d,
-                   recon=config.recon, warmup_steps=config.beta_warmup)
+                   recon=config.recon, warmup_steps=config.beta_warmup,
+                   recon_reduction=config.recon_reduction)
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:

@@ -71,8 +71,8 @@ class FactorVAELoss(Objective):
 
     def __init__(self, latent_dim: int, gamma: float = FactorOptions.factor_gamma,
                  lr: float = FactorOptions.factor_lr, recon: str = "bernoulli", warmup_steps: int = 0,
-                 hidden: int = 1000) -> None:
-        super().__init__(beta=1.0, recon=recon, warmup_steps=warmup_steps)
+                 hidden: int = 1000, recon_reduction: str = "sum") -> None:
+        super().__init__(beta=1.0, recon=recon, warmup_steps=warmup_steps, recon_reduction=recon_reduction)
         self.check_options({"factor_gamma": gamma, "factor_lr": lr})
         self.gamma = float(gamma)
         self.lr = float(lr)
@@ -80,7 +80,8 @@ class FactorVAELoss(Objective):
 
     @classmethod
     def from_config(cls, config: Any, beta: float) -> FactorVAELoss:
-        return cls(config.latent_dim, config.factor_gamma, config.factor_lr, config.recon, config.beta_warmup)
+        return cls(config.latent_dim, config.factor_gamma, config.factor_lr, config.recon, config.beta_warmup,
+                   recon_reduction=config.recon_reduction)
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any], called: Mapping[str, str] | None = None) -> None:

@@ -60,7 +60,8 @@ from betavae.errors import BetaVAEError
 NOT_SWEPT = {"out"}
 # Short names of keys in run folder names: bn0.02-z10-s0.
 NAME_PARTS = {"beta_norm": "bn", "beta": "b", "latent_dim": "z", "seed": "s", "lr": "lr", "batch_size": "bs",
-              "steps": "n", "arch": "", "dataset": "", "recon": "", "precision": "", "objective": ""}
+              "steps": "n", "arch": "", "dataset": "", "recon": "", "recon_reduction": "", "precision": "",
+              "objective": ""}
 # More runs than LARGE_GRID are refused unless confirmed (betavae sweep --large-grid); more than
 # MAX_GRID_RUNS always: each point is a config in memory and a row of the state before anything runs.
 LARGE_GRID = 10_000

@@ -52,7 +52,12 @@ def curve_flattened(losses: Sequence[float], tolerance: float = FLAT_TOLERANCE) 
 
 
 def reference_of(row: Mapping[str, Any]) -> float | None:
-    """The reference reconstruction for a row's dataset, architecture and loss, if one was measured."""
+    """The reference reconstruction for a row's dataset, architecture and loss, if one was measured.
+
+    The references are sums over pixels: a run averaging over them (``recon_reduction`` mean) has none.
+    """
+    if row.get("recon_reduction", "sum") != "sum":
+        return None
     return REFERENCE_RECON.get((row.get("dataset"), row.get("arch"), row.get("recon")))
 
 
