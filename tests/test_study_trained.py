@@ -36,6 +36,13 @@ def row(run, seed=0, latent=10, beta=1.0, recon=REFERENCE, is_flat=True, dataset
             "arch": "conv28", "recon": loss, "test.recon": recon, "flat": is_flat}
 
 
+def test_a_reconstruction_averaged_over_pixels_is_not_held_against_the_summed_reference():
+    """The references are sums over pixels; a mean is about N times smaller and would always pass."""
+    per_pixel = dict(row("mean", recon=REFERENCE / 784, is_flat=False), recon_reduction="mean")
+    result = marks([per_pixel])
+    assert not result["mean"].trained and "no reference reconstruction" in result["mean"].why
+
+
 def test_a_run_near_the_trained_reference_is_trained_and_one_far_from_it_is_not():
     result = marks([row("near", recon=REFERENCE * (TRAINED_FACTOR - 0.01), is_flat=False),
                     row("far", seed=1, recon=REFERENCE * 4, is_flat=False)])
