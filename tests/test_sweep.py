@@ -119,6 +119,11 @@ def test_any_training_key_can_be_swept_and_a_list_valued_key_by_a_list_of_lists(
     ]
     fixed = build_spec({"eval": ["mig", "sap"]}, {})
     assert fixed.fixed == {"eval": ["mig", "sap"]} and not fixed.swept
+    # the reconstruction's reduction names its runs by its value alone, as the loss does
+    grid = {"recon": ["mse", "lmse"], "recon_reduction": ["sum", "mean"], "arch": "fc", "dataset": "dsprites"}
+    losses = expand_grid(build_spec(grid, {"seeds": 1}), tmp_path)
+    assert [point.name for point in losses] == ["mse-sum-s0", "mse-mean-s0", "lmse-sum-s0", "lmse-mean-s0"]
+    assert {(p.config.arch, p.config.recon_reduction) for p in losses} == {("fc", "sum"), ("fc", "mean")}
     # On the command line, --eval reads as betavae train's does: one list for every run, "all" included.
     every, _ = spec_from_command_line(None, {"eval": "all", "beta_norm": "0.1,1"}, {})
     assert every.fixed == {"eval": ["beta_vae", "factor_vae", "mig", "dci", "sap"]}
