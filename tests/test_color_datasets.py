@@ -207,8 +207,10 @@ def test_a_three_channel_model_of_every_architecture_decodes_rgb_and_sums_its_lo
     assert torch.allclose(reconstruction_loss(zero, white, "gaussian"), torch.full((2,), values * 0.25))
     loss = reconstruction_loss(output.logits, x, "bernoulli").mean()
     loss.backward()
-    first = next(layer for layer in model.encoder.modules() if isinstance(layer, torch.nn.Conv2d))
-    assert (first.weight.grad.abs().sum(dim=(0, 2, 3)) > 0).all()  # every input channel learns
+    weighted = (torch.nn.Conv2d, torch.nn.Linear)
+    first = next(layer for layer in model.encoder.modules() if isinstance(layer, weighted))
+    # every input channel learns (fc's first layer takes the image flattened channel by channel)
+    assert (first.weight.grad.abs().reshape(len(first.weight), 3, -1).sum(dim=(0, 2)) > 0).all()
     images = (x * 255).round().to(torch.uint8).numpy()
     with torch.no_grad():
         mu, _ = model.eval().encode(torch.from_numpy(images).float() / 255)
