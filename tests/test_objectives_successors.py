@@ -185,12 +185,13 @@ def test_warmup_starts_from_the_reconstruction_alone(objective):
 
 
 def test_objectives_are_built_from_the_config_by_name():
-    config = SimpleNamespace(objective="beta_tc", recon="gaussian", beta_warmup=3, tc_alpha=0.5, tc_gamma=2.0,
-                             tc_sampling="mss", dip_type="i", dip_lambda_od=4.0, dip_lambda_d=None)
+    config = SimpleNamespace(objective="beta_tc", recon="gaussian", recon_reduction="mean", beta_warmup=3,
+                             tc_alpha=0.5, tc_gamma=2.0, tc_sampling="mss", dip_type="i", dip_lambda_od=4.0,
+                             dip_lambda_d=None)
     tc = make_objective(config, 6.0)
     assert isinstance(tc, BetaTCVAELoss) and OBJECTIVES["beta_tc"] is BetaTCVAELoss
-    assert (tc.beta, tc.alpha, tc.gamma, tc.sampling, tc.recon, tc.warmup_steps) == (
-        6.0, 0.5, 2.0, "mss", "gaussian", 3)
+    assert (tc.beta, tc.alpha, tc.gamma, tc.sampling, tc.recon, tc.recon_reduction, tc.warmup_steps) == (
+        6.0, 0.5, 2.0, "mss", "gaussian", "mean", 3)
     tc.set_dataset_size(737_280)
     assert tc.dataset_size == 737_280
     config.objective = "dip"
