@@ -231,6 +231,24 @@ def test_real_mnist_labels_match_the_published_counts(real_mnist: mnist.MNISTDat
     assert np.bincount(test).tolist() == TEST_COUNTS and sum(TEST_COUNTS) == 10_000
 
 
+def test_a_test_size_holds_out_the_same_images_of_the_official_test_set(
+    mnist_dir: Path, real_mnist: mnist.MNISTDataset
+) -> None:
+    subset = load("mnist", data_dir=mnist_dir, test_size=1_000)
+    again = mnist.load_mnist(mnist_dir, download=False, test_size=1_000)
+    assert len(subset.test) == 1_000 and len(subset.train) == 60_000  # training is untouched
+    assert torch.equal(subset.test.data, again.test.data)  # every run is tested on the same images
+    # Images of the official test set, drawn across it (its two halves come from different writers).
+    official = {bytes(image) for image in real_mnist.test.data.flatten(1).numpy()}
+    assert all(bytes(image) in official for image in subset.test.data.flatten(1).numpy())
+    counts = np.bincount(subset.test.labels(), minlength=10)
+    assert counts.min() >= 60  # every digit, near its share of a tenth
+    for size in (0, 10_001, -5):
+        with pytest.raises(BetaVAEError, match="test_size must be between 1 and 10000 for MNIST"):
+            mnist.load_mnist(mnist_dir, download=False, test_size=size)
+    assert len(mnist.load_mnist(mnist_dir, download=False, test_size=10_000).test) == 10_000
+
+
 def test_real_mnist_pixels_span_0_to_255_with_the_known_mean(real_mnist: mnist.MNISTDataset) -> None:
     pixels = real_mnist.train.data
     assert int(pixels.min()) == 0 and int(pixels.max()) == 255

@@ -93,7 +93,7 @@ class CoreOptions:
     log_every: int = option(50, "--log-every", "steps between log entries")
     data_dir: str | None = option(None, "--data-dir", "where dataset files are (MNIST, shapes3d, celeba); "
                                   "also $BETAVAE_DATA_DIR")
-    test_size: int | None = option(None, "--test-size", "held-out images of a synthetic set",
+    test_size: int | None = option(None, "--test-size", "held-out images (MNIST: of its test set)",
                                    default_text="the dataset's")
     # Disentanglement measured while training (betavae.training.tracking): the metrics, every how many steps
     # (None: at each checkpoint), the seed of the one sample every evaluation measures on, and the
