@@ -150,7 +150,7 @@ def test_baseline_cli_prints_a_table(capsys):
         (["evaluate", "--baseline", "pca", "--dataset", "mnist"], "no known generative factors"),
         (
             ["evaluate", "somewhere", "--metrics", "mig,fid"],
-            "unknown metric 'fid'; choose one of: beta_vae, beta_vae_weak, dci",
+            "unknown metric 'fid'; choose one of: beta_vae, beta_vae_paper, beta_vae_weak, dci",
         ),
         (["evaluate", "no/such/run"], "no/such/run is not a run folder"),
     ],
@@ -175,8 +175,9 @@ def test_size_options_reach_every_metric_under_the_same_names(name):
 
 def test_all_names_every_metric_but_slower_variants_and_nothing_is_no_metric():
     assert parse_metric_names("all") == [name for name in metrics.METRICS
-                                         if name not in ("dci_gbt", "beta_vae_weak")]
+                                         if name not in ("dci_gbt", "beta_vae_weak", "beta_vae_paper")]
     assert parse_metric_names("beta_vae_weak") == ["beta_vae_weak"]  # the study's grids ask for it by name
+    assert parse_metric_names("beta_vae_paper") == ["beta_vae_paper"]  # the paper's protocol, by name
     assert parse_metric_names("dci_gbt") == ["dci_gbt"]  # the reference's predictor, asked for by name
     assert metric_settings("dci_gbt", {"n_train": 50})["regressor"] == "gbt"
     assert metric_settings("dci", {"n_train": 50})["regressor"] == "extra_trees"
