@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from betavae import data, metrics
+from betavae import data, metrics, models
 from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.evaluation import evaluate_baseline, score
@@ -133,6 +133,31 @@ def test_every_baseline_gives_one_code_per_image(name):
     assert np.asarray(codes).shape == (12, expected)
 
 
+def test_the_untrained_baseline_takes_the_papers_fully_connected_network_when_asked():
+    dataset = data.load("dsprites", test_size=100)
+    images = dataset.render(dataset.sample_factors(8, np.random.default_rng(1)))
+    default, fc = (baseline("untrained", dataset, np.random.default_rng(0), latent_dim=3, arch=arch)
+                   for arch in (None, "fc"))
+    torch.manual_seed(int(np.random.default_rng(0).integers(2**31)))
+    by_hand = model_representation(models.build("fc", 3, dataset.image_shape).eval())
+    np.testing.assert_array_equal(fc(images), by_hand(images))
+    assert not np.allclose(default(images), fc(images))  # the default is still the dataset's conv64
+    with pytest.raises(BetaVAEError, match="untrained baseline only"):
+        baseline("pca", dataset, np.random.default_rng(0), arch="fc")
+
+
+def test_the_arch_option_reaches_the_untrained_baseline(capsys, monkeypatch):
+    from betavae.metrics import baselines
+
+    built = []
+    monkeypatch.setattr(baselines, "untrained", lambda *args, arch=None, **kwargs: built.append(arch) or (
+        lambda images: np.zeros((len(images), 2))))
+    code, out, err = run_cli(["evaluate", "--baseline", "untrained", "--dataset", "dsprites", "--arch", "fc",
+                              "--metrics", "beta_vae_paper", "--n-train", "20", "--n-eval", "20"], capsys)
+    assert code == 0, err
+    assert built == ["fc"] and "beta_vae_paper.eval_accuracy" in out
+
+
 def test_baseline_cli_prints_a_table(capsys):
     code, out, err = run_cli(
         ["evaluate", "--baseline", "factors", "--dataset", "dsprites", "--metrics", "mig", *SMALL], capsys
@@ -148,9 +173,13 @@ def test_baseline_cli_prints_a_table(capsys):
         (["evaluate", "--baseline", "pca"], "--baseline takes --dataset"),
         (["evaluate", "--baseline", "vgg", "--dataset", "dsprites"], "unknown baseline 'vgg'"),
         (["evaluate", "--baseline", "pca", "--dataset", "mnist"], "no known generative factors"),
+        (["evaluate", "--baseline", "pca", "--dataset", "dsprites", "--arch", "fc"], "pca has none"),
+        (["evaluate", "somewhere", "--arch", "fc"], "a run has its own"),
+        (["evaluate", "--baseline", "untrained", "--dataset", "dsprites", "--arch", "vgg"],
+         "unknown architecture 'vgg'"),
         (
             ["evaluate", "somewhere", "--metrics", "mig,fid"],
-            "unknown metric 'fid'; choose one of: beta_vae, beta_vae_weak, dci",
+            "unknown metric 'fid'; choose one of: beta_vae, beta_vae_paper, beta_vae_weak, dci",
         ),
         (["evaluate", "no/such/run"], "no/such/run is not a run folder"),
     ],
@@ -175,8 +204,9 @@ def test_size_options_reach_every_metric_under_the_same_names(name):
 
 def test_all_names_every_metric_but_slower_variants_and_nothing_is_no_metric():
     assert parse_metric_names("all") == [name for name in metrics.METRICS
-                                         if name not in ("dci_gbt", "beta_vae_weak")]
+                                         if name not in ("dci_gbt", "beta_vae_weak", "beta_vae_paper")]
     assert parse_metric_names("beta_vae_weak") == ["beta_vae_weak"]  # the study's grids ask for it by name
+    assert parse_metric_names("beta_vae_paper") == ["beta_vae_paper"]  # the paper's protocol, by name
     assert parse_metric_names("dci_gbt") == ["dci_gbt"]  # the reference's predictor, asked for by name
     assert metric_settings("dci_gbt", {"n_train": 50})["regressor"] == "gbt"
     assert metric_settings("dci", {"n_train": 50})["regressor"] == "extra_trees"
@@ -253,7 +283,7 @@ def test_baselines_are_fitted_with_a_stream_that_no_metric_draws_from(monkeypatc
 
         return compute_nothing
 
-    def fitted(name, dataset, rng, latent_dim=10, device="cpu", num_fit=10_000):
+    def fitted(name, dataset, rng, latent_dim=10, device="cpu", num_fit=10_000, arch=None):
         first_draws["baseline fitting"] = tuple(rng.integers(2**63, size=4))
         return FactorRepresentation(dataset)
 

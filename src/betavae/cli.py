@@ -321,6 +321,12 @@ def train(config_file: str | None, resume: bool, progress: bool | None, **flags:
     "--latent", "latent_dim", type=int, default=10, show_default=True, help="code size of pca, ica, untrained"
 )
 @click.option(
+    "--arch",
+    cls=RegistryHelp,
+    describe=lambda: (f"architecture of --baseline untrained: {_names('betavae.models:ARCHITECTURES')}  "
+                      "[default: the dataset's; fc is the paper's network]"),
+)
+@click.option(
     "--device", default="auto", show_default=True, cls=RegistryHelp, describe=lambda: _names(DEVICES)
 )
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of a table")
@@ -333,6 +339,7 @@ def evaluate(
     baseline: str | None,
     dataset: str | None,
     latent_dim: int,
+    arch: str | None,
     device: str,
     as_json: bool,
 ) -> None:
@@ -354,9 +361,15 @@ def evaluate(
                 "--baseline takes --dataset and no RUN_DIR, e.g. betavae evaluate --baseline pca "
                 "--dataset dsprites"
             )
-        results = evaluate_baseline(baseline, dataset, names, seed, sizes, latent_dim, device, report)
+        if arch is not None and baseline != "untrained":
+            raise BetaVAEError(f"--arch chooses the network of --baseline untrained; {baseline} has none")
+        results = evaluate_baseline(
+            baseline, dataset, names, seed, sizes, latent_dim, device, report, arch=arch
+        )
         subject = f"baseline {baseline} on {dataset}"
     elif run_dir is not None:
+        if arch is not None:
+            raise BetaVAEError("--arch chooses the network of --baseline untrained; a run has its own")
         results = evaluate_run(run_dir, names, seed, sizes, device, report)
         subject = run_dir
     else:

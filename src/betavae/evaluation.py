@@ -153,15 +153,17 @@ def evaluate_baseline(
     device: str = "auto",
     on_metric: Callable[[str, dict[str, float | None], float], None] | None = None,
     num_fit: int = 10_000,
+    arch: str | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """Score a baseline representation (see :mod:`betavae.metrics.baselines`) on a dataset; PCA and ICA
-    are fitted on ``num_fit`` images."""
+    are fitted on ``num_fit`` images, ``untrained`` is of architecture ``arch`` (None: the dataset's
+    default)."""
     from betavae.metrics.baselines import baseline
 
     check_sizes(names, sizes)
     dataset = factor_dataset(dataset_name)
     represent = baseline(
         baseline_name, dataset, baseline_generator(seed), latent_dim=latent_dim,
-        device=resolve_device(device), num_fit=num_fit,
+        device=resolve_device(device), num_fit=num_fit, arch=arch,
     )
     return score(dataset, represent, names, seed, sizes, on_metric)

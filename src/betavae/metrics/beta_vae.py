@@ -117,9 +117,9 @@ def beta_vae_scores(
     if min(batch_size, n_train, n_eval) < 1:
         raise ValueError(f"batch_size, n_train and n_eval must be positive, "
                          f"got {batch_size}, {n_train}, {n_eval}")
-    train_points, train_labels = _difference_points(dataset, represent, rng, batch_size, n_train)
+    train_points, train_labels = difference_points(dataset, represent, rng, batch_size, n_train)
     seed = int(rng.integers(2**31))
-    eval_points, eval_labels = _difference_points(dataset, represent, rng, batch_size, n_eval)
+    eval_points, eval_labels = difference_points(dataset, represent, rng, batch_size, n_eval)
     # scikit-learn on first use: importing it costs a second that every process importing the metrics
     # registry (every `betavae train`) would pay.
     from sklearn.dummy import DummyClassifier
@@ -152,18 +152,28 @@ def _classifier(options: Mapping[str, Any], seed: int) -> LogisticRegression | P
     return make_pipeline(StandardScaler(), model) if standardise else model
 
 
-def _difference_points(dataset: FactorDataset, represent: Representation, rng: np.random.Generator,
-                       batch_size: int, num_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """``num_points`` feature vectors ``(num_points, D)`` and the factor each one held fixed."""
-    blocks = [_difference_block(dataset, represent, rng, batch_size, count)
+def difference_points(dataset: FactorDataset, represent: Representation, rng: np.random.Generator,
+                      batch_size: int, num_points: int,
+                      fixable: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``num_points`` feature vectors ``(num_points, D)`` and the factor each one held fixed.
+
+    The factor held fixed is drawn uniformly from ``fixable`` (factor indices), by default from
+    every factor (the reference's draw, unchanged by the option). The paper's protocol
+    (:mod:`betavae.metrics.beta_vae_paper`) holds fixed only some of dSprites' factors.
+    """
+    blocks = [_difference_block(dataset, represent, rng, batch_size, count, fixable)
               for count in point_blocks(num_points, 2 * batch_size)]
     return np.concatenate([points for points, _ in blocks]), np.concatenate([labels for _, labels in blocks])
 
 
 def _difference_block(dataset: FactorDataset, represent: Representation, rng: np.random.Generator,
-                      batch_size: int, num_points: int) -> tuple[np.ndarray, np.ndarray]:
+                      batch_size: int, num_points: int,
+                      fixable: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """One encoder call's worth of points: each a mean of |z₁ − z₂| over pairs sharing one factor."""
-    labels = rng.integers(dataset.num_factors, size=num_points)
+    if fixable is None:
+        labels = rng.integers(dataset.num_factors, size=num_points)
+    else:
+        labels = fixable[rng.integers(len(fixable), size=num_points)]
     first = dataset.sample_factors(num_points * batch_size, rng)
     second = dataset.sample_factors(num_points * batch_size, rng)
     rows, fixed = np.arange(len(first)), np.repeat(labels, batch_size)
