@@ -43,7 +43,14 @@ def _pin_to_own_cores(workers: int) -> None:
     index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
     share = len(cores) // workers
     if share >= 1 and index < workers:
-        os.sched_setaffinity(0, cores[index * share:(index + 1) * share])
+        mine = cores[index * share:(index + 1) * share]
+        # Every thread of the process: the ones started before this (execnet's) keep their own
+        # affinity otherwise, and threads they start later would inherit it.
+        for thread in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["0"]:
+            try:
+                os.sched_setaffinity(int(thread), mine)
+            except OSError:  # a thread that ended meanwhile
+                pass
 
 
 _share_the_cores_among_workers()
