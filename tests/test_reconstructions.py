@@ -14,6 +14,7 @@ from betavae.config import TrainConfig
 from betavae.errors import BetaVAEError
 from betavae.models import VAEOutput
 from betavae.objectives import RECONSTRUCTIONS, REDUCTIONS, BetaVAELoss, reconstruction_loss
+from betavae.runs import RunDir
 from commands import run_cli
 
 SHAPE = (3, 2, 4, 5)  # B images of C × H × W
@@ -159,3 +160,7 @@ def test_a_run_with_a_mean_reduction_reports_its_reconstruction_per_pixel(tmp_pa
                               8, "--test-size", 32, "--device", "cpu", "--out", tmp_path / "lmse"], capsys)
     assert code == 0, err
     assert "per pixel" not in out
+    # Runs of any loss share one scale: the held-out squared error, summed over each image's pixels.
+    mean_run, lmse_run = (RunDir(tmp_path / name).read_metrics()["test"] for name in ("run", "lmse"))
+    assert mean_run["squared_error"] == pytest.approx(mean_run["recon"] * 28 * 28, rel=1e-5)
+    assert 0 < lmse_run["squared_error"] < 28 * 28 and lmse_run["recon"] < 0  # log of an MSE below 1

@@ -18,6 +18,7 @@ from betavae.runs import RunDir
 from betavae.study.claims import VERDICTS
 from betavae.study.design import (
     FIGURES_SWEEP,
+    LMSE_SWEEP,
     MEASUREMENTS_FILE,
     PARTS,
     REPORT_SAYS,
@@ -133,7 +134,9 @@ def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_s
     parts = 3 if (study / "mnist").exists() else 2
     successors = len(scale_of(SCALE).successors)  # one seed each, on the heart set
     figure_runs = len(scale_of(SCALE).figure_betas) * len(scale_of(SCALE).figure_latents)  # heart set
-    assert len(logs) == 6 * parts + successors + figure_runs  # per set: a 2 × 2 grid, β = 1 / β = 4, one seed
+    lmse_runs = 4 * (parts - 1)  # the heart set's and MNIST's 2 × 2 grids again under log-MSE
+    # per set: a 2 × 2 grid, β = 1 / β = 4, one seed
+    assert len(logs) == 6 * parts + successors + figure_runs + lmse_runs
     measurements = (study / MEASUREMENTS_FILE).read_bytes()
     report_before = (study / "report.md").stat().st_mtime_ns
     transfer_figure = study / "transfer" / "dsprites" / "transfer.svg"
@@ -179,9 +182,9 @@ def test_the_paper_scale_uses_the_reference_predictors_and_deterministic_kernels
     assert all("deterministic" not in _training(part, small, None, part.recon) for part in small.parts_of())
     shapes, dsprites, mnist = PARTS["shapes"], PARTS["dsprites"], PARTS["mnist"]
     every_successor = [f"{SUCCESSORS_FOLDER}/{objective}" for objective in SUCCESSORS]
-    assert paper.sweeps_of(shapes) == ["grid", "compare", FIGURES_SWEEP, *every_successor]
-    assert paper.sweeps_of(dsprites) == ["grid", "compare", *every_successor]
-    assert paper.sweeps_of(mnist) == ["grid", "compare", FIGURES_SWEEP]  # no factors to score
+    assert paper.sweeps_of(shapes) == ["grid", "compare", FIGURES_SWEEP, *every_successor, LMSE_SWEEP]
+    assert paper.sweeps_of(dsprites) == ["grid", "compare", *every_successor]  # Bernoulli: no MSE to replace
+    assert paper.sweeps_of(mnist) == ["grid", "compare", FIGURES_SWEEP, LMSE_SWEEP]  # no factors to score
     assert small.sweeps_of(shapes) == ["grid", "compare"]  # they do not fit its half hour unless asked
     asked = replace(small, successors=checked_successors(["factor", "beta_tc"]))
     assert asked.sweeps_of(shapes)[2:] == [f"{SUCCESSORS_FOLDER}/beta_tc", f"{SUCCESSORS_FOLDER}/factor"]
@@ -259,3 +262,28 @@ def test_a_baseline_is_computed_once_per_dataset_and_settings_across_studies(mon
     runner._baseline(PARTS["shapes"], "pca", 1, smoke)
     runner._baseline(PARTS["shapes"], "pca", 0, dataclasses.replace(smoke, n_train=41))
     assert calls == [("pca", 0, 40), ("pca", 1, 40), ("pca", 0, 41)]
+
+
+def test_the_grids_trained_again_under_log_mse_are_reported_as_a_finding_beside_mse(study):
+    """Issue 35: the squared-error grids of the heart set and MNIST again under log-MSE, paired with the
+    MSE runs by name, in a section of their own with a table per set and the figure of both."""
+    markdown = (study / "report.md").read_text()
+    section = markdown.split("## Finding: log-MSE in place of MSE", 1)[1].split("\n## ", 1)[0]
+    section = section.replace("\\_", "_")  # Markdown's escaped underscores
+    assert "not a claim of either paper" in section and "Bonferroni" in section
+    for part in PARTS.values():
+        lmse_dir = study / part.folder / LMSE_SWEEP
+        if not scale_of(SCALE).lmse_of(part) or not (study / part.folder).exists():
+            assert not lmse_dir.exists()
+            continue
+        runs = sorted(path.parent.name for path in lmse_dir.glob("*/config.toml"))
+        grid = study / part.folder / "grid"
+        assert runs == sorted(path.parent.name for path in grid.glob("*/config.toml"))  # paired by name
+        for run in lmse_dir.glob("*/config.toml"):
+            config = RunDir(run.parent).read_config()
+            assert config.recon == "lmse" and config.steps == scale_of(SCALE).steps[part.folder]
+            test = RunDir(run.parent).read_metrics()["test"]
+            assert test["squared_error"] > 0  # on the scale every run shares, whatever loss trained it
+        assert runs and "*Table" in section and f"{part.dataset}: the grid's" in section
+        assert f"{part.folder}/{LMSE_SWEEP}/mse-against-lmse.png" in section
+        assert (lmse_dir / "mse-against-lmse.png").stat().st_size > 0

@@ -199,6 +199,8 @@ def test_training_on_real_mnist_evaluates_on_its_official_test_set(tmp_path, mni
         progress=False,
     )
     assert result.test["num_images"] == 10_000
+    # The squared error every run records (whatever its loss) is, for squared error, its reconstruction.
+    assert result.test["squared_error"] == pytest.approx(result.test["recon"], rel=1e-6)
     derived = RunDir(tmp_path / "mnist").load_checkpoint()["derived"]
     assert (derived["num_train"], derived["num_pixels"]) == (60_000, 784)
 

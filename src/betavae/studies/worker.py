@@ -243,7 +243,8 @@ def collect_result(run, task: dict[str, Any]) -> dict[str, Any]:
         "derived": {
             key: getattr(derived, key) for key in ("arch", "beta", "beta_norm", "num_pixels", "lr", "device")
         },
-        "test": {key: test.get(key) for key in ("loss", "recon", "kl")},
+        # squared_error: runs trained with different reconstruction losses compare on it (older runs lack it)
+        "test": {key: test.get(key) for key in ("loss", "recon", "kl", "squared_error")},
         "metrics": {
             name: {key: value for key, value in section.get(name, {}).items()} for name in task["metrics"]
         },

@@ -16,6 +16,7 @@ too; this module trains and measures, :mod:`betavae.study.study_report` judges. 
     <set>/compare/        sweep: β = 1 against the paper's β = 4 at one latent size, same seeds
     <set>/figures/        sweep: the report's raw-β figure settings (medium and paper scales)
     <set>/successors/X/   sweep: objective X over seeds (where the scale or --successors asks)
+    <set>/grid-lmse/      sweep: the grid again under log-MSE (smoke, medium and paper scales)
     transfer/<set>/       transfer.csv / .svg / .txt of the compare runs
     measurements.json     blur and baselines, each computed once
     report.html, report.md
@@ -45,6 +46,7 @@ from betavae.studies.local import keep_workers
 from betavae.study.design import (
     BASELINES,
     FIGURES_SWEEP,
+    LMSE_SWEEP,
     MEASUREMENTS_FILE,
     PAPER_BETA,
     SCORE_METRIC,
@@ -164,7 +166,10 @@ def _training(part: Part, scale: Scale, data_dir: str | None, recon: str) -> dic
 
 def _recon_of(part: Part, kind: str) -> str:
     """The reconstruction loss of a sweep of ``part``: the grid's and the report's figure settings',
-    or the comparison's (which the successors, compared with it, share)."""
+    log-MSE for the grid trained again under it, or the comparison's (which the successors, compared
+    with it, share)."""
+    if kind == LMSE_SWEEP:
+        return "lmse"
     return part.recon if kind in ("grid", FIGURES_SWEEP) else part.compare_recon
 
 
@@ -175,7 +180,7 @@ def sweep_spec(part: Part, kind: str, scale: Scale, data_dir: str | None = None)
 
     training = _training(part, scale, data_dir, _recon_of(part, kind))
     seeds = scale.seeds
-    if kind == "grid":
+    if kind in ("grid", LMSE_SWEEP):
         training.update(beta_norm=list(scale.beta_norms), latent_dim=list(scale.latent_dims))
         seeds = scale.grid_seeds_of(part)
     elif kind == "compare":
@@ -300,6 +305,11 @@ def _measure(parts: Sequence[Part], scale: Scale, out: Path, store: Measurements
         echo(f"{part.folder}: blur of reconstructions")
         measured.blur[part.folder] = _per_run(
             store, "blur", grid_dir, grid, lambda run: reconstruction_sharpness(run, scale.blur_images))
+        if scale.lmse_of(part):
+            lmse_dir = out / part.folder / LMSE_SWEEP
+            measured.lmse[part.folder] = lmse = rows_of(lmse_dir, _recon_of(part, LMSE_SWEEP))
+            measured.lmse_blur[part.folder] = _per_run(
+                store, "blur", lmse_dir, lmse, lambda run: reconstruction_sharpness(run, scale.blur_images))
         if part.factors:
             echo(f"{part.folder}: baselines")
             measured.weak[part.folder] = weak_rows(grid)

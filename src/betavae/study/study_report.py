@@ -86,7 +86,8 @@ def write_study_report(out: Path, scale: Scale, parts: Sequence[Part], measured:
                _baseline_order(factor_parts, measured)),
     ]
     sections = [_metrics_section(scale), _baselines_section(factor_parts, measured, scale),
-                _every_metric_section(factor_parts, measured, scale)]
+                _every_metric_section(factor_parts, measured, scale),
+                _lmse_section(parts, measured, scale, out)]
     for part in parts:
         sections.append(Section(f"{part.dataset}: runs, grid and figures", [_part_text(part, scale)],
                                 _run_tables(part, measured, scale),
@@ -363,6 +364,125 @@ def _every_metric_section(parts: Sequence[Part], measured: Measured, scale: Scal
             "also shown above its chance level, as a share of the range from chance to 1.")
     return Section("Claims 4 and 5 on every metric", [text], [Table(header, body, "Every metric on the grid")]
                    if body else [], [])
+
+
+# What the log-MSE comparison shows of each run: label → column of its merged row (_lmse_rows).
+LMSE_QUANTITIES = {"held-out squared error": "test.squared_error", "KL (nats)": KL,
+                   "sharpness (reconstructions / inputs)": "blur"}
+LMSE_FIGURE = "mse-against-lmse.png"
+
+
+def _lmse_rows(rows: Sequence[Mapping[str, Any]], blur: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The sweep's rows, each with its run's sharpness (``blur``) beside its own columns."""
+    ratio = {cell["run"]: cell.get("ratio") for cell in blur}
+    return [{**row, "blur": ratio.get(row["run"])} for row in rows]
+
+
+def lmse_effects(mse: Sequence[Mapping[str, Any]], lmse: Sequence[Mapping[str, Any]], column: str
+                 ) -> tuple[list[float], int]:
+    """Per seed, the mean over the grid's settings of log-MSE's run minus MSE's run in ``column``
+    (runs paired by name: the same setting and seed), and the number of pairs left out because
+    either run did not train or lacks the value."""
+    others = {row["run"]: row for row in lmse}
+    by_seed: dict[int, list[float]] = {}
+    left_out = 0
+    for row in mse:
+        other = others.get(row["run"])
+        if other is None:
+            continue
+        a, b = row.get(column), other.get(column)
+        usable = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (a, b))
+        if not (usable and row.get("trained") and other.get("trained")):
+            left_out += 1
+            continue
+        by_seed.setdefault(int(row["seed"]), []).append(float(b) - float(a))
+    return [float(np.mean(values)) for _, values in sorted(by_seed.items())], left_out
+
+
+def effect_interval(effects: Sequence[float], parts: int) -> tuple[float, float] | None:
+    """The Student t interval of the mean per-seed effect, each side at the report's level (ALPHA)
+    divided by the ``parts`` shown beside it (Bonferroni), so that all of them hold together at the
+    report's level; None below MIN_SEEDS seeds or at zero spread."""
+    from scipy import stats as scipy_stats
+
+    values = np.asarray(effects, dtype=float)
+    if values.size < stats.MIN_SEEDS or values.max() == values.min():
+        return None
+    critical = float(scipy_stats.t.ppf(1 - stats.ALPHA / parts, values.size - 1))
+    half = critical * float(values.std(ddof=1)) / math.sqrt(values.size)
+    return float(values.mean()) - half, float(values.mean()) + half
+
+
+def interval_text(effects: Sequence[float], parts: int) -> str:
+    """``+1.23 (90 % CI +0.50 … +1.96, Bonferroni over 3; 3 seeds)``, or the mean alone and why."""
+    if not effects:
+        return "not measured"
+    mean = float(np.mean(effects))
+    seeds = f"{len(effects)} seed{'s' if len(effects) != 1 else ''}"
+    interval = effect_interval(effects, parts)
+    if interval is None:
+        return f"{mean:+.3g} (no interval: {seeds})"
+    return (f"{mean:+.3g} ({1 - 2 * stats.ALPHA:.0%} CI {interval[0]:+.3g} … {interval[1]:+.3g}, "
+            f"Bonferroni over {parts}; {seeds})")
+
+
+def _lmse_section(parts: Sequence[Part], measured: Measured, scale: Scale, out: Path) -> Section:
+    """Finding (ours, not a claim of either paper): the grid trained with log-MSE instead of MSE."""
+    from betavae.study.design import LMSE_SWEEP
+    from betavae.viz.paired_grids import paired_grid_figure
+
+    compared = [part for part in parts if part.folder in measured.lmse]
+    if not compared:
+        why = f"this scale does not train it ({', '.join(_scales_with_lmse())} do)"
+        return Section("Finding: log-MSE in place of MSE", [
+            "The reproducibility report trained with squared error and noted, untested, that its logarithm "
+            f"may be the right loss. Not measured here: {why}."], [], [])
+    tables, figures = [], []
+    for part in compared:
+        quantities = dict(LMSE_QUANTITIES)
+        if part.factors and SCORE_METRIC in scale.metrics:
+            quantities[f"{SCORE_METRIC} score"] = headline(SCORE_METRIC)
+        mse = _lmse_rows(measured.grid[part.folder], measured.blur[part.folder])
+        lmse = _lmse_rows(measured.lmse[part.folder], measured.lmse_blur[part.folder])
+        body = []
+        for label, column in quantities.items():
+            effects, left_out = lmse_effects(mse, lmse, column)
+            body.append([label, _trained_mean(mse, column), _trained_mean(lmse, column),
+                         interval_text(effects, len(quantities)), str(left_out)])
+        tables.append(Table(["quantity", "MSE (mean of trained runs)", "log-MSE", "log-MSE − MSE per seed",
+                             "pairs left out (a run not trained)"], body,
+                            f"{part.dataset}: the grid's {len(scale.beta_norms)} β_norm × "
+                            f"{len(scale.latent_dims)} latent sizes under each loss, runs paired by setting "
+                            "and seed; each seed's effect is its mean over the settings"))
+        path = paired_grid_figure(mse, lmse, quantities, ("MSE (the report's loss)", "log-MSE"),
+                                  out / part.folder / LMSE_SWEEP / LMSE_FIGURE,
+                                  f"{part.dataset}: the grid under MSE (solid) and log-MSE (dashed)")
+        figures.append(Figure(path, f"{part.dataset}: the report's Figures 2–4 (held-out error and KL, "
+                                    "sharpness, the score against β_norm) under both losses; means over the "
+                                    "seeds of every run, trained or not (the table keeps the trained)"))
+    text = ("The reproducibility report trained with squared error (MSE), which treats the Gaussian "
+            "decoder's variance as a constant, and noted, untested, that its logarithm may be the right "
+            "loss (D/2 · log MSE per image: the variance fitted to each image's error; Rybkin et al. "
+            "2021's σ-VAE). Here the grid is trained again under it, same settings, seeds and lengths, and "
+            "both are measured on the same scales: held-out squared error whatever loss trained, KL, "
+            "sharpness and the score. This is a finding of ours, not a claim of either paper, so it has no "
+            "verdict: each row gives the mean per-seed difference with its Student t interval, the "
+            "intervals widened for the rows shown together (Bonferroni). A β means another balance under each loss: "
+            "log-MSE's gradient is MSE's divided by twice the image's MSE, so the KL weighs less against a "
+            "reconstruction that is already good.")
+    return Section("Finding: log-MSE in place of MSE", [text], tables, figures)
+
+
+def _trained_mean(rows: Sequence[Mapping[str, Any]], column: str) -> str:
+    values = [row[column] for row in rows if row.get("trained") and isinstance(row.get(column), (int, float))
+              and math.isfinite(row[column])]
+    return f"{np.mean(values):.4g}" if values else "—"
+
+
+def _scales_with_lmse() -> dict[str, Scale]:
+    from betavae.study.design import SCALES
+
+    return {name: other for name, other in SCALES.items() if other.lmse_parts and name != "test"}
 
 
 def _alone(evidence: Evidence) -> stats.PartVerdict:

@@ -48,7 +48,9 @@ def test_loss(
     """Held-out loss and the objective's terms averaged over ``split``, z sampled from a seeded generator.
 
     Schedules are at their end (``step`` None): the held-out loss is the objective the
-    run finished training with.
+    run finished training with. ``squared_error`` (per image, summed over its values, of the same
+    decoded z) is recorded whatever the reconstruction loss, so runs trained with different ones
+    (squared error, its logarithm, a Bernoulli likelihood) compare on one scale.
     """
     was_training = model.training
     model.eval()
@@ -60,9 +62,11 @@ def test_loss(
         for begin in range(0, len(split), batch_size):
             positions = torch.arange(begin, min(begin + batch_size, len(split)))
             x = performance.fast_layout(split.images(positions).to(device).float().div_(255))
-            terms = objective(model(x, generator=noise), x, None)
+            output = model(x, generator=noise)
+            terms = objective(output, x, None)
             count = len(positions)
-            for name, value in {"loss": terms.loss, **terms.terms}.items():
+            squared_error = (torch.sigmoid(output.logits.float()) - x).pow(2).flatten(1).sum(dim=1).mean()
+            for name, value in {"loss": terms.loss, **terms.terms, "squared_error": squared_error}.items():
                 totals[name] = totals.get(name, 0.0) + value.item() * count
             kl_dims += terms.kl_per_dim.double().cpu() * count
     model.train(was_training)
