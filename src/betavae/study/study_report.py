@@ -467,9 +467,9 @@ def _lmse_section(parts: Sequence[Part], measured: Measured, scale: Scale, out: 
             "both are measured on the same scales: held-out squared error whatever loss trained, KL, "
             "sharpness and the score. This is a finding of ours, not a claim of either paper, so it has no "
             "verdict: each row gives the mean per-seed difference with its Student t interval, the "
-            "intervals widened for the rows shown together (Bonferroni). A β means another balance under each loss: "
-            "log-MSE's gradient is MSE's divided by twice the image's MSE, so the KL weighs less against a "
-            "reconstruction that is already good.")
+            "intervals widened for the rows shown together (Bonferroni). A β means another balance under "
+            "each loss: log-MSE's gradient is MSE's divided by twice the image's MSE, so the KL weighs less "
+            "against a reconstruction that is already good.")
     return Section("Finding: log-MSE in place of MSE", [text], tables, figures)
 
 
