@@ -23,9 +23,17 @@ def _share_the_cores_among_workers() -> None:
     """
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
     if workers > 1:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[variable] = threads
         if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+            sys.modules["torch"].set_num_threads(int(threads))
+        # numpy's BLAS may have started its threads already (a plugin imported numpy): one per core of
+        # the machine, spinning on this worker's core, made its scikit-learn fits and matrix products
+        # (the study's baselines, PCA, ICA) take twice as long as alone.
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(threads))
         _pin_to_own_cores(workers)
 
 
