@@ -20,6 +20,7 @@ from betavae.study.design import (
     FIGURES_SWEEP,
     LMSE_SWEEP,
     MEASUREMENTS_FILE,
+    PAPER_NET_SWEEP,
     PARTS,
     REPORT_SAYS,
     SUCCESSORS,
@@ -126,6 +127,18 @@ def test_the_successors_are_trained_beside_the_beta_vae_and_scored_in_the_baseli
     markdown = (study / "report.md").read_text()
     dsprites_table = markdown.split("*Table 3.* dsprites", 1)[1].split("*Table 4.*")[0]
     assert "paper (its score, Fig. 6)" in dsprites_table and "99.23" in dsprites_table
+    # The paper's own network beside the study's, and the score as the paper ran it beside the reference's.
+    header = next(line for line in dsprites_table.splitlines() if line.startswith("| model"))
+    assert "beta\\_vae\\_paper" in header
+    fc_rows = {"VAE untrained, the paper's network": "44.14", "VAE (β = 1), the paper's network": "61.58",
+               "β-VAE (β = 4), the paper's network": "99.23"}
+    for label, paper in fc_rows.items():
+        row = next(line for line in dsprites_table.splitlines() if line.startswith(f"| {label}"))
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:-1]]
+        measured = r"-?\d+\.\d{3}( ± \d+\.\d{3})? \(\d seeds?\)"
+        assert paper in cells[1] and re.fullmatch(measured, cells[-1]), row
+    for run in (study / "dsprites" / PAPER_NET_SWEEP).glob("*/config.toml"):
+        assert RunDir(run.parent).read_config().arch == "fc"
     assert not (study / "dsprites" / SUCCESSORS_FOLDER).exists()  # smoke trains them on the heart set only
 
 
@@ -135,6 +148,7 @@ def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_s
     successors = len(scale_of(SCALE).successors)  # one seed each, on the heart set
     figure_runs = len(scale_of(SCALE).figure_betas) * len(scale_of(SCALE).figure_latents)  # heart set
     lmse_runs = 4 * (parts - 1)  # the heart set's and MNIST's 2 × 2 grids again under log-MSE
+    lmse_runs += 2  # and dSprites' β = 1 / β = 4 with the paper's network
     # per set: a 2 × 2 grid, β = 1 / β = 4, one seed
     assert len(logs) == 6 * parts + successors + figure_runs + lmse_runs
     measurements = (study / MEASUREMENTS_FILE).read_bytes()
@@ -183,7 +197,8 @@ def test_the_paper_scale_uses_the_reference_predictors_and_deterministic_kernels
     shapes, dsprites, mnist = PARTS["shapes"], PARTS["dsprites"], PARTS["mnist"]
     every_successor = [f"{SUCCESSORS_FOLDER}/{objective}" for objective in SUCCESSORS]
     assert paper.sweeps_of(shapes) == ["grid", "compare", FIGURES_SWEEP, *every_successor, LMSE_SWEEP]
-    assert paper.sweeps_of(dsprites) == ["grid", "compare", *every_successor]  # Bernoulli: no MSE to replace
+    # Bernoulli: no MSE to replace; the paper's table with the paper's network
+    assert paper.sweeps_of(dsprites) == ["grid", "compare", *every_successor, PAPER_NET_SWEEP]
     assert paper.sweeps_of(mnist) == ["grid", "compare", FIGURES_SWEEP, LMSE_SWEEP]  # no factors to score
     assert small.sweeps_of(shapes) == ["grid", "compare"]  # they do not fit its half hour unless asked
     asked = replace(small, successors=checked_successors(["factor", "beta_tc"]))
@@ -250,8 +265,8 @@ def test_a_baseline_is_computed_once_per_dataset_and_settings_across_studies(mon
 
     calls = []
 
-    def evaluate_baseline(name, dataset, metrics, seed, sizes, latent_dim, device, num_fit):
-        calls.append((name, seed, sizes["n_train"]))
+    def evaluate_baseline(name, dataset, metrics, seed, sizes, latent_dim, device, num_fit, arch):
+        calls.append((name, seed, sizes["n_train"]) + ((arch,) if arch else ()))
         return {metric: {"eval_accuracy": 0.5, "mig": 0.1, "dci": 0.2, "sap": 0.3} for metric in metrics}
 
     monkeypatch.setattr(betavae.evaluation, "evaluate_baseline", evaluate_baseline)
@@ -262,6 +277,9 @@ def test_a_baseline_is_computed_once_per_dataset_and_settings_across_studies(mon
     runner._baseline(PARTS["shapes"], "pca", 1, smoke)
     runner._baseline(PARTS["shapes"], "pca", 0, dataclasses.replace(smoke, n_train=41))
     assert calls == [("pca", 0, 40), ("pca", 1, 40), ("pca", 0, 41)]
+    # The paper's untrained network: the untrained baseline of its architecture, scored by its protocol too.
+    scores = runner._baseline(PARTS["dsprites"], "untrained_fc", 0, smoke)
+    assert calls[-1] == ("untrained", 0, 40, "fc") and "beta_vae_paper" in scores
 
 
 def test_the_grids_trained_again_under_log_mse_are_reported_as_a_finding_beside_mse(study):

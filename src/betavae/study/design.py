@@ -23,6 +23,16 @@ PAPER_DATASET = "dsprites"  # the paper's numbers below are on its 2D shapes: sh
 # The paper's disentanglement scores (its Fig. 6, 2D shapes), for the baselines table.
 PAPER_SCORES = {"pixels": "45.75 ± 0.8 %", "pca": "84.9 ± 0.4 %", "ica": "42.03 ± 10.6 %",
                 "untrained": "44.14 ± 2.5 %", "vae": "61.58 ± 0.5 %", "beta_vae": "99.23 ± 0.1 %"}
+# The paper's own network for its table (Higgins et al. 2017: fully connected, models.fc), trained at β = 1
+# and β = 4 on the paper's set beside the study's convolutional comparison (PAPER_NET_SWEEP), its untrained
+# weights a baseline of their own, and every one of them scored by the score as the paper ran it
+# (PAPER_METRIC) beside the reference's: docs/notes/paper-baselines-protocol.md.
+PAPER_NET = "fc"
+PAPER_NET_SWEEP = "compare-fc"
+PAPER_NET_BASELINE = "untrained_fc"
+PAPER_METRIC = "beta_vae_paper"
+# The rows of the baselines table that the paper's network gives, and the paper's numbers beside them.
+PAPER_NET_ROWS = {"untrained_fc": "untrained", "vae_fc": "vae", "beta_vae_fc": "beta_vae"}
 # The β-VAE's successors (docs/guide/objectives.md) beside it in the baselines table: the training
 # keys of each objective's sweep, the settings of the toolkit's dSprites comparison (same page).
 SUCCESSORS = {
@@ -125,6 +135,9 @@ class Scale:
     # Parts whose grid (trained with squared error) is trained again with its logarithm (LMSE_SWEEP): the
     # comparison the report suggested and could not make (a finding of ours, not a claim of either paper).
     lmse_parts: tuple[str, ...] = ()
+    # Whether the paper's set is also trained with the paper's own network at β = 1 and β = 4
+    # (PAPER_NET_SWEEP) and its baselines scored by the paper's protocol too (PAPER_METRIC).
+    paper_net: bool = False
     brief: str = ""  # what it is for and what it costs, in a few words, for the CLI's help
 
     @property
@@ -154,7 +167,18 @@ class Scale:
         settings where this scale has them, each successor's, the grid under log-MSE."""
         figures = [FIGURES_SWEEP] if self.figure_betas and part.folder in self.figure_parts else []
         successors = [f"{SUCCESSORS_FOLDER}/{objective}" for objective in self.successors_of(part)]
-        return ["grid", "compare", *figures, *successors, *([LMSE_SWEEP] if self.lmse_of(part) else [])]
+        paper_net = [PAPER_NET_SWEEP] if self.paper_net_of(part) else []
+        return ["grid", "compare", *figures, *successors, *([LMSE_SWEEP] if self.lmse_of(part) else []),
+                *paper_net]
+
+    def paper_net_of(self, part: Part) -> bool:
+        """Whether ``part`` is the paper's set trained with the paper's own network at this scale."""
+        return self.paper_net and part.dataset == PAPER_DATASET
+
+    def metrics_of(self, part: Part) -> tuple[str, ...]:
+        """The metrics the baselines and the paper's network are scored by on ``part``: the scale's, and
+        the score as the paper ran it where the part reproduces the paper's table."""
+        return (*self.metrics, PAPER_METRIC) if self.paper_net_of(part) else self.metrics
 
     def lmse_of(self, part: Part) -> bool:
         """Whether ``part``'s grid is trained again under log-MSE: where this scale says so and the grid's
@@ -185,7 +209,7 @@ SCALES = {
         transfer_labels=(10, 50), transfer_repeats=2, transfer_test=300, blur_images=32,
         successors=("beta_tc", "factor"), successor_parts=("shapes",), successor_seeds=1,
         figure_betas=(0.0, 1.0), figure_latents=(2,), figure_parts=("shapes",),
-        lmse_parts=("shapes", "mnist")),
+        lmse_parts=("shapes", "mnist"), paper_net=True),
     "small": Scale(
         "small", "the report's own scope, sized for two CPU cores in under half an hour (make run; "
         "docs/guide/reproduce.md): its heart set and MNIST at 28 × 28 with its squared-error loss, trained "
@@ -215,7 +239,7 @@ SCALES = {
         transfer_labels=(10, 100, 1000), transfer_repeats=3, transfer_test=5000, blur_images=512,
         successor_parts=("shapes", "dsprites"), successor_seeds=5,
         figure_betas=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0), figure_latents=(2, 10), figure_parts=("mnist",),
-        lmse_parts=("shapes", "mnist")),
+        lmse_parts=("shapes", "mnist"), paper_net=True),
     "paper": Scale(
         "paper", "the report's latent sizes over the range 2e-5 … 20 it wished for at the paper's "
         "resolution (3 β_norm a decade), the report's figure settings (raw β 0 … 16 at latent sizes 2, "
@@ -229,7 +253,7 @@ SCALES = {
         transfer_test=None, blur_images=1000, successors=tuple(SUCCESSORS),
         successor_parts=("shapes", "dsprites"),
         figure_betas=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0), figure_latents=(2, 5, 10),
-        figure_parts=("shapes", "mnist"), lmse_parts=("shapes", "mnist")),
+        figure_parts=("shapes", "mnist"), lmse_parts=("shapes", "mnist"), paper_net=True),
 }
 
 # The test suite's: smoke's design (every part, sweep, successor, figure and measurement, so the report
@@ -300,6 +324,7 @@ class Measured:
     blur: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     lmse: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # the grid under log-MSE (LMSE_SWEEP)
     lmse_blur: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    paper_net: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # PAPER_NET_SWEEP's rows
     weak: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     baselines: dict[str, dict[str, list[dict[str, float | None]]]] = field(default_factory=dict)
     transfer: dict[str, list[dict[str, Any]]] = field(default_factory=dict)

@@ -49,6 +49,9 @@ from betavae.study.design import (
     LMSE_SWEEP,
     MEASUREMENTS_FILE,
     PAPER_BETA,
+    PAPER_NET,
+    PAPER_NET_BASELINE,
+    PAPER_NET_SWEEP,
     SCORE_METRIC,
     SUCCESSORS,
     SUCCESSORS_FOLDER,
@@ -183,8 +186,10 @@ def sweep_spec(part: Part, kind: str, scale: Scale, data_dir: str | None = None)
     if kind in ("grid", LMSE_SWEEP):
         training.update(beta_norm=list(scale.beta_norms), latent_dim=list(scale.latent_dims))
         seeds = scale.grid_seeds_of(part)
-    elif kind == "compare":
+    elif kind in ("compare", PAPER_NET_SWEEP):
         training.update(beta=[1.0, PAPER_BETA], latent_dim=scale.compare_latent)
+        if kind == PAPER_NET_SWEEP:
+            training["arch"] = PAPER_NET
     elif kind == FIGURES_SWEEP:
         training.update(beta=list(scale.figure_betas), latent_dim=list(scale.figure_latents))
     else:  # successors/OBJECTIVE
@@ -196,7 +201,8 @@ def sweep_spec(part: Part, kind: str, scale: Scale, data_dir: str | None = None)
         # The grid's runs are also scored with weaker classifiers (claim 6b), on the codes their other
         # metrics encode: a measurement at the end would encode the whole set again for every run.
         weak = [WEAK_METRIC] if kind == "grid" and SCORE_METRIC in scale.metrics else []
-        sweep_options.update(metrics=[*scale.metrics, *weak], n_train=scale.n_train, n_eval=scale.n_eval)
+        metrics = scale.metrics_of(part) if kind == PAPER_NET_SWEEP else scale.metrics
+        sweep_options.update(metrics=[*metrics, *weak], n_train=scale.n_train, n_eval=scale.n_eval)
     return build_spec(training, sweep_options, source=f"reproduce {part.folder} {kind}")
 
 
@@ -310,6 +316,9 @@ def _measure(parts: Sequence[Part], scale: Scale, out: Path, store: Measurements
             measured.lmse[part.folder] = lmse = rows_of(lmse_dir, _recon_of(part, LMSE_SWEEP))
             measured.lmse_blur[part.folder] = _per_run(
                 store, "blur", lmse_dir, lmse, lambda run: reconstruction_sharpness(run, scale.blur_images))
+        if scale.paper_net_of(part):
+            measured.paper_net[part.folder] = rows_of(out / part.folder / PAPER_NET_SWEEP,
+                                                      _recon_of(part, PAPER_NET_SWEEP))
         if part.factors:
             echo(f"{part.folder}: baselines")
             measured.weak[part.folder] = weak_rows(grid)
@@ -346,11 +355,15 @@ def _cell(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _baselines(store: Measurements, part: Part, scale: Scale) -> dict[str, list[dict[str, float | None]]]:
-    """Each baseline's headline scores, once per metric seed (their spread over seeds)."""
-    return {name: [store.get(f"baseline:{part.folder}:{name}:{seed}",
+    """Each baseline's headline scores, once per metric seed (their spread over seeds); on the paper's set
+    at a scale that trains the paper's network, its untrained weights too."""
+    names = [*BASELINES, *([PAPER_NET_BASELINE] if scale.paper_net_of(part) else [])]
+    metrics = scale.metrics_of(part)
+    suffix = "" if metrics == scale.metrics else ":" + ",".join(metrics)  # older studies' keys stay valid
+    return {name: [store.get(f"baseline:{part.folder}:{name}:{seed}{suffix}",
                              lambda name=name, seed=seed: _baseline(part, name, seed, scale))
                    for seed in range(scale.baseline_seeds)]
-            for name in BASELINES}
+            for name in names}
 
 
 def _factor_count(part: Part) -> int:
@@ -383,12 +396,15 @@ def _baseline(part: Part, name: str, seed: int, scale: Scale) -> dict[str, float
     from betavae.metrics.settings import headline_value
 
     sizes = {"n_train": scale.n_train, "n_eval": scale.n_eval}
+    metrics = list(scale.metrics_of(part))
     key = {"betavae": __version__, "dataset": part.dataset, "baseline": name, "seed": seed,
-           "metrics": list(scale.metrics), "sizes": sizes, "latent_dim": scale.compare_latent,
+           "metrics": metrics, "sizes": sizes, "latent_dim": scale.compare_latent,
            "num_fit": scale.baseline_fit}
+    # The paper's untrained network: the untrained baseline of architecture PAPER_NET.
+    kind, arch = ("untrained", PAPER_NET) if name == PAPER_NET_BASELINE else (name, None)
 
     def compute() -> dict[str, float | None]:
-        results = evaluate_baseline(name, part.dataset, list(scale.metrics), seed=seed, sizes=sizes,
+        results = evaluate_baseline(kind, part.dataset, metrics, seed=seed, sizes=sizes, arch=arch,
                                     latent_dim=scale.compare_latent, device="cpu", num_fit=scale.baseline_fit)
         return {metric: headline_value(metric, values) for metric, values in results.items()}
 

@@ -29,6 +29,10 @@ from betavae.study.design import (
     NO_GAIN_MARGIN,
     PAPER_BETA,
     PAPER_DATASET,
+    PAPER_METRIC,
+    PAPER_NET,
+    PAPER_NET_BASELINE,
+    PAPER_NET_ROWS,
     PAPER_SAYS,
     PAPER_SCORES,
     REPORT_SAYS,
@@ -52,7 +56,10 @@ LABELS = {"pixels": "Raw pixels", "pca": "PCA", "ica": "ICA", "untrained": "VAE 
           "factor": f"FactorVAE (γ = {SUCCESSORS['factor']['factor_gamma']:g})",
           "capacity": f"capacity annealing (γ = {SUCCESSORS['capacity']['capacity_gamma']:g}, "
                       f"C to {SUCCESSORS['capacity']['capacity_max']:g} nats)",
-          "dip": f"DIP-VAE II (λ_od = {SUCCESSORS['dip']['dip_lambda_od']:g})"}
+          "dip": f"DIP-VAE II (λ_od = {SUCCESSORS['dip']['dip_lambda_od']:g})",
+          "untrained_fc": f"VAE untrained, the paper's network ({PAPER_NET})",
+          "vae_fc": f"VAE (β = 1), the paper's network ({PAPER_NET})",
+          "beta_vae_fc": f"β-VAE (β = {PAPER_BETA:g}), the paper's network ({PAPER_NET})"}
 NAMED_RUNS = 3  # an untrained part names up to this many of its runs
 
 
@@ -269,14 +276,20 @@ def _transfer_claims(parts: Sequence[Part], measured: Measured) -> list[ClaimRow
 def _scores_of(part: Part, measured: Measured, metric: str) -> dict[str, list[float]]:
     """Each representation's samples of ``metric``: baselines over metric seeds, VAE, β-VAE and the
     successors trained on this part over training seeds; in the baselines table's order."""
-    samples = {name: [values[metric] for values in measured.baselines[part.folder][name]
-                      if values.get(metric) is not None] for name in BASELINES}
+    samples = {name: [values.get(metric) for values in seeds if values.get(metric) is not None]
+               for name, seeds in measured.baselines[part.folder].items() if name in BASELINES}
     column = headline(metric)
     for name, beta in (("vae", 1.0), ("beta_vae", PAPER_BETA)):
         samples[name] = [row[column] for row in measured.compare[part.folder]
                          if row["beta"] == beta and row.get(column) is not None]
     for objective, rows in measured.successors.get(part.folder, {}).items():
         samples[objective] = [row[column] for row in rows if row.get(column) is not None]
+    if part.folder in measured.paper_net:  # the paper's own network, as its table measured it
+        samples["untrained_fc"] = [values.get(metric) for values in measured.baselines[part.folder].get(
+            PAPER_NET_BASELINE, []) if values.get(metric) is not None]
+        for name, beta in (("vae_fc", 1.0), ("beta_vae_fc", PAPER_BETA)):
+            samples[name] = [row[column] for row in measured.paper_net[part.folder]
+                             if row["beta"] == beta and row.get(column) is not None]
     return samples
 
 
@@ -314,15 +327,18 @@ def _baselines_section(parts: Sequence[Part], measured: Measured, scale: Scale) 
     tables = []
     for part in parts:
         with_paper = part.dataset == PAPER_DATASET  # the paper's numbers only beside its own set
-        header = ["model", *(["paper (its score, Fig. 6)"] if with_paper else []), *scale.metrics]
-        cells = {metric: _scores_of(part, measured, metric) for metric in scale.metrics}
+        metrics = scale.metrics_of(part)
+        header = ["model", *(["paper (its score, Fig. 6)"] if with_paper else []), *metrics]
+        cells = {metric: _scores_of(part, measured, metric) for metric in metrics}
         body = []
-        for name in cells[scale.metrics[0]]:
-            line = [LABELS[name], *([PAPER_SCORES.get(name, "—")] if with_paper else [])]
-            line += [_spread(cells[metric][name]) for metric in scale.metrics]
+        for name in cells[metrics[0]]:
+            paper = PAPER_SCORES.get(PAPER_NET_ROWS.get(name, name), "—")
+            line = [LABELS[name], *([paper] if with_paper else [])]
+            line += [_spread(cells[metric][name]) for metric in metrics]
             body.append(line)
         orders = [f"{metric}: " + " < ".join(LABELS[name] for name in sorted(
-            cells[metric], key=lambda name, m=metric: _mean(cells[m][name]))) for metric in scale.metrics]
+            (name for name in cells[metric] if cells[metric][name]),
+            key=lambda name, m=metric: _mean(cells[m][name]))) for metric in metrics]
         tables.append(Table(header, body, f"{part.dataset}: mean ± the 90 % t interval's half-width "
                                           "(baselines over metric seeds, VAEs over training seeds). Order "
                                           "by mean: " + "; ".join(orders)))
@@ -331,7 +347,10 @@ def _baselines_section(parts: Sequence[Part], measured: Measured, scale: Scale) 
             "are fitted on rendered images, the untrained VAE is the architecture with random weights. "
             "Below the paper's rows, the β-VAE's successors where the study trained them, at the latent "
             "size of the β = 1 / β = 4 comparison, each at the setting in its label "
-            "(docs/guide/objectives.md).")
+            "(docs/guide/objectives.md). Where the scale trains it, the paper's own network (fully "
+            f"connected, {PAPER_NET}) at β = 1 and β = {PAPER_BETA:g} and untrained, and a column of the "
+            f"score as the paper ran it ({PAPER_METRIC}) beside the reference's: what is known and assumed "
+            "of the paper's protocol is in docs/notes/paper-baselines-protocol.md.")
     return Section("Baselines, in the layout of the paper's table", [text], tables, [])
 
 
@@ -496,7 +515,10 @@ def _run_tables(part: Part, measured: Measured, scale: Scale) -> list[Table]:
     tables = []
     for sweep, rows in (("grid", measured.grid.get(part.folder, [])),
                         ("β = 1 / β = 4", measured.compare.get(part.folder, [])),
-                        ("the report's figure settings", measured.figure_runs.get(part.folder, []))):
+                        ("the report's figure settings", measured.figure_runs.get(part.folder, [])),
+                        (f"the paper's network ({PAPER_NET}), β = 1 / β = {PAPER_BETA:g}",
+                         measured.paper_net.get(part.folder, [])),
+                        ("the grid under log-MSE", measured.lmse.get(part.folder, []))):
         if not rows:
             continue
         body = []

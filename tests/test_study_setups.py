@@ -1,5 +1,6 @@
-"""The log-MSE finding's arithmetic (issue 35): runs paired by name, per-seed effects, and intervals
-that hold at the report's level on simulated effects of known mean, before they describe real runs."""
+"""The two papers' own setups in the study: the report's loss trained again under log-MSE (runs paired
+by name, per-seed effects, intervals that hold at the report's level on simulated effects of known mean
+before they describe real runs), and the paper's table with the paper's network and protocol."""
 
 from __future__ import annotations
 
@@ -67,3 +68,18 @@ def test_the_log_mse_sweep_is_the_grid_again_under_log_mse_on_the_squared_error_
     assert LMSE_SWEEP in smoke.sweeps_of(PARTS["shapes"])
     assert LMSE_SWEEP not in smoke.sweeps_of(PARTS["dsprites"])  # trained with Bernoulli: no MSE to replace
     assert not scale_of("small").lmse_parts  # its half hour has no room for the grid again
+
+
+def test_the_papers_table_is_also_trained_with_the_papers_network_and_scored_by_its_protocol():
+    from betavae.study.design import PAPER_METRIC, PAPER_NET_SWEEP
+
+    smoke, dsprites = scale_of("smoke"), PARTS["dsprites"]
+    spec = sweep_spec(dsprites, PAPER_NET_SWEEP, smoke)
+    compare = sweep_spec(dsprites, "compare", smoke)
+    assert spec.fixed["arch"] == "fc" and compare.fixed["arch"] == "conv64"
+    assert {**spec.fixed, "arch": "conv64"} == compare.fixed and spec.swept == compare.swept  # β = 1 and 4
+    assert spec.metrics == [*smoke.metrics, PAPER_METRIC] and PAPER_METRIC not in compare.metrics
+    assert smoke.metrics_of(dsprites)[-1] == PAPER_METRIC
+    assert smoke.metrics_of(PARTS["shapes"]) == smoke.metrics
+    assert PAPER_NET_SWEEP in scale_of("medium").sweeps_of(dsprites)
+    assert all(PAPER_NET_SWEEP not in smoke.sweeps_of(PARTS[name]) for name in ("shapes", "mnist"))
