@@ -272,13 +272,13 @@ def test_a_baseline_is_computed_once_per_dataset_and_settings_across_studies(mon
     monkeypatch.setattr(betavae.evaluation, "evaluate_baseline", evaluate_baseline)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # a cache of this test's alone
     smoke = scale_of("smoke")
-    first = runner._baseline(PARTS["shapes"], "pca", 0, smoke)
-    assert runner._baseline(PARTS["shapes"], "pca", 0, smoke) == first and len(calls) == 1
-    runner._baseline(PARTS["shapes"], "pca", 1, smoke)
-    runner._baseline(PARTS["shapes"], "pca", 0, dataclasses.replace(smoke, n_train=41))
+    first = runner.baseline_scores(PARTS["shapes"], "pca", 0, smoke)
+    assert runner.baseline_scores(PARTS["shapes"], "pca", 0, smoke) == first and len(calls) == 1
+    runner.baseline_scores(PARTS["shapes"], "pca", 1, smoke)
+    runner.baseline_scores(PARTS["shapes"], "pca", 0, dataclasses.replace(smoke, n_train=41))
     assert calls == [("pca", 0, 40), ("pca", 1, 40), ("pca", 0, 41)]
     # The paper's untrained network: the untrained baseline of its architecture, scored by its protocol too.
-    scores = runner._baseline(PARTS["dsprites"], "untrained_fc", 0, smoke)
+    scores = runner.baseline_scores(PARTS["dsprites"], "untrained_fc", 0, smoke)
     assert calls[-1] == ("untrained", 0, 40, "fc") and "beta_vae_paper" in scores
 
 

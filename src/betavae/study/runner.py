@@ -361,7 +361,7 @@ def _baselines(store: Measurements, part: Part, scale: Scale) -> dict[str, list[
     metrics = scale.metrics_of(part)
     suffix = "" if metrics == scale.metrics else ":" + ",".join(metrics)  # older studies' keys stay valid
     return {name: [store.get(f"baseline:{part.folder}:{name}:{seed}{suffix}",
-                             lambda name=name, seed=seed: _baseline(part, name, seed, scale))
+                             lambda name=name, seed=seed: baseline_scores(part, name, seed, scale))
                    for seed in range(scale.baseline_seeds)]
             for name in names}
 
@@ -386,7 +386,7 @@ def weak_rows(grid: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return cells
 
 
-def _baseline(part: Part, name: str, seed: int, scale: Scale) -> dict[str, float | None]:
+def baseline_scores(part: Part, name: str, seed: int, scale: Scale) -> dict[str, float | None]:
     """A baseline's headline scores: they depend on the dataset and the metrics' settings, not on the
     runs, so they are computed once per machine and user (the user's cache, ``baselines/``) and every
     later study with the same settings reads them back."""
