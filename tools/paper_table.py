@@ -74,8 +74,8 @@ def main() -> None:
     baselines = {name: [baseline_scores(part, name, seed, scale) for seed in range(scale.baseline_seeds)]
                  for _, _, (kind, name) in ROWS if kind == "baseline"}
     untrained = [row["run"] for row in runs if not row["trained"]] or "none"
-    print(f"\n{args.scale} settings, {scale.seeds} training seeds, {scale.baseline_seeds} metric seeds for the "
-          f"baselines; trained in {trained / 60:.0f} min, {time.perf_counter() - started:.0f} s in all; "
+    print(f"\n{args.scale} settings, {scale.seeds} training seeds, {scale.baseline_seeds} metric seeds for "
+          f"the baselines; trained in {trained / 60:.0f} min, {time.perf_counter() - started:.0f} s in all; "
           f"runs not trained: {untrained}\n")
     print(f"| representation | paper | ours, reference ({SCORE_METRIC}) "
           f"| ours, paper's protocol ({PAPER_METRIC}) |")
