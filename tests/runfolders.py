@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from betavae.config import TrainConfig
+from betavae.runs import RunDir
 from betavae.studies.state import SweepState
 from betavae.training.loop import train
 
@@ -45,6 +46,26 @@ class TrainedRuns:
         if not (trained / "metrics.json").is_file():
             train(dataclasses.replace(config, out=str(trained)), progress=False)
         return copy_run(trained, target)
+
+
+def untrained_run(config: TrainConfig, out: Path) -> Path:
+    """A run folder at ``out`` as ``train(config)`` leaves it after its set-up, before any step: its
+    ``config.toml`` with the derived values and a step-0 checkpoint of the seed's initial weights,
+    optimiser and noise. For tests that need a folder, not a trained model: milliseconds once the
+    process has the dataset (the set-up is train()'s own, ``training.setup.assemble``)."""
+    from betavae.training.checkpoints import save_checkpoint
+    from betavae.training.meters import LossWindow
+    from betavae.training.setup import assemble
+
+    config = dataclasses.replace(config, out=str(out))
+    made = assemble(config)
+    run = RunDir(out)
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_config(config, made.derived)
+    save_checkpoint(run, config, made.derived, 0, (made.model, made.optimizer, made.objective,
+                                                   made.objective_optimizers),
+                    made.noise, LossWindow(made.device, 0), train_seconds=0.0, saved_step=None)
+    return out
 
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

@@ -27,6 +27,7 @@ from betavae.training.loop import train
 from commands import run_cli
 from marks import slow_fixture
 from processes import locked_by_another_process
+from runfolders import untrained_run
 
 SMALL = ["--n-train", "300", "--n-eval", "100"]
 
@@ -84,21 +85,9 @@ def test_json_output_matches_the_written_metrics_and_repeats_with_the_seed(dspri
     assert json.loads(again) == printed
 
 
-@pytest.mark.slow
 def test_a_dataset_without_known_factors_is_refused_with_a_clear_message(tmp_path, mnist_dir, capsys):
-    out = tmp_path / "mnist"
-    train(
-        TrainConfig(
-            dataset="mnist",
-            data_dir=str(mnist_dir),
-            latent_dim=2,
-            steps=2,
-            batch_size=8,
-            out=str(out),
-            device="cpu",
-        ),
-        progress=False,
-    )
+    out = untrained_run(TrainConfig(dataset="mnist", data_dir=str(mnist_dir), latent_dim=2, device="cpu"),
+                        tmp_path / "mnist")
     code, _, err = run_cli(["evaluate", str(out)], capsys)
     assert code == 1
     assert err.strip() == (

@@ -22,7 +22,7 @@ from betavae.training.loop import train
 from commands import run_cli
 from marks import slow_fixture
 from processes import locked_by_another_process, wait_until
-from runfolders import assert_same_weights, copy_run
+from runfolders import assert_same_weights, copy_run, untrained_run
 
 
 def tiny_config(out, **changes) -> TrainConfig:
@@ -30,6 +30,19 @@ def tiny_config(out, **changes) -> TrainConfig:
                     checkpoint_every=2, log_every=2, test_size=100, seed=0, out=str(out), device="cpu")
     settings.update(changes)
     return TrainConfig(**settings)
+
+
+@pytest.mark.slow
+def test_the_tests_untrained_run_folder_is_what_train_leaves_before_its_first_step(tmp_path):
+    """tests/runfolders.untrained_run stands in for a run in tests that need a folder: it must be one
+    train() takes up as its own, resuming into exactly the run a fresh training makes."""
+    untrained = RunDir(untrained_run(tiny_config(None), tmp_path / "untrained"))
+    assert untrained.checkpoint_step() == 0 and untrained.read_config() == tiny_config(untrained.path)
+    assert load_model(untrained.path).latent_dim == 3
+    train(tiny_config(untrained.path), resume=True, progress=False)
+    train(tiny_config(tmp_path / "fresh"), progress=False)
+    fresh = RunDir(tmp_path / "fresh")
+    assert_same_weights(untrained.load_checkpoint()["model"], fresh.load_checkpoint()["model"])
 
 
 def one_line_error(capsys, args, code=1) -> str:
