@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from betavae import data, evaluation, metrics
-from betavae.cli import main
 from betavae.data.dsprites import load_dsprites
 from betavae.errors import BetaVAEError
 from betavae.metrics.baselines import pca
@@ -21,7 +20,7 @@ from betavae.objectives.base import reconstruction_loss
 from betavae.runs import RunDir
 from betavae.training.batches import BatchStream
 from betavae.viz.sweep import plot_sweep
-from commands import run_cli
+from commands import betavae, run_cli
 from marks import slow_fixture
 
 CPU = torch.device("cpu")
@@ -229,21 +228,15 @@ def test_the_transposed_convolution_by_taps_is_exact_for_three_output_channels()
 # --- Through the command line, on models trained a few steps ---------------------------------------
 
 
-def cli(*args) -> None:
-    """``betavae ARGS`` outside a test (a fixture's), failing on a non-zero exit."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(arg) for arg in args])
-    assert exit_info.value.code == 0
-
-
 @pytest.fixture(scope="module")
 @slow_fixture
 def colour_runs(tmp_path_factory):
     """A conv64 run of 5 steps on each variant, trained by ``betavae train``."""
     folder = tmp_path_factory.mktemp("colour")
     for name in VARIANTS:
-        cli("train", "--dataset", name, "--arch", "conv64", "--latent", 4, "--steps", 5, "--batch-size", 8,
-            "--test-size", 50, "--out", folder / name, "--device", "cpu", "--no-progress")
+        betavae("train", "--dataset", name, "--arch", "conv64", "--latent", 4, "--steps", 5,
+                "--batch-size", 8, "--test-size", 50, "--out", folder / name, "--device", "cpu",
+                "--no-progress")
     return folder
 
 
