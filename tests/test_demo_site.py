@@ -47,6 +47,10 @@ def test_static_folder_holds_the_page_ort_web_and_each_run_in_order(demo_run, tm
         assert (out / name).read_bytes() == (site.PAGE_DIR / name).read_bytes()
     for name in vendor.ORT_WEB_FILES:
         assert (out / "ort" / name).read_bytes() == (vendor.vendor_dir() / name).read_bytes()
+    # Readable by a web server running as another user: what the umask gives any file, never 0600/0700.
+    for path in [out, *out.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        assert mode == files.usual_mode(folder=path.is_dir()), (path, oct(mode))
 
 
 def test_static_replaces_an_earlier_demo_but_never_writes_into_a_folder_of_other_files(demo_run, tmp_path,

@@ -180,3 +180,26 @@ def test_a_cached_value_is_computed_once_per_key_and_a_damaged_file_is_computed_
     path.write_text(path.read_text()[:10])  # truncated
     assert files.cached("baselines", key, compute(0.4)) == {"score": 0.4} and calls == [0.5, 0.7, 0.6, 0.4]
     assert files.user_cache() == tmp_path / "betavae"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_a_file_written_atomically_has_the_mode_of_any_file_the_user_makes(tmp_path, umask):
+    """Not the temporary's private 0600: a run folder shared on a cluster, or a demo site served by a
+    web server running as another user, must be as readable as the user's umask makes any file."""
+    import os
+
+    before = os.umask(umask)
+    try:
+        files.atomic_write_text(tmp_path / "written.json", "{}")
+        with files.replacing(tmp_path / "figure.png") as temporary:
+            temporary.write_bytes(b"png")
+        (tmp_path / "plain").write_text("")  # what open() makes under this umask
+        os.mkdir(tmp_path / "folder")
+    finally:
+        os.umask(before)
+    usual = (tmp_path / "plain").stat().st_mode & 0o777
+    assert usual == 0o666 & ~umask
+    for name in ("written.json", "figure.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == usual, name
+    assert files.usual_mode(folder=True) == 0o777 & ~before
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o777 & ~umask

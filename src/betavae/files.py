@@ -13,7 +13,8 @@ of the user's, and the next command gets the same care for free. The rule:
 - **No output ever lands on a run folder's own files** (:data:`RUN_FOLDER_FILES`).
 - **Replacing is atomic** (:func:`atomic_write_bytes`, :func:`replacing`): write beside, then
   rename; a kill leaves the old file or the new one, and a temporary that only a resume of ours
-  deletes (its name carries :data:`TEMPORARY_MARK`).
+  deletes (its name carries :data:`TEMPORARY_MARK`). What it renames into place has the mode any
+  file the user makes has (:func:`usual_mode`), not the temporary's private 0600.
 - **Nothing is deleted that we cannot prove we made** (:func:`remove_owned_folder`: the mark
   lists every file in the folder).
 
@@ -69,10 +70,35 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def usual_mode(folder: bool = False) -> int:
+    """The mode ``open()`` or ``mkdir()`` gives a new file or folder under this process's umask.
+
+    ``tempfile`` makes its files 0600 and its folders 0700, private to the user; renamed into
+    place as they are, a run folder shared on a cluster, or a demo site served by a web server
+    running as another user, could not be read (the page then said only that an image could not
+    be decoded). Whatever is written through a temporary is given this mode before its rename.
+    """
+    return (0o777 if folder else 0o666) & ~_umask()
+
+
+def _umask() -> int:
+    """This process's umask, read where Linux shows it, else set and restored at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` for a writer that takes a path (PIL, matplotlib, ONNX);
-    renamed onto ``path`` when the block ends without an error, removed when it raises."""
+    renamed onto ``path`` (with the :func:`usual_mode`) when the block ends without an error,
+    removed when it raises."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TEMPORARY_MARK}", suffix=".tmp")
@@ -80,6 +106,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
+        os.chmod(temporary, usual_mode())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

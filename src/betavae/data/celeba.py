@@ -63,7 +63,7 @@ from tqdm import tqdm
 from betavae.data.base import ImageDataset, ImageSplit
 from betavae.data.mnist import data_root
 from betavae.errors import BetaVAEError
-from betavae.files import atomic_write_text
+from betavae.files import atomic_write_text, usual_mode
 
 IMAGE_FOLDER = "img_align_celeba"
 ATTRIBUTE_FILE = "list_attr_celeba.txt"
@@ -463,6 +463,7 @@ def build_cache(image_folder: Path, names: list[str], crop: int, cache: Path) ->
                 progress.update(len(chunk))
         pixels.flush()
         del pixels
+        os.chmod(temporary, usual_mode())  # mkstemp's 0600 would keep others from a shared cache
         os.replace(temporary, cache)
     finally:
         if os.path.exists(temporary):

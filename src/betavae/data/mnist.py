@@ -31,7 +31,7 @@ from betavae import __version__
 from betavae.data.base import ImageDataset, TensorSplit, split_indices
 from betavae.data.idx import parse_idx, read_decompressed
 from betavae.errors import BetaVAEError
-from betavae.files import user_cache
+from betavae.files import user_cache, usual_mode
 
 # file stem -> SHA-256 of its decompressed content (the files of the original release).
 FILES: dict[str, str] = {
@@ -200,6 +200,7 @@ def _fetch_verified(url: str, stem: str, folder: Path) -> Path:
             if digest != FILES[stem]:
                 raise BetaVAEError(f"the file it sent is not the official one (SHA-256 {digest})")
             target = folder / f"{stem}.gz"
+            os.chmod(temporary, usual_mode())  # mkstemp's 0600 would keep others from a shared cache
             os.replace(temporary, target)
             return target
         finally:

@@ -19,6 +19,7 @@ one line and never deleted.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -58,6 +59,7 @@ def build_site(run_dirs: Sequence[str | Path], out: str | Path, *, images: int =
     # Built beside its destination and moved in whole: a run that fails to export, or a kill,
     # leaves the earlier demo (or nothing), never a page with some of its runs.
     building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
+    os.chmod(building, files.usual_mode(folder=True))  # served by any web server, not only the user's
     try:
         entries = []
         for k, run_dir in enumerate(run_dirs):
