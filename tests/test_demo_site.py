@@ -149,3 +149,36 @@ def test_demo_serves_on_loopback_prints_the_address_and_stops_cleanly_on_ctrl_c(
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_a_taken_port_is_said_in_one_line_before_any_model_is_exported(demo_run, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, printed, err = run_cli(["demo", demo_run, "--port", port], capsys)
+    assert code == 1 and err.strip().endswith(f"port {port} on 127.0.0.1 is already in use; choose another "
+                                              "with --port (0: any free port)")
+    assert "largest |ONNX − PyTorch|" not in printed  # refused before exporting
+
+
+def test_sigterm_stops_the_demo_and_leaves_no_temporary_folder(demo_run, tmp_path):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    command = [str(Path(sys.executable).parent / "betavae"), "demo", str(demo_run), "--port", "0"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(temporary)})
+    try:
+        line = ""
+        while "serving the demo" not in line:
+            line = server.stdout.readline()
+            assert line, server.stderr.read()
+        assert len(list(temporary.glob("betavae-demo-*"))) == 1
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        assert "Traceback" not in server.stderr.read()
+        assert list(temporary.glob("betavae-demo-*")) == []  # its models and ONNX Runtime Web (~30 MB)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

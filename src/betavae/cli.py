@@ -7,10 +7,13 @@ with a non-zero exit code; anything else is a bug and keeps its trace-back.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -779,13 +782,41 @@ def demo(run_dirs: tuple[str, ...], port: int, host: str, static_dir: str | None
         out = build_site(run_dirs, static_dir, images=images, report=click.echo)
         click.echo(f"wrote {out}: serve it from any static host (e.g. python -m http.server -d {out})")
         return
-    with tempfile.TemporaryDirectory(prefix="betavae-demo-") as folder:
-        site = build_site(run_dirs, Path(folder) / "site", images=images, report=click.echo)
+    with tempfile.TemporaryDirectory(prefix="betavae-demo-") as folder, _exit_on_sigterm():
+        site = Path(folder) / "site"
+        site.mkdir()
+        # The port first: taken, it is a one-line error before minutes of exporting, not after.
         server = DemoServer(site, host=host, port=port)  # served from this thread: Ctrl-C stops it
-        if server.warning:
-            click.echo(server.warning, err=True)
-        click.echo(f"serving the demo of {len(run_dirs)} run(s) at {server.url} (Ctrl-C stops)")
-        server.serve_forever()
+        try:
+            build_site(run_dirs, site, images=images, report=click.echo)
+        except BaseException:
+            server.close()
+            raise
+        server.reload()
+        try:
+            if server.warning:
+                click.echo(server.warning, err=True)
+            click.echo(f"serving the demo of {len(run_dirs)} run(s) at {server.url} (Ctrl-C stops)")
+            server.serve_forever()
+        except KeyboardInterrupt:  # a stop before the loop began (its own catches the rest): the same
+            server.close()
+
+
+@contextlib.contextmanager
+def _exit_on_sigterm() -> Iterator[None]:
+    """SIGTERM (``kill``, a service manager) ends the block as Ctrl-C does, through its clean-up: the
+    demo's temporary folder (its models and ONNX Runtime Web, ~30 MB) would otherwise stay behind."""
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> None:
