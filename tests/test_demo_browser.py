@@ -9,6 +9,7 @@ server (``python -m http.server``).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tests.processes import wait_until
 
 from betavae.config import TrainConfig
@@ -169,6 +171,15 @@ def test_slider_order_follows_kl_and_collapsed_dimensions_are_marked(served, bro
                                           "rows => rows.map(r => r.classList.contains('collapsed'))")
     every_run = np.array([run["kl_per_dim"] for run in manifest["runs"][:2]])
     assert collapsed == [bool((every_run[:, j] <= manifest["active_kl"]).all()) for j in shown_order]
+    # A collapsed dimension's slider is greyed: lighter than the same slider active, not darker.
+    row = page.locator('.group[data-group="0"] .slider').first
+    slider = row.locator('input[type="range"]')
+    looks = {}
+    for state in (False, True):
+        row.evaluate(f"(r) => r.classList.toggle('collapsed', {str(state).lower()})")
+        looks[state] = np.asarray(Image.open(io.BytesIO(slider.screenshot())).convert("L"), dtype=float)
+    assert looks[True].mean() > looks[False].mean() + 10, (looks[True].mean(), looks[False].mean())
+    assert looks[True].min() > looks[False].min()  # its darkest pixel too: no track darker than an active one
     page.close()
 
 
