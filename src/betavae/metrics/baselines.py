@@ -51,7 +51,10 @@ def ica(
     On binary sprite images FastICA often reaches its 400 iterations before its tolerance;
     the unmixing it has then is still a linear map of the pixels, which is all the baseline
     claims to be (the paper's own ICA score spreads ±10.6 points over runs), so scikit-learn's
-    warning about it is not passed on.
+    warning about it is not passed on. It is fitted on the pixels that vary in its sample: on
+    5,000 dSprites images (a sixth of whose pixels are never lit) scikit-learn's FastICA ended in
+    a component of zero spread and NaN weights for every seed tried, which the constant pixels,
+    carrying nothing, no longer bring about.
     """
     import warnings
 
@@ -61,10 +64,12 @@ def ica(
     model = FastICA(
         n_components=latent_dim, whiten="unit-variance", max_iter=400, random_state=int(rng.integers(2**31))
     )
+    fitting = _fitting_images(dataset, num_fit, rng)
+    varying = fitting.std(axis=0) > 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(_fitting_images(dataset, num_fit, rng))
-    return lambda images: model.transform(_flatten(images))
+        model.fit(fitting[:, varying])
+    return lambda images: model.transform(_flatten(images)[:, varying])
 
 
 def untrained(
