@@ -164,12 +164,12 @@ class Scale:
 
     def sweeps_of(self, part: Part) -> list[str]:
         """The sweeps of ``part``, as folders under it: the grid, the comparison, the report's figure
-        settings where this scale has them, each successor's, the grid under log-MSE."""
+        settings where this scale has them, each successor's, the grid under log-MSE, the paper's network."""
         figures = [FIGURES_SWEEP] if self.figure_betas and part.folder in self.figure_parts else []
         successors = [f"{SUCCESSORS_FOLDER}/{objective}" for objective in self.successors_of(part)]
+        lmse = [LMSE_SWEEP] if self.lmse_of(part) else []
         paper_net = [PAPER_NET_SWEEP] if self.paper_net_of(part) else []
-        return ["grid", "compare", *figures, *successors, *([LMSE_SWEEP] if self.lmse_of(part) else []),
-                *paper_net]
+        return ["grid", "compare", *figures, *successors, *lmse, *paper_net]
 
     def paper_net_of(self, part: Part) -> bool:
         """Whether ``part`` is the paper's set trained with the paper's own network at this scale."""

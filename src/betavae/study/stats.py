@@ -185,11 +185,13 @@ def _two_groups(first: Sequence[float | None], second: Sequence[float | None], m
     return _Spread(estimate, math.sqrt(va + vb), df, n)
 
 
-def half_width(values: Sequence[float]) -> float:
+def half_width(values: Sequence[float], parts: int = 1) -> float:
     """Half the 90 % Student t interval of the mean of ``values`` (two or more): the spread the report's
-    tables print beside a mean, the same bounds as every part's interval."""
+    tables print beside a mean, the same bounds as every part's interval. With ``parts`` intervals shown
+    together, each side is at ALPHA / ``parts`` (Bonferroni), so that all of them hold at once."""
     array = _finite(values)
-    return float(scipy_stats.t.ppf(1 - ALPHA, array.size - 1) * array.std(ddof=1) / math.sqrt(array.size))
+    return float(scipy_stats.t.ppf(1 - ALPHA / parts, array.size - 1) * array.std(ddof=1)
+                 / math.sqrt(array.size))
 
 
 def mean_effect(effects: Sequence[float | None], expect: Direction, unit: str = "seed") -> Evidence:

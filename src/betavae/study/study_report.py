@@ -26,6 +26,7 @@ from betavae.study.claims import ABOUT_ZERO, EXPECTED, Judgement
 from betavae.study.design import (
     BASELINES,
     EQUIVALENCE_MARGIN,
+    LMSE_SWEEP,
     NO_GAIN_MARGIN,
     PAPER_BETA,
     PAPER_DATASET,
@@ -37,6 +38,7 @@ from betavae.study.design import (
     PAPER_SCORES,
     REPORT_SAYS,
     SATURATION,
+    SCALES,
     SCORE_METRIC,
     SUCCESSORS,
     TRAINED_FACTOR,
@@ -276,20 +278,23 @@ def _transfer_claims(parts: Sequence[Part], measured: Measured) -> list[ClaimRow
 def _scores_of(part: Part, measured: Measured, metric: str) -> dict[str, list[float]]:
     """Each representation's samples of ``metric``: baselines over metric seeds, VAE, β-VAE and the
     successors trained on this part over training seeds; in the baselines table's order."""
-    samples = {name: [values.get(metric) for values in seeds if values.get(metric) is not None]
-               for name, seeds in measured.baselines[part.folder].items() if name in BASELINES}
+    baselines = measured.baselines[part.folder]
     column = headline(metric)
+
+    def scored(rows: Sequence[Mapping[str, Any]], key: str, beta: float | None = None) -> list[float]:
+        """The values of ``key`` the rows have (only those at ``beta``, when given)."""
+        return [row[key] for row in rows
+                if row.get(key) is not None and (beta is None or row["beta"] == beta)]
+
+    samples = {name: scored(baselines[name], metric) for name in BASELINES}
     for name, beta in (("vae", 1.0), ("beta_vae", PAPER_BETA)):
-        samples[name] = [row[column] for row in measured.compare[part.folder]
-                         if row["beta"] == beta and row.get(column) is not None]
+        samples[name] = scored(measured.compare[part.folder], column, beta)
     for objective, rows in measured.successors.get(part.folder, {}).items():
-        samples[objective] = [row[column] for row in rows if row.get(column) is not None]
+        samples[objective] = scored(rows, column)
     if part.folder in measured.paper_net:  # the paper's own network, as its table measured it
-        samples["untrained_fc"] = [values.get(metric) for values in measured.baselines[part.folder].get(
-            PAPER_NET_BASELINE, []) if values.get(metric) is not None]
+        samples["untrained_fc"] = scored(baselines.get(PAPER_NET_BASELINE, []), metric)
         for name, beta in (("vae_fc", 1.0), ("beta_vae_fc", PAPER_BETA)):
-            samples[name] = [row[column] for row in measured.paper_net[part.folder]
-                             if row["beta"] == beta and row.get(column) is not None]
+            samples[name] = scored(measured.paper_net[part.folder], column, beta)
     return samples
 
 
@@ -422,13 +427,10 @@ def effect_interval(effects: Sequence[float], parts: int) -> tuple[float, float]
     """The Student t interval of the mean per-seed effect, each side at the report's level (ALPHA)
     divided by the ``parts`` shown beside it (Bonferroni), so that all of them hold together at the
     report's level; None below MIN_SEEDS seeds or at zero spread."""
-    from scipy import stats as scipy_stats
-
     values = np.asarray(effects, dtype=float)
     if values.size < stats.MIN_SEEDS or values.max() == values.min():
         return None
-    critical = float(scipy_stats.t.ppf(1 - stats.ALPHA / parts, values.size - 1))
-    half = critical * float(values.std(ddof=1)) / math.sqrt(values.size)
+    half = stats.half_width(values, parts)
     return float(values.mean()) - half, float(values.mean()) + half
 
 
@@ -447,7 +449,6 @@ def interval_text(effects: Sequence[float], parts: int) -> str:
 
 def _lmse_section(parts: Sequence[Part], measured: Measured, scale: Scale, out: Path) -> Section:
     """Finding (ours, not a claim of either paper): the grid trained with log-MSE instead of MSE."""
-    from betavae.study.design import LMSE_SWEEP
     from betavae.viz.paired_grids import paired_grid_figure
 
     compared = [part for part in parts if part.folder in measured.lmse]
@@ -499,8 +500,6 @@ def _trained_mean(rows: Sequence[Mapping[str, Any]], column: str) -> str:
 
 
 def _scales_with_lmse() -> dict[str, Scale]:
-    from betavae.study.design import SCALES
-
     return {name: other for name, other in SCALES.items() if other.lmse_parts and name != "test"}
 
 

@@ -14,7 +14,7 @@ import torch
 from betavae import data, models
 from betavae.config import DerivedValues, TrainConfig
 from betavae.data.base import ImageSplit
-from betavae.objectives import Objective
+from betavae.objectives import Objective, reconstruction_loss
 from betavae.runs import RunDir
 from betavae.training import performance
 from betavae.viz.reconstructions import FILE_NAME as RECONSTRUCTIONS_FILE
@@ -65,7 +65,7 @@ def test_loss(
             output = model(x, generator=noise)
             terms = objective(output, x, None)
             count = len(positions)
-            squared_error = (torch.sigmoid(output.logits.float()) - x).pow(2).flatten(1).sum(dim=1).mean()
+            squared_error = reconstruction_loss(output.logits.float(), x, "mse").mean()
             for name, value in {"loss": terms.loss, **terms.terms, "squared_error": squared_error}.items():
                 totals[name] = totals.get(name, 0.0) + value.item() * count
             kl_dims += terms.kl_per_dim.double().cpu() * count
