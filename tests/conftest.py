@@ -244,7 +244,18 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="session", autouse=True)
 def a_cache_of_the_tests_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The user's cache (``$XDG_CACHE_HOME/betavae``: baselines, downloads) is a folder of this test run's:
-    a test neither reads what an earlier run or the user left there nor leaves anything behind."""
+    a test neither reads what an earlier run or the user left there nor leaves anything behind.
+
+    One exception: ONNX Runtime Web, which ``make test`` installs into the user's cache (14 MB, its
+    integrity checked), is linked into this cache when installed there, so that the demo's tests
+    find it instead of downloading it on first use as ``betavae demo`` would.
+    """
+    from betavae.demo import vendor
+
+    installed = vendor.vendor_dir() if vendor.installed() else None
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
+        if installed is not None:
+            vendor.vendor_dir().parent.mkdir(parents=True)
+            vendor.vendor_dir().symlink_to(installed, target_is_directory=True)
         yield

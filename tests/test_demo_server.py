@@ -1,8 +1,10 @@
 """The demo's server hands out the demo folder's files and nothing else, with the types browsers
-need; ONNX Runtime Web is installed only from a tarball whose integrity matches, atomically.
+need; ONNX Runtime Web is installed into the user's cache on first use, only from a tarball whose
+integrity matches, atomically.
 
 Real HTTP on port 0; requests that a client library would normalise (``/../``, NUL bytes) are
-written on a raw socket. The vendor tests build a small npm-shaped tarball and never download.
+written on a raw socket. The vendor tests build a small npm-shaped tarball and never download: the
+registry they fetch from is a stand-in answering with it.
 """
 
 import base64
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from betavae import files
 from betavae.demo import vendor
 from betavae.demo.server import DemoServer, content_type, serve
 from betavae.errors import BetaVAEError
@@ -384,6 +387,27 @@ def test_fetch_replaces_another_version(tmp_path):
     assert os.listdir(dest.parent) == ["onnxruntime-web"]
 
 
+def test_a_fetch_finishing_second_keeps_the_folder_another_process_installed(tmp_path, monkeypatch):
+    """Two first demos at once: the one that finishes last must not pull the files from under the
+    other (which may be copying them into its site)."""
+    tarball = tmp_path / "ort.tgz"
+    integrity = npm_tarball(tarball)
+    dest = tmp_path / "cache" / "onnxruntime-web" / vendor.ORT_WEB_VERSION
+    real_extract = vendor._extract
+
+    def extract_while_another_installs(source, folder):
+        real_extract(source, folder)
+        monkeypatch.setattr(vendor, "_extract", real_extract)
+        vendor.fetch(dest, tarball, integrity=integrity)  # the other process, finishing first
+        theirs.update({name: (dest / name).stat().st_ino for name in vendor.ORT_WEB_FILES})
+
+    theirs: dict[str, int] = {}
+    monkeypatch.setattr(vendor, "_extract", extract_while_another_installs)
+    assert vendor.fetch(dest, tarball, integrity=integrity) == dest
+    assert theirs and {name: (dest / name).stat().st_ino for name in vendor.ORT_WEB_FILES} == theirs
+    assert vendor.installed(dest) and os.listdir(dest.parent) == [vendor.ORT_WEB_VERSION]
+
+
 def test_an_unreachable_registry_is_a_one_line_error_naming_the_url_and_tarball(tmp_path, monkeypatch):
     def unreachable(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
@@ -397,26 +421,104 @@ def test_an_unreachable_registry_is_a_one_line_error_naming_the_url_and_tarball(
     assert os.listdir(dest.parent) == []
 
 
-def test_require_on_a_missing_folder_says_how_to_install(tmp_path, monkeypatch, capsys):
-    missing = tmp_path / "vendor" / "onnxruntime-web"
-    monkeypatch.setattr(vendor, "vendor_dir", lambda: missing)
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch) -> Path:
+    """A user cache of this test's own, empty; returns the folder ONNX Runtime Web is installed in."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return vendor.vendor_dir()
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch) -> list[str]:
+    """The npm registry, answering with a small tarball (the pinned integrity is made its own);
+    returns the URLs downloaded, one per download."""
+    tarball = tmp_path / "registry.tgz"
+    monkeypatch.setattr(vendor, "ORT_WEB_INTEGRITY", npm_tarball(tarball))
+    downloads: list[str] = []
+
+    def answer(url, timeout):
+        downloads.append(url)
+        return io.BytesIO(tarball.read_bytes())
+
+    monkeypatch.setattr(urllib.request, "urlopen", answer)
+    return downloads
+
+
+def test_ort_web_lives_in_the_user_cache_one_folder_per_version(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert vendor.vendor_dir() == tmp_path / "betavae" / "onnxruntime-web" / vendor.ORT_WEB_VERSION
+
+
+def test_require_on_an_empty_cache_fetches_once_then_reuses_the_folder(empty_cache, registry):
+    lines: list[str] = []
+    assert vendor.require(lines.append) == empty_cache
+    assert registry == [vendor.ORT_WEB_TARBALL_URL]
+    assert lines == [f"fetching ONNX Runtime Web {vendor.ORT_WEB_VERSION} ({vendor.ORT_WEB_TARBALL_SIZE}) "
+                     f"from the npm registry into {empty_cache}"]
+    assert vendor.installed(empty_cache) and sorted(os.listdir(empty_cache)) == sorted(vendor.ORT_WEB_FILES)
+    assert os.listdir(empty_cache.parent) == [vendor.ORT_WEB_VERSION]  # no staging folder left behind
+
+    assert vendor.require(lines.append) == empty_cache
+    assert registry == [vendor.ORT_WEB_TARBALL_URL] and len(lines) == 1  # neither downloaded nor said again
+
+
+def test_require_offline_is_one_line_naming_tarball_and_leaves_nothing_installed(empty_cache, monkeypatch,
+                                                                                 capsys):
+    def unreachable(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
     with pytest.raises(BetaVAEError) as caught:
         vendor.require()
     message = str(caught.value)
-    assert f"ONNX Runtime Web {vendor.ORT_WEB_VERSION} is not installed in {missing}" in message
-    assert "make install" in message and "python -m betavae.demo.vendor" in message and "\n" not in message
+    assert f"cannot download ONNX Runtime Web {vendor.ORT_WEB_VERSION}" in message and "\n" not in message
+    assert "python -m betavae.demo.vendor --tarball FILE" in message and "name resolution" in message
+    assert not vendor.installed() and os.listdir(empty_cache.parent) == []  # no partial folder
     assert vendor.main(["--check"]) == 1
     assert "not installed" in capsys.readouterr().err
 
 
-def test_the_command_installs_from_a_tarball_then_checks(tmp_path, monkeypatch, capsys):
-    dest = tmp_path / "vendor" / "onnxruntime-web"
-    monkeypatch.setattr(vendor, "vendor_dir", lambda: dest)
+def test_require_with_a_cache_that_cannot_be_made_is_one_line(tmp_path, monkeypatch, registry):
+    (tmp_path / "not-a-folder").write_text("a file where the cache should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    with pytest.raises(BetaVAEError) as caught:
+        vendor.require()
+    message = str(caught.value)
+    assert message.startswith(f"cannot install ONNX Runtime Web {vendor.ORT_WEB_VERSION} into ")
+    assert "\n" not in message and registry == []
+
+
+def test_installed_files_are_readable_by_others_and_so_are_their_copies(empty_cache, registry, tmp_path):
+    """A web server serving a demo site runs as another user: the cache's files, and the copies a
+    site gets of them, have the modes any new file gets, never tempfile's private 0600/0700."""
+    before = os.umask(0o022)
+    try:
+        vendor.require()
+        for path in [empty_cache.parent, empty_cache, *empty_cache.iterdir()]:
+            assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+
+        # Copies get the usual modes even from a cache made private (a umask of 077, a copied folder).
+        for path in [*empty_cache.iterdir(), empty_cache]:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+        vendor.copy_installed(empty_cache, tmp_path / "ort")
+        assert sorted(os.listdir(tmp_path / "ort")) == sorted(vendor.ORT_WEB_FILES)
+        for path in [tmp_path / "ort", *(tmp_path / "ort").iterdir()]:
+            assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+            assert path.stat().st_mode & 0o777 == files.usual_mode(folder=path.is_dir()), path
+    finally:
+        os.umask(before)
+
+
+def test_the_command_installs_from_a_tarball_into_the_user_cache_then_checks(empty_cache, tmp_path,
+                                                                             monkeypatch, capsys):
     tarball = tmp_path / "ort.tgz"
     monkeypatch.setattr(vendor, "ORT_WEB_INTEGRITY", npm_tarball(tarball))
+    assert vendor.main(["--check"]) == 1
     assert vendor.main(["--tarball", str(tarball)]) == 0
-    assert str(dest) in capsys.readouterr().out
+    assert str(empty_cache) in capsys.readouterr().out and vendor.installed(empty_cache)
     assert vendor.main(["--check"]) == 0
+    assert vendor.main([]) == 0  # installed: says so, neither downloads nor rewrites
+    assert "already installed" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(not vendor.installed(), reason="no ONNX Runtime Web (python -m betavae.demo.vendor)")

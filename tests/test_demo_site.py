@@ -102,11 +102,18 @@ def test_a_run_that_cannot_be_exported_is_a_one_line_error_and_leaves_the_earlie
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "site"]  # no half-built folder left
 
 
-def test_without_ort_web_installed_the_demo_says_how_to_install_it(demo_run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(vendor, "vendor_dir", lambda: tmp_path / "nowhere")
-    code, _, err = run_cli(["demo", demo_run, "--static", tmp_path / "site"], capsys)
-    assert code == 1 and "python -m betavae.demo.vendor" in err
-    assert not (tmp_path / "site").exists()
+def test_without_ort_web_and_offline_the_demo_says_how_to_install_it(demo_run, tmp_path, capsys, monkeypatch):
+    """The first demo fetches ONNX Runtime Web (saying so); offline, it fails in one line naming --tarball."""
+    def unreachable(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(vendor, "vendor_dir", lambda: tmp_path / "cache" / "onnxruntime-web" / "1.30.0")
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    code, printed, err = run_cli(["demo", demo_run, "--static", tmp_path / "site"], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "cannot download ONNX Runtime Web" in err and "python -m betavae.demo.vendor --tarball FILE" in err
+    assert "fetching ONNX Runtime Web" in printed
+    assert not (tmp_path / "site").exists() and os.listdir(tmp_path / "cache" / "onnxruntime-web") == []
 
 
 def _get(url: str) -> tuple[int, bytes, str]:

@@ -45,16 +45,17 @@ def build_site(run_dirs: Sequence[str | Path], out: str | Path, *, images: int =
 
     ``out`` is created, or must be an empty folder or an earlier demo folder (which is
     replaced whole), so that a mistyped ``--static`` never writes into a folder of other files.
-    ``report`` receives one line per exported model with its largest difference from PyTorch.
+    ``report`` receives one line per exported model with its largest difference from PyTorch,
+    and one before ONNX Runtime Web is downloaded on the demo's first use (:func:`vendor.require`).
     """
     from betavae.demo import export, vendor
     from betavae.viz.traversals import ACTIVE_KL
 
     if not run_dirs:
         raise BetaVAEError("betavae demo needs at least one run folder")
-    ort_files = vendor.require()
     out = Path(out)
-    files.check_removable(out, KIND, WHAT)  # before minutes of exporting, not after
+    files.check_removable(out, KIND, WHAT)  # before minutes of exporting (or a download), not after
+    ort_files = vendor.require(report)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Built beside its destination and moved in whole: a run that fails to export, or a kill,
     # leaves the earlier demo (or nothing), never a page with some of its runs.
@@ -70,7 +71,7 @@ def build_site(run_dirs: Sequence[str | Path], out: str | Path, *, images: int =
                 report(f"{run_dir}: {line}")
         for name in PAGE_FILES:
             shutil.copyfile(PAGE_DIR / name, building / name)
-        shutil.copytree(ort_files, building / ORT_DIR)
+        vendor.copy_installed(ort_files, building / ORT_DIR)  # readable by others, whatever the cache's modes
         manifest = {"format": 1, "ort": f"{ORT_DIR}/", "active_kl": ACTIVE_KL, "runs": entries}
         (building / MANIFEST).write_text(json.dumps(manifest, indent=1))
         files.write_mark(building, files.Mark(KIND, files=dict.fromkeys(files.files_of(building), KIND)))

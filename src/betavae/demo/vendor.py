@@ -1,13 +1,20 @@
-"""ONNX Runtime Web for the demo page: one pinned version, fetched once at set-up, never at run time.
+"""ONNX Runtime Web for the demo page: one pinned version, fetched once on first use into the user's cache.
 
 The decision: the page runs the models with the npm package ``onnxruntime-web``, version
 :data:`ORT_WEB_VERSION`, taken from the npm registry's tarball (:data:`ORT_WEB_TARBALL_URL`) and
 accepted only if it matches the registry's ``sha512`` integrity (:data:`ORT_WEB_INTEGRITY`).
-``make install`` (or ``python -m betavae.demo.vendor``) downloads it with the standard library
-(no node or npm needed), checks it and keeps the few files the page loads in
-``src/betavae/demo/vendor/onnxruntime-web/`` (ignored by git: 14 MB of WebAssembly is not
-source). ``betavae demo`` then copies that folder and never reaches the internet; on a machine
-without the internet, ``--tarball FILE`` installs from a copy of the same tarball.
+The first ``betavae demo`` (:func:`require`), or ``make install`` through ``python -m
+betavae.demo.vendor``, downloads it with the standard library (no node or npm needed), checks
+it and keeps the few files the page loads in ``onnxruntime-web/<version>/`` of the user's cache
+(:func:`betavae.files.user_cache`: ``~/.cache/betavae``). Every later demo copies that folder
+and never reaches the internet; on a machine without the internet, ``--tarball FILE`` installs
+from a copy of the same tarball.
+
+Why the user's cache rather than the package's folder, where it was first kept: a wheel built
+from a clean clone, or a ``make run`` user who never ran the set-up, gets a demo all the same;
+``pip uninstall`` no longer leaves 14 MB that pip did not install behind in site-packages (the
+cache, like every cache, may be deleted at any time and is fetched again when needed); and one
+folder per version keeps two checkouts pinning different versions from replacing each other's.
 
 Why not a copy in the repository: the WebAssembly alone is 14 MB per version, and a pinned
 tarball with its integrity is as reproducible without bloating every clone.
@@ -34,15 +41,19 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from betavae.errors import BetaVAEError
+from betavae.files import user_cache
 
 ORT_WEB_VERSION = "1.30.0"
 ORT_WEB_TARBALL_URL = f"https://registry.npmjs.org/onnxruntime-web/-/onnxruntime-web-{ORT_WEB_VERSION}.tgz"
 ORT_WEB_INTEGRITY = (
     "sha512-q0y+JrrtukXSzsBWEMccVfqX25LRmosXHF+CaRJmg8pZClzcV7svNc4rKY3jL02Vb7QmRMDs1SigqR4CXAfKYQ=="
 )
+# What a download costs (the tarball's Content-Length, 33,106,585 bytes): said before the pause it makes.
+ORT_WEB_TARBALL_SIZE = "33 MB"
 
 # Tarball member -> name in the vendor folder.
 _MEMBERS = {
@@ -83,8 +94,12 @@ SOFTWARE.
 
 
 def vendor_dir() -> Path:
-    """Where the set-up installs ONNX Runtime Web: beside this module, ignored by git."""
-    return Path(__file__).parent / "vendor" / "onnxruntime-web"
+    """Where ONNX Runtime Web is installed: ``onnxruntime-web/<version>/`` in the user's cache.
+
+    A folder per version: a checkout pinning another version installs beside this one instead of
+    replacing the files a demo of this one copies.
+    """
+    return user_cache() / "onnxruntime-web" / ORT_WEB_VERSION
 
 
 def installed(dest: Path | None = None) -> bool:
@@ -99,15 +114,36 @@ def installed(dest: Path | None = None) -> bool:
         return False
 
 
-def require() -> Path:
-    """The installed folder, or an error saying how to install it."""
+def require(report: Callable[[str], None] = lambda line: None) -> Path:
+    """The installed folder, fetched from the npm registry first when it is absent (the demo's first use).
+
+    ``report`` gets one line before the download, which takes a while (:data:`ORT_WEB_TARBALL_SIZE`).
+    Offline, or with a cache that cannot be written, the error is one line saying what failed;
+    the download's says how to install from a copy of the tarball (``--tarball FILE``).
+    """
     dest = vendor_dir()
-    if not installed(dest):
-        raise BetaVAEError(
-            f"ONNX Runtime Web {ORT_WEB_VERSION} is not installed in {dest}; "
-            f"run `make install` or `python -m betavae.demo.vendor`"
-        )
-    return dest
+    if installed(dest):
+        return dest
+    report(f"fetching ONNX Runtime Web {ORT_WEB_VERSION} ({ORT_WEB_TARBALL_SIZE}) from the npm registry "
+           f"into {dest}")
+    try:
+        return fetch(dest)
+    except OSError as error:  # the machine's: a full disk, a cache folder that cannot be written
+        raise BetaVAEError(f"cannot install ONNX Runtime Web {ORT_WEB_VERSION} into {dest}: "
+                           f"{error.strerror or error}") from error
+
+
+def copy_installed(source: Path, folder: Path) -> None:
+    """Copy the installed files of ``source`` into the new ``folder`` with the modes any new file gets.
+
+    Not ``shutil.copytree``, which copies modes: a cache made under a private umask (or copied
+    from one) would give a demo site whose ``ort/`` a web server running as another user cannot
+    read (:func:`betavae.files.usual_mode`). Only the files the page loads are copied, never
+    anything else that ``source`` may hold.
+    """
+    folder.mkdir()
+    for name in ORT_WEB_FILES:
+        shutil.copyfile(source / name, folder / name)
 
 
 def integrity_of(path: Path) -> str:
@@ -142,8 +178,10 @@ def fetch(
     machine without the internet. The tarball is checked against ``integrity`` (default
     :data:`ORT_WEB_INTEGRITY`; the tests give their own tarball's) before anything
     is extracted, and the files are written into a hidden sibling folder renamed into place at
-    the end, so an interrupted fetch never leaves a folder that looks installed. Nothing is done
-    when ``dest`` already holds the pinned version.
+    the end, so an interrupted fetch never leaves a folder that looks installed. What is renamed
+    is a folder made inside ``tempfile``'s staging folder, not that folder itself, so it has the
+    modes any new folder gets, not the staging folder's private 0700. Nothing is done when
+    ``dest`` already holds the pinned version.
     """
     dest = vendor_dir() if dest is None else Path(dest)
     integrity = ORT_WEB_INTEGRITY if integrity is None else integrity
@@ -165,7 +203,7 @@ def fetch(
             f"onnxruntime-web {ORT_WEB_VERSION}\n"
             f"tarball {ORT_WEB_TARBALL_URL}\n"
             f"integrity {integrity}\n"
-            "installed by `python -m betavae.demo.vendor`, which keeps only the files the demo page loads\n",
+            "installed by betavae (betavae.demo.vendor), which keeps only the files the demo page loads\n",
             encoding="utf-8",
         )
         _replace_folder(files, dest)
@@ -181,8 +219,8 @@ def _download(url: str, path: Path) -> None:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", None) or error
         raise BetaVAEError(
-            f"cannot download {url} ({reason}); without the internet, fetch that file elsewhere and "
-            f"run `python -m betavae.demo.vendor --tarball FILE`"
+            f"cannot download ONNX Runtime Web {ORT_WEB_VERSION} from {url} ({reason}); without the "
+            f"internet, fetch that file elsewhere and run `python -m betavae.demo.vendor --tarball FILE`"
         ) from error
 
 
@@ -207,10 +245,16 @@ def _extract(tarball: Path, folder: Path) -> None:
 
 
 def _replace_folder(new: Path, dest: Path) -> None:
-    """Rename ``new`` to ``dest``; an older ``dest`` (another version, incomplete) is moved aside first."""
-    if dest.exists():
-        old = new.parent / "old"
-        dest.rename(old)
+    """Rename ``new`` to ``dest``; a ``dest`` that is not the pinned version (incomplete, damaged) is moved
+    aside first.
+
+    A ``dest`` that another process installed while this one downloaded is kept (a demo may be
+    copying from it) and ``new`` is dropped with the staging folder.
+    """
+    if installed(dest):
+        return
+    if dest.exists() or dest.is_symlink():
+        dest.rename(new.parent / "old")
     new.rename(dest)
 
 
@@ -224,15 +268,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only check it is installed; exit 1 if not")
     args = parser.parse_args(argv)
     dest = vendor_dir()
-    try:
-        if args.check:
-            print(f"ONNX Runtime Web {ORT_WEB_VERSION} is installed in {require()}")
+    if args.check:
+        if installed(dest):
+            print(f"ONNX Runtime Web {ORT_WEB_VERSION} is installed in {dest}")
             return 0
+        print(f"error: ONNX Runtime Web {ORT_WEB_VERSION} is not installed in {dest}; run `python -m "
+              f"betavae.demo.vendor` (or let `betavae demo` fetch it on first use)", file=sys.stderr)
+        return 1
+    try:
         if installed(dest):
             print(f"ONNX Runtime Web {ORT_WEB_VERSION} is already installed in {dest}")
             return 0
-        source = args.tarball or ORT_WEB_TARBALL_URL
-        print(f"installing ONNX Runtime Web {ORT_WEB_VERSION} from {source} (33 MB) ...", flush=True)
+        source = args.tarball or f"{ORT_WEB_TARBALL_URL} ({ORT_WEB_TARBALL_SIZE})"
+        print(f"installing ONNX Runtime Web {ORT_WEB_VERSION} from {source} into {dest} ...", flush=True)
         fetch(dest, args.tarball)
     except BetaVAEError as error:
         print(f"error: {error}", file=sys.stderr)
