@@ -630,9 +630,12 @@ def plot(sweep_dir: str, out: str | None, no_recon: bool) -> None:
                                f"{_names('betavae.study.design:SUCCESSORS', ', ')}; all; none  "
                                "[default: the scale's: none at small (they do not fit its half hour), "
                                "all at paper]")
+@click.option("--poster/--no-poster", default=True, show_default=True,
+              help="also write the interactive poster of every run (DIR/poster; betavae poster rebuilds it)")
 @click.option("--progress/--no-progress", default=None, help="progress bars  [default: on a terminal]")
 def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_address: str | None, pack: int,
-              data_dir: str | None, download: bool, successors: str | None, progress: bool | None) -> None:
+              data_dir: str | None, download: bool, successors: str | None, poster: bool,
+              progress: bool | None) -> None:
     """Run the β-VAE study and write report.html / report.md judging each of the paper's claims.
 
     Killed and run again, it reuses every finished run and measurement; run on a finished
@@ -650,8 +653,51 @@ def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_addre
             else comma_separated(successors, "--successors")
     options = BackendOptions(backend=backend, workers=workers, ray_address=ray_address, pack=pack)
     report = run_study(scale, out, options, data_dir=data_dir, progress=progress, echo=click.echo,
-                       download=download, successors=chosen)
+                       download=download, successors=chosen, poster=poster)
     click.echo(f"report: {report}  (and {report.with_suffix('.md').name} beside it)")
+
+
+@app.command()
+@click.argument("study_dir")
+@click.option("--serve", is_flag=True, help="serve the poster after building it (Ctrl-C stops)")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="the port to serve on with --serve (0: any free port)")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="the address to serve on; anything but loopback shows the poster to the network")
+@click.option("--data-dir", help="where MNIST's files are (its runs' held-out images); also $BETAVAE_DATA_DIR")
+def poster(study_dir: str, serve: bool, port: int, host: str, data_dir: str | None) -> None:
+    """Build (or bring up to date) the interactive poster of a finished study: STUDY_DIR/poster.
+
+    Every grid cell of every figure opens its runs in the browser, decoded there by ONNX Runtime
+    Web. Runs exported by an earlier build are kept while their checkpoint is unchanged. Any
+    static web server can serve the folder; --serve starts betavae's own.
+    """
+    from betavae.demo.server import DemoServer
+    from betavae.poster import build_poster
+    from betavae.study.runner import data_folder
+
+    # The port first: taken, it is a one-line error before minutes of exporting, not after.
+    server = DemoServer(study_dir, host=host, port=port) if serve else None
+    try:
+        with data_folder(data_dir):
+            folder = build_poster(study_dir, report=click.echo)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+    click.echo(f"wrote {folder}: open it through a web server (betavae poster {study_dir} --serve, or "
+               f"python -m http.server -d {folder})")
+    if server is None:
+        return
+    server.reload(folder)
+    with _exit_on_sigterm():
+        try:
+            if server.warning:
+                click.echo(server.warning, err=True)
+            click.echo(f"serving the poster at {server.url} (Ctrl-C stops)")
+            server.serve_forever()
+        except KeyboardInterrupt:
+            server.close()
 
 
 @app.group()

@@ -166,12 +166,7 @@ def check_onnx(
     """
     graphs = {ENCODER_FILE: _load_proto(encoder), DECODER_FILE: _load_proto(decoder)}
     for name, proto in graphs.items():
-        foreign = nonstandard_ops(proto)
-        if foreign:
-            raise BetaVAEError(
-                f"{name} holds operators outside standard ONNX ({', '.join(foreign)}), which ONNX Runtime "
-                f"Web cannot run; the model needs a layer that exports to standard operators"
-            )
+        _refuse_nonstandard(name, proto)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     image_batches = [torch.rand((_RANDOM_BATCH, *model.image_shape), generator=generator)]
@@ -182,27 +177,74 @@ def check_onnx(
         with torch.no_grad():
             code_batches.append(model.encode(real.to(device))[0].cpu())
     encoder_session = _session(graphs[ENCODER_FILE])
-    decoder_session = _session(graphs[DECODER_FILE])
-    encoder_diffs, decoder_diffs = [], []
+    encoder_diffs = []
     with torch.no_grad():
         for batch in image_batches:
             expected = [t.cpu().numpy() for t in model.encode(batch.to(device))]
             got = encoder_session.run(["mu", "logvar"], {"image": batch.numpy()})
             encoder_diffs += [_max_abs_diff(a, b) for a, b in zip(got, expected, strict=True)]
+    # np.max, unlike max(), keeps a NaN: an output that is not a number never passes.
+    encoder_diff = float(np.max(encoder_diffs))
+    _refuse_above(ENCODER_FILE, encoder_diff, tolerance)
+    decoder_diff = _decoder_difference(model, graphs[DECODER_FILE], code_batches)
+    _refuse_above(DECODER_FILE, decoder_diff, tolerance)
+    return ExportCheck(encoder_diff, decoder_diff, tolerance)
+
+
+def export_decoder(model: BetaVAE, metadata: dict[str, Any], codes: torch.Tensor | None = None, *,
+                   tolerance: float = 1e-4, seed: int = 0) -> tuple[bytes, float]:
+    """The decoder alone as ONNX bytes (``z`` → ``image``, as in :func:`export_model`), checked against
+    PyTorch on codes from N(0, I) and on ``codes``; returns the bytes and the largest difference.
+
+    For pages that only decode (the study's poster): the encoder's half of the bytes is not fetched.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        example = torch.zeros((_TRACE_BATCH, model.latent_dim), device=next(model.parameters()).device)
+        decoder = _with_metadata(_to_onnx(_Decoder(model), example, ["z"], ["image"]), metadata)
+        proto = _load_proto(decoder)
+        _refuse_nonstandard(DECODER_FILE, proto)
+        generator = torch.Generator().manual_seed(seed)
+        batches = [torch.randn((_RANDOM_BATCH, model.latent_dim), generator=generator)]
+        if codes is not None:
+            batches.append(codes.float().cpu())
+        diff = _decoder_difference(model, proto, batches)
+    finally:
+        model.train(was_training)
+    _refuse_above(DECODER_FILE, diff, tolerance)
+    return decoder, diff
+
+
+def _decoder_difference(model: BetaVAE, proto: Any, code_batches: list[torch.Tensor]) -> float:
+    """The largest |ONNX − PyTorch| of the decoder over ``code_batches`` (NaN kept: it never passes)."""
+    device = next(model.parameters()).device
+    session = _session(proto)
+    diffs = []
+    with torch.no_grad():
         for batch in code_batches:
             expected_image = model.decode(batch.to(device)).cpu().numpy()
-            (got_image,) = decoder_session.run(["image"], {"z": batch.numpy()})
-            decoder_diffs.append(_max_abs_diff(got_image, expected_image))
-    # np.max, unlike max(), keeps a NaN: an output that is not a number never passes.
-    encoder_diff, decoder_diff = float(np.max(encoder_diffs)), float(np.max(decoder_diffs))
-    for name, diff in ((ENCODER_FILE, encoder_diff), (DECODER_FILE, decoder_diff)):
-        if not diff <= tolerance:
-            why = " (an output is NaN: do the weights hold NaN?)" if np.isnan(diff) else ""
-            raise BetaVAEError(
-                f"{name} disagrees with PyTorch: largest |ONNX − PyTorch| {diff:.1e} exceeds the bound "
-                f"{format_bound(tolerance)}{why}; nothing was written"
-            )
-    return ExportCheck(encoder_diff, decoder_diff, tolerance)
+            (got_image,) = session.run(["image"], {"z": batch.numpy()})
+            diffs.append(_max_abs_diff(got_image, expected_image))
+    return float(np.max(diffs))
+
+
+def _refuse_nonstandard(name: str, proto: Any) -> None:
+    foreign = nonstandard_ops(proto)
+    if foreign:
+        raise BetaVAEError(
+            f"{name} holds operators outside standard ONNX ({', '.join(foreign)}), which ONNX Runtime "
+            f"Web cannot run; the model needs a layer that exports to standard operators"
+        )
+
+
+def _refuse_above(name: str, diff: float, tolerance: float) -> None:
+    if not diff <= tolerance:
+        why = " (an output is NaN: do the weights hold NaN?)" if np.isnan(diff) else ""
+        raise BetaVAEError(
+            f"{name} disagrees with PyTorch: largest |ONNX − PyTorch| {diff:.1e} exceeds the bound "
+            f"{format_bound(tolerance)}{why}; nothing was written"
+        )
 
 
 def format_bound(tolerance: float) -> str:
@@ -236,7 +278,7 @@ def export_run(
         kl_per_dim = held_out_kl(run, config.latent_dim)  # a folder without a checkpoint fails here
         step = run.checkpoint_step()
         model = load_model(run, "cpu")
-        test_images = _held_out_images(config.load_dataset().test, images)
+        test_images = held_out_images(config.load_dataset().test, images)
         metadata = {
             "format": FORMAT,
             "run": run.path.resolve().name,
@@ -249,10 +291,10 @@ def export_run(
             "beta_norm": derived.beta_norm,
             "step": step,
             "kl_per_dim": kl_per_dim,
-            "metrics": _headline_metrics(run, step),
+            "metrics": headline_metrics(run, step),
         }
         check = export_model(model, out, metadata, check_inputs=test_images, tolerance=tolerance)
-        _save_strip(test_images, out / TEST_IMAGES_FILE)
+        save_strip(test_images, out / TEST_IMAGES_FILE)
         manifest = {
             **metadata,
             "encoder": ENCODER_FILE,
@@ -359,13 +401,13 @@ def _max_abs_diff(got: np.ndarray, expected: np.ndarray) -> float:
     return float(np.abs(got.astype(np.float64) - expected).max(initial=0.0))
 
 
-def _held_out_images(split: Any, count: int) -> torch.Tensor:
+def held_out_images(split: Any, count: int) -> torch.Tensor:
     """The first ``count`` held-out images of the seeded choice the reconstruction figures show (uint8)."""
     positions = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:count]
     return split.images(positions).cpu()
 
 
-def _headline_metrics(run: RunDir, step: int) -> dict[str, float | None]:
+def headline_metrics(run: RunDir, step: int) -> dict[str, float | None]:
     """Each metric evaluated on the checkpoint's weights: its headline score (None where it was NaN)."""
     from betavae.evaluation import METRICS_SECTION
     from betavae.metrics import METRICS
@@ -376,7 +418,7 @@ def _headline_metrics(run: RunDir, step: int) -> dict[str, float | None]:
             for name in METRICS if isinstance(section.get(name), dict)}
 
 
-def _save_strip(images: torch.Tensor, path: Path) -> Path:
+def save_strip(images: torch.Tensor, path: Path) -> Path:
     """The images side by side in one row, without gaps or scaling: grey ("L") or RGB."""
     from PIL import Image
 

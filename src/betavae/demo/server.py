@@ -212,9 +212,12 @@ class DemoServer:
         return (f"warning: serving on {self.host or 'every interface'} port {self.port}: "
                 f"other machines on the network can load the demo")
 
-    def reload(self) -> None:
-        """Serve what the folder holds now: the command line binds the port before it exports the
-        models (a taken port is said at once, not after minutes of exporting), then fills the folder."""
+    def reload(self, root: Path | str | None = None) -> None:
+        """Serve what the folder (or the folder ``root`` from now on) holds now: the command line binds
+        the port before it exports the models (a taken port is said at once, not after minutes of
+        exporting), then fills the folder."""
+        if root is not None:
+            self.root = Path(root).resolve()
         self.files = url_paths(self.root)
         self._http.files = self.files
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 MEASUREMENTS_FILE = "measurements.json"
+# The interactive poster of a finished study (betavae.poster): DIR/poster/index.html, linked from the report.
+POSTER_DIR = "poster"
 PAPER_BETA = 4.0  # the β of the paper's 2D-shapes model (Higgins et al. 2017, Fig. 6)
 SCORE_METRIC = "beta_vae"  # claims 4 and 5 as the report judged them: on the paper's own score
 BASELINES = ("pixels", "pca", "ica", "untrained")

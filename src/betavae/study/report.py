@@ -36,6 +36,9 @@ MARKDOWN_FILE = "report.md"
 # Where report.md's figures that live outside the report's folder are copied to.
 FIGURES_DIR = "figures"
 MEDIA_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+# What the report says beside its link to the poster: a browser runs its models only over HTTP.
+POSTER_NOTE = ("every grid cell's models in the browser; it needs a web server: betavae poster DIR --serve, "
+               "or any static server on DIR")
 CLAIMS_HEADER = ["#", "Claim", "Paper", "Reproducibility report", "Ours", "Verdict", "Why"]
 
 
@@ -93,6 +96,7 @@ class Report:
     environment: dict[str, str]  # versions, device, threads, …
     timings: dict[str, float]  # seconds per part
     skipped: list[str]  # parts skipped and why
+    poster: str | None = None  # the interactive poster's page, relative to the report's folder
 
 
 def write_report(report: Report, out_dir: Path) -> tuple[Path, Path]:
@@ -255,6 +259,8 @@ def render_html(report: Report, contents: dict[Path, bytes]) -> str:
              f"<h1>{e(report.title)}</h1>",
              f"<p><strong>Scale:</strong> {e(report.scale)}</p>",
              "<p><strong>Rerun with:</strong></p>", f"<pre><code>{e(report.command)}</code></pre>",
+             *([f'<p><strong>Explore every run:</strong> <a href="{e(quote(report.poster))}">the interactive '
+                f"poster</a>, {e(POSTER_NOTE)}</p>"] if report.poster else []),
              "<h2>Claims</h2>", f'<p class="rule"><strong>Verdict rule:</strong> {e(report.rule)}</p>',
              _html_claims(report.claims)]
     tables = figures = 0
@@ -365,6 +371,8 @@ def render_markdown(report: Report, targets: dict[Path, str]) -> str:
     fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", report.command)), default=0))
     lines = [f"# {t(report.title)}", "", f"**Scale:** {t(report.scale)}", "",
              "**Rerun with:**", "", f"{fence}bash", report.command, fence, "",
+             *([f"**Explore every run:** [the interactive poster]({quote(report.poster)}), "
+                f"{t(POSTER_NOTE)}", ""] if report.poster else []),
              "## Claims", "", f"**Verdict rule:** {t(report.rule)}", ""]
     claim_rows = [[str(c.number), c.claim, c.paper, c.reproducibility_report, _markdown_ours(c), c.verdict,
                    c.why] for c in report.claims]

@@ -20,6 +20,8 @@ too; this module trains and measures, :mod:`betavae.study.study_report` judges. 
     transfer/<set>/       transfer.csv / .svg / .txt of the compare runs
     measurements.json     blur and baselines, each computed once
     report.html, report.md
+    study.json            the claims and every run's row as data (betavae.study.data)
+    poster/               the interactive poster of every run (betavae.poster)
 
 A second invocation reuses every finished run (the sweeps skip them) and every
 measurement (kept in ``measurements.json`` by run and step), and only rewrites the report.
@@ -74,8 +76,9 @@ KIND = "betavae reproduce"
 def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options: BackendOptions | None = None,
               data_dir: str | Path | None = None, progress: bool | None = None,
               echo: Callable[[str], None] = print, command: str | None = None, download: bool = True,
-              successors: Sequence[str] | None = None) -> Path:
-    """Run (or resume) the study at ``scale`` into ``out`` and write its report; return the report's path.
+              successors: Sequence[str] | None = None, poster: bool = True) -> Path:
+    """Run (or resume) the study at ``scale`` into ``out`` and write its report (and, with ``poster``, its
+    interactive poster, :mod:`betavae.poster`); return the report's path.
 
     ``successors``: the objectives of :data:`SUCCESSORS` to train beside the β-VAE (the scale's
     parts, seeds and length) and score in the baselines table, instead of the scale's own choice
@@ -112,7 +115,7 @@ def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options:
                 timings[f"{part.folder} {kind}"] = time.perf_counter() - started
     store = Measurements(out / MEASUREMENTS_FILE)
     started = time.perf_counter()
-    with _data_folder(data_dir):
+    with data_folder(data_dir):
         measured = _measure(parts, chosen, out, store, echo)
     timings["measurements"] = time.perf_counter() - started
     timings["in all (this invocation)"] = time.perf_counter() - began
@@ -122,7 +125,23 @@ def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options:
     report = write_study_report(out, chosen, parts, measured, timings, skipped,
                                 command or _command(chosen, out, options, data_dir, successors))
     timings["report"] = time.perf_counter() - started
+    if poster:
+        _poster(out, data_dir, echo)
     return report
+
+
+def _poster(out: Path, data_dir: str | None, echo: Callable[[str], None]) -> None:
+    """The interactive poster beside the report; a failure (ONNX Runtime Web not downloadable offline)
+    is said in one line with the command that builds it later, and the finished study stands."""
+    from betavae.poster import build_poster
+
+    try:
+        with data_folder(data_dir):
+            poster = build_poster(out, report=echo)
+    except BetaVAEError as error:
+        echo(f"the poster was not built: {error}; build it later with: betavae poster {out}")
+        return
+    echo(f"poster: {poster / 'index.html'} (serve it: betavae poster {out} --serve)")
 
 
 def _earlier_study(folder: Path) -> bool:
@@ -273,7 +292,7 @@ def _run_key(run_dir: Path, what: str) -> str:
 
 
 @contextlib.contextmanager
-def _data_folder(data_dir: str | None) -> Iterator[None]:
+def data_folder(data_dir: str | None) -> Iterator[None]:
     """``$BETAVAE_DATA_DIR`` set to ``data_dir`` (when given) while the study measures and draws.
 
     Measurements, transfer and figures load each run's dataset from its recorded config, and a

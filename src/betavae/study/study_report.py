@@ -23,6 +23,7 @@ import numpy as np
 from betavae.metrics.settings import headline_column as headline  # a metric's main column: mig.mig
 from betavae.study import claims, stats
 from betavae.study.claims import ABOUT_ZERO, EXPECTED, Judgement
+from betavae.study.data import study_data, write_study_data
 from betavae.study.design import (
     BASELINES,
     EQUIVALENCE_MARGIN,
@@ -36,6 +37,7 @@ from betavae.study.design import (
     PAPER_NET_ROWS,
     PAPER_SAYS,
     PAPER_SCORES,
+    POSTER_DIR,
     REPORT_SAYS,
     SATURATION,
     SCALES,
@@ -104,7 +106,12 @@ def write_study_report(out: Path, scale: Scale, parts: Sequence[Part], measured:
                                  for path in measured.figures.get(part.folder, [])]))
     report = Report(
         title="β-VAE, reproduced", command=command, scale=f"{scale.name}: {scale.why}", rule=stats.RULE,
-        claims=rows, sections=sections, environment=environment(), timings=timings, skipped=skipped)
+        claims=rows, sections=sections, environment=environment(), timings=timings, skipped=skipped,
+        poster=f"{POSTER_DIR}/index.html")
+    # The poster's numbers first: a report is never newer than the data its poster link draws.
+    baselines = {part.folder: _baseline_rows(part, measured, scale) for part in factor_parts
+                 if part.folder in measured.baselines}
+    write_study_data(out, study_data(scale, parts, measured, rows, baselines, command, stats.RULE))
     html_path, _ = write_report(report, out)
     return html_path
 
@@ -275,7 +282,7 @@ def _transfer_claims(parts: Sequence[Part], measured: Measured) -> list[ClaimRow
     return rows
 
 
-def _scores_of(part: Part, measured: Measured, metric: str) -> dict[str, list[float]]:
+def scores_of(part: Part, measured: Measured, metric: str) -> dict[str, list[float]]:
     """Each representation's samples of ``metric``: baselines over metric seeds, VAE, β-VAE and the
     successors trained on this part over training seeds; in the baselines table's order."""
     baselines = measured.baselines[part.folder]
@@ -301,7 +308,7 @@ def _scores_of(part: Part, measured: Measured, metric: str) -> dict[str, list[fl
 def _baseline_order(parts: Sequence[Part], measured: Measured) -> Judgement:
     pieces = []
     for part in parts:
-        samples = _scores_of(part, measured, SCORE_METRIC)
+        samples = scores_of(part, measured, SCORE_METRIC)
         compare = measured.compare[part.folder]
         reference = [row for row in compare if row["beta"] == 1.0]
         chance = _chance(SCORE_METRIC, measured.factor_counts[part.folder])
@@ -334,7 +341,7 @@ def _baselines_section(parts: Sequence[Part], measured: Measured, scale: Scale) 
         with_paper = part.dataset == PAPER_DATASET  # the paper's numbers only beside its own set
         metrics = scale.metrics_of(part)
         header = ["model", *(["paper (its score, Fig. 6)"] if with_paper else []), *metrics]
-        cells = {metric: _scores_of(part, measured, metric) for metric in metrics}
+        cells = {metric: scores_of(part, measured, metric) for metric in metrics}
         body = []
         for name in cells[metrics[0]]:
             paper = PAPER_SCORES.get(PAPER_NET_ROWS.get(name, name), "—")
@@ -357,6 +364,18 @@ def _baselines_section(parts: Sequence[Part], measured: Measured, scale: Scale) 
             f"score as the paper ran it ({PAPER_METRIC}) beside the reference's: what is known and assumed "
             "of the paper's protocol is in docs/notes/paper-baselines-protocol.md.")
     return Section("Baselines, in the layout of the paper's table", [text], tables, [])
+
+
+def _baseline_rows(part: Part, measured: Measured, scale: Scale) -> list[dict[str, Any]]:
+    """The baselines table of ``part`` as data (study.json): each row's label, the paper's number beside
+    it (on the paper's set) and its samples of each metric."""
+    metrics = scale.metrics_of(part)
+    cells = {metric: scores_of(part, measured, metric) for metric in metrics}
+    paper = part.dataset == PAPER_DATASET
+    return [{"name": name, "label": LABELS[name],
+             "paper": PAPER_SCORES.get(PAPER_NET_ROWS.get(name, name)) if paper else None,
+             "scores": {metric: cells[metric][name] for metric in metrics}}
+            for name in cells[metrics[0]]]
 
 
 def _every_metric_section(parts: Sequence[Part], measured: Measured, scale: Scale) -> Section:
