@@ -664,7 +664,7 @@ def reproduce(scale: str, out: str, backend: str, workers: int | None, ray_addre
               help="the port to serve on with --serve (0: any free port)")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="the address to serve on; anything but loopback shows the poster to the network")
-@click.option("--data-dir", help="where MNIST's files are (its runs' held-out images); also $BETAVAE_DATA_DIR")
+@click.option("--data-dir", help="where MNIST's files are (held-out images); also $BETAVAE_DATA_DIR")
 def poster(study_dir: str, serve: bool, port: int, host: str, data_dir: str | None) -> None:
     """Build (or bring up to date) the interactive poster of a finished study: STUDY_DIR/poster.
 
