@@ -123,6 +123,9 @@ def fixture_functions(item: pytest.Item) -> list[Callable[..., object]]:
 SHARED_RESOURCE_FILES = {
     "tests/test_demo_browser.py": "chromium",
     "tests/test_report.py": "chromium",
+    # The study at its test scale, which the poster's browser tests open: one study and one Chromium.
+    "tests/test_reproduce.py": "chromium",
+    "tests/test_poster.py": "chromium",
     "tests/test_sweep_ray.py": "ray",
 }
 
@@ -130,8 +133,8 @@ SHARED_RESOURCE_FILES = {
 # durations printed after every test run show them; xdist hands out groups in collection order as
 # workers come free, so these go first and no long group starts last to run on alone.
 LONGEST_FIRST = {group: rank for rank, group in enumerate((
-    "tests/test_reproduce.py", "tests/test_run_folder.py", "ray", "tests/test_sweep.py",
-    "tests/test_time_to_disentangle.py", "tests/test_performance.py", "tests/test_train.py", "chromium",
+    "chromium", "tests/test_run_folder.py", "ray", "tests/test_sweep.py",
+    "tests/test_time_to_disentangle.py", "tests/test_performance.py", "tests/test_train.py",
     "tests/test_transfer.py", "tests/test_sweep_packed.py",
 ))}
 
@@ -259,3 +262,27 @@ def a_cache_of_the_tests_own(tmp_path_factory: pytest.TempPathFactory) -> Iterat
             vendor.vendor_dir().parent.mkdir(parents=True)
             vendor.vendor_dir().symlink_to(installed, target_is_directory=True)
         yield
+
+
+@pytest.fixture(scope="session")
+@shared_resource("chromium")
+def test_study(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """``betavae reproduce`` at its test scale (smoke's shape on fewer steps), with its report and poster,
+    on real MNIST where the tests have it (else its parts are skipped and the report says why). Run once
+    per test run, in the worker of Chromium, whose tests open its poster."""
+    from betavae.study.runner import reproduce
+
+    try:
+        data_dir = request.getfixturevalue("mnist_dir")
+    except pytest.skip.Exception:
+        data_dir = tmp_path_factory.mktemp("no_data")
+    out = tmp_path_factory.mktemp("study") / "reproduce"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BETAVAE_DATA_DIR", str(data_dir))
+        lines: list[str] = []
+        report = reproduce("test", out, progress=False, echo=lines.append, download=False)
+    assert report == out / "report.html"
+    skipped = any(line.startswith("skipping the MNIST parts") for line in lines)
+    assert skipped == (not (out / "mnist").exists())
+    assert (out / "poster" / "index.html").is_file(), lines
+    return out

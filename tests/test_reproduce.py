@@ -32,27 +32,12 @@ from betavae.study.runner import _training, reproduce
 from betavae.study.stats import MIN_SEEDS
 
 SCALE = "test"  # smoke's design on fewer steps and points: the report's every section, quickly
-from marks import slow_fixture
 
 
-@pytest.fixture(scope="module")
-@slow_fixture
-def study(tmp_path_factory, request) -> Path:
-    """The study at its test scale, on real MNIST where the tests have it (else its parts are skipped,
-    and the report says why; the second invocation below hides MNIST either way)."""
-    try:
-        data_dir = request.getfixturevalue("mnist_dir")
-    except pytest.skip.Exception:
-        data_dir = tmp_path_factory.mktemp("no_data")
-    out = tmp_path_factory.mktemp("study") / "reproduce"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BETAVAE_DATA_DIR", str(data_dir))
-        lines: list[str] = []
-        report = reproduce(SCALE, out, progress=False, echo=lines.append, download=False)
-    assert report == out / "report.html"
-    skipped = any(line.startswith("skipping the MNIST parts") for line in lines)
-    assert skipped == (not (out / "mnist").exists())
-    return out
+@pytest.fixture()
+def study(test_study) -> Path:
+    """The study at its test scale (tests/conftest.py: one per test run, which the poster's tests share)."""
+    return test_study
 
 
 def claim_rows(markdown: str) -> list[list[str]]:
