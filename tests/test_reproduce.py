@@ -4,6 +4,7 @@ points): the report, its claims and figures, and resuming."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from dataclasses import replace
@@ -93,6 +94,38 @@ def test_every_figure_the_report_names_is_there_and_not_empty(study):
     captions = re.findall(r"\*Figure \d+\.\* (.+)", markdown)
     assert len(captions) == len(figures) and all(len(caption) > 40 for caption in captions), captions
     assert sum("Few-label transfer" in caption for caption in captions) == len(transfers)
+
+
+def test_study_json_holds_the_reports_claims_every_finished_run_and_the_baselines_rows(study):
+    from betavae.studies.results import result_rows
+    from betavae.study.data import STUDY_FILE
+
+    data = json.loads((study / STUDY_FILE).read_text())
+    markdown = (study / "report.md").read_text()
+    rows = claim_rows(markdown)
+    assert [claim["number"] for claim in data["claims"]] == [row[0] for row in rows]
+    assert [claim["verdict"] for claim in data["claims"]] == [row[5].strip("*") for row in rows]
+    parts = {part["folder"]: part for part in data["parts"]}
+    assert set(parts) == {part.folder for part in PARTS.values() if (study / part.folder).exists()}
+    for folder, part in parts.items():
+        for sweep in scale_of(SCALE).sweeps_of(PARTS[folder]):
+            done = [row["run"] for row in result_rows(study / folder / sweep)[0] if row["status"] == "done"]
+            assert [row["run"] for row in part["sweeps"][sweep]] == done, (folder, sweep)
+    for claim in data["claims"]:  # each claim decides on the sweeps of the parts its parts name
+        named = {piece["name"].split(" ", 1)[0] for piece in claim["parts"]}
+        assert {target["part"] for target in claim["decided_by"]} == named & set(parts), claim["number"]
+        for target in claim["decided_by"]:
+            assert target["sweep"] == "baselines" or target["sweep"] in parts[target["part"]]["sweeps"]
+    shapes_table = markdown.split("*Table 2.* shapes", 1)[1].split("*Table 3.*")[0]
+    table = [line for line in shapes_table.splitlines() if line.startswith("|")][2:]  # header, rule
+    labels = [line.split("|")[1].strip() for line in table]
+    assert [row["label"] for row in parts["shapes"]["baselines"]] == labels
+    trained = {row["name"]: row["runs"] for row in parts["shapes"]["baselines"] if row["runs"]}
+    assert trained == {"vae": ["b1-s0"], "beta_vae": ["b4-s0"], "beta_tc": ["s0"], "factor": ["s0"]}
+    # the report links the poster, which the study wrote beside it
+    html = (study / "report.html").read_text()
+    assert '<a href="poster/index.html">' in html and "(poster/index.html)" in markdown
+    assert (study / "poster" / "index.html").is_file()
 
 
 def test_the_successors_are_trained_beside_the_beta_vae_and_scored_in_the_baselines_table(study):
