@@ -572,7 +572,7 @@ function timingOf(entry, clickedAt) {
 
 function buildCard(entry, model, card) {
   const { info } = model;
-  const [channels, height, width] = info.image_shape;
+  const [, height, width] = info.image_shape;
   const latentDim = info.latent_dim;
   const collapsed = new Set(info.collapsed);
   const run = { entry, model, info, z: Float32Array.from(info.codes[0]), base: Float32Array.from(info.codes[0]),
@@ -670,7 +670,6 @@ function buildCard(entry, model, card) {
   }
   card.append(element("h4", { text: "Live: move a slider" }),
               element("div", { class: "live-box" }, [element("div", { class: "live-frame" }, [run.live]), sliders]));
-  void channels;
   return run;
 }
 
