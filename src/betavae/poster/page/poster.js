@@ -606,7 +606,8 @@ function buildCard(entry, model, card) {
   const tracks = info.order.map(() => `minmax(0, ${cellH}fr)`).join(` minmax(0, ${gap}fr) `);
   const maxKl = Math.max(...info.kl_per_dim, 1e-9);
   const labels = element("div", { class: "row-labels", style: `grid-template-rows:${tracks}` });
-  const overlay = element("div", { class: "traversal-box" }, [run.traversal]);
+  // As wide as the column allows up to the canvas's own size, so that the greyed rows lie on the canvas.
+  const overlay = element("div", { class: "traversal-box", style: `max-width:${canvasW}px` }, [run.traversal]);
   info.order.forEach((j, i) => {
     const kl = info.kl_per_dim[j];
     const isCollapsed = collapsed.has(j);
