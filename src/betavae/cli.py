@@ -685,9 +685,9 @@ def poster(study_dir: str, serve: bool, port: int, host: str, data_dir: str | No
         if server is not None:
             server.close()
         raise
-    click.echo(f"wrote {folder}: open it through a web server (betavae poster {study_dir} --serve, or "
-               f"python -m http.server -d {folder})")
     if server is None:
+        click.echo(f"wrote {folder}: open it through a web server (betavae poster {study_dir} --serve, or "
+                   f"python -m http.server -d {folder})")
         return
     server.reload(folder)
     with _exit_on_sigterm():
