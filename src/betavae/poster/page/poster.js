@@ -9,6 +9,8 @@
 const SLIDER_RANGE = 3;          // sliders span −3 … 3 (the prior's ±3σ)
 const TRAVERSAL_CELL_PX = 56;    // a traversal cell is about this tall: an integer upscaling of the image
 const TRAVERSAL_GAP_PX = 2;      // white between traversal cells
+const HOVER_PREFETCH_MS = 120;   // a pointer resting this long on a setting fetches its first run
+const TRAVERSAL_CHUNK_ROWS = 6;  // rows decoded (and painted) at a time: 66 images, some 30 ms
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
 const SWEEP_ABOUT = {
   compare: "β = 1 against β = 4 at one latent size (claims 3 and 7)",
@@ -225,6 +227,19 @@ function gridRows(part, betaNorm, latentDim) {
   return (part.sweeps.grid || []).filter((row) => same(row.beta_norm, betaNorm) && row.latent_dim === latentDim);
 }
 
+// A pointer resting on a setting (not one passing over it) fetches its first run's decoder: by the click,
+// the model is loaded and only decoding is left. Nothing is fetched that the reader did not point at.
+function prefetchOnHover(node, part, betaNorm, latentDim) {
+  let timer = null;
+  node.addEventListener("pointerenter", () => {
+    timer = setTimeout(() => {
+      const [first] = gridRows(part, betaNorm, latentDim);
+      if (first) loadModel(first.model).catch(() => {});
+    }, HOVER_PREFETCH_MS);
+  });
+  node.addEventListener("pointerleave", () => clearTimeout(timer));
+}
+
 function openSetting(part, betaNorm, latentDim) {
   const at = performance.now();
   const rows = gridRows(part, betaNorm, latentDim);
@@ -325,6 +340,7 @@ function lossSvg(part, column, label) {
         `${p.rows.length === 1 ? "" : "s"}; click to open`));
       const open = () => openSetting(part, p.betaNorm, p.latentDim);
       point.addEventListener("click", open);
+      prefetchOnHover(point, part, p.betaNorm, p.latentDim);
       point.addEventListener("keydown", (event) => { if (event.key === "Enter") open(); });
       group.append(point);
     }
@@ -401,6 +417,7 @@ function heatmap(part, metric, column, range) {
       }, [element("span", { class: "value", text: shown })]);
       if (untrained.length) cell.append(element("span", { class: "dagger", text: "†" }));
       cell.addEventListener("click", () => openSetting(part, betaNorm, latentDim));
+      prefetchOnHover(cell, part, betaNorm, latentDim);
       grid.append(cell);
     }
   }
@@ -532,7 +549,7 @@ async function openRuns(partFolder, sweep, rows, clickedAt) {
   poster.opened = [];
   const jobs = rows.map((row) => {
     const entry = { run: row.run, part: partFolder, sweep, path: row.model, baseCode: null, order: null,
-                    traversalPaintedAt: null };
+                    firstRowsPaintedAt: null, traversalPaintedAt: null };
     poster.opened.push(entry);
     const card = element("article", { class: "card", "data-run": row.model });
     card.append(element("h3", { text: row.run }),
@@ -540,18 +557,26 @@ async function openRuns(partFolder, sweep, rows, clickedAt) {
                   ? ` · did not train: ${row.trained_why}` : "") }),
                 element("p", { class: "loading", text: "loading the decoder…" }));
     cards.append(card);
-    return openRun(entry, row, card, clickedAt, token);
+    return { entry, row, card };
   });
   if (window.matchMedia("(max-width: 999px)").matches) {
     document.getElementById("explorer").scrollIntoView({ block: "start", behavior: "instant" });
   }
-  await Promise.all(jobs);
+  // Decoded one run after another: WebAssembly runs one decode at a time, and five seeds decoding side by
+  // side would each show its traversal five times later than the first one alone.
+  for (const [k, { entry, row, card }] of jobs.entries()) {
+    if (token !== openToken) return;
+    await openRun(entry, row, card, clickedAt, token, jobs[k + 1] && jobs[k + 1].row.model);
+  }
 }
 
-async function openRun(entry, row, card, clickedAt, token) {
+// ``next``: the run opened after this one, whose files are fetched while this one decodes.
+async function openRun(entry, row, card, clickedAt, token, next) {
   let model;
   try {
     model = await loadModel(row.model);
+    entry.loadedAt = performance.now();
+    if (next) loadModel(next).catch(() => {}); // its card says so when its turn comes
   } catch (error) {
     const message = `${row.model}: ${error && error.message ? error.message : error}`;
     poster.error = message;
@@ -561,13 +586,16 @@ async function openRun(entry, row, card, clickedAt, token) {
   }
   if (token !== openToken) return; // another click replaced these cards meanwhile
   const run = buildCard(entry, model, card);
+  entry.builtAt = performance.now();
   await paintTraversal(run);
   timingOf(entry, clickedAt);
   await renderLive(run);
 }
 
+// From the click: to the run's first rows (the most informative dimensions) and to its whole traversal.
 function timingOf(entry, clickedAt) {
-  poster.timings.push({ run: entry.path, ms: entry.traversalPaintedAt - clickedAt });
+  poster.timings.push({ run: entry.path, firstRowsMs: entry.firstRowsPaintedAt - clickedAt,
+                        ms: entry.traversalPaintedAt - clickedAt });
 }
 
 function buildCard(entry, model, card) {
@@ -713,8 +741,14 @@ async function paintTraversal(run) {
           codes[offset + j] = run.values[v];
         }
       });
-      const output = await decode(run.model, codes, latentDim * steps);
-      drawTraversal(run, output.image.data);
+      // A few rows at a time, the most informative first: they show before the whole grid is decoded.
+      for (let first = 0; first < latentDim; first += TRAVERSAL_CHUNK_ROWS) {
+        const last = Math.min(latentDim, first + TRAVERSAL_CHUNK_ROWS);
+        const chunk = codes.subarray(first * steps * latentDim, last * steps * latentDim);
+        const output = await decode(run.model, chunk, (last - first) * steps);
+        drawTraversal(run, output.image.data, first, last);
+        run.entry.firstRowsPaintedAt ??= performance.now();
+      }
       run.paints += 1;
       run.traversal.dataset.paints = String(run.paints);
       run.entry.traversalPaintedAt = performance.now();
@@ -733,21 +767,24 @@ function decode(model, codes, batch) {
   return result;
 }
 
-function drawTraversal(run, pixels) {
+// Rows first … last − 1 of the traversal from their decoded pixels (row first's images first).
+function drawTraversal(run, pixels, first, last) {
   const canvas = run.traversal;
   const [channels, height, width] = run.info.image_shape;
   const scale = Number(canvas.dataset.scale);
   const gap = Number(canvas.dataset.gap);
   const [cellH, cellW] = [height * scale, width * scale];
   const context = canvas.getContext("2d");
-  const image = context.createImageData(canvas.width, canvas.height);
+  const bandTop = first * (cellH + gap);
+  const bandHeight = Math.min(canvas.height, last * (cellH + gap)) - bandTop;
+  const image = context.createImageData(canvas.width, bandHeight);
   image.data.fill(255);
   const area = height * width;
   const steps = run.values.length;
-  for (let i = 0; i < run.info.latent_dim; i += 1) {
+  for (let i = first; i < last; i += 1) {
     for (let v = 0; v < steps; v += 1) {
-      const base = (i * steps + v) * channels * area;
-      const [left, top] = [v * (cellW + gap), i * (cellH + gap)];
+      const base = ((i - first) * steps + v) * channels * area;
+      const [left, top] = [v * (cellW + gap), i * (cellH + gap) - bandTop];
       for (let y = 0; y < height; y += 1) {
         for (let x = 0; x < width; x += 1) {
           const p = y * width + x;
@@ -762,7 +799,7 @@ function drawTraversal(run, pixels) {
       }
     }
   }
-  context.putImageData(image, 0, 0);
+  context.putImageData(image, 0, bandTop);
 }
 
 function toByte(value) {
