@@ -851,18 +851,23 @@ def demo(run_dirs: tuple[str, ...], port: int, host: str, static_dir: str | None
 @contextlib.contextmanager
 def _exit_on_sigterm() -> Iterator[None]:
     """SIGTERM (``kill``, a service manager) ends the block as Ctrl-C does, through its clean-up: the
-    demo's temporary folder (its models and ONNX Runtime Web, ~30 MB) would otherwise stay behind."""
+    demo's temporary folder (its models and ONNX Runtime Web, ~30 MB) would otherwise stay behind.
+
+    SIGINT is handled here too rather than left to Python's default, which a process started with SIGINT
+    ignored (from a background job of a script) keeps ignored: ``kill -INT`` would not stop the server.
+    """
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
         yield
         return
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -387,3 +387,28 @@ def remove_owned_folder(path: str | Path, kind: str, what: str = "folder") -> No
     check_removable(path, kind, what)
     if Path(path).exists():
         shutil.rmtree(path)
+
+
+@contextmanager
+def folder_built_beside(out: str | Path, kind: str, what: str = "folder") -> Iterator[Path]:
+    """A new folder to fill, built beside ``out`` and renamed into its place whole when the block ends.
+
+    For a folder of many files made in one go (a demo site, a study's poster): a failure or a kill
+    while it is filled leaves the earlier ``out`` (or none), never half of one, and the temporary is
+    removed. At the end every file is listed in the new folder's mark of ``kind``, and the earlier
+    ``out`` is deleted only when :func:`check_removable` proves it ``kind``'s (checked when the block
+    begins and again before the swap). The folder has the usual mode (:func:`usual_mode`), not
+    ``mkdtemp``'s private 0700: a web server running as another user serves these folders.
+    """
+    out = Path(out)
+    check_removable(out, kind, what)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
+    os.chmod(building, usual_mode(folder=True))
+    try:
+        yield building
+        write_mark(building, Mark(kind, files=dict.fromkeys(files_of(building), kind)))
+        remove_owned_folder(out, kind, what)  # checked again: it may have changed meanwhile
+        building.rename(out)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)

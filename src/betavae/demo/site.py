@@ -4,7 +4,7 @@
 RUN_DIR...`` writes it into a temporary folder and serves that (:mod:`betavae.demo.server`).
 The layout, which ``page/demo.js`` reads::
 
-    index.html  demo.js  demo.css
+    index.html  common.js  demo.js  demo.css
     demo.json               the runs in the order given, each with its model.json and folder
     ort/                    ONNX Runtime Web's script, its WebAssembly and licence (betavae.demo.vendor)
     runs/<k>-<name>/        encoder.onnx, decoder.onnx, model.json, test_images.png (betavae.demo.export)
@@ -19,10 +19,8 @@ one line and never deleted.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from betavae import files
 from betavae.errors import BetaVAEError
 
 PAGE_DIR = Path(__file__).parent / "page"
-PAGE_FILES = ("index.html", "demo.js", "demo.css")
+PAGE_FILES = ("index.html", "common.js", "demo.js", "demo.css")
 MANIFEST = "demo.json"
 RUNS_DIR = "runs"
 ORT_DIR = "ort"
@@ -56,12 +54,9 @@ def build_site(run_dirs: Sequence[str | Path], out: str | Path, *, images: int =
     out = Path(out)
     files.check_removable(out, KIND, WHAT)  # before minutes of exporting (or a download), not after
     ort_files = vendor.require(report)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # Built beside its destination and moved in whole: a run that fails to export, or a kill,
     # leaves the earlier demo (or nothing), never a page with some of its runs.
-    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
-    os.chmod(building, files.usual_mode(folder=True))  # served by any web server, not only the user's
-    try:
+    with files.folder_built_beside(out, KIND, WHAT) as building:
         entries = []
         for k, run_dir in enumerate(run_dirs):
             folder = f"{RUNS_DIR}/{k}-{_safe(Path(run_dir).resolve().name)}"
@@ -74,11 +69,6 @@ def build_site(run_dirs: Sequence[str | Path], out: str | Path, *, images: int =
         vendor.copy_installed(ort_files, building / ORT_DIR)  # readable by others, whatever the cache's modes
         manifest = {"format": 1, "ort": f"{ORT_DIR}/", "active_kl": ACTIVE_KL, "runs": entries}
         (building / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        files.write_mark(building, files.Mark(KIND, files=dict.fromkeys(files.files_of(building), KIND)))
-        files.remove_owned_folder(out, KIND, WHAT)  # checked again: it may have changed
-        building.rename(out)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
     return out
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,8 @@ from betavae.study.design import POSTER_DIR
 
 PAGE_DIR = Path(__file__).parent / "page"
 PAGE_FILES = ("index.html", "poster.js", "poster.css")
+# The helpers the poster shares with the demo's page, which holds them.
+SHARED_SCRIPT = Path(__file__).parents[1] / "demo" / "page" / "common.js"
 MANIFEST = "poster.json"
 RUNS_DIR = "runs"
 ORT_DIR = "ort"
@@ -74,9 +75,6 @@ def build_poster(study: str | Path, out: str | Path | None = None, *, images: in
     out = study / POSTER_DIR if out is None else Path(out)
     files.check_removable(out, KIND, WHAT)  # before minutes of exporting, not after
     ort_files = vendor.require(report)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
-    os.chmod(building, files.usual_mode(folder=True))
     splits: dict[str, Any] = {}
 
     def split_of(config: Any) -> Any:
@@ -85,7 +83,7 @@ def build_poster(study: str | Path, out: str | Path | None = None, *, images: in
             splits[key] = config.load_dataset().test
         return splits[key]
 
-    try:
+    with files.folder_built_beside(out, KIND, WHAT) as building:
         for part in data["parts"]:
             for sweep, rows in part["sweeps"].items():
                 exported = kept = 0
@@ -108,16 +106,12 @@ def build_poster(study: str | Path, out: str | Path | None = None, *, images: in
                            f"{kept} kept)")
         for name in PAGE_FILES:
             shutil.copyfile(PAGE_DIR / name, building / name)
+        shutil.copyfile(SHARED_SCRIPT, building / SHARED_SCRIPT.name)
         vendor.copy_installed(ort_files, building / ORT_DIR)  # readable by others, whatever the cache's modes
         manifest = {**data, "format": FORMAT, "study_format": data["format"], "ort": f"{ORT_DIR}/",
                     "active_kl": ACTIVE_KL, "traversal": export.TRAVERSAL}
         text = json.dumps(manifest, ensure_ascii=False, allow_nan=False)
         files.atomic_write_text(building / MANIFEST, text)
-        files.write_mark(building, files.Mark(KIND, files=dict.fromkeys(files.files_of(building), KIND)))
-        files.remove_owned_folder(out, KIND, WHAT)  # checked again: it may have changed
-        building.rename(out)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
     return out
 
 

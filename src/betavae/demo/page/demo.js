@@ -19,29 +19,6 @@ demo.ready = main().catch((error) => {
   throw error;
 });
 
-function setStatus(text, isError = false) {
-  const status = document.getElementById("status");
-  status.textContent = text;
-  status.classList.toggle("error", isError);
-}
-
-function element(tag, attributes = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child);
-  return node;
-}
-
-function formatNumber(value) {
-  if (value === null || value === undefined) return "–"; // a metric without a score (NaN in metrics.json)
-  if (typeof value !== "number" || !isFinite(value)) return String(value);
-  const size = Math.abs(value);
-  return size !== 0 && (size < 1e-2 || size >= 1e4) ? value.toExponential(2) : String(+value.toPrecision(3));
-}
-
 async function main() {
   const started = performance.now();
   if (location.protocol === "file:") {

@@ -36,36 +36,12 @@ poster.ready = main().catch((error) => {
   throw error;
 });
 
-function setStatus(text, isError = false) {
-  const status = document.getElementById("status");
-  status.textContent = text;
-  status.classList.toggle("error", isError);
-}
-
-function element(tag, attributes = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    if (value === undefined || value === null) continue;
-    if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child);
-  return node;
-}
-
 const SVG = "http://www.w3.org/2000/svg";
 function svgElement(tag, attributes = {}, text = null) {
   const node = document.createElementNS(SVG, tag);
   for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
   if (text !== null) node.textContent = text;
   return node;
-}
-
-function formatNumber(value) {
-  if (value === null || value === undefined) return "–"; // not measured (null in poster.json)
-  if (typeof value !== "number" || !isFinite(value)) return String(value);
-  const size = Math.abs(value);
-  return size !== 0 && (size < 1e-2 || size >= 1e4) ? value.toExponential(2) : String(+value.toPrecision(3));
 }
 
 function formatKl(kl) {
