@@ -123,7 +123,7 @@ def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options:
     from betavae.study.study_report import write_study_report
 
     report = write_study_report(out, chosen, parts, measured, timings, skipped,
-                                command or _command(chosen, out, options, data_dir, successors))
+                                command or _command(chosen, out, options, data_dir, successors), poster)
     timings["report"] = time.perf_counter() - started
     if poster:
         _poster(out, data_dir, echo)

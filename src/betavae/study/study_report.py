@@ -68,8 +68,10 @@ NAMED_RUNS = 3  # an untrained part names up to this many of its runs
 
 
 def write_study_report(out: Path, scale: Scale, parts: Sequence[Part], measured: Measured,
-                       timings: dict[str, float], skipped: list[str], command: str) -> Path:
-    """Judge the claims, lay out the sections and write ``report.html`` and ``report.md`` into ``out``."""
+                       timings: dict[str, float], skipped: list[str], command: str,
+                       poster: bool = True) -> Path:
+    """Judge the claims, lay out the sections and write ``report.html`` and ``report.md`` into ``out``, and
+    ``study.json`` beside them; with ``poster``, the report links the poster built from it."""
     factor_parts = [part for part in parts if part.factors]
     rows = [
         _claim(1, "Larger β (β_norm), or a smaller latent space, gives a worse held-out reconstruction "
@@ -107,7 +109,7 @@ def write_study_report(out: Path, scale: Scale, parts: Sequence[Part], measured:
     report = Report(
         title="β-VAE, reproduced", command=command, scale=f"{scale.name}: {scale.why}", rule=stats.RULE,
         claims=rows, sections=sections, environment=environment(), timings=timings, skipped=skipped,
-        poster=f"{POSTER_DIR}/index.html")
+        poster=f"{POSTER_DIR}/index.html" if poster else None)
     # The poster's numbers first: a report is never newer than the data its poster link draws.
     baselines = {part.folder: _baseline_rows(part, measured, scale) for part in factor_parts
                  if part.folder in measured.baselines}
