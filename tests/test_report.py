@@ -196,6 +196,20 @@ def test_html_embeds_every_figure_and_references_nothing_outside(study):
     assert viewport and "width=device-width" in viewport[0].attrs["content"]
 
 
+def test_the_poster_is_linked_only_when_the_study_has_one(study):
+    report, out_dir, _ = study
+    html_path, markdown_path = write_report(report, out_dir)  # no poster: nothing links outside
+    assert "poster" not in html_path.read_text(encoding="utf-8")
+    assert "poster" not in markdown_path.read_text(encoding="utf-8")
+    write_report(replace(report, poster="poster/index.html"), out_dir)
+    links = [node.attrs["href"] for node in all_nodes(parse_html(html_path.read_text(encoding="utf-8")))
+             if "href" in node.attrs]
+    assert links == ["poster/index.html"]  # the one relative link, beside the rerun command
+    markdown = markdown_path.read_text(encoding="utf-8")
+    assert "[the interactive poster](poster/index.html)" in markdown
+    assert markdown.index("poster/index.html") < markdown.index("## Claims")
+
+
 def test_svgs_of_different_figures_cannot_clash_in_the_html(study):
     """matplotlib names ids figure_1, axes_1, … in every SVG: inlined together they would collide."""
     report, out_dir, figures = study
