@@ -80,7 +80,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, images: int = IMAGES, to
         "metrics": headline_metrics(run, step),
         "codes": codes.tolist(), "traversal": TRAVERSAL,
         "decoder": DECODER_FILE, "test_images": TEST_IMAGES_FILE, "reconstructions": RECONSTRUCTIONS_FILE,
-        "test_image_count": len(pictures),
+        "test_image_count": len(pictures), "images_asked": images,
         "check": {"decoder_max_abs_diff": difference, "tolerance": tolerance},
     }
     atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, allow_nan=False) + "\n")
@@ -88,13 +88,13 @@ def export_run(run_dir: str | Path, out: str | Path, *, images: int = IMAGES, to
 
 
 def current_export(folder: Path, run_dir: Path, images: int) -> dict[str, Any] | None:
-    """``folder``'s ``model.json`` when it is this format's, of ``images`` images and of the run's
-    checkpoint as it is now; else None (export again)."""
+    """``folder``'s ``model.json`` when it is this format's, exported with ``images`` held-out images asked
+    for (a small test split may have had fewer) and of the run's checkpoint as it is now; else None."""
     try:
         manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
         step = RunDir(run_dir).checkpoint_step()
     except (OSError, ValueError):
         return None
     fresh = (isinstance(manifest, dict) and manifest.get("format") == FORMAT and manifest.get("step") == step
-             and manifest.get("test_image_count") == images and manifest.get("traversal") == TRAVERSAL)
+             and manifest.get("images_asked") == images and manifest.get("traversal") == TRAVERSAL)
     return manifest if fresh else None
