@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from tests.commands import run_cli
 
+from betavae.demo import vendor
 from betavae.errors import BetaVAEError
 from betavae.runs import RunDir
 from betavae.study.claims import VERDICTS
@@ -175,8 +176,12 @@ def test_a_second_invocation_reuses_every_run_and_measurement_and_says_what_it_s
     transfer_figure.unlink()  # the study keeps the rows; the picture is drawn again from them
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BETAVAE_DATA_DIR", str(study.parent))  # no MNIST here
+        # and offline without ONNX Runtime Web: the poster is not built, the study finishes all the same
+        patch.setattr(vendor, "require", lambda report=None: (_ for _ in ()).throw(BetaVAEError("offline")))
         lines: list[str] = []
         reproduce(SCALE, study, progress=False, echo=lines.append, download=False)
+    assert lines[-1] == f"the poster was not built: offline; build it later with: betavae poster {study}"
+    assert "poster/index.html" not in (study / "report.md").read_text()  # no link to a poster not built
     assert {path: path.read_bytes() for path in study.rglob("log.jsonl")} == logs  # no training step
     assert (study / MEASUREMENTS_FILE).read_bytes() == measurements  # nothing measured again
     assert (study / "report.md").stat().st_mtime_ns > report_before
@@ -205,6 +210,7 @@ def test_mnist_given_by_data_dir_serves_runs_that_found_it_elsewhere(study, requ
     assert (study / MEASUREMENTS_FILE).read_bytes() == measurements
     markdown = (study / "report.md").read_text()
     assert "mnist: runs, grid and figures" in markdown and "--data-dir" in markdown
+    assert "(poster/index.html)" in markdown and "| poster |" in markdown  # built again, and its time
 
 
 def test_the_paper_scale_uses_the_reference_predictors_and_deterministic_kernels():

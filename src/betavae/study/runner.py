@@ -123,16 +123,16 @@ def reproduce(scale: str = "small", out: str | Path = "runs/reproduce", options:
     from betavae.study.study_report import write_study_report
 
     report = write_study_report(out, chosen, parts, measured, timings, skipped,
-                                command or _command(chosen, out, options, data_dir, successors), poster)
+                                command or _command(chosen, out, options, data_dir, successors),
+                                (lambda: _poster(out, data_dir, echo)) if poster else None)
     timings["report"] = time.perf_counter() - started
-    if poster:
-        _poster(out, data_dir, echo)
     return report
 
 
-def _poster(out: Path, data_dir: str | None, echo: Callable[[str], None]) -> None:
-    """The interactive poster beside the report; a failure (ONNX Runtime Web not downloadable offline)
-    is said in one line with the command that builds it later, and the finished study stands."""
+def _poster(out: Path, data_dir: str | None, echo: Callable[[str], None]) -> bool:
+    """The interactive poster beside the report, and whether it was built: a failure (ONNX Runtime Web
+    not downloadable offline) is said in one line with the command that builds it later, and the
+    finished study stands."""
     from betavae.poster import build_poster
 
     try:
@@ -140,8 +140,9 @@ def _poster(out: Path, data_dir: str | None, echo: Callable[[str], None]) -> Non
             poster = build_poster(out, report=echo)
     except BetaVAEError as error:
         echo(f"the poster was not built: {error}; build it later with: betavae poster {out}")
-        return
+        return False
     echo(f"poster: {poster / 'index.html'} (serve it: betavae poster {out} --serve)")
+    return True
 
 
 def _earlier_study(folder: Path) -> bool:

@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,9 +70,12 @@ NAMED_RUNS = 3  # an untrained part names up to this many of its runs
 
 def write_study_report(out: Path, scale: Scale, parts: Sequence[Part], measured: Measured,
                        timings: dict[str, float], skipped: list[str], command: str,
-                       poster: bool = True) -> Path:
+                       build_poster: Callable[[], bool] | None = None) -> Path:
     """Judge the claims, lay out the sections and write ``report.html`` and ``report.md`` into ``out``, and
-    ``study.json`` beside them; with ``poster``, the report links the poster built from it."""
+    ``study.json`` beside them.
+
+    ``build_poster`` is called once ``study.json`` is written (the poster is drawn from it) and before the
+    report, which then links the poster when it says it was built and lists the time it took."""
     factor_parts = [part for part in parts if part.factors]
     rows = [
         _claim(1, "Larger β (β_norm), or a smaller latent space, gives a worse held-out reconstruction "
@@ -106,14 +110,18 @@ def write_study_report(out: Path, scale: Scale, parts: Sequence[Part], measured:
                                 _run_tables(part, measured, scale),
                                 [Figure(path, _caption(path, part, scale))
                                  for path in measured.figures.get(part.folder, [])]))
-    report = Report(
-        title="β-VAE, reproduced", command=command, scale=f"{scale.name}: {scale.why}", rule=stats.RULE,
-        claims=rows, sections=sections, environment=environment(), timings=timings, skipped=skipped,
-        poster=f"{POSTER_DIR}/index.html" if poster else None)
-    # The poster's numbers first: a report is never newer than the data its poster link draws.
     baselines = {part.folder: _baseline_rows(part, measured, scale) for part in factor_parts
                  if part.folder in measured.baselines}
     write_study_data(out, study_data(scale, parts, measured, rows, baselines, command, stats.RULE))
+    built = False
+    if build_poster is not None:
+        started = time.perf_counter()
+        built = build_poster()
+        timings["poster"] = time.perf_counter() - started
+    report = Report(
+        title="β-VAE, reproduced", command=command, scale=f"{scale.name}: {scale.why}", rule=stats.RULE,
+        claims=rows, sections=sections, environment=environment(), timings=timings, skipped=skipped,
+        poster=f"{POSTER_DIR}/index.html" if built else None)
     html_path, _ = write_report(report, out)
     return html_path
 
