@@ -62,7 +62,7 @@ def poster(trained_study) -> Path:
 
 def test_the_poster_holds_the_page_ort_web_the_study_and_each_runs_files(poster, trained_study):
     assert poster == trained_study / "poster"
-    for name in (*build.PAGE_FILES, build.SHARED_SCRIPT.name, build.MANIFEST):
+    for name in (*build.PAGE_FILES, *(path.name for path in build.SHARED_FILES), build.MANIFEST):
         assert (poster / name).is_file(), name
     assert sorted(os.listdir(poster / build.ORT_DIR)) == sorted(vendor.ORT_WEB_FILES)
     manifest = json.loads((poster / build.MANIFEST).read_text())

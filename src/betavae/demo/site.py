@@ -4,7 +4,7 @@
 RUN_DIR...`` writes it into a temporary folder and serves that (:mod:`betavae.demo.server`).
 The layout, which ``page/demo.js`` reads::
 
-    index.html  common.js  demo.js  demo.css
+    index.html  common.js  common.css  demo.js  demo.css
     demo.json               the runs in the order given, each with its model.json and folder
     ort/                    ONNX Runtime Web's script, its WebAssembly and licence (betavae.demo.vendor)
     runs/<k>-<name>/        encoder.onnx, decoder.onnx, model.json, test_images.png (betavae.demo.export)
@@ -28,7 +28,7 @@ from betavae import files
 from betavae.errors import BetaVAEError
 
 PAGE_DIR = Path(__file__).parent / "page"
-PAGE_FILES = ("index.html", "common.js", "demo.js", "demo.css")
+PAGE_FILES = ("index.html", "common.js", "common.css", "demo.js", "demo.css")
 MANIFEST = "demo.json"
 RUNS_DIR = "runs"
 ORT_DIR = "ort"

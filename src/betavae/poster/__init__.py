@@ -7,7 +7,7 @@ loss against β_norm, each metric's heatmap over β_norm × latent size, the bas
 the page from ``study.json`` (:mod:`betavae.study.data`), and whose every grid cell opens the runs
 behind it, decoded live in the browser by ONNX Runtime Web. The layout, which ``page/poster.js`` reads::
 
-    index.html  common.js  poster.js  poster.css   (common.js: the demo page's helpers)
+    index.html  poster.js  poster.css  common.js  common.css   (the last two: shared with the demo page)
     poster.json                 study.json, each run's row with the folder of its model
     ort/                        ONNX Runtime Web (betavae.demo.vendor)
     runs/<part>/<sweep>/<run>/  decoder.onnx, model.json, test_images.png, reconstructions.png

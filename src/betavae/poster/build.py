@@ -29,8 +29,9 @@ from betavae.study.design import POSTER_DIR
 
 PAGE_DIR = Path(__file__).parent / "page"
 PAGE_FILES = ("index.html", "poster.js", "poster.css")
-# The helpers the poster shares with the demo's page, which holds them.
-SHARED_SCRIPT = Path(__file__).parents[1] / "demo" / "page" / "common.js"
+# What the poster shares with the demo's page, which holds it: helpers and styles.
+SHARED_FILES = tuple(Path(__file__).parents[1] / "demo" / "page" / name
+                     for name in ("common.js", "common.css"))
 MANIFEST = "poster.json"
 RUNS_DIR = "runs"
 ORT_DIR = "ort"
@@ -106,7 +107,8 @@ def build_poster(study: str | Path, out: str | Path | None = None, *, images: in
                            f"{kept} kept)")
         for name in PAGE_FILES:
             shutil.copyfile(PAGE_DIR / name, building / name)
-        shutil.copyfile(SHARED_SCRIPT, building / SHARED_SCRIPT.name)
+        for path in SHARED_FILES:
+            shutil.copyfile(path, building / path.name)
         vendor.copy_installed(ort_files, building / ORT_DIR)  # readable by others, whatever the cache's modes
         manifest = {**data, "format": FORMAT, "study_format": data["format"], "ort": f"{ORT_DIR}/",
                     "active_kl": ACTIVE_KL, "traversal": export.TRAVERSAL}
