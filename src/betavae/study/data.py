@@ -25,6 +25,8 @@ from typing import Any
 from betavae.files import atomic_write_text
 from betavae.metrics.settings import headline_column
 from betavae.study.design import (
+    FIGURES_SWEEP,
+    LMSE_SWEEP,
     PAPER_BETA,
     PAPER_NET_SWEEP,
     SUCCESSORS_FOLDER,
@@ -95,16 +97,16 @@ def _part(part: Part, scale: Scale, measured: Measured, baselines: list[dict[str
     folder = part.folder
     metrics = list(scale.metrics_of(part)) if part.factors else []
     sweeps: dict[str, list[dict[str, Any]]] = {
-        "grid": _with_blur(measured.grid.get(folder, []), measured.blur.get(folder, [])),
+        "grid": with_sharpness(measured.grid.get(folder, []), measured.blur.get(folder, [])),
         "compare": measured.compare.get(folder, []),
     }
-    optional = {"figures": measured.figure_runs, "grid-lmse": measured.lmse,
+    optional = {FIGURES_SWEEP: measured.figure_runs, LMSE_SWEEP: measured.lmse,
                 PAPER_NET_SWEEP: measured.paper_net}
     for sweep, rows in optional.items():
         if folder in rows:
             sweeps[sweep] = rows[folder]
     if folder in measured.lmse_blur:
-        sweeps["grid-lmse"] = _with_blur(sweeps["grid-lmse"], measured.lmse_blur[folder])
+        sweeps[LMSE_SWEEP] = with_sharpness(sweeps[LMSE_SWEEP], measured.lmse_blur[folder])
     for objective, rows in measured.successors.get(folder, {}).items():
         sweeps[f"{SUCCESSORS_FOLDER}/{objective}"] = rows
     return {
@@ -123,8 +125,10 @@ def _with_runs(row: Mapping[str, Any], sweeps: Mapping[str, list[dict[str, Any]]
     return {**row, "sweep": sweep if runs else None, "runs": runs}
 
 
-def _with_blur(rows: Sequence[Mapping[str, Any]], blur: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Each row with its run's sharpness (reconstructions' high-frequency share over the inputs')."""
+def with_sharpness(rows: Sequence[Mapping[str, Any]],
+                   blur: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with its run's ``sharpness`` (the ``ratio`` of its cell in ``blur``: reconstructions'
+    high-frequency share over the inputs'), None where it was not measured."""
     ratio = {cell["run"]: cell.get("ratio") for cell in blur}
     return [{**row, "sharpness": ratio.get(row["run"])} for row in rows]
 

@@ -24,7 +24,7 @@ import numpy as np
 from betavae.metrics.settings import headline_column as headline  # a metric's main column: mig.mig
 from betavae.study import claims, stats
 from betavae.study.claims import ABOUT_ZERO, EXPECTED, Judgement
-from betavae.study.data import study_data, write_study_data
+from betavae.study.data import study_data, with_sharpness, write_study_data
 from betavae.study.design import (
     BASELINES,
     EQUIVALENCE_MARGIN,
@@ -102,7 +102,8 @@ def write_study_report(out: Path, scale: Scale, parts: Sequence[Part], measured:
                   f"{EQUIVALENCE_MARGIN:g}) < VAE < PCA < β-VAE.", parts,
                _baseline_order(factor_parts, measured)),
     ]
-    sections = [_metrics_section(scale), _baselines_section(factor_parts, measured, scale),
+    baselines = {part.folder: _baseline_rows(part, measured, scale) for part in factor_parts}
+    sections = [_metrics_section(scale), _baselines_section(factor_parts, baselines, scale),
                 _every_metric_section(factor_parts, measured, scale),
                 _lmse_section(parts, measured, scale, out)]
     for part in parts:
@@ -110,8 +111,6 @@ def write_study_report(out: Path, scale: Scale, parts: Sequence[Part], measured:
                                 _run_tables(part, measured, scale),
                                 [Figure(path, _caption(path, part, scale))
                                  for path in measured.figures.get(part.folder, [])]))
-    baselines = {part.folder: _baseline_rows(part, measured, scale) for part in factor_parts
-                 if part.folder in measured.baselines}
     write_study_data(out, study_data(scale, parts, measured, rows, baselines, command, stats.RULE))
     built = False
     if build_poster is not None:
@@ -345,22 +344,20 @@ def _spread(values: Sequence[float]) -> str:
     return f"{np.mean(finite):.3f} ± {stats.half_width(finite):.3f} {unit}"
 
 
-def _baselines_section(parts: Sequence[Part], measured: Measured, scale: Scale) -> Section:
+def _baselines_section(parts: Sequence[Part], baselines: Mapping[str, list[dict[str, Any]]],
+                       scale: Scale) -> Section:
+    """The baselines tables, from each part's rows (:func:`_baseline_rows`, which study.json holds too)."""
     tables = []
     for part in parts:
         with_paper = part.dataset == PAPER_DATASET  # the paper's numbers only beside its own set
         metrics = scale.metrics_of(part)
         header = ["model", *(["paper (its score, Fig. 6)"] if with_paper else []), *metrics]
-        cells = {metric: scores_of(part, measured, metric) for metric in metrics}
-        body = []
-        for name in cells[metrics[0]]:
-            paper = PAPER_SCORES.get(PAPER_NET_ROWS.get(name, name), "—")
-            line = [LABELS[name], *([paper] if with_paper else [])]
-            line += [_spread(cells[metric][name]) for metric in metrics]
-            body.append(line)
-        orders = [f"{metric}: " + " < ".join(LABELS[name] for name in sorted(
-            (name for name in cells[metric] if cells[metric][name]),
-            key=lambda name, m=metric: _mean(cells[m][name]))) for metric in metrics]
+        rows = baselines[part.folder]
+        body = [[row["label"], *([row["paper"] or "—"] if with_paper else []),
+                 *(_spread(row["scores"][metric]) for metric in metrics)] for row in rows]
+        orders = [f"{metric}: " + " < ".join(row["label"] for row in sorted(
+            (row for row in rows if row["scores"][metric]),
+            key=lambda row, m=metric: _mean(row["scores"][m]))) for metric in metrics]
         tables.append(Table(header, body, f"{part.dataset}: mean ± the 90 % t interval's half-width "
                                           "(baselines over metric seeds, VAEs over training seeds). Order "
                                           "by mean: " + "; ".join(orders)))
@@ -377,8 +374,8 @@ def _baselines_section(parts: Sequence[Part], measured: Measured, scale: Scale) 
 
 
 def _baseline_rows(part: Part, measured: Measured, scale: Scale) -> list[dict[str, Any]]:
-    """The baselines table of ``part`` as data (study.json): each row's label, the paper's number beside
-    it (on the paper's set) and its samples of each metric."""
+    """The baselines table of ``part`` as data (the report's table and study.json): each row's label, the
+    paper's number beside it (on the paper's set) and its samples of each metric."""
     metrics = scale.metrics_of(part)
     cells = {metric: scores_of(part, measured, metric) for metric in metrics}
     paper = part.dataset == PAPER_DATASET
@@ -419,16 +416,10 @@ def _every_metric_section(parts: Sequence[Part], measured: Measured, scale: Scal
                    if body else [], [])
 
 
-# What the log-MSE comparison shows of each run: label → column of its merged row (_lmse_rows).
+# What the log-MSE comparison shows of each run: label → column of its row (with its sharpness beside it).
 LMSE_QUANTITIES = {"held-out squared error": "test.squared_error", "KL (nats)": KL,
-                   "sharpness (reconstructions / inputs)": "blur"}
+                   "sharpness (reconstructions / inputs)": "sharpness"}
 LMSE_FIGURE = "mse-against-lmse.png"
-
-
-def _lmse_rows(rows: Sequence[Mapping[str, Any]], blur: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The sweep's rows, each with its run's sharpness (``blur``) beside its own columns."""
-    ratio = {cell["run"]: cell.get("ratio") for cell in blur}
-    return [{**row, "blur": ratio.get(row["run"])} for row in rows]
 
 
 def lmse_effects(mse: Sequence[Mapping[str, Any]], lmse: Sequence[Mapping[str, Any]], column: str
@@ -491,8 +482,8 @@ def _lmse_section(parts: Sequence[Part], measured: Measured, scale: Scale, out: 
         quantities = dict(LMSE_QUANTITIES)
         if part.factors and SCORE_METRIC in scale.metrics:
             quantities[f"{SCORE_METRIC} score"] = headline(SCORE_METRIC)
-        mse = _lmse_rows(measured.grid[part.folder], measured.blur[part.folder])
-        lmse = _lmse_rows(measured.lmse[part.folder], measured.lmse_blur[part.folder])
+        mse = with_sharpness(measured.grid[part.folder], measured.blur[part.folder])
+        lmse = with_sharpness(measured.lmse[part.folder], measured.lmse_blur[part.folder])
         body = []
         for label, column in quantities.items():
             effects, left_out = lmse_effects(mse, lmse, column)
