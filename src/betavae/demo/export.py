@@ -24,7 +24,8 @@ from __future__ import annotations
 import io
 import json
 import warnings
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -135,13 +136,9 @@ def export_model(
     """
     if not tolerance >= 0 or not np.isfinite(tolerance):
         raise BetaVAEError(f"tolerance {tolerance} is not a number 0 or above; give a bound such as 1e-4")
-    was_training = model.training
-    model.eval()
-    try:
-        encoder, decoder = _export_onnx(model, metadata)
+    with _evaluating(model):
+        encoder, decoder = _encoder_onnx(model, metadata), _decoder_onnx(model, metadata)
         check = check_onnx(model, encoder, decoder, images=check_inputs, tolerance=tolerance, seed=seed)
-    finally:
-        model.train(was_training)
     out_dir = claim_export_folder(out_dir)
     atomic_write_bytes(out_dir / ENCODER_FILE, encoder)
     atomic_write_bytes(out_dir / DECODER_FILE, decoder)
@@ -198,11 +195,8 @@ def export_decoder(model: BetaVAE, metadata: dict[str, Any], codes: torch.Tensor
 
     For pages that only decode (the study's poster): the encoder's half of the bytes is not fetched.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        example = torch.zeros((_TRACE_BATCH, model.latent_dim), device=next(model.parameters()).device)
-        decoder = _with_metadata(_to_onnx(_Decoder(model), example, ["z"], ["image"]), metadata)
+    with _evaluating(model):
+        decoder = _decoder_onnx(model, metadata)
         proto = _load_proto(decoder)
         _refuse_nonstandard(DECODER_FILE, proto)
         generator = torch.Generator().manual_seed(seed)
@@ -210,8 +204,6 @@ def export_decoder(model: BetaVAE, metadata: dict[str, Any], codes: torch.Tensor
         if codes is not None:
             batches.append(codes.float().cpu())
         diff = _decoder_difference(model, proto, batches)
-    finally:
-        model.train(was_training)
     _refuse_above(DECODER_FILE, diff, tolerance)
     return decoder, diff
 
@@ -336,14 +328,27 @@ def nonstandard_ops(model: Any) -> list[str]:
                    if node.domain not in STANDARD_DOMAINS})
 
 
-def _export_onnx(model: BetaVAE, metadata: dict[str, Any]) -> tuple[bytes, bytes]:
-    """The encoder's and decoder's ONNX bytes, each with ``metadata`` in its ``metadata_props``."""
-    device = next(model.parameters()).device
-    example_image = torch.rand((_TRACE_BATCH, *model.image_shape), device=device)
-    example_code = torch.zeros((_TRACE_BATCH, model.latent_dim), device=device)
-    encoder = _to_onnx(_Encoder(model), example_image, ["image"], ["mu", "logvar"])
-    decoder = _to_onnx(_Decoder(model), example_code, ["z"], ["image"])
-    return _with_metadata(encoder, metadata), _with_metadata(decoder, metadata)
+@contextmanager
+def _evaluating(model: BetaVAE) -> Iterator[None]:
+    """``model`` in eval mode for the block (exports and their checks), then back in the mode it had."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _encoder_onnx(model: BetaVAE, metadata: dict[str, Any]) -> bytes:
+    """The encoder's ONNX bytes (image → μ, log σ²), with ``metadata`` in its ``metadata_props``."""
+    example = torch.rand((_TRACE_BATCH, *model.image_shape), device=next(model.parameters()).device)
+    return _with_metadata(_to_onnx(_Encoder(model), example, ["image"], ["mu", "logvar"]), metadata)
+
+
+def _decoder_onnx(model: BetaVAE, metadata: dict[str, Any]) -> bytes:
+    """The decoder's ONNX bytes (z → image in [0, 1]), with ``metadata`` in its ``metadata_props``."""
+    example = torch.zeros((_TRACE_BATCH, model.latent_dim), device=next(model.parameters()).device)
+    return _with_metadata(_to_onnx(_Decoder(model), example, ["z"], ["image"]), metadata)
 
 
 def _to_onnx(module: nn.Module, example: torch.Tensor, inputs: list[str], outputs: list[str]) -> bytes:

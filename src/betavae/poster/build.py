@@ -120,7 +120,7 @@ def build_poster(study: str | Path, out: str | Path | None = None, *, images: in
 def _keep(old: Path, new: Path, run_dir: Path, images: int) -> bool:
     """Carry the earlier poster's export of a run into the new one when it still describes the run's
     weights (linked, not copied: the same bytes)."""
-    if export.current_export(old, run_dir, images) is None:
+    if not export.is_current(old, run_dir, images):
         return False
     new.mkdir(parents=True)
     for path in old.iterdir():

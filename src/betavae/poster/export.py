@@ -49,7 +49,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, images: int = IMAGES, to
     seed, which the page shows). The decoder is checked on codes from the prior and on the held-out
     images' μ with every traversal around the first of them (what the page decodes first).
     """
-    from betavae.viz.traversals import ACTIVE_KL, held_out_kl, traversal_codes
+    from betavae.viz.traversals import ACTIVE_KL, held_out_kl, order_by_kl, traversal_codes
 
     run = RunDir(run_dir)
     out = make_folder(out, "poster run folder")
@@ -63,7 +63,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, images: int = IMAGES, to
     with torch.no_grad():
         codes = model.encode(pictures.float().div(255))[0]
         reconstructions = model.decode(codes)
-        order = sorted(range(config.latent_dim), key=lambda dim: -kl[dim])
+        order = order_by_kl(range(config.latent_dim), kl)
         first_traversal = traversal_codes(model, codes[0], order, traversal_values())
     metadata = {"format": FORMAT, "run": run.path.name, "arch": derived.arch, "dataset": config.dataset,
                 "latent_dim": config.latent_dim, "image_shape": list(derived.image_shape), "step": step}
@@ -87,14 +87,13 @@ def export_run(run_dir: str | Path, out: str | Path, *, images: int = IMAGES, to
     return manifest
 
 
-def current_export(folder: Path, run_dir: Path, images: int) -> dict[str, Any] | None:
-    """``folder``'s ``model.json`` when it is this format's, exported with ``images`` held-out images asked
-    for (a small test split may have had fewer) and of the run's checkpoint as it is now; else None."""
+def is_current(folder: Path, run_dir: Path, images: int) -> bool:
+    """Whether ``folder`` holds an export of this format, made with ``images`` held-out images asked for (a
+    small test split may have had fewer), of the run's checkpoint as it is now."""
     try:
         manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
         step = RunDir(run_dir).checkpoint_step()
     except (OSError, ValueError):
-        return None
-    fresh = (isinstance(manifest, dict) and manifest.get("format") == FORMAT and manifest.get("step") == step
-             and manifest.get("images_asked") == images and manifest.get("traversal") == TRAVERSAL)
-    return manifest if fresh else None
+        return False
+    return (isinstance(manifest, dict) and manifest.get("format") == FORMAT and manifest.get("step") == step
+            and manifest.get("images_asked") == images and manifest.get("traversal") == TRAVERSAL)
