@@ -676,28 +676,15 @@ def poster(study_dir: str, serve: bool, port: int, host: str, data_dir: str | No
     from betavae.poster import build_poster
     from betavae.study.runner import data_folder
 
-    # The port first: taken, it is a one-line error before minutes of exporting, not after.
-    server = DemoServer(study_dir, host=host, port=port) if serve else None
-    try:
-        with data_folder(data_dir):
+    with data_folder(data_dir):
+        if not serve:
             folder = build_poster(study_dir, report=click.echo)
-    except BaseException:
-        if server is not None:
-            server.close()
-        raise
-    if server is None:
-        click.echo(f"wrote {folder}: open it through a web server (betavae poster {study_dir} --serve, or "
-                   f"python -m http.server -d {folder})")
-        return
-    server.reload(folder)
-    with _exit_on_sigterm():
-        try:
-            if server.warning:
-                click.echo(server.warning, err=True)
-            click.echo(f"serving the poster at {server.url} (Ctrl-C stops)")
-            server.serve_forever()
-        except KeyboardInterrupt:
-            server.close()
+            click.echo(f"wrote {folder}: open it through a web server (betavae poster {study_dir} --serve, "
+                       f"or python -m http.server -d {folder})")
+            return
+        with _exit_on_sigterm():
+            _build_then_serve(DemoServer(study_dir, host=host, port=port),
+                              lambda: build_poster(study_dir, report=click.echo), "the poster")
 
 
 @app.group()
@@ -831,21 +818,28 @@ def demo(run_dirs: tuple[str, ...], port: int, host: str, static_dir: str | None
     with tempfile.TemporaryDirectory(prefix="betavae-demo-") as folder, _exit_on_sigterm():
         site = Path(folder) / "site"
         site.mkdir()
-        # The port first: taken, it is a one-line error before minutes of exporting, not after.
-        server = DemoServer(site, host=host, port=port)  # served from this thread: Ctrl-C stops it
-        try:
-            build_site(run_dirs, site, images=images, report=click.echo)
-        except BaseException:
-            server.close()
-            raise
-        server.reload()
-        try:
-            if server.warning:
-                click.echo(server.warning, err=True)
-            click.echo(f"serving the demo of {len(run_dirs)} run(s) at {server.url} (Ctrl-C stops)")
-            server.serve_forever()
-        except KeyboardInterrupt:  # a stop before the loop began (its own catches the rest): the same
-            server.close()
+        _build_then_serve(DemoServer(site, host=host, port=port),
+                          lambda: build_site(run_dirs, site, images=images, report=click.echo),
+                          f"the demo of {len(run_dirs)} run(s)")
+
+
+def _build_then_serve(server: Any, build: Callable[[], Path], what: str) -> None:
+    """Build the folder to serve (``build`` returns it) while ``server`` already holds the port, then serve
+    it from this thread until Ctrl-C. The port first: a taken one is a one-line error (the server's)
+    before minutes of exporting, not after; a failed build frees it again."""
+    try:
+        folder = build()
+    except BaseException:
+        server.close()
+        raise
+    server.reload(folder)
+    try:
+        if server.warning:
+            click.echo(server.warning, err=True)
+        click.echo(f"serving {what} at {server.url} (Ctrl-C stops)")
+        server.serve_forever()
+    except KeyboardInterrupt:  # a stop before the loop began (its own catches the rest): the same
+        server.close()
 
 
 @contextlib.contextmanager
