@@ -50,11 +50,10 @@ async function loadRun(entry) {
     ort.InferenceSession.create(entry.path + entry.decoder, options),
     loadTestImages(entry),
   ]);
-  return {
-    info: entry, encoder, decoder, tests,
-    z: new Float32Array(entry.latent_dim),
-    busy: false, dirty: false, inputAt: null, paints: 0,
-  };
+  const run = { info: entry, encoder, decoder, tests, z: new Float32Array(entry.latent_dim), inputAt: null,
+                paints: 0 };
+  run.render = coalesced(() => decodeAndPaint(run));
+  return run;
 }
 
 // The held-out images: one PNG strip, cut into count images of C×H×W floats in [0, 1].
@@ -83,20 +82,6 @@ function fromRgba(rgba, channels, height, width) {
   return pixels;
 }
 
-function paint(canvas, pixels, channels, height, width) {
-  const context = canvas.getContext("2d");
-  const image = context.createImageData(width, height);
-  const area = height * width;
-  for (let p = 0; p < area; p += 1) {
-    for (let c = 0; c < 3; c += 1) {
-      const value = pixels[(channels === 1 ? 0 : c) * area + p];
-      image.data[4 * p + c] = Math.round(255 * Math.min(1, Math.max(0, value)));
-    }
-    image.data[4 * p + 3] = 255;
-  }
-  context.putImageData(image, 0, 0);
-}
-
 function groupByLatentSize(runs) {
   const groups = new Map();
   for (const run of runs) {
@@ -106,27 +91,22 @@ function groupByLatentSize(runs) {
   return groups;
 }
 
-// Decode run.z and repaint its canvas. Moves that arrive while a decode runs are merged
-// into one more decode of the latest code, so the image never lags behind the sliders.
-async function render(run) {
-  if (run.busy) { run.dirty = true; return; }
-  run.busy = true;
-  try {
-    do {
-      run.dirty = false;
-      const since = run.inputAt;
-      run.inputAt = null;
-      const [channels, height, width] = run.info.image_shape;
-      const z = new ort.Tensor("float32", Float32Array.from(run.z), [1, run.z.length]);
-      const output = await run.decoder.run({ z });
-      paint(run.canvas, output.image.data, channels, height, width);
-      run.paints += 1;
-      run.canvas.dataset.paints = String(run.paints);
-      if (since !== null) demo.timings.push({ run: run.info.run, arch: run.info.arch, ms: performance.now() - since });
-    } while (run.dirty);
-  } finally {
-    run.busy = false;
-  }
+// Decode run.z and repaint its canvas (run.render: moves that arrive while a decode runs are merged into
+// one more decode of the latest code, common.js's coalesced).
+function render(run) {
+  return run.render();
+}
+
+async function decodeAndPaint(run) {
+  const since = run.inputAt;
+  run.inputAt = null;
+  const [channels, height, width] = run.info.image_shape;
+  const z = new ort.Tensor("float32", Float32Array.from(run.z), [1, run.z.length]);
+  const output = await run.decoder.run({ z });
+  paint(run.canvas, output.image.data, channels, height, width);
+  run.paints += 1;
+  run.canvas.dataset.paints = String(run.paints);
+  if (since !== null) demo.timings.push({ run: run.info.run, arch: run.info.arch, ms: performance.now() - since });
 }
 
 function buildGroup(index, latentDim, runs, activeKl) {

@@ -580,7 +580,9 @@ function buildCard(entry, model, card) {
   const latentDim = info.latent_dim;
   const collapsed = new Set(info.collapsed);
   const run = { entry, model, info, z: Float32Array.from(info.codes[0]), base: Float32Array.from(info.codes[0]),
-                busy: false, dirty: false, traversalBusy: false, traversalDirty: false, paints: 0, sliders: [] };
+                paints: 0, sliders: [] };
+  run.paintTraversal = coalesced(() => decodeTraversal(run));
+  run.renderLive = coalesced(() => decodeLive(run));
   entry.baseCode = run.base;
   entry.order = info.order.slice();
   const id = cardCount++;
@@ -700,38 +702,33 @@ function setBase(run, code) {
 }
 
 // Every traversal code in one batch: row i·steps + v is the base code with dimension order[i] set to value v.
-async function paintTraversal(run) {
-  if (run.traversalBusy) { run.traversalDirty = true; return; }
-  run.traversalBusy = true;
-  try {
-    do {
-      run.traversalDirty = false;
-      const { info } = run;
-      const latentDim = info.latent_dim;
-      const steps = run.values.length;
-      const codes = new Float32Array(latentDim * steps * latentDim);
-      info.order.forEach((j, i) => {
-        for (let v = 0; v < steps; v += 1) {
-          const offset = (i * steps + v) * latentDim;
-          codes.set(run.base, offset);
-          codes[offset + j] = run.values[v];
-        }
-      });
-      // A few rows at a time, the most informative first: they show before the whole grid is decoded.
-      for (let first = 0; first < latentDim; first += TRAVERSAL_CHUNK_ROWS) {
-        const last = Math.min(latentDim, first + TRAVERSAL_CHUNK_ROWS);
-        const chunk = codes.subarray(first * steps * latentDim, last * steps * latentDim);
-        const output = await decode(run.model, chunk, (last - first) * steps);
-        drawTraversal(run, output.image.data, first, last);
-        run.entry.firstRowsPaintedAt ??= performance.now();
-      }
-      run.paints += 1;
-      run.traversal.dataset.paints = String(run.paints);
-      run.entry.traversalPaintedAt = performance.now();
-    } while (run.traversalDirty);
-  } finally {
-    run.traversalBusy = false;
+function paintTraversal(run) {
+  return run.paintTraversal();
+}
+
+async function decodeTraversal(run) {
+  const { info } = run;
+  const latentDim = info.latent_dim;
+  const steps = run.values.length;
+  const codes = new Float32Array(latentDim * steps * latentDim);
+  info.order.forEach((j, i) => {
+    for (let v = 0; v < steps; v += 1) {
+      const offset = (i * steps + v) * latentDim;
+      codes.set(run.base, offset);
+      codes[offset + j] = run.values[v];
+    }
+  });
+  // A few rows at a time, the most informative first: they show before the whole grid is decoded.
+  for (let first = 0; first < latentDim; first += TRAVERSAL_CHUNK_ROWS) {
+    const last = Math.min(latentDim, first + TRAVERSAL_CHUNK_ROWS);
+    const chunk = codes.subarray(first * steps * latentDim, last * steps * latentDim);
+    const output = await decode(run.model, chunk, (last - first) * steps);
+    drawTraversal(run, output.image.data, first, last);
+    run.entry.firstRowsPaintedAt ??= performance.now();
   }
+  run.paints += 1;
+  run.traversal.dataset.paints = String(run.paints);
+  run.entry.traversalPaintedAt = performance.now();
 }
 
 // One decode at a time per session (the traversal and the live image share it): ONNX Runtime Web
@@ -778,31 +775,16 @@ function drawTraversal(run, pixels, first, last) {
   context.putImageData(image, 0, bandTop);
 }
 
-function toByte(value) {
-  return Math.round(255 * Math.min(1, Math.max(0, value)));
+
+// Decode run.z into the live image (run.renderLive: moves that arrive while a decode runs are merged into
+// one more decode of the latest code, common.js's coalesced).
+function renderLive(run) {
+  return run.renderLive();
 }
 
-// Decode run.z into the live image. Moves that arrive while a decode runs are merged into one more decode
-// of the latest code, so the image never lags behind the sliders.
-async function renderLive(run) {
-  if (run.busy) { run.dirty = true; return; }
-  run.busy = true;
-  try {
-    do {
-      run.dirty = false;
-      const [channels, height, width] = run.info.image_shape;
-      const output = await decode(run.model, Float32Array.from(run.z), 1);
-      const context = run.live.getContext("2d");
-      const image = context.createImageData(width, height);
-      const area = height * width;
-      for (let p = 0; p < area; p += 1) {
-        for (let c = 0; c < 3; c += 1) image.data[4 * p + c] = toByte(output.image.data[(channels === 1 ? 0 : c) * area + p]);
-        image.data[4 * p + 3] = 255;
-      }
-      context.putImageData(image, 0, 0);
-      run.live.dataset.paints = String(Number(run.live.dataset.paints) + 1);
-    } while (run.dirty);
-  } finally {
-    run.busy = false;
-  }
+async function decodeLive(run) {
+  const [channels, height, width] = run.info.image_shape;
+  const output = await decode(run.model, Float32Array.from(run.z), 1);
+  paint(run.live, output.image.data, channels, height, width);
+  run.live.dataset.paints = String(Number(run.live.dataset.paints) + 1);
 }
