@@ -28,10 +28,18 @@ STUDY_SCALE ?= small
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# pip installs without compiling every module to bytecode (half the install's time, torch's and Ray's
+# thousands of modules, most of which nothing imports): Python writes a module's bytecode into the venv
+# the first time it imports it, and later processes read it. A machine that turns that off for every
+# process (PYTHONDONTWRITEBYTECODE, set on CI's) would then compile torch afresh in each of the hundred
+# processes the tests start, so it is turned back on for what this Makefile runs.
+unexport PYTHONDONTWRITEBYTECODE
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(PIP_INSTALL) torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
+	$(PIP_INSTALL) -e '.[test]'
 	touch $@
 
 # ONNX Runtime Web for `betavae demo` (and the demo's tests): its pinned npm package, checked against

@@ -234,7 +234,7 @@ def test_random_reset_and_animate_buttons_drive_the_sliders(served, browser):
 def mnist_site(tmp_path_factory, mnist_dir) -> Iterator[tuple[str, Path]]:
     out = tmp_path_factory.mktemp("demo_mnist") / "run"
     train(TrainConfig(dataset="mnist", data_dir=str(mnist_dir), latent_dim=3, steps=40, batch_size=64,
-                      lr=3e-3, out=str(out), device="cpu"), progress=False)
+                      lr=3e-3, test_size=1000, out=str(out), device="cpu"), progress=False)
     site = build_site([out], tmp_path_factory.mktemp("mnist_site") / "site")
     with DemoServer(site, port=0) as server:
         yield server.url, out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from betavae import files
@@ -180,6 +181,46 @@ def test_a_cached_value_is_computed_once_per_key_and_a_damaged_file_is_computed_
     path.write_text(path.read_text()[:10])  # truncated
     assert files.cached("baselines", key, compute(0.4)) == {"score": 0.4} and calls == [0.5, 0.7, 0.6, 0.4]
     assert files.user_cache() == tmp_path / "betavae"
+
+
+def test_a_cached_array_is_computed_once_per_key_and_a_damaged_or_half_written_one_again(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+
+    def compute(value):
+        return lambda: calls.append(value) or np.full((3, 4), value, dtype=np.uint8)
+
+    key = {"set": "shapes", "values": [0.5, 1.0]}
+    np.testing.assert_array_equal(files.cached_array("rendered", key, compute(1)), np.full((3, 4), 1))
+    np.testing.assert_array_equal(files.cached_array("rendered", key, compute(2)), np.full((3, 4), 1))
+    assert calls == [1]
+    np.testing.assert_array_equal(files.cached_array("rendered", {**key, "values": [0.5]}, compute(3)), 3)
+    [index] = [path for path in (tmp_path / "betavae" / "rendered").glob("*.json")
+               if json.loads(path.read_text())["key"] == key]
+    data = index.with_suffix(".npy")
+    damaged = bytearray(data.read_bytes())
+    damaged[-1] ^= 0xFF  # one pixel changed: its checksum no longer matches
+    data.write_bytes(bytes(damaged))
+    np.testing.assert_array_equal(files.cached_array("rendered", key, compute(4)), 4)
+    data.write_bytes(data.read_bytes()[:-5])  # cut short
+    np.testing.assert_array_equal(files.cached_array("rendered", key, compute(5)), 5)
+    index.unlink()  # killed between the data and its index: the data alone is not trusted
+    np.testing.assert_array_equal(files.cached_array("rendered", key, compute(6)), 6)
+    assert calls == [1, 3, 4, 5, 6]
+    np.testing.assert_array_equal(files.cached_array("rendered", key, compute(7)), 6)
+    assert not [path for path in index.parent.iterdir() if files.is_temporary(path.name)]
+
+
+def test_an_unwritable_cache_costs_only_the_time_to_compute(tmp_path, monkeypatch):
+    (tmp_path / "betavae").write_text("a file where the cache's folder would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    for _ in range(2):
+        array = files.cached_array("rendered", {"set": "shapes"}, lambda: calls.append(1) or np.ones(2))
+        np.testing.assert_array_equal(array, np.ones(2))
+    assert calls == [1, 1]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])

@@ -80,6 +80,32 @@ def test_a_process_renders_a_set_once_and_shares_it_read_only(shapes, monkeypatc
     np.testing.assert_array_equal(first._images, shapes._images)
 
 
+def test_a_new_process_reads_the_set_it_rendered_before_from_the_users_cache(shapes, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    renders = []
+    render_all = ShapesDataset._render_all
+    monkeypatch.setattr(ShapesDataset, "_render_all",
+                        lambda self: renders.append(self.name) or render_all(self))
+
+    def in_a_new_process(**changes):
+        monkeypatch.setattr("betavae.data.sprites._rendered", OrderedDict())  # what this process rendered
+        return load(**{"name": "shapes", **changes})
+
+    np.testing.assert_array_equal(in_a_new_process()._images, shapes._images)
+    np.testing.assert_array_equal(in_a_new_process(test_size=300, seed=4)._images, shapes._images)
+    assert renders == ["shapes"]  # the second read the first's pixels
+    in_a_new_process(name="shapes_heart")
+    assert renders == ["shapes", "shapes_heart"]  # another set: its own entry
+    import inspect
+
+    source = inspect.getsource
+    changed = "betavae.data.render"
+    monkeypatch.setattr(inspect, "getsource",
+                        lambda module: source(module) + ("# changed" if module.__name__ == changed else ""))
+    np.testing.assert_array_equal(in_a_new_process()._images, shapes._images)
+    assert renders == ["shapes", "shapes_heart", "shapes"]  # the rasteriser changed: rendered again
+
+
 def test_sprites_never_touch_the_border(shapes):
     images = shapes.images_at(np.arange(len(shapes)))[:, 0]
     assert not images[:, [0, -1], :].any() and not images[:, :, [0, -1]].any()

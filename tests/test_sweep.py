@@ -461,7 +461,7 @@ def test_a_workers_environment_is_the_sweeps_when_it_starts_not_the_first_sweeps
                       progress=False)
     assert first.counts["done"] == 1
     monkeypatch.setenv("BETAVAE_DATA_DIR", str(mnist_dir))
-    mnist = {**one, "dataset": "mnist", "test_size": None}
+    mnist = {**one, "dataset": "mnist"}
     second = run_sweep(build_spec(mnist, {"seeds": 1}), tmp_path / "mnist", BackendOptions(workers=1),
                        progress=False)
     assert second.counts == {**second.counts, "done": 1, "failed": 0}

@@ -167,6 +167,48 @@ def cached(kind: str, key: Mapping[str, Any], compute: Callable[[], Any]) -> Any
     return value
 
 
+def cached_array(kind: str, key: Mapping[str, Any], compute: Callable[[], Any]) -> Any:
+    """``compute()``'s numpy array, kept in the user's cache under ``kind`` and ``key`` as :func:`cached`
+    keeps JSON values: ``<digest>.npy`` beside ``<digest>.json``, which names the key, the array's shape,
+    dtype and SHA-256, and is written last, so that a file cut short by a kill is never read back.
+
+    For what is slow to compute and quick to read (a rendered image set: a second to render, tens of
+    milliseconds to read), in every process that needs it. Read back only when the key, shape, dtype
+    and checksum all match; anything else is computed again and replaced. Unwritable: only the time.
+    """
+    import numpy as np
+
+    canonical = json.dumps(key, sort_keys=True, allow_nan=True)
+    stem = user_cache() / kind / hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    try:
+        stored = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+        if stored["key"] == json.loads(canonical):
+            with open(stem.with_suffix(".npy"), "rb") as file:
+                array = np.load(file, allow_pickle=False)
+            if (list(array.shape) == stored["shape"] and str(array.dtype) == stored["dtype"]
+                    and _array_digest(array) == stored["sha256"]):
+                return array
+    except (OSError, ValueError, KeyError, TypeError, EOFError):
+        pass
+    array = np.ascontiguousarray(compute())
+    try:
+        with replacing(stem.with_suffix(".npy")) as temporary:
+            with open(temporary, "wb") as file:
+                np.save(file, array, allow_pickle=False)
+                file.flush()
+                os.fsync(file.fileno())
+        atomic_write_text(stem.with_suffix(".json"), json.dumps({
+            "key": json.loads(canonical), "shape": list(array.shape), "dtype": str(array.dtype),
+            "sha256": _array_digest(array)}, allow_nan=True))
+    except OSError:
+        pass
+    return array
+
+
+def _array_digest(array: Any) -> str:
+    return hashlib.sha256(memoryview(array).cast("B")).hexdigest()
+
+
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, allow_nan=True).encode()).hexdigest()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -13,7 +14,9 @@ from betavae.data.render import SPRITE_RADIUS, rasterize
 
 # Rendered sets kept for this process, so that a study loading Shapes once per run, metric and
 # baseline renders it once: keyed by class and factor values, read-only, most recent last.
-# Only small sets are kept (Shapes and its heart are tens of MB; dSprites in memory is 3 GB).
+# Only small sets are kept (Shapes and its heart are tens of MB; dSprites in memory is 3 GB), in this
+# process and in the user's cache (``rendered/``), which every later process reads instead of
+# rendering again (a second per set, paid by each training process, sweep worker and test).
 RENDER_CACHE_BYTES = 256 * 2**20
 RENDER_CACHE_SETS = 4
 _rendered: OrderedDict[tuple, np.ndarray] = OrderedDict()
@@ -112,19 +115,39 @@ class SpriteDataset(FactorDataset):
         return factors
 
     def _rendered_once(self) -> np.ndarray:
-        """:meth:`_render_all`, or the read-only array this process rendered for the same set before."""
+        """:meth:`_render_all`, or the read-only array this process rendered or read for the same set
+        before, or the one the user's cache holds for it (see :data:`RENDER_CACHE_BYTES`)."""
         key = (type(self), self.image_size, self.supersample, self.sprite_size,
                tuple(values.tobytes() for values in self._values))
         if key in _rendered:
             _rendered.move_to_end(key)
             return _rendered[key]
-        images = self._render_all()
+        if len(self) * int(np.prod(self.image_shape)) > RENDER_CACHE_BYTES:
+            return self._render_all()
+        from betavae.files import cached_array
+
+        images = cached_array("rendered", self._render_key(), self._render_all)
         if images.nbytes <= RENDER_CACHE_BYTES:
             images.setflags(write=False)
             _rendered[key] = images
             while len(_rendered) > RENDER_CACHE_SETS:
                 _rendered.popitem(last=False)
         return images
+
+    def _render_key(self) -> dict[str, object]:
+        """All that this set's rendered pixels depend on: its constants, its factor values and the source
+        of the code that draws them (a change to the rasteriser renders the set again)."""
+        import inspect
+        import sys
+
+        from betavae.data import render
+
+        sources = {module.__name__: hashlib.sha256(inspect.getsource(module).encode()).hexdigest()
+                   for module in (render, sys.modules[__name__], sys.modules[type(self).__module__])}
+        return {"set": type(self).__qualname__, "name": self.name, "image_size": self.image_size,
+                "supersample": self.supersample, "sprite_size": self.sprite_size,
+                "shape_names": list(self.shape_names), "values": [values.tolist() for values in self._values],
+                "sources": sources}
 
     def _render_all(self, chunk: int = 16_384) -> np.ndarray:
         """Every image in index order, rendered chunk by chunk into one ``uint8`` array."""

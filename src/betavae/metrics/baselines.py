@@ -54,20 +54,25 @@ def ica(
     warning about it is not passed on. It is fitted on the pixels that vary in its sample: on
     5,000 dSprites images (a sixth of whose pixels are never lit) scikit-learn's FastICA ended in
     a component of zero spread and NaN weights for every seed tried, which the constant pixels,
-    carrying nothing, no longer bring about.
+    carrying nothing, no longer bring about. Its whitening takes the eigenvectors of the pixels'
+    covariance when there are at least as many images as pixels (scikit-learn's ``eigh``: the same
+    components as the default SVD of the whole sample, three times faster on 5,000 dSprites images),
+    the SVD otherwise; that the covariance has eigenvalues near zero (the pixels are more than the
+    sample's rank), which scikit-learn then warns of, does not touch the few largest that are kept.
     """
     import warnings
 
     from sklearn.decomposition import FastICA
     from sklearn.exceptions import ConvergenceWarning
 
-    model = FastICA(
-        n_components=latent_dim, whiten="unit-variance", max_iter=400, random_state=int(rng.integers(2**31))
-    )
+    random_state = int(rng.integers(2**31))
     fitting = _fitting_images(dataset, num_fit, rng)
     varying = fitting.std(axis=0) > 0
+    model = FastICA(n_components=latent_dim, whiten="unit-variance", max_iter=400, random_state=random_state,
+                    whiten_solver="eigh" if len(fitting) >= varying.sum() else "svd")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", "There are some small singular values", UserWarning)
         model.fit(fitting[:, varying])
     return lambda images: model.transform(_flatten(images)[:, varying])
 
