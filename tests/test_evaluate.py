@@ -194,8 +194,11 @@ def test_bad_evaluate_input_is_a_one_line_error(args, message, capsys):
 def test_size_options_reach_every_metric_under_the_same_names(name):
     metric = metrics.get(name)
     assert "n_train" in metric.sizes and set(metric.sizes) <= set(metrics.SIZE_NAMES)
-    sizes = {"n_train": 100, "n_eval": 40}
+    sizes = {"n_train": 100, "n_eval": 40, "batch_size": 8}
     assert metric_params(name, sizes) == {size: sizes[size] for size in metric.sizes}
+    # The batch is the L pairs of the β-VAE scores and the votes' batch of the FactorVAE score, no other's.
+    assert ("batch_size" in metric.sizes) == (name in ("beta_vae", "beta_vae_weak", "beta_vae_paper",
+                                                       "factor_vae"))
     assert metric_params(name, {"n_train": None, "n_eval": 40}) == (
         {"n_eval": 40} if "n_eval" in metric.sizes else {}
     )

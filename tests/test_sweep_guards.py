@@ -86,6 +86,34 @@ def test_flags_given_to_an_existing_sweep_extend_its_grid_or_are_refused(tmp_pat
     assert stored_spec(out).swept == {"beta_norm": [0.01, 1.0, 0.1]}
 
 
+@pytest.mark.slow
+def test_the_metrics_batch_reaches_the_beta_vae_score_and_a_new_one_measures_again_without_training(
+    tmp_path, capsys
+):
+    out = tmp_path / "sweep"
+    metrics = ["--metrics", "beta_vae", "--n-train", "4", "--n-eval", "2"]
+    code, stdout, err = run_cli(["sweep", *TINY_FLAGS, *metrics, "--metric-batch-size", "2", *RUN_FLAGS,
+                                 "--out", out], capsys)
+    assert code == 0, stdout + err
+
+    def measured() -> dict[str, tuple[int, int]]:  # by run: the batch its score averaged, its checkpoint
+        return {name: (RunDir(out / name).read_metrics()["disentanglement"]["settings"]["beta_vae"]
+                       ["batch_size"], (out / name / "checkpoint.pt").stat().st_mtime_ns)
+                for name in state_rows(out)}
+
+    first = measured()
+    assert {batch for batch, _ in first.values()} == {2} and stored_spec(out).metric_batch_size == 2
+    code, stdout, err = run_cli(["sweep", "--out", out, "--metric-batch-size", "3", *RUN_FLAGS], capsys)
+    assert code == 0, stdout + err
+    assert "metric_batch_size 2 → 3 (finished runs are measured where they lack it)" in stdout
+    # Scored again, not trained again.
+    assert measured() == {name: (3, checkpoint) for name, (_, checkpoint) in first.items()}
+    code, stdout, err = run_cli(["sweep", "--out", out, *RUN_FLAGS], capsys)  # continued as it is
+    assert code == 0 and "→" not in stdout and stored_spec(out).metric_batch_size == 3, err
+    code, _, err = run_cli(["sweep", "--out", out, "--metric-batch-size", "0", *RUN_FLAGS], capsys)
+    assert code == 1 and "metric_batch_size must be a positive integer, got 0" in err and err.count("\n") == 1
+
+
 def test_runs_of_a_killed_sweep_show_as_cut_off_with_how_to_resume(tmp_path, capsys):
     out = tmp_path / "sweep"
     names = queued_sweep(out)

@@ -481,6 +481,9 @@ PACK_OPTION = click.option(
 )
 @click.option("--n-train", type=int, help="training points of every metric  [default: each metric's own]")
 @click.option("--n-eval", type=int, help="evaluation points of every metric  [default: each metric's own]")
+@click.option("--metric-batch-size", type=int,
+              help="pairs a point of the β-VAE scores averages (their L), images a FactorVAE vote takes  "
+                   "[default: each metric's own, 64]")
 @click.option("--metric-seed", type=SEED, help="seed of the metrics' samples  [default: 0]")
 @click.option("--out", help="sweep folder  [default: sweeps/<grid file name>; needed without a grid file]")
 @click.option("--workers", type=int, help="runs at once  [default: one per GPU, else one per core]")
@@ -508,6 +511,7 @@ def sweep(
     metric_names: str | None,
     n_train: int | None,
     n_eval: int | None,
+    metric_batch_size: int | None,
     metric_seed: int | None,
     out: str | None,
     workers: int | None,
@@ -542,6 +546,7 @@ def sweep(
         "metrics": metric_names,
         "n_train": n_train,
         "n_eval": n_eval,
+        "metric_batch_size": metric_batch_size,
         "metric_seed": metric_seed,
     }
     backend = BackendOptions(backend, workers, ray_address, cpus_per_run, gpus_per_run, pack).check()

@@ -34,8 +34,9 @@ from betavae.metrics.representation import (
 )
 from betavae.metrics.sap import sap
 
-# The size parameters users set once for every metric (--n-train, --n-eval); each metric takes those it has.
-SIZE_NAMES = ("n_train", "n_eval")
+# The size parameters set once for every metric (--n-train, --n-eval; a sweep's --metric-batch-size, the L
+# of the β-VAE scores and the votes' batch of the FactorVAE score); each metric takes those it has.
+SIZE_NAMES = ("n_train", "n_eval", "batch_size")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,15 @@ def parse_metric_names(text: str, flag: str = "--metrics") -> list[str]:
     return names
 
 
+def metric_sizes(
+    n_train: int | None, n_eval: int | None, batch_size: int | None = None
+) -> dict[str, int | None]:
+    """The sizes (:data:`betavae.metrics.SIZE_NAMES`) a sweep or a study hands every metric; the batch only
+    when set, so that the settings of runs measured before it could be set still match what is asked."""
+    sizes = {"n_train": n_train, "n_eval": n_eval}
+    return {**sizes, "batch_size": batch_size} if batch_size is not None else sizes
+
+
 def metric_params(name: str, sizes: Mapping[str, int | None]) -> dict[str, int]:
     """The sizes given (``n_train``, ``n_eval``; None: its default) that metric ``name`` takes."""
     taken = metrics.get(name).sizes

@@ -71,7 +71,10 @@ VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 # Options of the [sweep] table, with what each must be.
 SWEEP_OPTIONS = {"seeds": "a positive integer (how many seeds, from 0) or a list of seeds",
                  "metrics": "a list of metric names", "metric_seed": "a seed",
-                 "n_train": "a positive integer", "n_eval": "a positive integer"}
+                 "n_train": "a positive integer", "n_eval": "a positive integer",
+                 "metric_batch_size": "a positive integer"}
+# The sweep options that are sizes of the metrics, and the metrics' parameter each sets.
+METRIC_SIZES = {"n_train": "n_train", "n_eval": "n_eval", "metric_batch_size": "batch_size"}
 
 
 def resumable_keys() -> set[str]:
@@ -96,6 +99,9 @@ class GridSpec:
     metric_seed: int = 0
     n_train: int | None = None
     n_eval: int | None = None
+    # The metrics' batch (the β-VAE scores' L pairs a point; None: each metric's own): its own name beside
+    # the training key batch_size.
+    metric_batch_size: int | None = None
     # Named sets of training keys laid over ``fixed``, crossed with the seeds: [{"name": "bf16", …}, …].
     variants: list[dict[str, Any]] = field(default_factory=list)
 
@@ -109,7 +115,9 @@ class GridSpec:
     @property
     def sizes(self) -> dict[str, int | None]:
         """The size options of :func:`betavae.evaluation.score`."""
-        return {"n_train": self.n_train, "n_eval": self.n_eval}
+        from betavae.metrics.settings import metric_sizes
+
+        return metric_sizes(self.n_train, self.n_eval, self.metric_batch_size)
 
     def varied(self) -> list[str]:
         """The keys whose value differs between points (``variant`` first and seed last, when there are
@@ -309,7 +317,7 @@ def build_spec(training: Mapping[str, Any], options: Mapping[str, Any], source: 
         spec.metrics = _metrics(options["metrics"], source)
     if "metric_seed" in options:
         spec.metric_seed = check_seed(options["metric_seed"], f"{source}: metric_seed")
-    for size in ("n_train", "n_eval"):
+    for size in METRIC_SIZES:
         if size in options:
             value = options[size]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -570,7 +578,8 @@ def continue_grid(
     if "seeds" in option_keys or "seed" in training_keys:
         seeds += [seed for seed in given.seeds if seed not in seeds]
     options: dict[str, Any] = {"seeds": seeds, "metrics": stored.metrics, "metric_seed": stored.metric_seed,
-                               **{key: value for key, value in stored.sizes.items() if value is not None}}
+                               **{key: getattr(stored, key) for key in METRIC_SIZES
+                                  if getattr(stored, key) is not None}}
     for key in set(option_keys) - {"seeds"}:
         options[key] = getattr(given, key)
     options = {key: value for key, value in options.items() if value is not None}
@@ -629,7 +638,7 @@ def grid_changes(stored: GridSpec, merged: GridSpec) -> list[str]:
         if old != new:
             then = " (finished runs train on from their checkpoints)" if key == "steps" else ""
             lines.append(f"{key} {_shown(old)} → {_shown(new)} for every run{then}")
-    for key in ("metrics", "metric_seed", "n_train", "n_eval"):
+    for key in ("metrics", "metric_seed", *METRIC_SIZES):
         old, new = getattr(stored, key), getattr(merged, key)
         if old != new:
             lines.append(f"{key} {_option_text(old)} → {_option_text(new)} (finished runs are measured "

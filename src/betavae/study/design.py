@@ -119,6 +119,7 @@ class Scale:
     n_train: int
     n_eval: int
     test_size: dict[str, int] = field(default_factory=dict)
+    metric_batch_size: int | None = None  # the β-VAE scores' L pairs a point (None: the metrics' own, 64)
     baseline_seeds: int = 3
     baseline_fit: int = 10_000  # images PCA and ICA are fitted on
     transfer_labels: tuple[int, ...] = (10, 100, 1000)
@@ -141,6 +142,13 @@ class Scale:
     # (PAPER_NET_SWEEP) and its baselines scored by the paper's protocol too (PAPER_METRIC).
     paper_net: bool = False
     brief: str = ""  # what it is for and what it costs, in a few words, for the CLI's help
+
+    @property
+    def metric_sizes(self) -> dict[str, int]:
+        """The sizes every metric of this scale runs with (:data:`betavae.metrics.SIZE_NAMES`)."""
+        from betavae.metrics.settings import metric_sizes
+
+        return metric_sizes(self.n_train, self.n_eval, self.metric_batch_size)
 
     @property
     def seeds_of_grid(self) -> int:
@@ -263,7 +271,7 @@ SCALES = {
 SCALES["test"] = replace(
     SCALES["smoke"], name="test", why="the test suite's: the smoke study's shape on fewer steps and points",
     brief="the test suite's: smoke's shape, fewer steps",
-    steps={"shapes": 12, "dsprites": 3, "mnist": 12}, n_train=20, n_eval=10,
+    steps={"shapes": 12, "dsprites": 3, "mnist": 12}, n_train=20, n_eval=10, metric_batch_size=16,
     test_size={"shapes": 200, "dsprites": 200, "mnist": 1000},
     baseline_fit=300, transfer_labels=(10, 20), transfer_test=200, blur_images=16)
 

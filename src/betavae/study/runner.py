@@ -223,6 +223,8 @@ def sweep_spec(part: Part, kind: str, scale: Scale, data_dir: str | None = None)
         weak = [WEAK_METRIC] if kind == "grid" and SCORE_METRIC in scale.metrics else []
         metrics = scale.metrics_of(part) if kind == PAPER_NET_SWEEP else scale.metrics
         sweep_options.update(metrics=[*metrics, *weak], n_train=scale.n_train, n_eval=scale.n_eval)
+        if scale.metric_batch_size is not None:
+            sweep_options.update(metric_batch_size=scale.metric_batch_size)
     return build_spec(training, sweep_options, source=f"reproduce {part.folder} {kind}")
 
 
@@ -415,7 +417,7 @@ def baseline_scores(part: Part, name: str, seed: int, scale: Scale) -> dict[str,
     from betavae.files import cached
     from betavae.metrics.settings import headline_value
 
-    sizes = {"n_train": scale.n_train, "n_eval": scale.n_eval}
+    sizes = scale.metric_sizes
     metrics = list(scale.metrics_of(part))
     key = {"betavae": __version__, "dataset": part.dataset, "baseline": name, "seed": seed,
            "metrics": metrics, "sizes": sizes, "latent_dim": scale.compare_latent,

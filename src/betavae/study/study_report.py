@@ -565,7 +565,7 @@ def _metrics_section(scale: Scale) -> Section:
     from betavae import metrics
     from betavae.metrics.settings import metric_settings
 
-    sizes = {"n_train": scale.n_train, "n_eval": scale.n_eval}
+    sizes = scale.metric_sizes
     body = []
     for name in scale.metrics:
         metric = metrics.get(name)
@@ -574,7 +574,8 @@ def _metrics_section(scale: Scale) -> Section:
                      settings])
     text = ("Every disentanglement score below, on the runs and on the baselines, is one of these, with "
             "these settings (the seed of its points: 0 on the runs, 0, 1, … on the baselines). Defaults "
-            "follow disentanglement_lib (Locatello et al. 2019); only the numbers of points differ by scale.")
+            "follow disentanglement_lib (Locatello et al. 2019); only the numbers of points (and, at the "
+            "test suite's scale, the pairs a point averages) differ by scale.")
     table = Table(["Metric", "Name, value", "Reference", "Fitted on the codes", "Settings"], body,
                   "The metrics and their settings")
     return Section("Metrics", [text], [table], [])
