@@ -33,13 +33,20 @@ $(BIN)/python:
 # the first time it imports it, and later processes read it. A machine that turns that off for every
 # process (PYTHONDONTWRITEBYTECODE, set on CI's) would then compile torch afresh in each of the hundred
 # processes the tests start, so it is turned back on for what this Makefile runs.
+# What the package and its tests import is compiled once at install, by two processes at once (otherwise
+# each test worker would compile the same modules at the same time in its first seconds).
 unexport PYTHONDONTWRITEBYTECODE
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
+COMPILED_BY_IMPORT := "import torch._dynamo, torch.onnx" \
+	"import betavae.cli, numpy, scipy.stats, sklearn.linear_model, sklearn.ensemble, sklearn.svm, \
+	sklearn.decomposition, matplotlib.pyplot, PIL.Image, onnx, onnxruntime, ray, playwright.sync_api, \
+	pytest, xdist, hypothesis"
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(PIP_INSTALL) torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
 	$(PIP_INSTALL) -e '.[test]'
+	printf '%s\n' $(COMPILED_BY_IMPORT) | xargs -P 2 -d '\n' -n 1 $(BIN)/python -c
 	touch $@
 
 # ONNX Runtime Web for `betavae demo` (and the demo's tests): its pinned npm package, checked against
