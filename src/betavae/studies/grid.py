@@ -73,8 +73,8 @@ SWEEP_OPTIONS = {"seeds": "a positive integer (how many seeds, from 0) or a list
                  "metrics": "a list of metric names", "metric_seed": "a seed",
                  "n_train": "a positive integer", "n_eval": "a positive integer",
                  "metric_batch_size": "a positive integer"}
-# The sweep options that are sizes of the metrics, and the metrics' parameter each sets.
-METRIC_SIZES = {"n_train": "n_train", "n_eval": "n_eval", "metric_batch_size": "batch_size"}
+# The sweep options that are sizes of the metrics (GridSpec.sizes hands them to the metrics).
+METRIC_SIZES = ("n_train", "n_eval", "metric_batch_size")
 
 
 def resumable_keys() -> set[str]:
