@@ -271,6 +271,16 @@ def test_group_difference_matches_scipys_welch_t(better, worse):
         assert evidence.estimate == pytest.approx(np.mean(better) - np.mean(worse))
 
 
+def test_separation_is_scipys_one_way_anova():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        groups = [rng.normal(rng.normal(), rng.uniform(0.01, 2), rng.integers(3, 8))
+                  for _ in range(rng.integers(2, 7))]
+        evidence, anova = stats.separation(groups), scipy_stats.f_oneway(*groups)
+        assert evidence.estimate == pytest.approx(anova.statistic, rel=1e-9)
+        assert evidence.p_held == pytest.approx(anova.pvalue, rel=1e-9, abs=1e-300)
+
+
 def test_coarse_effect_needs_five_seeds_and_then_gives_one_in_thirty_two():
     evidence = stats.coarse_effect([0.5] * 5, "positive")
     assert evidence.p_held == 1 / 32 and evidence.p_not_held == 1.0

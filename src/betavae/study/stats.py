@@ -37,7 +37,6 @@ from typing import Literal
 
 import numpy as np
 from scipy import special as scipy_special
-from scipy import stats as scipy_stats
 
 HELD, NOT_HELD, INCONCLUSIVE = "held", "not held", "inconclusive"
 VERDICTS = (HELD, NOT_HELD, INCONCLUSIVE)
@@ -327,8 +326,25 @@ def separation(groups: Sequence[Sequence[float | None]]) -> Evidence:
         return Evidence("F test", math.nan, n, reason=f"too few seeds ({n} < {MIN_SEEDS}) or settings")
     if all(_constant(values) for values in arrays):
         return Evidence("F test", math.inf, n, reason="zero spread over seeds: nothing to measure noise by")
-    result = scipy_stats.f_oneway(*arrays)
-    return Evidence("F test", float(result.statistic), n, p_held=float(result.pvalue))
+    statistic, pvalue = _one_way_f(arrays)
+    return Evidence("F test", statistic, n, p_held=pvalue)
+
+
+def _one_way_f(arrays: Sequence[np.ndarray]) -> tuple[float, float]:
+    """The one-way ANOVA's F and its p-value, computed as ``scipy.stats.f_oneway`` does (sums of squares
+    about the pooled mean) without its per-call argument handling, which made it most of the claims'
+    simulations' time; the tests check it against scipy's."""
+    pooled = np.concatenate(arrays)
+    offset = pooled.mean()
+    centred = pooled - offset
+    normalized_ss = centred.sum() ** 2 / pooled.size
+    total_ss = float(centred @ centred) - normalized_ss
+    between_ss = sum(float((values - offset).sum()) ** 2 / values.size for values in arrays) - normalized_ss
+    between_df, within_df = len(arrays) - 1, pooled.size - len(arrays)
+    within_ms = np.float64((total_ss - between_ss) / within_df)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        statistic = float(np.float64(between_ss / between_df) / within_ms)
+    return statistic, float(scipy_special.fdtrc(between_df, within_df, statistic))
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
