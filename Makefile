@@ -37,16 +37,16 @@ $(BIN)/python:
 # each test worker would compile the same modules at the same time in its first seconds).
 unexport PYTHONDONTWRITEBYTECODE
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
-COMPILED_BY_IMPORT := "import torch._dynamo, torch.onnx" \
-	"import betavae.cli, numpy, scipy.stats, sklearn.linear_model, sklearn.ensemble, sklearn.svm, \
-	sklearn.decomposition, matplotlib.pyplot, PIL.Image, onnx, onnxruntime, ray, playwright.sync_api, \
-	pytest, xdist, hypothesis"
+IMPORTED_WITH_TORCH := import torch._dynamo, torch.onnx
+IMPORTED_WITHOUT := import betavae.cli, numpy, scipy.stats, sklearn.linear_model, sklearn.ensemble, \
+	sklearn.svm, sklearn.decomposition, matplotlib.pyplot, PIL.Image, onnx, onnxruntime, ray, \
+	playwright.sync_api, pytest, xdist, hypothesis
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(PIP_INSTALL) torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
 	$(PIP_INSTALL) -e '.[test]'
-	printf '%s\n' $(COMPILED_BY_IMPORT) | xargs -P 2 -d '\n' -n 1 $(BIN)/python -c
+	$(BIN)/python -c "$(IMPORTED_WITH_TORCH)" & torch=$$!; $(BIN)/python -c "$(IMPORTED_WITHOUT)" && wait $$torch
 	touch $@
 
 # ONNX Runtime Web for `betavae demo` (and the demo's tests): its pinned npm package, checked against
