@@ -149,8 +149,8 @@ def cached(kind: str, key: Mapping[str, Any], compute: Callable[[], Any]) -> Any
     written with it: a damaged, truncated or hand-edited file is computed again (and replaced),
     never trusted. An unwritable cache only costs the time to compute.
     """
-    canonical = json.dumps(key, sort_keys=True, allow_nan=True)
-    path = user_cache() / kind / f"{hashlib.sha256(canonical.encode()).hexdigest()[:32]}.json"
+    canonical, stem = _cache_entry(kind, key)
+    path = stem.with_suffix(".json")
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
         value = stored["value"]
@@ -178,8 +178,7 @@ def cached_array(kind: str, key: Mapping[str, Any], compute: Callable[[], Any]) 
     """
     import numpy as np
 
-    canonical = json.dumps(key, sort_keys=True, allow_nan=True)
-    stem = user_cache() / kind / hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    canonical, stem = _cache_entry(kind, key)
     try:
         stored = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
         if stored["key"] == json.loads(canonical):
@@ -203,6 +202,12 @@ def cached_array(kind: str, key: Mapping[str, Any], compute: Callable[[], Any]) 
     except OSError:
         pass
     return array
+
+
+def _cache_entry(kind: str, key: Mapping[str, Any]) -> tuple[str, Path]:
+    """``key`` as canonical JSON, and the path (without suffix) of its entry under ``kind``."""
+    canonical = json.dumps(key, sort_keys=True, allow_nan=True)
+    return canonical, user_cache() / kind / hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def _array_digest(array: Any) -> str:
