@@ -122,16 +122,15 @@ class SpriteDataset(FactorDataset):
         if key in _rendered:
             _rendered.move_to_end(key)
             return _rendered[key]
-        if len(self) * int(np.prod(self.image_shape)) > RENDER_CACHE_BYTES:
+        if len(self) * int(np.prod(self.image_shape)) > RENDER_CACHE_BYTES:  # uint8: one byte a pixel
             return self._render_all()
         from betavae.files import cached_array
 
         images = cached_array("rendered", self._render_key(), self._render_all)
-        if images.nbytes <= RENDER_CACHE_BYTES:
-            images.setflags(write=False)
-            _rendered[key] = images
-            while len(_rendered) > RENDER_CACHE_SETS:
-                _rendered.popitem(last=False)
+        images.setflags(write=False)
+        _rendered[key] = images
+        while len(_rendered) > RENDER_CACHE_SETS:
+            _rendered.popitem(last=False)
         return images
 
     def _render_key(self) -> dict[str, object]:
