@@ -1,5 +1,6 @@
 """The speed settings: they change how fast training runs, not what it learns."""
 
+import json
 import os
 import subprocess
 import sys
@@ -15,15 +16,17 @@ from betavae.runs import RunDir
 from betavae.training import performance
 from betavae.training.loop import train
 
-# bf16 keeps 8 bits of mantissa: after 300 steps the held-out loss of bf16 runs, averaged
-# over three seeds, stays within this fraction of fp32's average. A single pair of runs is
-# too noisy to test: on conv28 / Shapes at batch 32 the bf16 − fp32 difference per seed measured
-# −4.4% to +5.0% (fp32 alone varies 12% between seeds 0 and 2), its three-seed average +0.1%; at
-# batch 16 (what the test trains, for half the time) −2.7% to +4.2% over seeds 0–4, the average of
-# seeds 0–2 −0.2% and of all five +0.2% (2026-12-06). Fewer steps are not the same test: at 150
-# steps bf16 was worse on every one of five seeds (+2.5% on average).
-BF16_LOSS_TOLERANCE = 0.03
-BF16_SEEDS = (0, 1, 2)
+# bf16 keeps 8 bits of mantissa. A run trained in bf16 follows the loss curve of the fp32 run of the
+# same seed (the same initial weights and batches): its training loss averaged over the run's 200 steps
+# stays within BF16_CURVE_TOLERANCE of fp32's. On conv28 / Shapes at batch 16 the difference measured
+# -0.6 % to +1.1 % over seeds 0-5 (mean +0.3 %, SD 0.6 %; 2026-12-07), so one pair of runs decides it.
+# The held-out loss at the end is the same comparison at one point of a noisy curve: -3.1 % to +1.8 %
+# over those seeds (fp32 alone varies 12 % between seeds), checked against the looser
+# BF16_HELD_OUT_TOLERANCE ("within a few percent", as the README says). Averaging the held-out loss
+# over seeds instead took six 300-step runs, five times as long.
+BF16_CURVE_TOLERANCE = 0.03
+BF16_HELD_OUT_TOLERANCE = 0.06
+BF16_STEPS = 200
 BF16_BATCH = 16
 
 needs_bf16 = pytest.mark.skipif(not performance.bf16_supported(torch.device("cpu")),
@@ -51,20 +54,21 @@ def config(out, **changes) -> TrainConfig:
 
 @pytest.mark.slow
 @needs_bf16
-def test_bf16_training_ends_within_the_stated_tolerance_of_fp32(tmp_path):
-    full = [
-        train(config(tmp_path / f"fp32-{seed}", seed=seed, batch_size=BF16_BATCH),
-              progress=False).test["loss"]
-        for seed in BF16_SEEDS
-    ]
-    half = [
-        train(config(tmp_path / f"bf16-{seed}", seed=seed, batch_size=BF16_BATCH, precision="bf16"),
-              progress=False).test["loss"]
-        for seed in BF16_SEEDS
-    ]
-    assert sum(half) / len(half) == pytest.approx(sum(full) / len(full), rel=BF16_LOSS_TOLERANCE)
-    assert all(a != b for a, b in zip(half, full, strict=True))  # they did run in another precision
-    derived = tomllib.loads((tmp_path / "bf16-0" / "config.toml").read_text())
+def test_bf16_training_follows_fp32s_loss_curve_and_ends_within_a_few_percent(tmp_path):
+    def trained(precision: str) -> tuple[float, float]:
+        out = tmp_path / precision
+        settings = config(out, steps=BF16_STEPS, batch_size=BF16_BATCH, log_every=10, precision=precision)
+        result = train(settings, progress=False)
+        logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        assert [entry["step"] for entry in logged] == list(range(10, BF16_STEPS + 1, 10))
+        return sum(entry["loss"] for entry in logged) / len(logged), result.test["loss"]
+
+    full_curve, full_held_out = trained("fp32")
+    half_curve, half_held_out = trained("bf16")
+    assert half_curve == pytest.approx(full_curve, rel=BF16_CURVE_TOLERANCE)
+    assert half_held_out == pytest.approx(full_held_out, rel=BF16_HELD_OUT_TOLERANCE)
+    assert half_curve != full_curve and half_held_out != full_held_out  # they did run in another precision
+    derived = tomllib.loads((tmp_path / "bf16" / "config.toml").read_text())
     assert derived["precision"] == "bf16"
 
 
