@@ -69,7 +69,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 # The training keys the flags set, as the sweep engine's refusals name them.
 FLAGS = {"steps": "--steps", "eval_every": "--eval-every", "eval_n_train": "--mig-points",
-         "latent_dim": "--latent", "beta": "--beta", "device": "--device", "seed": "--seeds"}
+         "latent_dim": "--latent", "beta": "--beta", "device": "--device", "seed": "--seeds",
+         "test_size": "--test-size"}
 
 
 def grid(args: argparse.Namespace, device: torch.device, variants: Sequence[str]) -> GridSpec:
@@ -80,6 +81,8 @@ def grid(args: argparse.Namespace, device: torch.device, variants: Sequence[str]
                 "eval_n_train": args.mig_points, "eval_seed": MIG_SAMPLE_SEED,
                 "seed": list(dict.fromkeys(parse_flag_values(args.seeds, "--seeds"))),
                 "variants": [{"name": name, **VARIANTS[name]} for name in variants]}
+    if args.test_size is not None:  # else dSprites' own (10,000), as runs made before the flag recorded it
+        training["test_size"] = args.test_size
     return build_spec(training, {}, source="time_to_disentangle", names=FLAGS)
 
 
@@ -235,6 +238,8 @@ def arguments() -> argparse.ArgumentParser:
                        help="continue runs that already exist (after an interruption, or to more --steps)")
     again.add_argument("--overwrite", action="store_true", help="delete variant run folders that hold a run")
     add("--seeds", default="0", help="comma-separated training seeds (0)")
+    add("--test-size", type=positive_int, default=None,
+        help="held-out images of the final loss (default: dSprites' 10,000)")
     add("--latent", type=positive_int, default=10)
     add("--beta", type=float, default=4.0)
     return parser
@@ -287,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                  for name in dict.fromkeys(result["variant"] for result in results)}
     settings = {"steps": args.steps, "eval_every": args.eval_every, "mig_points": args.mig_points,
                 "seeds": spec.seeds, "mig_sample_seed": MIG_SAMPLE_SEED, "latent": args.latent,
-                "beta": args.beta, "arch": "conv64", "dataset": "dsprites", "device": device_name,
+                "beta": args.beta, "arch": "conv64", "dataset": "dsprites", "test_size": args.test_size,
+                "device": device_name,
                 "torch_version": torch.__version__, "skipped": skipped}
     write_results(out, {"settings": settings, "variants": results, "over_seeds": summaries})
     print_summary(results, summaries)

@@ -1,11 +1,11 @@
 """benchmarks/time_to_disentangle.py: its runs survive interruption and continue to more steps.
 
-At a toy size: 4 or 8 steps, MIG on 300 points every 2 steps. The script runs once as users run
-it, in a child process stopped with Ctrl-C; its resume rules are driven through its ``main()`` in
-this process, where a child process would add only its start (the runs train in the sweep's
-worker processes either way). That a resumed run trains and scores as one that never stopped is
-training's own behaviour, pinned in test_eval_during_training.py; here, that the benchmark's
-runs resume from their checkpoints, their clocks going on from there.
+At a toy size: 4 or 8 steps, MIG on 300 points every 2 steps, the final loss on 200 held-out images.
+The script runs once as users run it, in a child process stopped with Ctrl-C; its resume rules are
+driven through its ``main()`` in this process, where a child process would add only its start (the
+runs train in the sweep's worker processes either way). That a resumed run trains and scores as one
+that never stopped is training's own behaviour, pinned in test_eval_during_training.py; here, that
+the benchmark's runs resume from their checkpoints, their clocks going on from there.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from processes import wait_until
 pytestmark = pytest.mark.slow  # every test trains, or runs the benchmark in a child process
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_disentangle.py"
-TOY = ["--eval-every", "2", "--mig-points", "300"]
+TOY = ["--eval-every", "2", "--mig-points", "300", "--test-size", "200"]
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,7 @@ def test_a_resumed_benchmark_run_goes_on_from_its_checkpoint_and_clock(benchmark
 
     code, stdout, err = invoke(benchmark, capsys, out, "--steps", "8", "--resume")
     assert code == 0, err
+    assert run.read_config().test_size == 200  # --test-size reaches the runs
     assert "default-s0 resumed at step 4" in stdout
     assert state_rows(out)["default-s0"]["result"]["started_from"] == 4  # not trained again from step 0
 
