@@ -271,8 +271,8 @@ SCALES = {
 SCALES["test"] = replace(
     SCALES["smoke"], name="test", why="the test suite's: the smoke study's shape on fewer steps and points",
     brief="the test suite's: smoke's shape, fewer steps",
-    steps={"shapes": 12, "dsprites": 3, "mnist": 12}, n_train=20, n_eval=10, metric_batch_size=16,
-    test_size={"shapes": 200, "dsprites": 200, "mnist": 1000},
+    steps={"shapes": 12, "dsprites": 3, "mnist": 12}, n_train=20, n_eval=10, metric_batch_size=4,
+    test_size={"shapes": 200, "dsprites": 200, "mnist": 200},
     baseline_fit=300, transfer_labels=(10, 20), transfer_test=200, blur_images=16)
 
 
