@@ -24,6 +24,7 @@ A leaf module: it imports nothing of betavae but the error type, so data, viz an
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -52,7 +53,7 @@ RUN_FOLDER_FILES = frozenset({
 
 # -- atomic writes ---------------------------------------------------------------------------------
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
     """Write ``data`` so that ``path`` holds either the old or the new content, never half.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, and then replace
@@ -190,12 +191,10 @@ def cached_array(kind: str, key: Mapping[str, Any], compute: Callable[[], Any]) 
     except (OSError, ValueError, KeyError, TypeError, EOFError):
         pass
     array = np.ascontiguousarray(compute())
+    data = io.BytesIO()
+    np.save(data, array, allow_pickle=False)
     try:
-        with replacing(stem.with_suffix(".npy")) as temporary:
-            with open(temporary, "wb") as file:
-                np.save(file, array, allow_pickle=False)
-                file.flush()
-                os.fsync(file.fileno())
+        atomic_write_bytes(stem.with_suffix(".npy"), data.getbuffer())
         atomic_write_text(stem.with_suffix(".json"), json.dumps({
             "key": json.loads(canonical), "shape": list(array.shape), "dtype": str(array.dtype),
             "sha256": _array_digest(array)}, allow_nan=True))
